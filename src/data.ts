@@ -1,0 +1,118 @@
+/**
+ * Callback data rules (spec 8): JSON-serializable plain objects, a size limit
+ * per report, and a shallow merge where later keys win and `__proto__`,
+ * `constructor` and `prototype` are never merged.
+ *
+ * @module
+ */
+
+import { InvalidDataError, PayloadTooLargeError } from './errors.js';
+
+/** A JSON value. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/** Callback data: a JSON object. */
+export type CallbackData = { readonly [key: string]: JsonValue };
+
+/** Keys that are never merged into callback data. */
+export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** The frozen empty data object. */
+export const EMPTY_DATA: CallbackData = Object.freeze({});
+
+function deepFreeze(value: unknown): void {
+  if (typeof value !== 'object' || value === null) return;
+  Object.freeze(value);
+  for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
+}
+
+/**
+ * Validates report data and returns a private, deeply frozen copy with the
+ * forbidden keys dropped at the top level.
+ *
+ * @param what - how to name the data in errors, e.g. `callbackData`.
+ * @param value - the incoming data; `undefined` and `null` mean `{}`.
+ * @param maxBytes - limit on the UTF-8 size of its JSON text.
+ * @returns the frozen copy.
+ * @throws {@link InvalidDataError} if it is not a JSON-serializable plain object.
+ * @throws {@link PayloadTooLargeError} if its JSON is larger than `maxBytes`.
+ */
+export function ingestData(what: string, value: unknown, maxBytes: number): CallbackData {
+  if (value === undefined || value === null) return EMPTY_DATA;
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidDataError(`${what} must be a JSON object (got ${Array.isArray(value) ? 'an array' : typeof value})`);
+  }
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch (err) {
+    throw new InvalidDataError(`${what} is not JSON-serializable: ${(err as Error).message}`, { cause: err });
+  }
+  if (json === undefined) throw new InvalidDataError(`${what} is not JSON-serializable`);
+  // A UTF-8 byte is at most 3 per UTF-16 unit, so short texts skip the exact count.
+  if (json.length * 3 > maxBytes) {
+    const bytes = Buffer.byteLength(json, 'utf8');
+    if (bytes > maxBytes) {
+      throw new PayloadTooLargeError(`${what} is ${bytes} bytes of JSON, over the limit of ${maxBytes}`, maxBytes);
+    }
+  }
+  return parseFrozen(json);
+}
+
+/**
+ * Like {@link ingestData} for a value just parsed from JSON text of known
+ * size (the HTTP path): no second serialization.
+ */
+export function ingestParsed(what: string, value: unknown): CallbackData {
+  if (value === undefined || value === null) return EMPTY_DATA;
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidDataError(`${what} must be a JSON object (got ${Array.isArray(value) ? 'an array' : typeof value})`);
+  }
+  const out = dropForbidden(value as Record<string, JsonValue>);
+  deepFreeze(out);
+  return out;
+}
+
+function parseFrozen(json: string): CallbackData {
+  const parsed = JSON.parse(json) as Record<string, JsonValue>;
+  const out = dropForbidden(parsed);
+  deepFreeze(out);
+  return out;
+}
+
+function dropForbidden(obj: Record<string, JsonValue>): Record<string, JsonValue> {
+  if (Object.hasOwn(obj, '__proto__') || Object.hasOwn(obj, 'constructor') || Object.hasOwn(obj, 'prototype')) {
+    const clean: Record<string, JsonValue> = {};
+    for (const key of Object.keys(obj)) if (!FORBIDDEN_KEYS.has(key)) clean[key] = obj[key]!;
+    return clean;
+  }
+  return obj;
+}
+
+/**
+ * Shallow merge: a new frozen object with `patch`'s keys over `base`'s.
+ * Both inputs must come from {@link ingestData}, so neither holds forbidden keys.
+ *
+ * @returns `base` itself when `patch` is empty.
+ */
+export function mergeData(base: CallbackData, patch: CallbackData): CallbackData {
+  const keys = Object.keys(patch);
+  if (keys.length === 0) return base;
+  const out: Record<string, JsonValue> = { ...base };
+  for (const key of keys) out[key] = patch[key]!;
+  return Object.freeze(out);
+}
+
+/**
+ * Canonical JSON (sorted keys, recursively), used to tell a replayed terminal
+ * report from a conflicting one.
+ */
+export function canonicalJson(value: unknown): string {
+  if (typeof value !== 'object' || value === null) return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const obj = value as Record<string, unknown>;
+  return `{${Object.keys(obj)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`)
+    .join(',')}}`;
+}

@@ -1,0 +1,825 @@
+/**
+ * `createCallbackEngine()`: the facade users touch first.
+ *
+ * Every callback is its own XState actor with a serialized mailbox: reports to
+ * one callback are applied one at a time in arrival order, and its steps never
+ * overlap; different callbacks proceed concurrently.
+ *
+ * @module
+ */
+
+import { createActor } from 'xstate';
+import { Answer, CreatedAnswer, buildAttributes, notFoundAnswer } from './answer.js';
+import { canonicalJson, EMPTY_DATA, ingestData, mergeData, type CallbackData } from './data.js';
+import { deadlineAt, durationMs } from './duration.js';
+import { EngineClosedError, InvalidArgumentError, PoolSaturatedError, ParentInactiveError, ParentNotFoundError, UnknownAnchorError, toError } from './errors.js';
+import { lifecycleMachine, STATUS_EVENT, statusOf } from './lifecycle/machine.js';
+import { isTerminal, lookupStep, type CallbackStatus, type TerminalStatus } from './lifecycle/statuses.js';
+import { parseMessage } from './message.js';
+import { isWorkerStep, type StepRunner, type WorkerStep } from './pool/worker-step.js';
+import {
+  checkIdempotencyKey,
+  checkTags,
+  resolveAnchor,
+  resolveOptions,
+  type AnchorOptions,
+  type CallbackEngineOptions,
+  type CreateOptions,
+  type ResolvedAnchor,
+  type ResolvedEngineOptions,
+} from './options.js';
+import { CallbackRuntime, type Follower, type Job } from './registry/callback-runtime.js';
+import { DeadlineQueue } from './registry/deadline-queue.js';
+import type { CallbackRecord } from './registry/record.js';
+import { Stats } from './registry/stats.js';
+import { createMemoryStore, type CallbackStore } from './store/callback-store.js';
+import { decodeToken, newCallbackId, safeEqual, TokenCodec } from './token.js';
+import type {
+  CallbackAnswer,
+  CallbackMessage,
+  CreatedCallback,
+  DispatchOutcome,
+  DispatchResult,
+  EngineEvent,
+  EngineEventType,
+  EngineStats,
+  ListedCallback,
+  ListPage,
+  StepInput,
+  StepOutput,
+} from './types.js';
+
+/** Options of {@link CallbackEngine.wait}. */
+export interface WaitOptions {
+  /** Aborting it rejects the wait with the signal's reason. */
+  signal?: AbortSignal;
+  /** Also wait until every child (and their children) is terminal. @default false */
+  children?: boolean;
+}
+
+/** Filters and paging of {@link CallbackEngine.list}. */
+export interface ListOptions {
+  status?: CallbackStatus | readonly CallbackStatus[];
+  anchor?: string;
+  /** Callbacks carrying all of these tags. */
+  tags?: readonly string[];
+  /** The `cursor` of the previous page. */
+  cursor?: string;
+  /** Page size, 1-1000. @default 100 */
+  limit?: number;
+}
+
+/** The callback engine. Create one with {@link createCallbackEngine}. */
+export interface CallbackEngine {
+  /** This engine's node name (in every token it mints). */
+  readonly node: string;
+  /**
+   * Registers an anchor: what runs when its callbacks change status (spec 6).
+   * @throws {@link InvalidArgumentError} for a bad or duplicate name or a bad option.
+   */
+  anchor(name: string, options?: AnchorOptions): void;
+  /**
+   * Creates a callback at an anchor and runs the anchor's `create` step.
+   * @returns the callback, with its token, after the create step settled.
+   * @throws {@link UnknownAnchorError}, {@link InvalidArgumentError}, {@link ParentNotFoundError},
+   *   {@link ParentInactiveError}, `InvalidDataError`, `PayloadTooLargeError`, {@link EngineClosedError}.
+   */
+  create(anchor: string, options?: CreateOptions): Promise<CreatedCallback>;
+  /**
+   * Delivers a CALLBACK message (spec 11.1): a report or a `getCallback` read.
+   * @returns the answer: the status after handling, which may differ from what was sent.
+   * @throws `InvalidMessageError`, `InvalidDataError`, `PayloadTooLargeError`, {@link EngineClosedError}.
+   *   A bad token is never thrown: it is answered as `notFound`.
+   */
+  dispatch(message: CallbackMessage): Promise<CallbackAnswer>;
+  /** Like {@link CallbackEngine.dispatch}, also telling how the report was handled. */
+  deliver(message: CallbackMessage): Promise<DispatchResult>;
+  /** Reads a callback: `{ status, token, data }`, or status `notFound`. */
+  get(token: string): Promise<CallbackAnswer>;
+  /** Whether a token names a known callback. */
+  exists(token: string): Promise<'exists' | 'notFound'>;
+  /** Resolves with the final answer once the callback is terminal; event-driven, no cap. */
+  wait(token: string, options?: WaitOptions): Promise<CallbackAnswer>;
+  /** Caller-side cancel: takes effect at once, aborting a running step (spec 3). */
+  cancel(token: string, data?: Record<string, unknown>): Promise<CallbackAnswer>;
+  /** Pages of callbacks in creation order. */
+  list(options?: ListOptions): ListPage;
+  /** Counters by status and anchor (spec 13). */
+  stats(): EngineStats;
+  /** Listens to engine events; returns the function that stops listening. */
+  subscribe(listener: (event: EngineEvent) => void): () => void;
+  /** Stops every timer and actor; later calls reject with {@link EngineClosedError}. */
+  close(): Promise<void>;
+}
+
+type Found =
+  | { kind: 'live'; rt: CallbackRuntime }
+  | { kind: 'retained'; record: CallbackRecord }
+  | { kind: 'notFound'; anchor: string | undefined };
+
+const isPromiseLike = (v: unknown): v is PromiseLike<unknown> =>
+  typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+
+class Engine implements CallbackEngine {
+  readonly node: string;
+  readonly #o: ResolvedEngineOptions;
+  readonly #codec: TokenCodec;
+  readonly #anchors = new Map<string, ResolvedAnchor>();
+  readonly #live = new Map<string, CallbackRuntime>();
+  readonly #store: CallbackStore;
+  readonly #deadlines: DeadlineQueue;
+  readonly #idempotency = new Map<string, string>();
+  readonly #listeners = new Set<(event: EngineEvent) => void>();
+  readonly #stats = new Stats();
+  #seq = 0;
+  #closed = false;
+  /** The worker pool, loaded on the first worker step so the root import stays light. */
+  #pool: Promise<StepRunner> | undefined;
+  #poolReady: StepRunner | undefined;
+
+  constructor(options: CallbackEngineOptions | undefined) {
+    this.#o = resolveOptions(options);
+    this.node = this.#o.node;
+    this.#codec = new TokenCodec(this.node, this.#o.secrets);
+    this.#deadlines = new DeadlineQueue(this.#o.clock, (err) => this.#warn(err));
+    this.#store = createMemoryStore({
+      clock: this.#o.clock,
+      maxRecords: this.#o.maxRetained,
+      onRemove: (record, reason) => this.#forget(record, reason),
+    });
+    if (this.#o.inspect) this.#listeners.add(this.#o.inspect);
+  }
+
+  // ---- registration and creation -------------------------------------------------------------
+
+  anchor(name: string, options?: AnchorOptions): void {
+    this.#assertOpen();
+    const anchor = resolveAnchor(name, options, this.#o);
+    if (this.#anchors.has(anchor.name)) throw new InvalidArgumentError(`anchor "${anchor.name}" is already registered`);
+    this.#anchors.set(anchor.name, anchor);
+  }
+
+  async create(anchorName: string, options: CreateOptions = {}): Promise<CreatedCallback> {
+    this.#assertOpen();
+    const anchor = this.#anchors.get(anchorName);
+    if (!anchor) throw new UnknownAnchorError(String(anchorName));
+    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('create options must be an object');
+    const tags = checkTags(options.tags);
+    const idempotencyKey = checkIdempotencyKey(options.idempotencyKey);
+    const idemKey = idempotencyKey === undefined ? undefined : `${anchor.name}\u0000${idempotencyKey}`;
+    if (idemKey !== undefined) {
+      const existing = this.#existingByIdempotency(idemKey, anchor);
+      if (existing) return existing;
+    }
+    const parent = options.parentToken === undefined ? undefined : this.#parentFor(options.parentToken);
+    const now = this.#o.clock.now();
+    const deadline = deadlineAt('options.timeout', options.timeout ?? anchor.timeout, now);
+    const heartbeatOpt = options.heartbeat ?? anchor.heartbeat;
+    const heartbeatMs = heartbeatOpt === undefined ? undefined : durationMs('options.heartbeat', heartbeatOpt, now);
+    if (heartbeatMs !== undefined && heartbeatMs <= 0) throw new InvalidArgumentError('options.heartbeat must be longer than zero');
+    const retentionOpt = options.retention ?? anchor.retention;
+    const retention = retentionOpt === true ? true : durationMs('options.retention', retentionOpt, now);
+    const data = ingestData('options.data', options.data, this.#o.maxDataBytes);
+
+    const id = newCallbackId();
+    const record: CallbackRecord = {
+      id,
+      token: this.#codec.mint(anchor.name, id),
+      anchor: anchor.name,
+      seq: this.#seq++,
+      createdAt: now,
+      tags,
+      parentId: parent?.record.id,
+      parentToken: parent?.record.token,
+      idempotencyKey: idemKey,
+      deadlineAt: deadline,
+      heartbeatMs,
+      retention,
+      status: 'create',
+      data,
+      updatedAt: now,
+      children: undefined,
+      terminalReport: undefined,
+    };
+    const actor = createActor(lifecycleMachine, { input: { data } });
+    actor.start();
+    const rt = new CallbackRuntime(record, actor, now);
+    this.#live.set(id, rt);
+    if (parent) (parent.record.children ??= []).push(id);
+    if (idemKey !== undefined) this.#idempotency.set(idemKey, id);
+    this.#stats.add(record.anchor, 'create');
+    this.#stats.created++;
+    this.#emit('created', record, undefined);
+    if (deadline !== undefined) {
+      rt.deadline = this.#deadlines.schedule(deadline, () => this.#end(rt, 'timeout', { reason: 'deadline' }, []));
+    }
+    if (heartbeatMs !== undefined) rt.heartbeat = this.#deadlines.schedule(now + heartbeatMs, () => this.#onHeartbeat(rt));
+
+    const result = await new Promise<DispatchResult>((resolve, reject) => {
+      this.#enqueue(rt, { kind: 'create', status: 'create', data, followers: [{ resolve, reject, outcome: 'applied' }] });
+    });
+    return new CreatedAnswer(result.answer as Answer, id, anchor.attributes, record.parentToken);
+  }
+
+  #existingByIdempotency(key: string, anchor: ResolvedAnchor): Promise<CreatedCallback> | undefined {
+    const id = this.#idempotency.get(key);
+    if (id === undefined) return undefined;
+    const rt = this.#live.get(id);
+    const record = rt?.record ?? this.#store.get(id);
+    if (!record) {
+      this.#idempotency.delete(key);
+      return undefined;
+    }
+    const make = () => new CreatedAnswer(this.#answer(record), id, anchor.attributes, record.parentToken);
+    // While the first create's step is still running, answer once the mailbox reaches this read.
+    if (rt && (rt.busy || rt.pending > 0)) {
+      return new Promise<DispatchResult>((resolve, reject) => {
+        this.#enqueue(rt, { kind: 'read', status: 'create', data: EMPTY_DATA, followers: [{ resolve, reject, outcome: 'read' }] });
+      }).then(make);
+    }
+    return Promise.resolve(make());
+  }
+
+  #parentFor(parentToken: unknown): CallbackRuntime {
+    const found = this.#find(parentToken);
+    if (found.kind === 'notFound') throw new ParentNotFoundError();
+    const status = found.kind === 'live' ? found.rt.record.status : found.record.status;
+    if (found.kind !== 'live' || isTerminal(status)) throw new ParentInactiveError(status);
+    return found.rt;
+  }
+
+  // ---- call-in points ------------------------------------------------------------------------
+
+  dispatch(message: CallbackMessage): Promise<CallbackAnswer> {
+    return this.deliver(message).then((r) => r.answer);
+  }
+
+  deliver(message: CallbackMessage): Promise<DispatchResult> {
+    if (this.#closed) return Promise.reject(new EngineClosedError());
+    let parsed;
+    let data: CallbackData = {};
+    try {
+      parsed = parseMessage(message);
+      if (parsed.kind === 'report') data = ingestData('callbackData', parsed.data, this.#o.maxDataBytes);
+    } catch (err) {
+      this.#emitRaw({ type: 'rejected', at: this.#o.clock.now(), reason: (err as Error).message });
+      return Promise.reject(err as Error);
+    }
+    if (parsed.kind === 'read') {
+      const answer = this.#read(parsed.token);
+      return Promise.resolve({ answer, outcome: answer.status === 'notFound' ? 'notFound' : 'read' });
+    }
+    return this.#report(parsed.token, parsed.status, data);
+  }
+
+  /** Errors from timers and listeners: never thrown into the engine; surfaced as a process warning. */
+  #warn(err: unknown): void {
+    process.emitWarning(toError(err).message, { type: 'CallbackEngineWarning', code: 'CBE_W_LISTENER' });
+  }
+
+  #report(token: string, status: CallbackStatus, data: CallbackData): Promise<DispatchResult> {
+    this.#stats.dispatched++;
+    const found = this.#find(token);
+    if (found.kind === 'notFound') return this.#notFound(token, found.anchor, status);
+    if (found.kind === 'retained') return Promise.resolve(this.#settledAnswer(found.record, status, data));
+    const rt = found.rt;
+    if (!isTerminal(rt.record.status)) rt.lastActivity = this.#o.clock.now();
+    if (status === 'cancel') return this.#cancelLive(rt, data);
+    if (this.#poolReady?.saturated && isWorkerStep(lookupStep(this.#anchors.get(rt.record.anchor)!.next, status))) {
+      // Refuse before anything is applied, so the outside party can simply retry.
+      return Promise.reject(new PoolSaturatedError());
+    }
+    return new Promise<DispatchResult>((resolve, reject) => {
+      this.#enqueue(rt, { kind: 'report', status, data, followers: [{ resolve, reject, outcome: 'applied' }] });
+    });
+  }
+
+  cancel(token: string, data?: Record<string, unknown>): Promise<CallbackAnswer> {
+    if (this.#closed) return Promise.reject(new EngineClosedError());
+    let ingested: CallbackData;
+    try {
+      ingested = ingestData('cancel data', data, this.#o.maxDataBytes);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const found = this.#find(token);
+    if (found.kind === 'notFound') return Promise.resolve(notFoundAnswer(token));
+    if (found.kind === 'retained') return Promise.resolve(this.#settledAnswer(found.record, 'cancel', ingested).answer);
+    return this.#cancelLive(found.rt, ingested).then((r) => r.answer);
+  }
+
+  #cancelLive(rt: CallbackRuntime, data: CallbackData): Promise<DispatchResult> {
+    if (isTerminal(rt.record.status)) return Promise.resolve(this.#settledAnswer(rt.record, 'cancel', data));
+    return new Promise<DispatchResult>((resolve, reject) => {
+      this.#end(rt, 'cancel', data, [{ resolve, reject, outcome: 'applied' }]);
+    });
+  }
+
+  get(token: string): Promise<CallbackAnswer> {
+    if (this.#closed) return Promise.reject(new EngineClosedError());
+    return Promise.resolve(this.#read(token));
+  }
+
+  exists(token: string): Promise<'exists' | 'notFound'> {
+    if (this.#closed) return Promise.reject(new EngineClosedError());
+    return Promise.resolve(this.#find(token).kind === 'notFound' ? 'notFound' : 'exists');
+  }
+
+  async wait(token: string, options: WaitOptions = {}): Promise<CallbackAnswer> {
+    this.#assertOpen();
+    const found = this.#find(token);
+    if (found.kind === 'notFound') return notFoundAnswer(token);
+    const record = found.kind === 'live' ? found.rt.record : found.record;
+    const answer = await this.#waitFor(record.id, options.signal);
+    if (options.children) await this.#waitChildren(record, options.signal);
+    return answer;
+  }
+
+  async #waitChildren(record: CallbackRecord, signal: AbortSignal | undefined): Promise<void> {
+    const children = record.children ?? [];
+    await Promise.all(
+      children.map(async (id) => {
+        await this.#waitFor(id, signal);
+        const child = this.#live.get(id)?.record ?? this.#store.get(id);
+        if (child) await this.#waitChildren(child, signal);
+      }),
+    );
+  }
+
+  #waitFor(id: string, signal: AbortSignal | undefined): Promise<CallbackAnswer> {
+    const rt = this.#live.get(id);
+    if (!rt || rt.finalized) {
+      const record = rt?.record ?? this.#store.get(id);
+      return Promise.resolve(record ? this.#answer(record) : notFoundAnswer(''));
+    }
+    signal?.throwIfAborted();
+    return new Promise<CallbackAnswer>((resolve, reject) => {
+      const onAbort = () => {
+        rt.waiters = rt.waiters?.filter((w) => w !== waiter);
+        reject(toError(signal?.reason));
+      };
+      const waiter: Follower = {
+        resolve: (r) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(r.answer);
+        },
+        reject: (e) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+        outcome: 'read',
+      };
+      (rt.waiters ??= []).push(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  list(options: ListOptions = {}): ListPage {
+    this.#assertOpen();
+    const limit = options.limit ?? 100;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) {
+      throw new InvalidArgumentError(`options.limit must be an integer from 1 to 1000 (got ${String(limit)})`);
+    }
+    let after = -1;
+    if (options.cursor !== undefined) {
+      after = Number.parseInt(String(options.cursor), 36);
+      if (!/^[0-9a-z]{1,12}$/.test(String(options.cursor)) || Number.isNaN(after)) {
+        throw new InvalidArgumentError(`options.cursor is not a cursor from a previous page (got ${JSON.stringify(options.cursor)})`);
+      }
+    }
+    const statuses = options.status === undefined ? undefined : new Set<string>([options.status].flat());
+    const tags = options.tags ?? [];
+    const matches: CallbackRecord[] = [];
+    const consider = (r: CallbackRecord) => {
+      if (r.seq <= after) return;
+      if (statuses && !statuses.has(r.status)) return;
+      if (options.anchor !== undefined && r.anchor !== options.anchor) return;
+      if (!tags.every((t) => r.tags.includes(t))) return;
+      matches.push(r);
+    };
+    for (const rt of this.#live.values()) consider(rt.record);
+    for (const r of this.#store.values()) consider(r);
+    matches.sort((a, b) => a.seq - b.seq);
+    const page = matches.slice(0, limit);
+    const items: ListedCallback[] = page.map((r) => ({
+      id: r.id,
+      token: r.token,
+      anchor: r.anchor,
+      status: r.status,
+      tags: r.tags,
+      createdAt: r.createdAt,
+      data: r.data,
+    }));
+    const last = page.at(-1);
+    return matches.length > limit && last ? { items, cursor: last.seq.toString(36) } : { items };
+  }
+
+  stats(): EngineStats {
+    return this.#stats.snapshot(this.#live.size, this.#store.size);
+  }
+
+  subscribe(listener: (event: EngineEvent) => void): () => void {
+    if (typeof listener !== 'function') throw new InvalidArgumentError('listener must be a function');
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#deadlines.close();
+    const closed = new EngineClosedError();
+    const inFlight: Promise<unknown>[] = [];
+    for (const rt of this.#live.values()) {
+      rt.step?.controller.abort(closed);
+      if (rt.stepPromise) inFlight.push(rt.stepPromise);
+      for (const job of rt.drainAll()) for (const f of job.followers) f.reject(closed);
+      for (const w of rt.waiters ?? []) w.reject(closed);
+      rt.waiters = undefined;
+      rt.actor.stop();
+    }
+    await Promise.allSettled(inFlight);
+    if (this.#pool) await (await this.#pool).close();
+    this.#live.clear();
+    this.#store.clear();
+    this.#idempotency.clear();
+  }
+
+  // ---- lookup -------------------------------------------------------------------------------
+
+  #find(token: unknown): Found {
+    const fields = decodeToken(token);
+    if (!fields) {
+      this.#stats.notFound++;
+      return { kind: 'notFound', anchor: undefined };
+    }
+    const rt = this.#live.get(fields.id);
+    const record = rt?.record ?? this.#store.get(fields.id);
+    // A byte-identical token is one this engine minted; anything else must verify its HMAC.
+    const authentic =
+      record !== undefined && fields.node === this.node
+        ? safeEqual(token as string, record.token) || (fields.anchor === record.anchor && this.#codec.verify(fields))
+        : this.#codec.verify(fields);
+    if (!authentic) {
+      this.#stats.forgedTokens++;
+      this.#stats.notFound++;
+      this.#emitRaw({ type: 'rejected', at: this.#o.clock.now(), reason: 'token signature does not verify' });
+      return { kind: 'notFound', anchor: undefined };
+    }
+    if (rt) return { kind: 'live', rt };
+    if (record) return { kind: 'retained', record };
+    this.#stats.notFound++;
+    return { kind: 'notFound', anchor: fields.anchor };
+  }
+
+  #read(token: string): Answer {
+    const found = this.#find(token);
+    if (found.kind === 'notFound') return notFoundAnswer(token);
+    return this.#answer(found.kind === 'live' ? found.rt.record : found.record);
+  }
+
+  #answer(record: CallbackRecord): Answer {
+    const anchor = this.#anchors.get(record.anchor);
+    return new Answer(record.status, record.token, record.data, anchor?.attributes, record.id, record.parentToken);
+  }
+
+  /** Answer to a report reaching a terminal callback: a replay of its terminal report, or a conflict. */
+  #settledAnswer(record: CallbackRecord, status: CallbackStatus, data: CallbackData): DispatchResult {
+    const replay = status === record.status && record.terminalReport === canonicalJson(data);
+    return { answer: this.#answer(record), outcome: replay ? 'replayed' : 'conflict' };
+  }
+
+  /** A signed token whose record is gone (or unknown): resume the anchor on `notFound`. */
+  #notFound(token: string, anchorName: string | undefined, reported: string): Promise<DispatchResult> {
+    this.#emitRaw({ type: 'dispatched', at: this.#o.clock.now(), reported, outcome: 'notFound', status: 'notFound' });
+    const anchor = anchorName === undefined ? undefined : this.#anchors.get(anchorName);
+    const step = anchor && lookupStep(anchor.next, 'notFound');
+    const answer = notFoundAnswer(token);
+    if (!step || !anchor) return Promise.resolve({ answer, outcome: 'notFound' });
+    const input: StepInput = {
+      status: 'notFound',
+      token,
+      id: decodeToken(token)?.id ?? '',
+      data: answer.data,
+      parentToken: undefined,
+      attributes: buildAttributes(anchor.attributes, 'notFound', token, undefined, answer.data, undefined),
+      signal: new AbortController().signal,
+    };
+    return Promise.resolve()
+      .then(() => (isWorkerStep(step) ? this.#runWorker(step, input, input.signal) : step(input)))
+      .then(
+        (out) => ({
+          answer: new Answer('notFound', token, this.#safeIngest(out) ?? answer.data, anchor.attributes),
+          outcome: 'notFound' as const,
+        }),
+        () => ({ answer, outcome: 'notFound' as const }),
+      );
+  }
+
+  #safeIngest(out: StepOutput): CallbackData | undefined {
+    try {
+      return out ? ingestData('step output', out, this.#o.maxDataBytes) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  // ---- the mailbox --------------------------------------------------------------------------
+
+  #enqueue(rt: CallbackRuntime, job: Job): void {
+    rt.push(job);
+    if (!rt.busy) this.#drain(rt);
+  }
+
+  /** Processes jobs one at a time; pauses while a step is pending and resumes when it settles. */
+  #drain(rt: CallbackRuntime): void {
+    rt.busy = true;
+    for (let job = rt.shift(); job; job = rt.shift()) {
+      let pending: Promise<void> | undefined;
+      try {
+        pending = this.#process(rt, job);
+      } catch (err) {
+        for (const f of job.followers) f.reject(toError(err));
+      }
+      if (pending) {
+        rt.stepPromise = pending;
+        const next = () => {
+          rt.stepPromise = undefined;
+          if (!this.#closed) this.#drain(rt);
+        };
+        pending.then(next, (err: unknown) => {
+          this.#warn(err);
+          next();
+        });
+        return;
+      }
+    }
+    rt.busy = false;
+    if (rt.finalized && !this.#closed) this.#retire(rt);
+  }
+
+  #process(rt: CallbackRuntime, job: Job): Promise<void> | undefined {
+    const record = rt.record;
+    if (job.kind === 'terminal') return this.#runStep(rt, job.status, job, () => this.#finalize(rt, job));
+    if (job.kind === 'create') return this.#runStep(rt, 'create', job, () => this.#answerJob(rt, job));
+    if (job.kind === 'read') return void this.#answerJob(rt, job);
+    if (isTerminal(record.status)) {
+      const result = this.#settledAnswer(record, job.status, job.data);
+      for (const f of job.followers) f.resolve(result);
+      this.#emit('dispatched', record, { reported: job.status, outcome: result.outcome });
+      return undefined;
+    }
+    if (isTerminal(job.status)) {
+      // complete / error: the transition jumps to the front; this report is answered after its step.
+      this.#emit('dispatched', record, { reported: job.status, outcome: 'applied' });
+      this.#end(rt, job.status, job.data, job.followers);
+      return undefined;
+    }
+    const from = record.status;
+    rt.actor.send({ type: STATUS_EVENT[job.status as keyof typeof STATUS_EVENT], data: job.data });
+    const snapshot = rt.actor.getSnapshot();
+    const to = statusOf(snapshot.value);
+    const applied = to !== from || job.status === 'progress';
+    this.#emit('dispatched', record, { reported: job.status, outcome: applied ? 'applied' : 'ignored' });
+    if (!applied) {
+      const result: DispatchResult = { answer: this.#answer(record), outcome: 'ignored' };
+      for (const f of job.followers) f.resolve(result);
+      return undefined;
+    }
+    this.#setStatus(rt, to, snapshot.context.data);
+    return this.#runStep(rt, to, job, () => this.#answerJob(rt, job));
+  }
+
+  #answerJob(rt: CallbackRuntime, job: Job): void {
+    const answer = this.#answer(rt.record);
+    for (const f of job.followers) f.resolve({ answer, outcome: f.outcome });
+  }
+
+  /**
+   * Runs the anchor's step for `status` (if any), merges its output, then calls `done`.
+   * Returns a promise only when the step is asynchronous.
+   */
+  #runStep(rt: CallbackRuntime, status: CallbackStatus, job: Job, done: () => void): Promise<void> | undefined {
+    const anchor = this.#anchors.get(rt.record.anchor)!;
+    const step = lookupStep(anchor.next, status);
+    if (!step) return void done();
+    const controller = new AbortController();
+    rt.step = { status, controller };
+    const record = rt.record;
+    const input: StepInput = {
+      status,
+      token: record.token,
+      id: record.id,
+      data: record.data,
+      parentToken: record.parentToken,
+      get attributes() {
+        return buildAttributes(anchor.attributes, record.status, record.token, record.id, record.data, record.parentToken);
+      },
+      signal: controller.signal,
+    };
+    const settle = (ok: boolean, value: unknown) => {
+      rt.step = undefined;
+      if (ok) this.#stepDone(rt, status, value as StepOutput, job, done);
+      else this.#stepFailed(rt, status, value, job, done);
+    };
+    let out: StepOutput | Promise<StepOutput>;
+    try {
+      out = isWorkerStep(step) ? this.#runWorker(step, input, controller.signal) : step(input);
+    } catch (err) {
+      return void settle(false, err);
+    }
+    if (!isPromiseLike(out)) return void settle(true, out);
+    return Promise.resolve(out).then(
+      (v) => settle(true, v),
+      (e: unknown) => settle(false, e),
+    );
+  }
+
+  #stepDone(rt: CallbackRuntime, status: CallbackStatus, out: StepOutput, job: Job, done: () => void): void {
+    const record = rt.record;
+    // A step preempted by cancel/timeout/orphan: its output no longer applies.
+    if (isTerminal(record.status) && !isTerminal(status)) return void done();
+    if (out !== undefined && out !== null) {
+      let data: CallbackData;
+      try {
+        data = ingestData(`output of the "${status}" step`, out, this.#o.maxDataBytes);
+      } catch (err) {
+        return this.#stepFailed(rt, status, err, job, done);
+      }
+      if (isTerminal(record.status)) {
+        // The actor is done once final; the record carries the terminal step's output.
+        record.data = mergeData(record.data, data);
+      } else {
+        rt.actor.send({ type: 'MERGE', data });
+        record.data = rt.actor.getSnapshot().context.data;
+      }
+    }
+    done();
+  }
+
+  #stepFailed(rt: CallbackRuntime, status: CallbackStatus, err: unknown, job: Job, done: () => void): void {
+    const message = toError(err).message;
+    this.#stats.stepFailures++;
+    this.#emit('stepFailed', rt.record, { message, reported: status });
+    if (isTerminal(rt.record.status)) return void done();
+    // The callback moves to error; this job's followers are answered after the error step.
+    this.#end(rt, 'error', { message }, job.followers.splice(0));
+    done();
+  }
+
+  #runWorker(step: WorkerStep, input: StepInput, signal: AbortSignal): Promise<StepOutput> {
+    const { status, token, id, data, parentToken, attributes } = input;
+    const cloned = { status, token, id, data, parentToken, attributes };
+    this.#pool ??= import('./pool/worker-pool.js').then((m) => (this.#poolReady = m.createWorkerPool(this.#o.pool)));
+    return this.#pool.then((pool) => pool.run(step, cloned, signal));
+  }
+
+  // ---- terminal transitions -----------------------------------------------------------------
+
+  /**
+   * Moves an active callback to a terminal status at once: the transition is applied now, a
+   * running step is aborted, timers stop, active children are orphaned, and a terminal job
+   * (terminal step, then finalize) goes to the front of the mailbox.
+   *
+   * @returns the terminal job, so callers can wait for its answer.
+   */
+  #end(rt: CallbackRuntime, status: TerminalStatus, data: CallbackData, followers: Follower[]): void {
+    this.#applyTerminal(rt, status, data, followers);
+    // Orphan the whole subtree iteratively: deep trees must not grow the stack.
+    const ended = [rt];
+    for (let i = 0; i < ended.length; i++) {
+      const parent = ended[i]!;
+      for (const childId of parent.record.children ?? []) {
+        const child = this.#live.get(childId);
+        if (!child || isTerminal(child.record.status)) continue;
+        this.#applyTerminal(child, 'orphan', { reason: 'parent-inactive', parentStatus: parent.record.status }, []);
+        ended.push(child);
+      }
+    }
+    for (const r of ended) if (!r.busy && !this.#closed) this.#drain(r);
+  }
+
+  #applyTerminal(rt: CallbackRuntime, status: TerminalStatus, data: CallbackData, followers: Follower[]): void {
+    const record = rt.record;
+    rt.actor.send({ type: STATUS_EVENT[status], data });
+    this.#setStatus(rt, status, rt.actor.getSnapshot().context.data);
+    record.terminalReport = canonicalJson(data);
+    this.#deadlines.cancel(rt.deadline);
+    this.#deadlines.cancel(rt.heartbeat);
+    rt.deadline = rt.heartbeat = undefined;
+    if (status === 'timeout') {
+      this.#stats.timedOut++;
+      this.#emit('timedOut', record, { reason: String(data.reason) });
+    } else if (status === 'orphan') {
+      this.#stats.orphaned++;
+      this.#emit('orphaned', record, undefined);
+    }
+    const running = rt.step;
+    if (running && !isTerminal(running.status)) {
+      const reason = new Error(`callback ended with status "${status}"`);
+      reason.name = 'AbortError';
+      running.controller.abort(reason);
+    }
+    rt.pushFront({ kind: 'terminal', status, data, followers });
+  }
+
+  #finalize(rt: CallbackRuntime, job: Job): void {
+    rt.finalized = true;
+    rt.actor.stop();
+    this.#answerJob(rt, job);
+    const waiters = rt.waiters;
+    rt.waiters = undefined;
+    if (waiters) this.#answerJob(rt, { ...job, followers: waiters });
+  }
+
+  /** The mailbox of a finalized callback drained: keep its record for its retention. */
+  #retire(rt: CallbackRuntime): void {
+    const record = rt.record;
+    this.#live.delete(record.id);
+    const now = this.#o.clock.now();
+    if (record.retention === true) return void this.#store.set(record, undefined);
+    if (record.retention <= 0) return this.#forget(record, 'retention');
+    this.#store.set(record, record.retention);
+    this.#deadlines.schedule(now + record.retention, () => {
+      // A late timer may find lru-cache already expired it (and told #forget); else remove it now.
+      if (this.#store.get(record.id) === record && this.#store.delete(record.id)) this.#forget(record, 'retention');
+    });
+  }
+
+  /** A record leaves the engine for good. */
+  #forget(record: CallbackRecord, reason: string): void {
+    if (record.idempotencyKey !== undefined && this.#idempotency.get(record.idempotencyKey) === record.id) {
+      this.#idempotency.delete(record.idempotencyKey);
+    }
+    this.#stats.remove(record.anchor, record.status);
+    this.#stats.evicted++;
+    this.#emit('evicted', record, { reason });
+  }
+
+  #onHeartbeat(rt: CallbackRuntime): void {
+    const hb = rt.record.heartbeatMs!;
+    const due = rt.lastActivity + hb;
+    if (due > this.#o.clock.now()) {
+      rt.heartbeat = this.#deadlines.schedule(due, () => this.#onHeartbeat(rt));
+      return;
+    }
+    rt.heartbeat = undefined;
+    this.#end(rt, 'timeout', { reason: 'heartbeat' }, []);
+  }
+
+  #setStatus(rt: CallbackRuntime, to: CallbackStatus, data: CallbackData): void {
+    const record = rt.record;
+    const from = record.status;
+    record.data = data;
+    record.updatedAt = this.#o.clock.now();
+    if (from === to) return;
+    record.status = to;
+    this.#stats.move(record.anchor, from, to);
+    this.#emit('transitioned', record, { from });
+  }
+
+  // ---- events -------------------------------------------------------------------------------
+
+  #emit(
+    type: EngineEventType,
+    record: CallbackRecord,
+    extra: Omit<Partial<EngineEvent>, 'type' | 'at' | 'id' | 'anchor' | 'status'> | undefined,
+  ): void {
+    if (this.#listeners.size === 0) return;
+    this.#emitRaw({ type, at: this.#o.clock.now(), id: record.id, anchor: record.anchor, status: record.status, ...extra });
+  }
+
+  #emitRaw(event: EngineEvent): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.#warn(err);
+      }
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new EngineClosedError();
+  }
+}
+
+/**
+ * Creates a callback engine.
+ *
+ * @param options - node name, secrets, default timeout/heartbeat/retention, clock, inspect hook.
+ * @returns the engine.
+ * @throws {@link InvalidArgumentError} naming the first invalid option.
+ * @example
+ * ```ts
+ * const engine = createCallbackEngine({ node: 'orders-1', secrets: [process.env.CALLBACK_SECRET!] });
+ * engine.anchor('payment', { next: { complete: (cb) => console.log('paid', cb.data) } });
+ * const cb = await engine.create('payment', { data: { orderId: 7 } });
+ * await engine.dispatch({ type: 'CALLBACK', callbackToken: cb.token, callbackStatus: 'complete' });
+ * ```
+ */
+export function createCallbackEngine(options?: CallbackEngineOptions): CallbackEngine {
+  return new Engine(options);
+}
+
+

@@ -1,0 +1,174 @@
+/**
+ * The one error catalogue of callback-engine.
+ *
+ * Every error the engine raises is a {@link CallbackEngineError} with a stable
+ * string `code` (`CBE_ERR_...`) to branch on and an HTTP `statusCode` the
+ * Dispatch Callback Service maps directly.
+ *
+ * @module
+ */
+
+/** Stable error codes. Never renamed once released. */
+export type CallbackEngineErrorCode =
+  | 'CBE_ERR_INVALID_ARGUMENT'
+  | 'CBE_ERR_INVALID_MESSAGE'
+  | 'CBE_ERR_INVALID_DATA'
+  | 'CBE_ERR_PAYLOAD_TOO_LARGE'
+  | 'CBE_ERR_UNKNOWN_ANCHOR'
+  | 'CBE_ERR_PARENT_NOT_FOUND'
+  | 'CBE_ERR_PARENT_INACTIVE'
+  | 'CBE_ERR_ALREADY_SETTLED'
+  | 'CBE_ERR_POOL_SATURATED'
+  | 'CBE_ERR_ENGINE_CLOSED';
+
+/** Options accepted by every error constructor. */
+export interface CallbackEngineErrorOptions {
+  /** The underlying error, if any. */
+  cause?: unknown;
+}
+
+/**
+ * Base class of every error the engine raises.
+ *
+ * @example
+ * ```ts
+ * try { await engine.dispatch(message); }
+ * catch (err) {
+ *   if (err instanceof CallbackEngineError && err.code === 'CBE_ERR_INVALID_MESSAGE') { ... }
+ * }
+ * ```
+ */
+export class CallbackEngineError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: CallbackEngineErrorCode;
+  /** The HTTP status the Dispatch Callback Service answers with. */
+  readonly statusCode: number;
+  /** Whether the same call may succeed if retried later. */
+  readonly retryable: boolean;
+
+  constructor(
+    code: CallbackEngineErrorCode,
+    statusCode: number,
+    message: string,
+    options: CallbackEngineErrorOptions & { retryable?: boolean } = {},
+  ) {
+    super(message, 'cause' in options ? { cause: options.cause } : undefined);
+    this.code = code;
+    this.statusCode = statusCode;
+    this.retryable = options.retryable ?? false;
+  }
+
+  override get name(): string {
+    return this.constructor.name;
+  }
+
+  /** The JSON body the HTTP service sends: `{ code, message }`. */
+  toJSON(): { code: CallbackEngineErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/** An option or argument has the wrong type or value. HTTP 400. */
+export class InvalidArgumentError extends CallbackEngineError {
+  constructor(message: string, options?: CallbackEngineErrorOptions) {
+    super('CBE_ERR_INVALID_ARGUMENT', 400, message, options);
+  }
+}
+
+/** A dispatch message is not a well-formed CALLBACK message. HTTP 400. */
+export class InvalidMessageError extends CallbackEngineError {
+  constructor(message: string, options?: CallbackEngineErrorOptions) {
+    super('CBE_ERR_INVALID_MESSAGE', 400, message, options);
+  }
+}
+
+/** Report or step data is not a JSON-serializable plain object. HTTP 400. */
+export class InvalidDataError extends CallbackEngineError {
+  constructor(message: string, options?: CallbackEngineErrorOptions) {
+    super('CBE_ERR_INVALID_DATA', 400, message, options);
+  }
+}
+
+/** Report data (or a request body) is larger than the configured limit. HTTP 413. */
+export class PayloadTooLargeError extends CallbackEngineError {
+  /** The configured limit, in bytes. */
+  readonly limitBytes: number;
+  constructor(message: string, limitBytes: number) {
+    super('CBE_ERR_PAYLOAD_TOO_LARGE', 413, message);
+    this.limitBytes = limitBytes;
+  }
+}
+
+/** `create` named an anchor that was never registered. HTTP 400. */
+export class UnknownAnchorError extends CallbackEngineError {
+  constructor(anchor: string) {
+    super('CBE_ERR_UNKNOWN_ANCHOR', 400, `anchor "${anchor}" is not registered`);
+  }
+}
+
+/** `create` named a parent token that is unknown, forged or already removed. HTTP 404. */
+export class ParentNotFoundError extends CallbackEngineError {
+  constructor(message = 'options.parentToken does not name a known callback') {
+    super('CBE_ERR_PARENT_NOT_FOUND', 404, message);
+  }
+}
+
+/** `create` named a parent callback that is no longer active. HTTP 409. */
+export class ParentInactiveError extends CallbackEngineError {
+  /** The parent's current status. */
+  readonly parentStatus: string;
+  constructor(parentStatus: string) {
+    super(
+      'CBE_ERR_PARENT_INACTIVE',
+      409,
+      `options.parentToken names a callback that is no longer active (status "${parentStatus}")`,
+    );
+    this.parentStatus = parentStatus;
+  }
+}
+
+/** A report reached a callback that is already terminal with another outcome. HTTP 409. */
+export class AlreadySettledError extends CallbackEngineError {
+  /** The callback's current (terminal) status. */
+  readonly currentStatus: string;
+  constructor(currentStatus: string) {
+    super(
+      'CBE_ERR_ALREADY_SETTLED',
+      409,
+      `callback is no longer active (status "${currentStatus}")`,
+    );
+    this.currentStatus = currentStatus;
+  }
+}
+
+/** The worker pool's queue is full; retry later. HTTP 503, retryable. */
+export class PoolSaturatedError extends CallbackEngineError {
+  constructor(message = 'the worker pool queue is full; retry later', options?: CallbackEngineErrorOptions) {
+    super('CBE_ERR_POOL_SATURATED', 503, message, { ...options, retryable: true });
+  }
+}
+
+/** The engine was closed; no further calls are accepted. HTTP 503. */
+export class EngineClosedError extends CallbackEngineError {
+  constructor() {
+    super('CBE_ERR_ENGINE_CLOSED', 503, 'the callback engine is closed');
+  }
+}
+
+/**
+ * Normalises anything thrown into an `Error`, so a user step that throws a
+ * string or `undefined` still yields a message.
+ *
+ * @param value - whatever was thrown.
+ * @returns `value` itself if it is an `Error`, else an `Error` describing it.
+ */
+export function toError(value: unknown): Error {
+  if (value instanceof Error) return value;
+  let text: string;
+  try {
+    text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  return new Error(text);
+}

@@ -1,0 +1,65 @@
+/**
+ * callback-engine: route outside parties' callback reports back to the code
+ * that waits for them. Start with {@link createCallbackEngine}.
+ *
+ * @packageDocumentation
+ */
+
+export { createSimulatedClock, systemClock } from './clock.js';
+export type { Clock, SimulatedClock, TimerHandle } from './clock.js';
+export type { CallbackData, JsonValue } from './data.js';
+export { parseDuration } from './duration.js';
+export type { Duration } from './duration.js';
+export { createCallbackEngine } from './engine.js';
+export type { CallbackEngine, ListOptions, WaitOptions } from './engine.js';
+export {
+  AlreadySettledError,
+  CallbackEngineError,
+  EngineClosedError,
+  InvalidArgumentError,
+  InvalidDataError,
+  InvalidMessageError,
+  ParentInactiveError,
+  ParentNotFoundError,
+  PayloadTooLargeError,
+  PoolSaturatedError,
+  UnknownAnchorError,
+  toError,
+} from './errors.js';
+export type { CallbackEngineErrorCode, CallbackEngineErrorOptions } from './errors.js';
+export { lifecycleMachine } from './lifecycle/machine.js';
+export type { LifecycleContext, LifecycleEvent, LifecycleMachine } from './lifecycle/machine.js';
+export { ACTIVE_STATUSES, DISPATCH_STATUSES, TERMINAL_STATUSES, isTerminal } from './lifecycle/statuses.js';
+export type {
+  ActiveStatus,
+  AnswerStatus,
+  CallbackStatus,
+  DispatchStatus,
+  StepKey,
+  TerminalStatus,
+} from './lifecycle/statuses.js';
+export type { AnchorOptions, AttributeOptions, CallbackEngineOptions, CreateOptions } from './options.js';
+export { workerStep } from './pool/worker-step.js';
+export type { PoolOptions, WorkerStep, WorkerStepInput } from './pool/worker-step.js';
+export { decodeToken } from './token.js';
+export type { CallbackTokenFields } from './token.js';
+export type {
+  CallbackActionMessage,
+  CallbackAnswer,
+  CallbackAttributes,
+  CallbackMessage,
+  CallbackReportMessage,
+  CreatedCallback,
+  DispatchOutcome,
+  DispatchResult,
+  EngineEvent,
+  EngineEventType,
+  EngineStats,
+  ListedCallback,
+  ListPage,
+  StepEntry,
+  StepFunction,
+  StepInput,
+  StepMap,
+  StepOutput,
+} from './types.js';

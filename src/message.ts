@@ -1,0 +1,63 @@
+/**
+ * Validation of CALLBACK messages (spec 11.1).
+ *
+ * @module
+ */
+
+import { describe } from './duration.js';
+import { InvalidMessageError } from './errors.js';
+import { DISPATCH_STATUSES, isDispatchStatus, type DispatchStatus } from './lifecycle/statuses.js';
+
+/** A validated message. `data` is still untrusted until ingested. */
+export type ParsedMessage =
+  | { kind: 'report'; token: string; status: DispatchStatus; data: unknown }
+  | { kind: 'read'; token: string };
+
+const ACTIONS = new Set(['getCallback']);
+
+/**
+ * Checks the shape of a CALLBACK message.
+ *
+ * @throws {@link InvalidMessageError} with a message naming the bad field.
+ */
+export function parseMessage(message: unknown): ParsedMessage {
+  if (typeof message !== 'object' || message === null || Array.isArray(message)) {
+    throw new InvalidMessageError(`a dispatch message must be an object (got ${describe(message)})`);
+  }
+  const m = message as Record<string, unknown>;
+  if (m.type !== 'CALLBACK') {
+    throw new InvalidMessageError(`message.type must be "CALLBACK" (got ${describe(m.type)})`);
+  }
+  if (typeof m.callbackToken !== 'string') {
+    throw new InvalidMessageError(`message.callbackToken must be a string (got ${describe(m.callbackToken)})`);
+  }
+  const hasAction = m.callbackAction !== undefined;
+  const hasStatus = m.callbackStatus !== undefined;
+  if (hasAction && hasStatus) {
+    throw new InvalidMessageError('message must carry either callbackStatus or callbackAction, not both');
+  }
+  if (hasAction) {
+    if (typeof m.callbackAction !== 'string' || !ACTIONS.has(m.callbackAction)) {
+      throw new InvalidMessageError(`message.callbackAction must be "getCallback" (got ${describe(m.callbackAction)})`);
+    }
+    return { kind: 'read', token: m.callbackToken };
+  }
+  if (!isDispatchStatus(m.callbackStatus)) {
+    throw new InvalidMessageError(
+      `message.callbackStatus must be one of ${DISPATCH_STATUSES.join(', ')} (got ${describe(m.callbackStatus)})`,
+    );
+  }
+  if (m.callbackStatus === 'error') checkErrorData(m.callbackData);
+  return { kind: 'report', token: m.callbackToken, status: m.callbackStatus, data: m.callbackData };
+}
+
+function checkErrorData(data: unknown): void {
+  if (typeof data !== 'object' || data === null) return;
+  const d = data as Record<string, unknown>;
+  const bad = (field: string, type: string): never => {
+    throw new InvalidMessageError(`callbackData.${field} of an error report must be a ${type} (got ${describe(d[field])})`);
+  };
+  if (d.message !== undefined && typeof d.message !== 'string') bad('message', 'string');
+  if (d.errorNumber !== undefined && typeof d.errorNumber !== 'number') bad('errorNumber', 'number');
+  if (d.errorDescription !== undefined && typeof d.errorDescription !== 'string') bad('errorDescription', 'string');
+}

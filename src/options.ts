@@ -1,0 +1,363 @@
+/**
+ * Option types, frozen defaults and eager validation for the engine, anchors
+ * and `create`.
+ *
+ * @module
+ */
+
+import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { systemClock, type Clock } from './clock.js';
+import { deadlineAt, describe, durationMs, parseDuration } from './duration.js';
+import { InvalidArgumentError } from './errors.js';
+import { STEP_KEYS } from './lifecycle/statuses.js';
+import { isWorkerStep, type PoolOptions } from './pool/worker-step.js';
+import type { EngineEvent, StepMap } from './types.js';
+
+/** Options of {@link createCallbackEngine}. */
+export interface CallbackEngineOptions {
+  /**
+   * Owner name put in every token; routes tokens across nodes.
+   * @default a random id
+   */
+  node?: string;
+  /**
+   * HMAC keys for tokens: the first signs, all verify (rotation). At least 16 bytes each is advised.
+   * @default one random key per process (warns once: tokens do not survive a restart)
+   */
+  secrets?: readonly (string | Buffer)[];
+  /**
+   * Default deadline of new callbacks: ISO 8601 duration, ISO 8601 date-time, or `false`.
+   * @default 'PT1H'
+   */
+  timeout?: string | Date | false;
+  /**
+   * Default heartbeat window: if no report arrives within it while active, the callback times out.
+   * @default none
+   */
+  heartbeat?: string;
+  /**
+   * How long an inactive callback is kept: ISO 8601 duration, or `true` for forever.
+   * @default 'PT1H'
+   */
+  retention?: string | true;
+  /**
+   * Time source for every timer and timestamp.
+   * @default {@link systemClock}
+   */
+  clock?: Clock;
+  /** Called with every engine event (spec 13). Must not throw; if it does, the error is reported and ignored. */
+  inspect?: (event: EngineEvent) => void;
+  /**
+   * Largest report (or creation) data accepted, as bytes of JSON.
+   * @default 262144 (256 KiB)
+   */
+  maxDataBytes?: number;
+  /**
+   * Memory bound on *inactive* retained callbacks; the least recently used beyond it are
+   * removed early. Active callbacks are never evicted.
+   * @default unbounded (retention alone decides)
+   */
+  maxRetained?: number;
+  /** The worker-thread pool for worker steps; started on first use. */
+  pool?: PoolOptions;
+}
+
+/** Names of the output attributes (spec 7). */
+export interface AttributeOptions {
+  /** @default 'callbackToken' */
+  tokenAttribute?: string;
+  /** @default 'callbackParentToken' */
+  parentTokenAttribute?: string;
+  /** @default 'callbackData' */
+  dataAttribute?: string;
+  /** @default 'callbackId' */
+  idAttribute?: string;
+  /** @default 'callbackStatus' */
+  statusAttribute?: string;
+  /** When set, the whole `{ status, token, data }` answer also appears under this name. @default off */
+  attributeReference?: string;
+}
+
+/** Options of {@link CallbackEngine.anchor}. */
+export interface AnchorOptions {
+  /** Steps by status (spec 6). */
+  next?: StepMap;
+  /** Output attribute names (spec 7). */
+  attributes?: AttributeOptions;
+  /** Default deadline of this anchor's callbacks. @default the engine's */
+  timeout?: string | Date | false;
+  /** Default heartbeat window of this anchor's callbacks. @default the engine's */
+  heartbeat?: string;
+  /** Default retention of this anchor's callbacks. @default the engine's */
+  retention?: string | true;
+}
+
+/** Options of {@link CallbackEngine.create} (spec 5). */
+export interface CreateOptions {
+  /** Creation data: the base layer of the callback's data. */
+  data?: Record<string, unknown>;
+  /** Deadline: ISO 8601 duration, date-time, `Date`, or `false`. @default the anchor's */
+  timeout?: string | Date | false;
+  /** Heartbeat window (ISO 8601 duration). @default the anchor's */
+  heartbeat?: string;
+  /** Retention after inactive: ISO 8601 duration or `true`. @default the anchor's */
+  retention?: string | true;
+  /** Makes this callback a child of the (active) callback with this token. */
+  parentToken?: string;
+  /** A second create at the same anchor with the same key, while retained, returns the existing callback. */
+  idempotencyKey?: string;
+  /** Up to 10 short strings, for listing and metrics. */
+  tags?: readonly string[];
+}
+
+/** Engine options after validation. */
+export interface ResolvedEngineOptions {
+  readonly node: string;
+  readonly secrets: readonly (string | Buffer)[];
+  readonly timeout: string | Date | false;
+  readonly heartbeat: string | undefined;
+  readonly retention: string | true;
+  readonly clock: Clock;
+  readonly inspect: ((event: EngineEvent) => void) | undefined;
+  readonly maxDataBytes: number;
+  readonly maxRetained: number | undefined;
+  readonly pool: Readonly<Required<PoolOptions>>;
+}
+
+/** Resolved output attribute names. */
+export type ResolvedAttributes = Readonly<Required<Omit<AttributeOptions, 'attributeReference'>>> & {
+  readonly attributeReference: string | undefined;
+};
+
+/** Anchor options after validation. */
+export interface ResolvedAnchor {
+  readonly name: string;
+  readonly next: Readonly<StepMap>;
+  readonly attributes: ResolvedAttributes;
+  readonly timeout: string | Date | false;
+  readonly heartbeat: string | undefined;
+  readonly retention: string | true;
+}
+
+/** Frozen defaults. */
+export const DEFAULTS = Object.freeze({
+  timeout: 'PT1H',
+  retention: 'PT1H',
+  maxDataBytes: 256 * 1024,
+  attributes: Object.freeze({
+    tokenAttribute: 'callbackToken',
+    parentTokenAttribute: 'callbackParentToken',
+    dataAttribute: 'callbackData',
+    idAttribute: 'callbackId',
+    statusAttribute: 'callbackStatus',
+    attributeReference: undefined,
+  }) satisfies ResolvedAttributes,
+});
+
+/** Limits on names and tags. */
+export const LIMITS = Object.freeze({ nameLength: 128, maxTags: 10, tagLength: 64, idempotencyKeyLength: 256 });
+
+const NAME_RE = /^[A-Za-z0-9_.:-]+$/;
+
+const warned = new Set<string>();
+/** Emits a process warning once per code (lru-cache style). */
+export function warnOnce(code: string, message: string): void {
+  if (warned.has(code)) return;
+  warned.add(code);
+  process.emitWarning(message, { type: 'CallbackEngineWarning', code });
+}
+
+/** Checks a node or anchor name. */
+export function checkName(what: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > LIMITS.nameLength || !NAME_RE.test(value)) {
+    throw new InvalidArgumentError(
+      `${what} must be 1-${LIMITS.nameLength} characters of A-Z a-z 0-9 _ . : - (got ${describe(value)})`,
+    );
+  }
+  return value;
+}
+
+function checkObject(what: string, value: unknown): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidArgumentError(`${what} must be an object (got ${describe(value)})`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Checks a deadline option (`timeout`) without resolving it. */
+export function checkTimeout(what: string, value: unknown): string | Date | false {
+  deadlineAt(what, value, Number.NEGATIVE_INFINITY);
+  return value as string | Date | false;
+}
+
+/** Checks a heartbeat option. */
+export function checkHeartbeat(what: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (durationMs(what, value, 0) <= 0) throw new InvalidArgumentError(`${what} must be longer than zero (got ${describe(value)})`);
+  return value as string;
+}
+
+/** Checks a retention option. */
+export function checkRetention(what: string, value: unknown): string | true {
+  if (value === true) return true;
+  if (typeof value !== 'string' || !parseDuration(value)) {
+    throw new InvalidArgumentError(`${what} must be true or an ISO 8601 duration such as "PT24H" (got ${describe(value)})`);
+  }
+  return value;
+}
+
+function checkPositiveInt(what: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new InvalidArgumentError(`${what} must be a positive integer (got ${describe(value)})`);
+  }
+  return value;
+}
+
+/**
+ * Validates engine options once, eagerly.
+ *
+ * @throws {@link InvalidArgumentError} naming the first bad option and its value.
+ */
+export function resolveOptions(input: CallbackEngineOptions | undefined): ResolvedEngineOptions {
+  const o = checkObject('options', input) as CallbackEngineOptions;
+  const node = o.node === undefined ? `node-${randomBytes(6).toString('hex')}` : checkName('options.node', o.node);
+  let secrets: readonly (string | Buffer)[];
+  if (o.secrets === undefined) {
+    warnOnce(
+      'CBE_W_RANDOM_SECRET',
+      'callback-engine: no options.secrets given; using a random key, so tokens will not verify after a restart',
+    );
+    secrets = [randomBytes(32)];
+  } else {
+    if (!Array.isArray(o.secrets) || o.secrets.length === 0) {
+      throw new InvalidArgumentError(`options.secrets must be a non-empty array of strings or Buffers (got ${describe(o.secrets)})`);
+    }
+    o.secrets.forEach((s: unknown, i) => {
+      if (!((typeof s === 'string' || Buffer.isBuffer(s)) && s.length > 0)) {
+        throw new InvalidArgumentError(`options.secrets[${i}] must be a non-empty string or Buffer (got ${describe(s)})`);
+      }
+      if (s.length < 16) warnOnce('CBE_W_SHORT_SECRET', 'callback-engine: a secret shorter than 16 bytes makes tokens easier to forge');
+    });
+    secrets = [...o.secrets];
+  }
+  const clock = o.clock ?? systemClock;
+  if (typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
+    throw new InvalidArgumentError('options.clock must have now(), setTimeout() and clearTimeout() methods');
+  }
+  if (o.inspect !== undefined && typeof o.inspect !== 'function') {
+    throw new InvalidArgumentError(`options.inspect must be a function (got ${describe(o.inspect)})`);
+  }
+  return Object.freeze({
+    node,
+    secrets,
+    timeout: o.timeout === undefined ? DEFAULTS.timeout : checkTimeout('options.timeout', o.timeout),
+    heartbeat: checkHeartbeat('options.heartbeat', o.heartbeat),
+    retention: o.retention === undefined ? DEFAULTS.retention : checkRetention('options.retention', o.retention),
+    clock,
+    inspect: o.inspect,
+    maxDataBytes: o.maxDataBytes === undefined ? DEFAULTS.maxDataBytes : checkPositiveInt('options.maxDataBytes', o.maxDataBytes),
+    maxRetained: o.maxRetained === undefined ? undefined : checkPositiveInt('options.maxRetained', o.maxRetained),
+    pool: resolvePool(o.pool),
+  });
+}
+
+function resolvePool(input: PoolOptions | undefined): Readonly<Required<PoolOptions>> {
+  const p = checkObject('options.pool', input) as PoolOptions;
+  const int = (name: keyof PoolOptions, value: unknown, fallback: number, min: number): number => {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+      throw new InvalidArgumentError(`options.pool.${name} must be an integer of at least ${min} (got ${describe(value)})`);
+    }
+    return value;
+  };
+  const cpus = Math.max(1, availableParallelism());
+  const minThreads = int('minThreads', p.minThreads, 1, 0);
+  const maxThreads = int('maxThreads', p.maxThreads, Math.max(cpus, minThreads), 1);
+  if (minThreads > maxThreads) {
+    throw new InvalidArgumentError(`options.pool.minThreads (${minThreads}) must not exceed options.pool.maxThreads (${maxThreads})`);
+  }
+  if (p.close !== undefined && p.close !== 'drain' && p.close !== 'destroy') {
+    throw new InvalidArgumentError(`options.pool.close must be "drain" or "destroy" (got ${describe(p.close)})`);
+  }
+  return Object.freeze({
+    minThreads,
+    maxThreads,
+    idleTimeoutMs: int('idleTimeoutMs', p.idleTimeoutMs, 30_000, 0),
+    maxQueue: int('maxQueue', p.maxQueue, 1024, 0),
+    close: p.close ?? 'drain',
+  });
+}
+
+/**
+ * Validates an anchor's options, filling engine defaults.
+ *
+ * @throws {@link InvalidArgumentError} naming the first bad option and its value.
+ */
+export function resolveAnchor(name: unknown, input: AnchorOptions | undefined, engine: ResolvedEngineOptions): ResolvedAnchor {
+  const anchor = checkName('anchor name', name);
+  const o = checkObject(`anchor "${anchor}" options`, input) as AnchorOptions;
+  const next = checkObject(`anchor "${anchor}" options.next`, o.next) as StepMap;
+  for (const [key, step] of Object.entries(next)) {
+    if (!STEP_KEYS.has(key)) {
+      throw new InvalidArgumentError(
+        `anchor "${anchor}" options.next has unknown key "${key}"; use a status, "active", "error" or "*"`,
+      );
+    }
+    if (step !== false && typeof step !== 'function' && !isWorkerStep(step)) {
+      throw new InvalidArgumentError(
+        `anchor "${anchor}" options.next.${key} must be a function, a workerStep() or false (got ${describe(step)})`,
+      );
+    }
+  }
+  const a = checkObject(`anchor "${anchor}" options.attributes`, o.attributes);
+  const attributes = { ...DEFAULTS.attributes } as { -readonly [K in keyof ResolvedAttributes]: ResolvedAttributes[K] };
+  for (const [key, value] of Object.entries(a)) {
+    if (!(key in DEFAULTS.attributes)) {
+      throw new InvalidArgumentError(`anchor "${anchor}" options.attributes has unknown key "${key}"`);
+    }
+    if (value === undefined) continue;
+    if (typeof value !== 'string' || value.length === 0 || value === '__proto__') {
+      throw new InvalidArgumentError(`anchor "${anchor}" options.attributes.${key} must be a non-empty string (got ${describe(value)})`);
+    }
+    (attributes as Record<string, string>)[key] = value;
+  }
+  const names = Object.values(attributes).filter((v) => v !== undefined);
+  if (new Set(names).size !== names.length) {
+    throw new InvalidArgumentError(`anchor "${anchor}" options.attributes gives two attributes the same name`);
+  }
+  return Object.freeze({
+    name: anchor,
+    next: Object.freeze({ ...next }),
+    attributes: Object.freeze(attributes),
+    timeout: o.timeout === undefined ? engine.timeout : checkTimeout(`anchor "${anchor}" options.timeout`, o.timeout),
+    heartbeat: o.heartbeat === undefined ? engine.heartbeat : checkHeartbeat(`anchor "${anchor}" options.heartbeat`, o.heartbeat),
+    retention: o.retention === undefined ? engine.retention : checkRetention(`anchor "${anchor}" options.retention`, o.retention),
+  });
+}
+
+/** Checks `create`'s tags. */
+export function checkTags(value: unknown): readonly string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.length > LIMITS.maxTags) {
+    throw new InvalidArgumentError(`options.tags must be an array of at most ${LIMITS.maxTags} strings (got ${describe(value)})`);
+  }
+  value.forEach((t: unknown, i) => {
+    if (typeof t !== 'string' || t.length === 0 || t.length > LIMITS.tagLength) {
+      throw new InvalidArgumentError(`options.tags[${i}] must be a string of 1-${LIMITS.tagLength} characters (got ${describe(t)})`);
+    }
+  });
+  return Object.freeze([...(value as string[])]);
+}
+
+/** Checks `create`'s idempotency key. */
+export function checkIdempotencyKey(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.length === 0 || value.length > LIMITS.idempotencyKeyLength) {
+    throw new InvalidArgumentError(
+      `options.idempotencyKey must be a string of 1-${LIMITS.idempotencyKeyLength} characters (got ${describe(value)})`,
+    );
+  }
+  return value;
+}

@@ -1,0 +1,91 @@
+/**
+ * Worker-step descriptors (spec 6). Light on purpose: importing this does not
+ * load piscina; the engine starts its pool the first time a worker step runs.
+ *
+ * @module
+ */
+
+import { pathToFileURL } from 'node:url';
+import { InvalidArgumentError } from '../errors.js';
+import type { CallbackData } from '../data.js';
+import type { CallbackStatus } from '../lifecycle/statuses.js';
+import type { CallbackAttributes, StepOutput } from '../types.js';
+
+/** A step that runs on the engine's worker-thread pool. Make one with {@link workerStep}. */
+export interface WorkerStep {
+  readonly kind: 'worker';
+  /** `file:` URL of the module. */
+  readonly module: string;
+  /** The export to call. */
+  readonly exportName: string;
+}
+
+/** What a worker step's function receives: the step input without the signal (structured-cloned). */
+export interface WorkerStepInput {
+  readonly status: CallbackStatus | 'notFound';
+  readonly token: string;
+  readonly id: string;
+  readonly data: CallbackData;
+  readonly parentToken: string | undefined;
+  readonly attributes: CallbackAttributes;
+}
+
+/** Runs worker steps; the engine owns one, created on first use. */
+export interface StepRunner {
+  /**
+   * Runs `step` with `input` on a worker thread.
+   * @throws `PoolSaturatedError` when the queue is full.
+   */
+  run(step: WorkerStep, input: WorkerStepInput, signal: AbortSignal): Promise<StepOutput>;
+  /** Whether the queue is full, so a new dispatch should be refused. */
+  readonly saturated: boolean;
+  /** Drains or destroys the pool, as configured. */
+  close(): Promise<void>;
+}
+
+/** Options of the engine's worker pool (`createCallbackEngine({ pool })`). */
+export interface PoolOptions {
+  /** @default 1 */
+  minThreads?: number;
+  /** @default the number of CPUs, at least 1 */
+  maxThreads?: number;
+  /** Ms an idle thread is kept before it exits. @default 30000 */
+  idleTimeoutMs?: number;
+  /** Tasks that may wait for a thread; beyond it dispatches are refused with `CBE_ERR_POOL_SATURATED`. @default 1024 */
+  maxQueue?: number;
+  /** On `engine.close()`: `'drain'` finishes queued tasks, `'destroy'` terminates threads at once. @default 'drain' */
+  close?: 'drain' | 'destroy';
+}
+
+/**
+ * Declares a step that runs on the worker-thread pool.
+ *
+ * @param module - the step module: a `URL` (usually `new URL('./steps/score.js', import.meta.url)`) or an absolute path.
+ * @param exportName - the export to call with the step input. @default 'default'
+ * @returns a descriptor to put in an anchor's `next` map.
+ * @throws {@link InvalidArgumentError} for a relative path or an empty export name.
+ * @example
+ * ```ts
+ * engine.anchor('ocr', { next: { complete: workerStep(new URL('./steps/score.js', import.meta.url), 'score') } });
+ * ```
+ */
+export function workerStep(module: URL | string, exportName = 'default'): WorkerStep {
+  let href: string;
+  if (module instanceof URL) href = module.href;
+  else if (typeof module === 'string' && module.startsWith('file:')) href = new URL(module).href;
+  else if (typeof module === 'string' && module.startsWith('/')) href = pathToFileURL(module).href;
+  else {
+    throw new InvalidArgumentError(
+      `workerStep module must be a URL or an absolute path (got ${JSON.stringify(String(module))})`,
+    );
+  }
+  if (typeof exportName !== 'string' || exportName.length === 0) {
+    throw new InvalidArgumentError('workerStep exportName must be a non-empty string');
+  }
+  return Object.freeze({ kind: 'worker', module: href, exportName });
+}
+
+/** Whether a step entry is a worker step. */
+export function isWorkerStep(step: unknown): step is WorkerStep {
+  return typeof step === 'object' && step !== null && (step as { kind?: unknown }).kind === 'worker';
+}

@@ -1,0 +1,37 @@
+/**
+ * The plain, serializable state of one callback. Everything needed to answer
+ * for it, or to restore its actor, lives here; the live actor and mailbox are
+ * runtime-only (see `callback-runtime.ts`).
+ *
+ * @module
+ */
+
+import type { CallbackData } from '../data.js';
+import type { CallbackStatus } from '../lifecycle/statuses.js';
+
+/** The persisted state of one callback. */
+export interface CallbackRecord {
+  readonly id: string;
+  readonly token: string;
+  readonly anchor: string;
+  /** Creation order, for stable listing. */
+  readonly seq: number;
+  readonly createdAt: number;
+  readonly tags: readonly string[];
+  readonly parentId: string | undefined;
+  readonly parentToken: string | undefined;
+  readonly idempotencyKey: string | undefined;
+  /** Absolute deadline, ms since epoch, if any. */
+  readonly deadlineAt: number | undefined;
+  /** Heartbeat window in ms, if any. */
+  readonly heartbeatMs: number | undefined;
+  /** Retention after inactive in ms, or `true` for forever. */
+  readonly retention: number | true;
+  status: CallbackStatus;
+  data: CallbackData;
+  updatedAt: number;
+  /** Ids of child callbacks. */
+  children: string[] | undefined;
+  /** Canonical JSON of the report that made it terminal, to recognise a replay. */
+  terminalReport: string | undefined;
+}

@@ -1,0 +1,75 @@
+/**
+ * Engine counters (spec 13): plain integers updated on the hot path, copied
+ * out on demand.
+ *
+ * @module
+ */
+
+import { ACTIVE_STATUSES, TERMINAL_STATUSES, type CallbackStatus } from '../lifecycle/statuses.js';
+import type { EngineStats } from '../types.js';
+
+type Counts = Record<CallbackStatus, number>;
+
+const zero = (): Counts =>
+  Object.fromEntries([...ACTIVE_STATUSES, ...TERMINAL_STATUSES].map((s) => [s, 0])) as Counts;
+
+/** Mutable counters behind {@link EngineStats}. */
+export class Stats {
+  readonly #byStatus = zero();
+  readonly #byAnchor = new Map<string, Counts>();
+  created = 0;
+  dispatched = 0;
+  notFound = 0;
+  forgedTokens = 0;
+  stepFailures = 0;
+  timedOut = 0;
+  orphaned = 0;
+  evicted = 0;
+
+  #anchor(anchor: string): Counts {
+    let counts = this.#byAnchor.get(anchor);
+    if (!counts) this.#byAnchor.set(anchor, (counts = zero()));
+    return counts;
+  }
+
+  /** A callback appeared with `status`. */
+  add(anchor: string, status: CallbackStatus): void {
+    this.#byStatus[status]++;
+    this.#anchor(anchor)[status]++;
+  }
+
+  /** A callback moved from `from` to `to`. */
+  move(anchor: string, from: CallbackStatus, to: CallbackStatus): void {
+    const a = this.#anchor(anchor);
+    this.#byStatus[from]--;
+    this.#byStatus[to]++;
+    a[from]--;
+    a[to]++;
+  }
+
+  /** A callback left the engine. */
+  remove(anchor: string, status: CallbackStatus): void {
+    this.#byStatus[status]--;
+    this.#anchor(anchor)[status]--;
+  }
+
+  /** A frozen copy. */
+  snapshot(active: number, retained: number): EngineStats {
+    const byAnchor: Record<string, Partial<Counts>> = {};
+    for (const [name, counts] of this.#byAnchor) byAnchor[name] = { ...counts };
+    return Object.freeze({
+      byStatus: { ...this.#byStatus },
+      byAnchor,
+      active,
+      retained,
+      created: this.created,
+      dispatched: this.dispatched,
+      notFound: this.notFound,
+      forgedTokens: this.forgedTokens,
+      stepFailures: this.stepFailures,
+      timedOut: this.timedOut,
+      orphaned: this.orphaned,
+      evicted: this.evicted,
+    });
+  }
+}

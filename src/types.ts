@@ -1,0 +1,170 @@
+/**
+ * Public shapes of messages, answers, steps and events.
+ *
+ * @module
+ */
+
+import type { CallbackData } from './data.js';
+import type { AnswerStatus, CallbackStatus, DispatchStatus, StepKey } from './lifecycle/statuses.js';
+import type { WorkerStep } from './pool/worker-step.js';
+
+/** A report from an outside party (spec 11.1). */
+export interface CallbackReportMessage {
+  type: 'CALLBACK';
+  /** The callback token the outside party was handed. */
+  callbackToken: string;
+  /** The reported status. */
+  callbackStatus: DispatchStatus;
+  /** Report data, shallow-merged into the callback's data. */
+  callbackData?: Record<string, unknown> | undefined;
+}
+
+/** A read request through the dispatch call-in point (spec 11.1). */
+export interface CallbackActionMessage {
+  type: 'CALLBACK';
+  callbackToken: string;
+  callbackAction: 'getCallback';
+}
+
+/** Anything {@link CallbackEngine.dispatch} accepts. */
+export type CallbackMessage = CallbackReportMessage | CallbackActionMessage;
+
+/** The output attributes of a callback (spec 7), under the anchor's names. */
+export type CallbackAttributes = Readonly<Record<string, unknown>>;
+
+/** The answer to every dispatch and read: the status after handling. */
+export interface CallbackAnswer {
+  /** Status after handling; may differ from what was sent (`cancel`, `timeout`, `notFound`, ...). */
+  readonly status: AnswerStatus;
+  /** The token the answer is about. */
+  readonly token: string;
+  /** The callback's merged data (frozen); `{}` for `notFound`. */
+  readonly data: CallbackData;
+  /** The output attributes under the anchor's names (not serialized with the answer). */
+  readonly attributes: CallbackAttributes;
+}
+
+/** How a dispatch was handled, for call-in points that map it to a protocol status. */
+export type DispatchOutcome =
+  /** The report was applied (status moved, data merged, step ran). */
+  | 'applied'
+  /** A backward or repeated `accept`/`start`: nothing changed, not an error. */
+  | 'ignored'
+  /** The same terminal report again: answered as a success. */
+  | 'replayed'
+  /** The callback is terminal with another outcome: the answer carries its current status. */
+  | 'conflict'
+  /** Unknown, forged or removed token. */
+  | 'notFound'
+  /** A read (`getCallback`). */
+  | 'read';
+
+/** A dispatch answer together with how it was handled. */
+export interface DispatchResult {
+  readonly answer: CallbackAnswer;
+  readonly outcome: DispatchOutcome;
+}
+
+/** What a callback's creation returns. */
+export interface CreatedCallback extends CallbackAnswer {
+  /** The callbackId. */
+  readonly id: string;
+}
+
+/** What every step receives (spec 6). */
+export interface StepInput {
+  /** The status the anchor resumes on. */
+  readonly status: CallbackStatus | 'notFound';
+  readonly token: string;
+  readonly id: string;
+  /** The merged data so far (frozen). */
+  readonly data: CallbackData;
+  readonly parentToken: string | undefined;
+  /** The output attributes under the anchor's names (spec 7). */
+  readonly attributes: CallbackAttributes;
+  /** Fires when the callback is cancelled, times out or is orphaned while this step runs. */
+  readonly signal: AbortSignal;
+}
+
+/** What a step may return: an object merged into the callback's data, or nothing. */
+export type StepOutput = Record<string, unknown> | undefined | void;
+
+/** An in-process step. */
+export type StepFunction = (input: StepInput) => StepOutput | Promise<StepOutput>;
+
+/** A step entry in an anchor's `next` map: a function, a worker step, or `false` for "explicitly nothing". */
+export type StepEntry = StepFunction | WorkerStep | false;
+
+/** An anchor's step map: exact statuses, group defaults `active`/`error`, and `*` (spec 6). */
+export type StepMap = Partial<Record<StepKey, StepEntry>>;
+
+/** Kinds of engine events (spec 13). */
+export type EngineEventType =
+  | 'created'
+  | 'dispatched'
+  | 'transitioned'
+  | 'stepFailed'
+  | 'timedOut'
+  | 'orphaned'
+  | 'evicted'
+  | 'rejected';
+
+/** An engine event, passed to `inspect` and to subscribers. */
+export interface EngineEvent {
+  readonly type: EngineEventType;
+  /** When it happened (the engine clock, ms since epoch). */
+  readonly at: number;
+  readonly id?: string;
+  readonly anchor?: string;
+  /** The status after the event. */
+  readonly status?: AnswerStatus;
+  /** For `transitioned`: the status before. */
+  readonly from?: CallbackStatus;
+  /** For `dispatched`: the status that was reported. */
+  readonly reported?: string;
+  /** For `dispatched`: how it was handled. */
+  readonly outcome?: DispatchOutcome;
+  /** For `timedOut`, `rejected`, `evicted`: why. */
+  readonly reason?: string;
+  /** For `stepFailed`: the message. */
+  readonly message?: string;
+}
+
+/** Counters kept by the engine (spec 13). */
+export interface EngineStats {
+  /** Callbacks currently known, by status. */
+  readonly byStatus: Readonly<Record<CallbackStatus, number>>;
+  /** Callbacks currently known, by anchor and status. */
+  readonly byAnchor: Readonly<Record<string, Readonly<Partial<Record<CallbackStatus, number>>>>>;
+  /** Active callbacks (each with a live actor). */
+  readonly active: number;
+  /** Inactive callbacks still retained. */
+  readonly retained: number;
+  readonly created: number;
+  readonly dispatched: number;
+  readonly notFound: number;
+  /** Tokens whose signature did not verify. */
+  readonly forgedTokens: number;
+  readonly stepFailures: number;
+  readonly timedOut: number;
+  readonly orphaned: number;
+  readonly evicted: number;
+}
+
+/** A callback in a {@link ListPage}. */
+export interface ListedCallback {
+  readonly id: string;
+  readonly token: string;
+  readonly anchor: string;
+  readonly status: CallbackStatus;
+  readonly tags: readonly string[];
+  readonly createdAt: number;
+  readonly data: CallbackData;
+}
+
+/** One page of {@link CallbackEngine.list}. */
+export interface ListPage {
+  readonly items: readonly ListedCallback[];
+  /** Pass it back to get the next page; absent on the last page. */
+  readonly cursor?: string;
+}
