@@ -14,7 +14,7 @@ import { canonicalJson, EMPTY_DATA, ingestData, mergeData, type CallbackData } f
 import { deadlineAt, durationMs } from './duration.js';
 import { EngineClosedError, InvalidArgumentError, PoolSaturatedError, ParentInactiveError, ParentNotFoundError, UnknownAnchorError, toError } from './errors.js';
 import { lifecycleMachine, STATUS_EVENT, statusOf } from './lifecycle/machine.js';
-import { isTerminal, lookupStep, type CallbackStatus, type TerminalStatus } from './lifecycle/statuses.js';
+import { isTerminal, lookupStep, type CallbackStatus, type DispatchStatus, type TerminalStatus } from './lifecycle/statuses.js';
 import { parseMessage } from './message.js';
 import { isWorkerStep, type StepRunner, type WorkerStep } from './pool/worker-step.js';
 import {
@@ -108,6 +108,20 @@ export interface CallbackEngine {
   stats(): EngineStats;
   /** Listens to engine events; returns the function that stops listening. */
   subscribe(listener: (event: EngineEvent) => void): () => void;
+  /**
+   * The callback URL of a token: `POST {baseUrl}/callbacks/{token}/{status}` with the report data as JSON.
+   * @throws {@link InvalidArgumentError} if the engine has no `baseUrl` option.
+   */
+  callbackUrl(token: string): string;
+  /** The token of a known callback by its callbackId (instance-id correlation), or `undefined`. */
+  tokenOf(id: string): string | undefined;
+  /**
+   * The token of the callback whose creation data matches these attributes on every key of its
+   * anchor's `correlate` list (keys lower-cased, values compared as strings), or `undefined`.
+   */
+  correlate(attributes: Readonly<Record<string, unknown>>): string | undefined;
+  /** The status an anchor's `eventTypes` maps a CloudEvent type to, or `undefined`. */
+  eventStatus(anchor: string, type: string): DispatchStatus | undefined;
   /** Stops every timer and actor; later calls reject with {@link EngineClosedError}. */
   close(): Promise<void>;
 }
@@ -120,6 +134,18 @@ type Found =
 const isPromiseLike = (v: unknown): v is PromiseLike<unknown> =>
   typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 
+/** The correlation index key of a callback's creation data, if its anchor declares `correlate`. */
+function correlationKey(anchor: ResolvedAnchor, data: CallbackData): string | undefined {
+  if (anchor.correlate.length === 0) return undefined;
+  const values: string[] = [];
+  for (const key of anchor.correlate) {
+    const v = data[key];
+    if (v === undefined || v === null || typeof v === 'object') return undefined;
+    values.push(String(v));
+  }
+  return `${anchor.name}\u0000${values.join('\u0000')}`;
+}
+
 class Engine implements CallbackEngine {
   readonly node: string;
   readonly #o: ResolvedEngineOptions;
@@ -129,6 +155,8 @@ class Engine implements CallbackEngine {
   readonly #store: CallbackStore;
   readonly #deadlines: DeadlineQueue;
   readonly #idempotency = new Map<string, string>();
+  /** `anchor \0 value \0 value...` → callbackId, for anchors that declare `correlate`. */
+  readonly #correlation = new Map<string, string>();
   readonly #listeners = new Set<(event: EngineEvent) => void>();
   readonly #stats = new Stats();
   #seq = 0;
@@ -192,6 +220,7 @@ class Engine implements CallbackEngine {
       parentId: parent?.record.id,
       parentToken: parent?.record.token,
       idempotencyKey: idemKey,
+      correlationKey: correlationKey(anchor, data),
       deadlineAt: deadline,
       heartbeatMs,
       retention,
@@ -207,6 +236,7 @@ class Engine implements CallbackEngine {
     this.#live.set(id, rt);
     if (parent) (parent.record.children ??= []).push(id);
     if (idemKey !== undefined) this.#idempotency.set(idemKey, id);
+    if (record.correlationKey !== undefined) this.#correlation.set(record.correlationKey, id);
     this.#stats.add(record.anchor, 'create');
     this.#stats.created++;
     this.#emit('created', record, undefined);
@@ -414,6 +444,38 @@ class Engine implements CallbackEngine {
     return matches.length > limit && last ? { items, cursor: last.seq.toString(36) } : { items };
   }
 
+  callbackUrl(token: string): string {
+    if (this.#o.baseUrl === undefined) throw new InvalidArgumentError('callbackUrl() needs the engine option baseUrl');
+    if (typeof token !== 'string' || token.length === 0) throw new InvalidArgumentError('callbackUrl() needs a token');
+    return `${this.#o.baseUrl}/callbacks/${encodeURIComponent(token)}`;
+  }
+
+  tokenOf(id: string): string | undefined {
+    if (typeof id !== 'string') return undefined;
+    return (this.#live.get(id)?.record ?? this.#store.get(id))?.token;
+  }
+
+  correlate(attributes: Readonly<Record<string, unknown>>): string | undefined {
+    for (const anchor of this.#anchors.values()) {
+      if (anchor.correlate.length === 0) continue;
+      const values: string[] = [];
+      for (const key of anchor.correlate) {
+        const v = attributes[key.toLowerCase()];
+        if (v === undefined || v === null || typeof v === 'object') break;
+        values.push(String(v));
+      }
+      if (values.length !== anchor.correlate.length) continue;
+      const id = this.#correlation.get(`${anchor.name}\u0000${values.join('\u0000')}`);
+      const token = id === undefined ? undefined : this.tokenOf(id);
+      if (token !== undefined) return token;
+    }
+    return undefined;
+  }
+
+  eventStatus(anchor: string, type: string): DispatchStatus | undefined {
+    return this.#anchors.get(anchor)?.eventTypes[type];
+  }
+
   stats(): EngineStats {
     return this.#stats.snapshot(this.#live.size, this.#store.size);
   }
@@ -443,6 +505,7 @@ class Engine implements CallbackEngine {
     this.#live.clear();
     this.#store.clear();
     this.#idempotency.clear();
+    this.#correlation.clear();
   }
 
   // ---- lookup -------------------------------------------------------------------------------
@@ -748,6 +811,8 @@ class Engine implements CallbackEngine {
 
   /** A record leaves the engine for good. */
   #forget(record: CallbackRecord, reason: string): void {
+    const corrKey = record.correlationKey;
+    if (corrKey !== undefined && this.#correlation.get(corrKey) === record.id) this.#correlation.delete(corrKey);
     if (record.idempotencyKey !== undefined && this.#idempotency.get(record.idempotencyKey) === record.id) {
       this.#idempotency.delete(record.idempotencyKey);
     }

@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { systemClock, type Clock } from './clock.js';
 import { deadlineAt, describe, durationMs, parseDuration } from './duration.js';
 import { InvalidArgumentError } from './errors.js';
-import { STEP_KEYS } from './lifecycle/statuses.js';
+import { DISPATCH_STATUSES, isDispatchStatus, STEP_KEYS, type DispatchStatus } from './lifecycle/statuses.js';
 import { isWorkerStep, type PoolOptions } from './pool/worker-step.js';
 import type { EngineEvent, StepMap } from './types.js';
 
@@ -61,6 +61,8 @@ export interface CallbackEngineOptions {
   maxRetained?: number;
   /** The worker-thread pool for worker steps; started on first use. */
   pool?: PoolOptions;
+  /** Public base URL of the Dispatch Callback Service, for {@link CallbackEngine.callbackUrl}. */
+  baseUrl?: string;
 }
 
 /** Names of the output attributes (spec 7). */
@@ -91,6 +93,13 @@ export interface AnchorOptions {
   heartbeat?: string;
   /** Default retention of this anchor's callbacks. @default the engine's */
   retention?: string | true;
+  /**
+   * Creation-data keys that identify a callback of this anchor to CloudEvents: an event whose
+   * extension attributes carry all of them (names lower-cased, values compared as strings) reaches it.
+   */
+  correlate?: readonly string[];
+  /** CloudEvent `type` → status, for events that carry no `callbackstatus` extension. */
+  eventTypes?: Readonly<Record<string, DispatchStatus>>;
 }
 
 /** Options of {@link CallbackEngine.create} (spec 5). */
@@ -123,6 +132,7 @@ export interface ResolvedEngineOptions {
   readonly maxDataBytes: number;
   readonly maxRetained: number | undefined;
   readonly pool: Readonly<Required<PoolOptions>>;
+  readonly baseUrl: string | undefined;
 }
 
 /** Resolved output attribute names. */
@@ -138,6 +148,8 @@ export interface ResolvedAnchor {
   readonly timeout: string | Date | false;
   readonly heartbeat: string | undefined;
   readonly retention: string | true;
+  readonly correlate: readonly string[];
+  readonly eventTypes: Readonly<Record<string, DispatchStatus>>;
 }
 
 /** Frozen defaults. */
@@ -260,7 +272,22 @@ export function resolveOptions(input: CallbackEngineOptions | undefined): Resolv
     maxDataBytes: o.maxDataBytes === undefined ? DEFAULTS.maxDataBytes : checkPositiveInt('options.maxDataBytes', o.maxDataBytes),
     maxRetained: o.maxRetained === undefined ? undefined : checkPositiveInt('options.maxRetained', o.maxRetained),
     pool: resolvePool(o.pool),
+    baseUrl: checkBaseUrl(o.baseUrl),
   });
+}
+
+function checkBaseUrl(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = typeof value === 'string' ? new URL(value) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new InvalidArgumentError(`options.baseUrl must be an http(s) URL (got ${describe(value)})`);
+  }
+  return url.href.replace(/\/+$/, '');
 }
 
 function resolvePool(input: PoolOptions | undefined): Readonly<Required<PoolOptions>> {
@@ -334,7 +361,38 @@ export function resolveAnchor(name: unknown, input: AnchorOptions | undefined, e
     timeout: o.timeout === undefined ? engine.timeout : checkTimeout(`anchor "${anchor}" options.timeout`, o.timeout),
     heartbeat: o.heartbeat === undefined ? engine.heartbeat : checkHeartbeat(`anchor "${anchor}" options.heartbeat`, o.heartbeat),
     retention: o.retention === undefined ? engine.retention : checkRetention(`anchor "${anchor}" options.retention`, o.retention),
+    correlate: checkCorrelate(anchor, o.correlate),
+    eventTypes: checkEventTypes(anchor, o.eventTypes),
   });
+}
+
+function checkCorrelate(anchor: string, value: unknown): readonly string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.length === 0 || value.length > 10) {
+    throw new InvalidArgumentError(`anchor "${anchor}" options.correlate must be an array of 1-10 creation-data keys (got ${describe(value)})`);
+  }
+  value.forEach((k: unknown, i) => {
+    if (typeof k !== 'string' || !/^[A-Za-z0-9]{1,20}$/.test(k)) {
+      throw new InvalidArgumentError(
+        `anchor "${anchor}" options.correlate[${i}] must be 1-20 letters or digits, as CloudEvents extension names are (got ${describe(k)})`,
+      );
+    }
+  });
+  return Object.freeze([...(value as string[])]);
+}
+
+function checkEventTypes(anchor: string, value: unknown): Readonly<Record<string, DispatchStatus>> {
+  const map = checkObject(`anchor "${anchor}" options.eventTypes`, value);
+  const out: Record<string, DispatchStatus> = Object.create(null) as Record<string, DispatchStatus>;
+  for (const [type, status] of Object.entries(map)) {
+    if (!isDispatchStatus(status)) {
+      throw new InvalidArgumentError(
+        `anchor "${anchor}" options.eventTypes["${type}"] must be one of ${DISPATCH_STATUSES.join(', ')} (got ${describe(status)})`,
+      );
+    }
+    out[type] = status;
+  }
+  return Object.freeze(out);
 }
 
 /** Checks `create`'s tags. */

@@ -21,6 +21,8 @@ export interface CallbackRecord {
   readonly parentId: string | undefined;
   readonly parentToken: string | undefined;
   readonly idempotencyKey: string | undefined;
+  /** Key in the engine's correlation index (anchors with `correlate`). */
+  readonly correlationKey: string | undefined;
   /** Absolute deadline, ms since epoch, if any. */
   readonly deadlineAt: number | undefined;
   /** Heartbeat window in ms, if any. */
