@@ -4,7 +4,8 @@
  * @module
  */
 
-import { EMPTY_DATA, type CallbackData } from './data.js';
+import { inspect } from 'node:util';
+import { DataVersion, type CallbackData } from './data.js';
 import type { AnswerStatus } from './lifecycle/statuses.js';
 import { DEFAULTS, type ResolvedAttributes } from './options.js';
 import type { CallbackAnswer, CallbackAttributes, CreatedCallback } from './types.js';
@@ -34,13 +35,14 @@ export function buildAttributes(
 }
 
 /**
- * An answer. Serializes (JSON) as exactly `{ status, token, data }`; the
- * renamed output attributes are computed on first access.
+ * An answer. Serializes (JSON) as exactly `{ status, token, data }`; `data`
+ * and the renamed output attributes are built on first access, so answers
+ * nobody reads cost no copying.
  */
 export class Answer implements CallbackAnswer {
   readonly status: AnswerStatus;
   readonly token: string;
-  readonly data: CallbackData;
+  /** @internal */ readonly #data: DataVersion;
   /** @internal */ readonly #names: ResolvedAttributes;
   /** @internal */ readonly #id: string | undefined;
   /** @internal */ readonly #parentToken: string | undefined;
@@ -48,17 +50,27 @@ export class Answer implements CallbackAnswer {
   constructor(
     status: AnswerStatus,
     token: string,
-    data: CallbackData,
+    data: DataVersion,
     names: ResolvedAttributes = DEFAULTS.attributes,
     id?: string,
     parentToken?: string,
   ) {
     this.status = status;
     this.token = token;
-    this.data = data;
+    this.#data = data;
     this.#names = names;
     this.#id = id;
     this.#parentToken = parentToken;
+  }
+
+  /** The callback's merged data at the time of this answer (frozen). */
+  get data(): CallbackData {
+    return this.#data.value;
+  }
+
+  /** @internal the data version, to pass on without building it. */
+  get dataVersion(): DataVersion {
+    return this.#data;
   }
 
   /** The output attributes under the anchor's names. */
@@ -70,18 +82,23 @@ export class Answer implements CallbackAnswer {
   toJSON(): { status: AnswerStatus; token: string; data: CallbackData } {
     return { status: this.status, token: this.token, data: this.data };
   }
+
+  /** Shows `{ status, token, data }` in `console.log` and `util.inspect`. */
+  [inspect.custom](depth: number, options: object): string {
+    return `${this.constructor.name} ${inspect(this.toJSON(), { ...options, depth })}`;
+  }
 }
 
 /** The answer of `create`: an {@link Answer} that also carries the callbackId. */
 export class CreatedAnswer extends Answer implements CreatedCallback {
   readonly id: string;
   constructor(answer: Answer, id: string, names: ResolvedAttributes, parentToken: string | undefined) {
-    super(answer.status, answer.token, answer.data, names, id, parentToken);
+    super(answer.status, answer.token, answer.dataVersion, names, id, parentToken);
     this.id = id;
   }
 }
 
 /** The answer for an unknown, forged or removed token. */
 export function notFoundAnswer(token: string): Answer {
-  return new Answer('notFound', typeof token === 'string' ? token : '', EMPTY_DATA);
+  return new Answer('notFound', typeof token === 'string' ? token : '', DataVersion.EMPTY);
 }

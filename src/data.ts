@@ -103,6 +103,64 @@ export function mergeData(base: CallbackData, patch: CallbackData): CallbackData
   return Object.freeze(out);
 }
 
+/** Patches a version chain may carry before it is folded into a new base. */
+const MIN_COMPACT = 32;
+
+/**
+ * One immutable version of a callback's data.
+ *
+ * Copying a plain object on every report costs O(keys), so 10,000 reports with
+ * distinct keys would cost O(n²). A version is instead a frozen base object
+ * plus a prefix of a shared, append-only patch log: {@link DataVersion.with}
+ * is O(1) amortized (the log is folded into a new base once it outgrows the
+ * base), and the plain object is only built, once, when {@link DataVersion.value}
+ * is read.
+ */
+export class DataVersion {
+  readonly #base: CallbackData;
+  readonly #baseKeys: number;
+  readonly #log: CallbackData[];
+  readonly #count: number;
+  #value: CallbackData | undefined;
+
+  private constructor(base: CallbackData, baseKeys: number, log: CallbackData[], count: number) {
+    this.#base = base;
+    this.#baseKeys = baseKeys;
+    this.#log = log;
+    this.#count = count;
+    if (count === 0) this.#value = base;
+  }
+
+  /** A version holding exactly `data` (already ingested and frozen). */
+  static of(data: CallbackData): DataVersion {
+    return new DataVersion(data, Object.keys(data).length, [], 0);
+  }
+
+  /** The empty version. */
+  static readonly EMPTY: DataVersion = DataVersion.of(EMPTY_DATA);
+
+  /** This version with `patch` (already ingested) merged over it. */
+  with(patch: CallbackData): DataVersion {
+    let log = this.#log;
+    // Appending is safe only at the log's end; a second branch from an old version copies its prefix.
+    if (this.#count !== log.length) log = log.slice(0, this.#count);
+    log.push(patch);
+    const next = new DataVersion(this.#base, this.#baseKeys, log, this.#count + 1);
+    return next.#count > MIN_COMPACT && next.#count > next.#baseKeys ? DataVersion.of(next.value) : next;
+  }
+
+  /** The data as a frozen plain object, built on first read. */
+  get value(): CallbackData {
+    if (this.#value !== undefined) return this.#value;
+    const out: Record<string, JsonValue> = { ...this.#base };
+    for (let i = 0; i < this.#count; i++) {
+      const patch = this.#log[i]!;
+      for (const key of Object.keys(patch)) out[key] = patch[key]!;
+    }
+    return (this.#value = Object.freeze(out));
+  }
+}
+
 /**
  * Canonical JSON (sorted keys, recursively), used to tell a replayed terminal
  * report from a conflicting one.

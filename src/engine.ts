@@ -10,7 +10,7 @@
 
 import { createActor } from 'xstate';
 import { Answer, CreatedAnswer, buildAttributes, notFoundAnswer } from './answer.js';
-import { canonicalJson, EMPTY_DATA, ingestData, mergeData, type CallbackData } from './data.js';
+import { canonicalJson, DataVersion, EMPTY_DATA, ingestData, type CallbackData } from './data.js';
 import { deadlineAt, durationMs } from './duration.js';
 import { EngineClosedError, InvalidArgumentError, PoolSaturatedError, ParentInactiveError, ParentNotFoundError, UnknownAnchorError, toError } from './errors.js';
 import { lifecycleMachine, STATUS_EVENT, statusOf } from './lifecycle/machine.js';
@@ -207,7 +207,8 @@ class Engine implements CallbackEngine {
     if (heartbeatMs !== undefined && heartbeatMs <= 0) throw new InvalidArgumentError('options.heartbeat must be longer than zero');
     const retentionOpt = options.retention ?? anchor.retention;
     const retention = retentionOpt === true ? true : durationMs('options.retention', retentionOpt, now);
-    const data = ingestData('options.data', options.data, this.#o.maxDataBytes);
+    const createData = ingestData('options.data', options.data, this.#o.maxDataBytes);
+    const data = DataVersion.of(createData);
 
     const id = newCallbackId();
     const record: CallbackRecord = {
@@ -220,7 +221,7 @@ class Engine implements CallbackEngine {
       parentId: parent?.record.id,
       parentToken: parent?.record.token,
       idempotencyKey: idemKey,
-      correlationKey: correlationKey(anchor, data),
+      correlationKey: correlationKey(anchor, createData),
       deadlineAt: deadline,
       heartbeatMs,
       retention,
@@ -246,7 +247,7 @@ class Engine implements CallbackEngine {
     if (heartbeatMs !== undefined) rt.heartbeat = this.#deadlines.schedule(now + heartbeatMs, () => this.#onHeartbeat(rt));
 
     const result = await new Promise<DispatchResult>((resolve, reject) => {
-      this.#enqueue(rt, { kind: 'create', status: 'create', data, followers: [{ resolve, reject, outcome: 'applied' }] });
+      this.#enqueue(rt, { kind: 'create', status: 'create', data: createData, followers: [{ resolve, reject, outcome: 'applied' }] });
     });
     return new CreatedAnswer(result.answer as Answer, id, anchor.attributes, record.parentToken);
   }
@@ -438,7 +439,7 @@ class Engine implements CallbackEngine {
       status: r.status,
       tags: r.tags,
       createdAt: r.createdAt,
-      data: r.data,
+      data: r.data.value,
     }));
     const last = page.at(-1);
     return matches.length > limit && last ? { items, cursor: last.seq.toString(36) } : { items };
@@ -564,6 +565,7 @@ class Engine implements CallbackEngine {
       token,
       id: decodeToken(token)?.id ?? '',
       data: answer.data,
+      report: EMPTY_DATA,
       parentToken: undefined,
       attributes: buildAttributes(anchor.attributes, 'notFound', token, undefined, answer.data, undefined),
       signal: new AbortController().signal,
@@ -572,7 +574,7 @@ class Engine implements CallbackEngine {
       .then(() => (isWorkerStep(step) ? this.#runWorker(step, input, input.signal) : step(input)))
       .then(
         (out) => ({
-          answer: new Answer('notFound', token, this.#safeIngest(out) ?? answer.data, anchor.attributes),
+          answer: new Answer('notFound', token, DataVersion.of(this.#safeIngest(out) ?? EMPTY_DATA), anchor.attributes),
           outcome: 'notFound' as const,
         }),
         () => ({ answer, outcome: 'notFound' as const }),
@@ -669,14 +671,18 @@ class Engine implements CallbackEngine {
     const controller = new AbortController();
     rt.step = { status, controller };
     const record = rt.record;
+    const version = record.data;
     const input: StepInput = {
       status,
       token: record.token,
       id: record.id,
-      data: record.data,
+      get data() {
+        return version.value;
+      },
+      report: job.data,
       parentToken: record.parentToken,
       get attributes() {
-        return buildAttributes(anchor.attributes, record.status, record.token, record.id, record.data, record.parentToken);
+        return buildAttributes(anchor.attributes, record.status, record.token, record.id, version.value, record.parentToken);
       },
       signal: controller.signal,
     };
@@ -711,7 +717,7 @@ class Engine implements CallbackEngine {
       }
       if (isTerminal(record.status)) {
         // The actor is done once final; the record carries the terminal step's output.
-        record.data = mergeData(record.data, data);
+        record.data = record.data.with(data);
       } else {
         rt.actor.send({ type: 'MERGE', data });
         record.data = rt.actor.getSnapshot().context.data;
@@ -799,6 +805,8 @@ class Engine implements CallbackEngine {
   #retire(rt: CallbackRuntime): void {
     const record = rt.record;
     this.#live.delete(record.id);
+    // Fold the patch log into one frozen object: retained records hold no history.
+    record.data = DataVersion.of(record.data.value);
     const now = this.#o.clock.now();
     if (record.retention === true) return void this.#store.set(record, undefined);
     if (record.retention <= 0) return this.#forget(record, 'retention');
@@ -832,7 +840,7 @@ class Engine implements CallbackEngine {
     this.#end(rt, 'timeout', { reason: 'heartbeat' }, []);
   }
 
-  #setStatus(rt: CallbackRuntime, to: CallbackStatus, data: CallbackData): void {
+  #setStatus(rt: CallbackRuntime, to: CallbackStatus, data: DataVersion): void {
     const record = rt.record;
     const from = record.status;
     record.data = data;

@@ -77,8 +77,10 @@ export interface StepInput {
   readonly status: CallbackStatus | 'notFound';
   readonly token: string;
   readonly id: string;
-  /** The merged data so far (frozen). */
+  /** The merged data so far (frozen; built on first read). */
   readonly data: CallbackData;
+  /** The data of the report that resumed the anchor (`{}` for create, timeouts and orphans). */
+  readonly report: CallbackData;
   readonly parentToken: string | undefined;
   /** The output attributes under the anchor's names (spec 7). */
   readonly attributes: CallbackAttributes;

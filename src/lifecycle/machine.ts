@@ -7,12 +7,12 @@
  */
 
 import { assign, setup, type SnapshotFrom, type StateValue } from 'xstate';
-import { mergeData, type CallbackData } from '../data.js';
+import type { CallbackData, DataVersion } from '../data.js';
 import type { CallbackStatus } from './statuses.js';
 
-/** The machine's context: the merged callback data. */
+/** The machine's context: the merged callback data, as an immutable version. */
 export interface LifecycleContext {
-  data: CallbackData;
+  data: DataVersion;
 }
 
 /** Events the machine understands. Each carries the report data merged on the transition. */
@@ -22,7 +22,7 @@ export type LifecycleEvent =
 
 /** Input of a new callback actor. */
 export interface LifecycleInput {
-  data: CallbackData;
+  data: DataVersion;
 }
 
 /** The event type that moves a callback to each status. */
@@ -53,7 +53,7 @@ export const lifecycleMachine = setup({
     input: {} as LifecycleInput,
   },
   actions: {
-    merge: assign({ data: ({ context, event }) => mergeData(context.data, event.data) }),
+    merge: assign({ data: ({ context, event }) => context.data.with(event.data) }),
   },
 }).createMachine({
   id: 'callback',

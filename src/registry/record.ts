@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { CallbackData } from '../data.js';
+import type { DataVersion } from '../data.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 
 /** The persisted state of one callback. */
@@ -30,7 +30,8 @@ export interface CallbackRecord {
   /** Retention after inactive in ms, or `true` for forever. */
   readonly retention: number | true;
   status: CallbackStatus;
-  data: CallbackData;
+  /** The merged data (read `.value` for the plain object). */
+  data: DataVersion;
   updatedAt: number;
   /** Ids of child callbacks. */
   children: string[] | undefined;

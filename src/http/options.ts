@@ -1,0 +1,181 @@
+/**
+ * Options of the Dispatch Callback Service, their frozen defaults and their
+ * eager validation.
+ *
+ * @module
+ */
+
+import { InvalidArgumentError } from '../errors.js';
+
+/** Optional authentication of every dispatch route (`/openapi.json` stays public). */
+export interface DispatchAuthOptions {
+  /**
+   * Accepted bearer tokens (`Authorization: Bearer ...`); several allow rotation.
+   * Compared in constant time.
+   */
+  bearer?: string | readonly string[];
+  /**
+   * HMAC-SHA256 of the raw request body, sent hex-encoded (optionally prefixed
+   * `sha256=`) in a header. Several secrets allow rotation. Compared in constant time.
+   * A request without a body (GET) is signed as the empty string.
+   */
+  hmac?: {
+    /** The shared secret(s). */
+    secret: string | Buffer | readonly (string | Buffer)[];
+    /** @default 'x-callback-signature' */
+    header?: string;
+  };
+}
+
+/** Options of {@link createDispatchHandler}. */
+export interface DispatchHandlerOptions {
+  /**
+   * A path prefix the routes live under, e.g. `/hooks` for `/hooks/callbacks`.
+   * Not needed when a framework strips its mount path (Express `app.use('/hooks', handler)`).
+   * @default ''
+   */
+  basePath?: string;
+  /**
+   * Largest request body read, in bytes; a larger one is refused with 413 while
+   * streaming, without buffering it. Report data has its own (engine) limit.
+   * @default 278528 (256 KiB of data + 16 KiB of envelope)
+   */
+  maxBodyBytes?: number;
+  /**
+   * Deepest nesting of arrays and objects accepted in a JSON body (400 beyond).
+   * @default 64
+   */
+  maxJsonDepth?: number;
+  /**
+   * Most events accepted in one CloudEvents batch (400 beyond).
+   * @default 100
+   */
+  maxBatchEvents?: number;
+  /**
+   * The `Retry-After` value (seconds) sent with a 503.
+   * @default 1
+   */
+  retryAfterSeconds?: number;
+  /** Authentication of the dispatch routes. @default none */
+  auth?: DispatchAuthOptions;
+  /**
+   * Serve the OpenAPI document at `GET /openapi.json`.
+   * @default true
+   */
+  openApi?: boolean;
+}
+
+/** Handler options after validation. */
+export interface ResolvedHandlerOptions {
+  readonly basePath: string;
+  readonly maxBodyBytes: number;
+  readonly maxJsonDepth: number;
+  readonly maxBatchEvents: number;
+  readonly retryAfterSeconds: number;
+  readonly bearer: readonly string[] | undefined;
+  readonly hmac: { readonly secrets: readonly Buffer[]; readonly header: string } | undefined;
+  readonly openApi: boolean;
+}
+
+/** Frozen defaults of the handler options. */
+export const HTTP_DEFAULTS = Object.freeze({
+  maxBodyBytes: 256 * 1024 + 16 * 1024,
+  maxJsonDepth: 64,
+  maxBatchEvents: 100,
+  retryAfterSeconds: 1,
+  hmacHeader: 'x-callback-signature',
+});
+
+const HEADER_NAME_RE = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+const BASE_PATH_RE = /^(\/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+$/;
+
+function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === null || typeof value !== 'object') return String(value);
+  return Array.isArray(value) ? 'an array' : 'an object';
+}
+
+function positiveInt(name: string, value: unknown, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0 || value > max) {
+    throw new InvalidArgumentError(`options.${name} must be an integer from 1 to ${max} (got ${show(value)})`);
+  }
+  return value;
+}
+
+function list<T>(value: T | readonly T[]): readonly T[] {
+  return Array.isArray(value) ? (value as readonly T[]) : [value as T];
+}
+
+function resolveAuth(auth: unknown): Pick<ResolvedHandlerOptions, 'bearer' | 'hmac'> {
+  if (auth === undefined) return { bearer: undefined, hmac: undefined };
+  if (typeof auth !== 'object' || auth === null || Array.isArray(auth)) {
+    throw new InvalidArgumentError(`options.auth must be an object (got ${show(auth)})`);
+  }
+  const a = auth as DispatchAuthOptions;
+  if (a.bearer === undefined && a.hmac === undefined) {
+    throw new InvalidArgumentError('options.auth must set bearer, hmac, or both');
+  }
+  let bearer: readonly string[] | undefined;
+  if (a.bearer !== undefined) {
+    bearer = list(a.bearer);
+    bearer.forEach((t: unknown, i) => {
+      if (typeof t !== 'string' || t.length === 0 || !/^[\x21-\x7e]+$/.test(t)) {
+        throw new InvalidArgumentError(
+          `options.auth.bearer${Array.isArray(a.bearer) ? `[${i}]` : ''} must be a non-empty string of visible ASCII (got ${show(t)})`,
+        );
+      }
+    });
+    if (bearer.length === 0) throw new InvalidArgumentError('options.auth.bearer must not be an empty array');
+    bearer = Object.freeze([...bearer]);
+  }
+  let hmac: ResolvedHandlerOptions['hmac'];
+  if (a.hmac !== undefined) {
+    if (typeof a.hmac !== 'object' || a.hmac === null) {
+      throw new InvalidArgumentError(`options.auth.hmac must be an object (got ${show(a.hmac)})`);
+    }
+    const secrets = list(a.hmac.secret).map((s: unknown, i) => {
+      if (!((typeof s === 'string' || Buffer.isBuffer(s)) && s.length > 0)) {
+        throw new InvalidArgumentError(`options.auth.hmac.secret${Array.isArray(a.hmac?.secret) ? `[${i}]` : ''} must be a non-empty string or Buffer (got ${show(s)})`);
+      }
+      return typeof s === 'string' ? Buffer.from(s, 'utf8') : Buffer.from(s);
+    });
+    if (secrets.length === 0) throw new InvalidArgumentError('options.auth.hmac.secret must not be an empty array');
+    const header = a.hmac.header ?? HTTP_DEFAULTS.hmacHeader;
+    if (typeof header !== 'string' || !HEADER_NAME_RE.test(header)) {
+      throw new InvalidArgumentError(`options.auth.hmac.header must be an HTTP header name (got ${show(header)})`);
+    }
+    hmac = Object.freeze({ secrets: Object.freeze(secrets), header: header.toLowerCase() });
+  }
+  return { bearer, hmac };
+}
+
+/**
+ * Validates handler options once, eagerly.
+ *
+ * @throws {@link InvalidArgumentError} naming the first bad option and its value.
+ */
+export function resolveHandlerOptions(input: DispatchHandlerOptions | undefined): ResolvedHandlerOptions {
+  if (input !== undefined && (typeof input !== 'object' || input === null || Array.isArray(input))) {
+    throw new InvalidArgumentError(`options must be an object (got ${show(input)})`);
+  }
+  const o = input ?? {};
+  const basePath = o.basePath ?? '';
+  if (typeof basePath !== 'string' || (basePath !== '' && !BASE_PATH_RE.test(basePath))) {
+    throw new InvalidArgumentError(
+      `options.basePath must be empty or a path such as "/hooks" (leading slash, no trailing slash) (got ${show(basePath)})`,
+    );
+  }
+  if (o.openApi !== undefined && typeof o.openApi !== 'boolean') {
+    throw new InvalidArgumentError(`options.openApi must be a boolean (got ${show(o.openApi)})`);
+  }
+  return Object.freeze({
+    basePath,
+    maxBodyBytes: positiveInt('maxBodyBytes', o.maxBodyBytes, HTTP_DEFAULTS.maxBodyBytes),
+    maxJsonDepth: positiveInt('maxJsonDepth', o.maxJsonDepth, HTTP_DEFAULTS.maxJsonDepth, 1000),
+    maxBatchEvents: positiveInt('maxBatchEvents', o.maxBatchEvents, HTTP_DEFAULTS.maxBatchEvents, 10_000),
+    retryAfterSeconds: positiveInt('retryAfterSeconds', o.retryAfterSeconds, HTTP_DEFAULTS.retryAfterSeconds, 86_400),
+    ...resolveAuth(o.auth),
+    openApi: o.openApi ?? true,
+  });
+}

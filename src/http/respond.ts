@@ -1,0 +1,148 @@
+/**
+ * JSON responses of the Dispatch Callback Service and the mapping from engine
+ * outcomes and errors to HTTP statuses.
+ *
+ * @module
+ */
+
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { AlreadySettledError, CallbackEngineError, type CallbackEngineErrorCode } from '../errors.js';
+import type { CallbackAnswer, DispatchResult } from '../types.js';
+
+/**
+ * Error codes only the HTTP layer produces, for failures no engine error
+ * describes. Stable, like the engine's codes.
+ */
+export type HttpOnlyErrorCode =
+  /** The token is unknown, forged or its record was removed (404; the body also says `status: 'notFound'`). */
+  | 'CBE_ERR_NOT_FOUND'
+  /** No route has this path (404). */
+  | 'CBE_ERR_ROUTE_NOT_FOUND'
+  /** The route exists but not for this method (405, with `Allow`). */
+  | 'CBE_ERR_METHOD_NOT_ALLOWED'
+  /** The request's content type is not one the route reads (415). */
+  | 'CBE_ERR_UNSUPPORTED_MEDIA_TYPE'
+  /** Missing or wrong bearer token or signature (401, with `WWW-Authenticate`). */
+  | 'CBE_ERR_UNAUTHORIZED'
+  /** The client took too long to send its request (408). */
+  | 'CBE_ERR_REQUEST_TIMEOUT'
+  /** An unexpected failure; details are not disclosed (500). */
+  | 'CBE_ERR_INTERNAL';
+
+/** Every `code` an error body of the Dispatch Callback Service can carry. */
+export type DispatchErrorCode = CallbackEngineErrorCode | HttpOnlyErrorCode;
+
+/** A JSON error body: `{ code, message }`. */
+export interface ErrorBody {
+  readonly code: DispatchErrorCode;
+  readonly message: string;
+}
+
+/** An HTTP-layer failure with its status, code and extra headers. Never escapes the handler. */
+export class HttpError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: HttpOnlyErrorCode;
+  /** The HTTP status to answer with. */
+  readonly statusCode: number;
+  /** Extra response headers (`Allow`, `WWW-Authenticate`). */
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(code: HttpOnlyErrorCode, statusCode: number, message: string, headers: Record<string, string> = {}) {
+    super(message);
+    this.code = code;
+    this.statusCode = statusCode;
+    this.headers = headers;
+  }
+
+  /** The JSON body: `{ code, message }`. */
+  toJSON(): ErrorBody {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/** What a route answers: status, JSON-serializable body, extra headers. */
+export interface Reply {
+  readonly statusCode: number;
+  readonly body: unknown;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** The message of a `notFound` answer body. */
+export const NOT_FOUND_MESSAGE = 'no callback has this token: it is unknown, forged, or its record was removed';
+
+/**
+ * Maps a dispatch result to a reply: `notFound` → 404 (body still carries
+ * `status: 'notFound'`), `conflict` → 409 (body carries the current status),
+ * every other outcome (`applied`, `ignored`, `replayed`, `read`) → 200.
+ */
+export function resultReply(result: DispatchResult): Reply {
+  const { answer, outcome } = result;
+  if (outcome === 'notFound' || answer.status === 'notFound') {
+    return { statusCode: 404, body: answerBody(answer, 'CBE_ERR_NOT_FOUND', NOT_FOUND_MESSAGE) };
+  }
+  if (outcome === 'conflict') {
+    const err = new AlreadySettledError(answer.status);
+    return { statusCode: 409, body: answerBody(answer, err.code, err.message) };
+  }
+  return { statusCode: 200, body: answerBody(answer) };
+}
+
+/** `{ status, token, data }`, plus `code` and `message` when given. */
+export function answerBody(
+  answer: CallbackAnswer,
+  code?: DispatchErrorCode,
+  message?: string,
+): Record<string, unknown> {
+  const body: Record<string, unknown> = { status: answer.status, token: answer.token, data: answer.data };
+  if (code !== undefined) {
+    body.code = code;
+    body.message = message;
+  }
+  return body;
+}
+
+/**
+ * Maps anything thrown while handling a request to a reply. Engine errors use
+ * their own `statusCode` and `toJSON()`; a 503 gets `Retry-After`. Anything
+ * unexpected is a 500 whose message discloses nothing.
+ */
+export function errorReply(err: unknown, retryAfterSeconds: number): Reply {
+  if (err instanceof HttpError) return { statusCode: err.statusCode, body: err.toJSON(), headers: err.headers };
+  if (err instanceof CallbackEngineError) {
+    const statusCode = err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    const headers: Record<string, string> =
+      statusCode === 503 || err.retryable ? { 'retry-after': String(retryAfterSeconds) } : {};
+    return { statusCode, body: err.toJSON(), headers };
+  }
+  return { statusCode: 500, body: { code: 'CBE_ERR_INTERNAL', message: 'internal error' } satisfies ErrorBody };
+}
+
+const BASE_HEADERS = {
+  'content-type': 'application/json; charset=utf-8',
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+} as const;
+
+/**
+ * Writes a JSON reply unless a response was already started or the client is
+ * gone. Never throws.
+ *
+ * @param close - ask the client to close the connection (after a refused body).
+ */
+export function send(res: ServerResponse, reply: Reply, close = false): void {
+  if (res.headersSent || res.writableEnded || res.destroyed) return;
+  let text: string;
+  try {
+    text = reply.body === undefined ? '' : JSON.stringify(reply.body);
+  } catch {
+    text = '{"code":"CBE_ERR_INTERNAL","message":"internal error"}';
+  }
+  const headers: OutgoingHttpHeaders = { ...BASE_HEADERS, 'content-length': Buffer.byteLength(text), ...reply.headers };
+  if (close) headers.connection = 'close';
+  try {
+    res.writeHead(reply.statusCode, headers);
+    res.end(text);
+  } catch {
+    res.destroy();
+  }
+}

@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { decodeToken, newCallbackId, TokenCodec } from '../src/token.js';
+
+const codec = new TokenCodec('n1', ['k-one-0123456789abcdef']);
+
+describe('tokens', () => {
+  it('encodes node, anchor, id and sig as base64url JSON that outside services can read', () => {
+    const token = codec.mint('payment', 'abc');
+    expect(token).toMatch(/^[A-Za-z0-9_-]+$/);
+    const fields = decodeToken(token)!;
+    expect(fields).toMatchObject({ node: 'n1', anchor: 'payment', id: 'abc' });
+    expect(JSON.parse(Buffer.from(token, 'base64url').toString())).toEqual(fields);
+    expect(codec.verify(fields)).toBe(true);
+  });
+
+  it('rejects altered fields, other nodes and other secrets', () => {
+    const fields = decodeToken(codec.mint('payment', 'abc'))!;
+    expect(codec.verify({ ...fields, anchor: 'refund' })).toBe(false);
+    expect(codec.verify({ ...fields, id: 'abd' })).toBe(false);
+    expect(codec.verify({ ...fields, sig: fields.sig.slice(0, -2) })).toBe(false);
+    expect(new TokenCodec('n2', ['k-one-0123456789abcdef']).verify({ ...fields, node: 'n2' })).toBe(false);
+    expect(new TokenCodec('n1', ['another-secret-0123456']).verify(fields)).toBe(false);
+  });
+
+  it('verifies against every secret and signs with the first (rotation)', () => {
+    const old = new TokenCodec('n1', ['old-secret-0123456789']);
+    const rotated = new TokenCodec('n1', ['new-secret-0123456789', 'old-secret-0123456789']);
+    const oldToken = decodeToken(old.mint('a', 'id1'))!;
+    expect(rotated.verify(oldToken)).toBe(true);
+    const newToken = decodeToken(rotated.mint('a', 'id1'))!;
+    expect(newToken.sig).not.toBe(oldToken.sig);
+    expect(new TokenCodec('n1', ['new-secret-0123456789']).verify(newToken)).toBe(true);
+    expect(old.verify(newToken)).toBe(false);
+  });
+
+  it.each([
+    ['empty', ''],
+    ['not base64', 'not a token!'],
+    ['padding junk', `${codec.mint('a', 'b')}==`],
+    ['trailing junk', `${codec.mint('a', 'b')}x`],
+    ['truncated', codec.mint('a', 'b').slice(0, 40)],
+    ['JSON array', Buffer.from('[1,2]').toString('base64url')],
+    ['missing sig', Buffer.from(JSON.stringify({ node: 'n1', anchor: 'a', id: 'b' })).toString('base64url')],
+    ['numeric id', Buffer.from(JSON.stringify({ node: 'n1', anchor: 'a', id: 1, sig: 'x' })).toString('base64url')],
+    ['too long', 'A'.repeat(5000)],
+  ])('decodeToken refuses a malformed token (%s)', (_name, token) => {
+    expect(decodeToken(token)).toBeUndefined();
+  });
+
+  it('decodes a token wrapped for transport', () => {
+    const fields = decodeToken(codec.mint('a', 'b'))!;
+    const wrapped = Buffer.from(JSON.stringify({ ...fields, useTransport: true, transport: [{ node: 'edge' }] })).toString('base64url');
+    expect(decodeToken(wrapped)).toMatchObject({ useTransport: true, transport: [{ node: 'edge' }] });
+    expect(codec.verify(decodeToken(wrapped)!)).toBe(true);
+  });
+
+  it('callbackIds carry 128 random bits and do not repeat', () => {
+    const ids = new Set(Array.from({ length: 10_000 }, newCallbackId));
+    expect(ids.size).toBe(10_000);
+    for (const id of [...ids].slice(0, 10)) expect(Buffer.from(id, 'base64url')).toHaveLength(16);
+  });
+});
