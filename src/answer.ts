@@ -30,7 +30,8 @@ export function buildAttributes(
   };
   if (id !== undefined) out[names.idAttribute] = id;
   if (parentToken !== undefined) out[names.parentTokenAttribute] = parentToken;
-  if (names.attributeReference !== undefined) out[names.attributeReference] = { status, token, data };
+  if (names.attributeReference !== undefined)
+    out[names.attributeReference] = { status, token, data };
   return Object.freeze(out);
 }
 
@@ -75,7 +76,14 @@ export class Answer implements CallbackAnswer {
 
   /** The output attributes under the anchor's names. */
   get attributes(): CallbackAttributes {
-    return buildAttributes(this.#names, this.status, this.token, this.#id, this.data, this.#parentToken);
+    return buildAttributes(
+      this.#names,
+      this.status,
+      this.token,
+      this.#id,
+      this.data,
+      this.#parentToken,
+    );
   }
 
   /** The JSON form: `{ status, token, data }`. */
@@ -92,7 +100,12 @@ export class Answer implements CallbackAnswer {
 /** The answer of `create`: an {@link Answer} that also carries the callbackId. */
 export class CreatedAnswer extends Answer implements CreatedCallback {
   readonly id: string;
-  constructor(answer: Answer, id: string, names: ResolvedAttributes, parentToken: string | undefined) {
+  constructor(
+    answer: Answer,
+    id: string,
+    names: ResolvedAttributes,
+    parentToken: string | undefined,
+  ) {
     super(answer.status, answer.token, answer.dataVersion, names, id, parentToken);
     this.id = id;
   }

@@ -9,13 +9,18 @@
 import { InvalidDataError, PayloadTooLargeError } from './errors.js';
 
 /** A JSON value. */
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type JsonValue =
+  string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
 /** Callback data: a JSON object. */
 export type CallbackData = { readonly [key: string]: JsonValue };
 
 /** Keys that are never merged into callback data. */
-export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set([
+  '__proto__',
+  'constructor',
+  'prototype',
+]);
 
 /** The frozen empty data object. */
 export const EMPTY_DATA: CallbackData = Object.freeze({});
@@ -40,20 +45,27 @@ function deepFreeze(value: unknown): void {
 export function ingestData(what: string, value: unknown, maxBytes: number): CallbackData {
   if (value === undefined || value === null) return EMPTY_DATA;
   if (typeof value !== 'object' || Array.isArray(value)) {
-    throw new InvalidDataError(`${what} must be a JSON object (got ${Array.isArray(value) ? 'an array' : typeof value})`);
+    throw new InvalidDataError(
+      `${what} must be a JSON object (got ${Array.isArray(value) ? 'an array' : typeof value})`,
+    );
   }
   let json: string | undefined;
   try {
     json = JSON.stringify(value);
   } catch (err) {
-    throw new InvalidDataError(`${what} is not JSON-serializable: ${(err as Error).message}`, { cause: err });
+    throw new InvalidDataError(`${what} is not JSON-serializable: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   if (json === undefined) throw new InvalidDataError(`${what} is not JSON-serializable`);
   // A UTF-8 byte is at most 3 per UTF-16 unit, so short texts skip the exact count.
   if (json.length * 3 > maxBytes) {
     const bytes = Buffer.byteLength(json, 'utf8');
     if (bytes > maxBytes) {
-      throw new PayloadTooLargeError(`${what} is ${bytes} bytes of JSON, over the limit of ${maxBytes}`, maxBytes);
+      throw new PayloadTooLargeError(
+        `${what} is ${bytes} bytes of JSON, over the limit of ${maxBytes}`,
+        maxBytes,
+      );
     }
   }
   return parseFrozen(json);
@@ -66,7 +78,9 @@ export function ingestData(what: string, value: unknown, maxBytes: number): Call
 export function ingestParsed(what: string, value: unknown): CallbackData {
   if (value === undefined || value === null) return EMPTY_DATA;
   if (typeof value !== 'object' || Array.isArray(value)) {
-    throw new InvalidDataError(`${what} must be a JSON object (got ${Array.isArray(value) ? 'an array' : typeof value})`);
+    throw new InvalidDataError(
+      `${what} must be a JSON object (got ${Array.isArray(value) ? 'an array' : typeof value})`,
+    );
   }
   const out = dropForbidden(value as Record<string, JsonValue>);
   deepFreeze(out);
@@ -81,7 +95,11 @@ function parseFrozen(json: string): CallbackData {
 }
 
 function dropForbidden(obj: Record<string, JsonValue>): Record<string, JsonValue> {
-  if (Object.hasOwn(obj, '__proto__') || Object.hasOwn(obj, 'constructor') || Object.hasOwn(obj, 'prototype')) {
+  if (
+    Object.hasOwn(obj, '__proto__') ||
+    Object.hasOwn(obj, 'constructor') ||
+    Object.hasOwn(obj, 'prototype')
+  ) {
     const clean: Record<string, JsonValue> = {};
     for (const key of Object.keys(obj)) if (!FORBIDDEN_KEYS.has(key)) clean[key] = obj[key]!;
     return clean;
@@ -146,7 +164,9 @@ export class DataVersion {
     if (this.#count !== log.length) log = log.slice(0, this.#count);
     log.push(patch);
     const next = new DataVersion(this.#base, this.#baseKeys, log, this.#count + 1);
-    return next.#count > MIN_COMPACT && next.#count > next.#baseKeys ? DataVersion.of(next.value) : next;
+    return next.#count > MIN_COMPACT && next.#count > next.#baseKeys
+      ? DataVersion.of(next.value)
+      : next;
   }
 
   /** The data as a frozen plain object, built on first read. */

@@ -21,7 +21,8 @@ export interface Duration {
 const DURATION_RE =
   /^P(?!$)(?:(\d+(?:[.,]\d+)?)Y)?(?:(\d+(?:[.,]\d+)?)M)?(?:(\d+(?:[.,]\d+)?)W)?(?:(\d+(?:[.,]\d+)?)D)?(?:T(?=\d)(?:(\d+(?:[.,]\d+)?)H)?(?:(\d+(?:[.,]\d+)?)M)?(?:(\d+(?:[.,]\d+)?)S)?)?$/;
 
-const ISO_DATE_RE = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/;
+const ISO_DATE_RE =
+  /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/;
 
 const num = (s: string | undefined): number => (s === undefined ? 0 : Number(s.replace(',', '.')));
 
@@ -64,12 +65,18 @@ export function addDuration(from: number, d: Duration): number {
     const day = date.getUTCDate();
     date.setUTCDate(1);
     date.setUTCMonth(date.getUTCMonth() + wholeMonths);
-    const lastDay = new Date(Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 0)).getUTCDate();
+    const lastDay = new Date(
+      Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 0),
+    ).getUTCDate();
     date.setUTCDate(Math.min(day, lastDay));
     t = date.getTime();
   }
   t += monthFraction * 30 * MS.day;
-  t += (d.weeks * 7 + d.days) * MS.day + d.hours * MS.hour + d.minutes * MS.minute + d.seconds * MS.second;
+  t +=
+    (d.weeks * 7 + d.days) * MS.day +
+    d.hours * MS.hour +
+    d.minutes * MS.minute +
+    d.seconds * MS.second;
   return Math.round(t);
 }
 
@@ -123,7 +130,8 @@ export function deadlineAt(name: string, value: unknown, from: number): number |
 
 /** Short, safe rendering of a bad option value for error messages. */
 export function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
   if (value === null || value === undefined || typeof value !== 'object') return String(value);
   if (value instanceof Date) return `Date(${value.toString()})`;
   return Array.isArray(value) ? 'an array' : 'an object';

@@ -12,9 +12,23 @@ import { createActor } from 'xstate';
 import { Answer, CreatedAnswer, buildAttributes, notFoundAnswer } from './answer.js';
 import { canonicalJson, DataVersion, EMPTY_DATA, ingestData, type CallbackData } from './data.js';
 import { deadlineAt, durationMs } from './duration.js';
-import { EngineClosedError, InvalidArgumentError, PoolSaturatedError, ParentInactiveError, ParentNotFoundError, UnknownAnchorError, toError } from './errors.js';
+import {
+  EngineClosedError,
+  InvalidArgumentError,
+  PoolSaturatedError,
+  ParentInactiveError,
+  ParentNotFoundError,
+  UnknownAnchorError,
+  toError,
+} from './errors.js';
 import { lifecycleMachine, STATUS_EVENT, statusOf } from './lifecycle/machine.js';
-import { isTerminal, lookupStep, type CallbackStatus, type DispatchStatus, type TerminalStatus } from './lifecycle/statuses.js';
+import {
+  isTerminal,
+  lookupStep,
+  type CallbackStatus,
+  type DispatchStatus,
+  type TerminalStatus,
+} from './lifecycle/statuses.js';
 import { parseMessage } from './message.js';
 import { isWorkerStep, type StepRunner, type WorkerStep } from './pool/worker-step.js';
 import {
@@ -38,7 +52,6 @@ import type {
   CallbackAnswer,
   CallbackMessage,
   CreatedCallback,
-  DispatchOutcome,
   DispatchResult,
   EngineEvent,
   EngineEventType,
@@ -183,7 +196,8 @@ class Engine implements CallbackEngine {
   anchor(name: string, options?: AnchorOptions): void {
     this.#assertOpen();
     const anchor = resolveAnchor(name, options, this.#o);
-    if (this.#anchors.has(anchor.name)) throw new InvalidArgumentError(`anchor "${anchor.name}" is already registered`);
+    if (this.#anchors.has(anchor.name))
+      throw new InvalidArgumentError(`anchor "${anchor.name}" is already registered`);
     this.#anchors.set(anchor.name, anchor);
   }
 
@@ -191,22 +205,28 @@ class Engine implements CallbackEngine {
     this.#assertOpen();
     const anchor = this.#anchors.get(anchorName);
     if (!anchor) throw new UnknownAnchorError(String(anchorName));
-    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('create options must be an object');
+    if (typeof options !== 'object' || options === null)
+      throw new InvalidArgumentError('create options must be an object');
     const tags = checkTags(options.tags);
     const idempotencyKey = checkIdempotencyKey(options.idempotencyKey);
-    const idemKey = idempotencyKey === undefined ? undefined : `${anchor.name}\u0000${idempotencyKey}`;
+    const idemKey =
+      idempotencyKey === undefined ? undefined : `${anchor.name}\u0000${idempotencyKey}`;
     if (idemKey !== undefined) {
       const existing = this.#existingByIdempotency(idemKey, anchor);
       if (existing) return existing;
     }
-    const parent = options.parentToken === undefined ? undefined : this.#parentFor(options.parentToken);
+    const parent =
+      options.parentToken === undefined ? undefined : this.#parentFor(options.parentToken);
     const now = this.#o.clock.now();
     const deadline = deadlineAt('options.timeout', options.timeout ?? anchor.timeout, now);
     const heartbeatOpt = options.heartbeat ?? anchor.heartbeat;
-    const heartbeatMs = heartbeatOpt === undefined ? undefined : durationMs('options.heartbeat', heartbeatOpt, now);
-    if (heartbeatMs !== undefined && heartbeatMs <= 0) throw new InvalidArgumentError('options.heartbeat must be longer than zero');
+    const heartbeatMs =
+      heartbeatOpt === undefined ? undefined : durationMs('options.heartbeat', heartbeatOpt, now);
+    if (heartbeatMs !== undefined && heartbeatMs <= 0)
+      throw new InvalidArgumentError('options.heartbeat must be longer than zero');
     const retentionOpt = options.retention ?? anchor.retention;
-    const retention = retentionOpt === true ? true : durationMs('options.retention', retentionOpt, now);
+    const retention =
+      retentionOpt === true ? true : durationMs('options.retention', retentionOpt, now);
     const createData = ingestData('options.data', options.data, this.#o.maxDataBytes);
     const data = DataVersion.of(createData);
 
@@ -242,17 +262,28 @@ class Engine implements CallbackEngine {
     this.#stats.created++;
     this.#emit('created', record, undefined);
     if (deadline !== undefined) {
-      rt.deadline = this.#deadlines.schedule(deadline, () => this.#end(rt, 'timeout', { reason: 'deadline' }, []));
+      rt.deadline = this.#deadlines.schedule(deadline, () =>
+        this.#end(rt, 'timeout', { reason: 'deadline' }, []),
+      );
     }
-    if (heartbeatMs !== undefined) rt.heartbeat = this.#deadlines.schedule(now + heartbeatMs, () => this.#onHeartbeat(rt));
+    if (heartbeatMs !== undefined)
+      rt.heartbeat = this.#deadlines.schedule(now + heartbeatMs, () => this.#onHeartbeat(rt));
 
     const result = await new Promise<DispatchResult>((resolve, reject) => {
-      this.#enqueue(rt, { kind: 'create', status: 'create', data: createData, followers: [{ resolve, reject, outcome: 'applied' }] });
+      this.#enqueue(rt, {
+        kind: 'create',
+        status: 'create',
+        data: createData,
+        followers: [{ resolve, reject, outcome: 'applied' }],
+      });
     });
     return new CreatedAnswer(result.answer as Answer, id, anchor.attributes, record.parentToken);
   }
 
-  #existingByIdempotency(key: string, anchor: ResolvedAnchor): Promise<CreatedCallback> | undefined {
+  #existingByIdempotency(
+    key: string,
+    anchor: ResolvedAnchor,
+  ): Promise<CreatedCallback> | undefined {
     const id = this.#idempotency.get(key);
     if (id === undefined) return undefined;
     const rt = this.#live.get(id);
@@ -261,11 +292,17 @@ class Engine implements CallbackEngine {
       this.#idempotency.delete(key);
       return undefined;
     }
-    const make = () => new CreatedAnswer(this.#answer(record), id, anchor.attributes, record.parentToken);
+    const make = () =>
+      new CreatedAnswer(this.#answer(record), id, anchor.attributes, record.parentToken);
     // While the first create's step is still running, answer once the mailbox reaches this read.
     if (rt && (rt.busy || rt.pending > 0)) {
       return new Promise<DispatchResult>((resolve, reject) => {
-        this.#enqueue(rt, { kind: 'read', status: 'create', data: EMPTY_DATA, followers: [{ resolve, reject, outcome: 'read' }] });
+        this.#enqueue(rt, {
+          kind: 'read',
+          status: 'create',
+          data: EMPTY_DATA,
+          followers: [{ resolve, reject, outcome: 'read' }],
+        });
       }).then(make);
     }
     return Promise.resolve(make());
@@ -291,37 +328,53 @@ class Engine implements CallbackEngine {
     let data: CallbackData = {};
     try {
       parsed = parseMessage(message);
-      if (parsed.kind === 'report') data = ingestData('callbackData', parsed.data, this.#o.maxDataBytes);
+      if (parsed.kind === 'report')
+        data = ingestData('callbackData', parsed.data, this.#o.maxDataBytes);
     } catch (err) {
       this.#emitRaw({ type: 'rejected', at: this.#o.clock.now(), reason: (err as Error).message });
-      return Promise.reject(err as Error);
+      return Promise.reject(toError(err));
     }
     if (parsed.kind === 'read') {
       const answer = this.#read(parsed.token);
-      return Promise.resolve({ answer, outcome: answer.status === 'notFound' ? 'notFound' : 'read' });
+      return Promise.resolve({
+        answer,
+        outcome: answer.status === 'notFound' ? 'notFound' : 'read',
+      });
     }
     return this.#report(parsed.token, parsed.status, data);
   }
 
   /** Errors from timers and listeners: never thrown into the engine; surfaced as a process warning. */
   #warn(err: unknown): void {
-    process.emitWarning(toError(err).message, { type: 'CallbackEngineWarning', code: 'CBE_W_LISTENER' });
+    process.emitWarning(toError(err).message, {
+      type: 'CallbackEngineWarning',
+      code: 'CBE_W_LISTENER',
+    });
   }
 
   #report(token: string, status: CallbackStatus, data: CallbackData): Promise<DispatchResult> {
     this.#stats.dispatched++;
     const found = this.#find(token);
     if (found.kind === 'notFound') return this.#notFound(token, found.anchor, status);
-    if (found.kind === 'retained') return Promise.resolve(this.#settledAnswer(found.record, status, data));
+    if (found.kind === 'retained')
+      return Promise.resolve(this.#settledAnswer(found.record, status, data));
     const rt = found.rt;
     if (!isTerminal(rt.record.status)) rt.lastActivity = this.#o.clock.now();
     if (status === 'cancel') return this.#cancelLive(rt, data);
-    if (this.#poolReady?.saturated && isWorkerStep(lookupStep(this.#anchors.get(rt.record.anchor)!.next, status))) {
+    if (
+      this.#poolReady?.saturated &&
+      isWorkerStep(lookupStep(this.#anchors.get(rt.record.anchor)!.next, status))
+    ) {
       // Refuse before anything is applied, so the outside party can simply retry.
       return Promise.reject(new PoolSaturatedError());
     }
     return new Promise<DispatchResult>((resolve, reject) => {
-      this.#enqueue(rt, { kind: 'report', status, data, followers: [{ resolve, reject, outcome: 'applied' }] });
+      this.#enqueue(rt, {
+        kind: 'report',
+        status,
+        data,
+        followers: [{ resolve, reject, outcome: 'applied' }],
+      });
     });
   }
 
@@ -331,16 +384,18 @@ class Engine implements CallbackEngine {
     try {
       ingested = ingestData('cancel data', data, this.#o.maxDataBytes);
     } catch (err) {
-      return Promise.reject(err as Error);
+      return Promise.reject(toError(err));
     }
     const found = this.#find(token);
     if (found.kind === 'notFound') return Promise.resolve(notFoundAnswer(token));
-    if (found.kind === 'retained') return Promise.resolve(this.#settledAnswer(found.record, 'cancel', ingested).answer);
+    if (found.kind === 'retained')
+      return Promise.resolve(this.#settledAnswer(found.record, 'cancel', ingested).answer);
     return this.#cancelLive(found.rt, ingested).then((r) => r.answer);
   }
 
   #cancelLive(rt: CallbackRuntime, data: CallbackData): Promise<DispatchResult> {
-    if (isTerminal(rt.record.status)) return Promise.resolve(this.#settledAnswer(rt.record, 'cancel', data));
+    if (isTerminal(rt.record.status))
+      return Promise.resolve(this.#settledAnswer(rt.record, 'cancel', data));
     return new Promise<DispatchResult>((resolve, reject) => {
       this.#end(rt, 'cancel', data, [{ resolve, reject, outcome: 'applied' }]);
     });
@@ -409,16 +464,21 @@ class Engine implements CallbackEngine {
     this.#assertOpen();
     const limit = options.limit ?? 100;
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) {
-      throw new InvalidArgumentError(`options.limit must be an integer from 1 to 1000 (got ${String(limit)})`);
+      throw new InvalidArgumentError(
+        `options.limit must be an integer from 1 to 1000 (got ${String(limit)})`,
+      );
     }
     let after = -1;
     if (options.cursor !== undefined) {
       after = Number.parseInt(String(options.cursor), 36);
       if (!/^[0-9a-z]{1,12}$/.test(String(options.cursor)) || Number.isNaN(after)) {
-        throw new InvalidArgumentError(`options.cursor is not a cursor from a previous page (got ${JSON.stringify(options.cursor)})`);
+        throw new InvalidArgumentError(
+          `options.cursor is not a cursor from a previous page (got ${JSON.stringify(options.cursor)})`,
+        );
       }
     }
-    const statuses = options.status === undefined ? undefined : new Set<string>([options.status].flat());
+    const statuses =
+      options.status === undefined ? undefined : new Set<string>([options.status].flat());
     const tags = options.tags ?? [];
     const matches: CallbackRecord[] = [];
     const consider = (r: CallbackRecord) => {
@@ -446,8 +506,10 @@ class Engine implements CallbackEngine {
   }
 
   callbackUrl(token: string): string {
-    if (this.#o.baseUrl === undefined) throw new InvalidArgumentError('callbackUrl() needs the engine option baseUrl');
-    if (typeof token !== 'string' || token.length === 0) throw new InvalidArgumentError('callbackUrl() needs a token');
+    if (this.#o.baseUrl === undefined)
+      throw new InvalidArgumentError('callbackUrl() needs the engine option baseUrl');
+    if (typeof token !== 'string' || token.length === 0)
+      throw new InvalidArgumentError('callbackUrl() needs a token');
     return `${this.#o.baseUrl}/callbacks/${encodeURIComponent(token)}`;
   }
 
@@ -462,7 +524,7 @@ class Engine implements CallbackEngine {
       const values: string[] = [];
       for (const key of anchor.correlate) {
         const v = attributes[key.toLowerCase()];
-        if (v === undefined || v === null || typeof v === 'object') break;
+        if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') break;
         values.push(String(v));
       }
       if (values.length !== anchor.correlate.length) continue;
@@ -482,7 +544,8 @@ class Engine implements CallbackEngine {
   }
 
   subscribe(listener: (event: EngineEvent) => void): () => void {
-    if (typeof listener !== 'function') throw new InvalidArgumentError('listener must be a function');
+    if (typeof listener !== 'function')
+      throw new InvalidArgumentError('listener must be a function');
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
@@ -515,6 +578,7 @@ class Engine implements CallbackEngine {
     const fields = decodeToken(token);
     if (!fields) {
       this.#stats.notFound++;
+      this.#emitRaw({ type: 'rejected', at: this.#o.clock.now(), reason: 'malformed token' });
       return { kind: 'notFound', anchor: undefined };
     }
     const rt = this.#live.get(fields.id);
@@ -522,12 +586,17 @@ class Engine implements CallbackEngine {
     // A byte-identical token is one this engine minted; anything else must verify its HMAC.
     const authentic =
       record !== undefined && fields.node === this.node
-        ? safeEqual(token as string, record.token) || (fields.anchor === record.anchor && this.#codec.verify(fields))
+        ? safeEqual(token as string, record.token) ||
+          (fields.anchor === record.anchor && this.#codec.verify(fields))
         : this.#codec.verify(fields);
     if (!authentic) {
       this.#stats.forgedTokens++;
       this.#stats.notFound++;
-      this.#emitRaw({ type: 'rejected', at: this.#o.clock.now(), reason: 'token signature does not verify' });
+      this.#emitRaw({
+        type: 'rejected',
+        at: this.#o.clock.now(),
+        reason: 'token signature does not verify',
+      });
       return { kind: 'notFound', anchor: undefined };
     }
     if (rt) return { kind: 'live', rt };
@@ -544,18 +613,43 @@ class Engine implements CallbackEngine {
 
   #answer(record: CallbackRecord): Answer {
     const anchor = this.#anchors.get(record.anchor);
-    return new Answer(record.status, record.token, record.data, anchor?.attributes, record.id, record.parentToken);
+    return new Answer(
+      record.status,
+      record.token,
+      record.data,
+      anchor?.attributes,
+      record.id,
+      record.parentToken,
+    );
   }
 
   /** Answer to a report reaching a terminal callback: a replay of its terminal report, or a conflict. */
-  #settledAnswer(record: CallbackRecord, status: CallbackStatus, data: CallbackData): DispatchResult {
+  #settledAnswer(
+    record: CallbackRecord,
+    status: CallbackStatus,
+    data: CallbackData,
+  ): DispatchResult {
     const replay = status === record.status && record.terminalReport === canonicalJson(data);
     return { answer: this.#answer(record), outcome: replay ? 'replayed' : 'conflict' };
   }
 
   /** A signed token whose record is gone (or unknown): resume the anchor on `notFound`. */
-  #notFound(token: string, anchorName: string | undefined, reported: string): Promise<DispatchResult> {
-    this.#emitRaw({ type: 'dispatched', at: this.#o.clock.now(), reported, outcome: 'notFound', status: 'notFound' });
+  #notFound(
+    token: string,
+    anchorName: string | undefined,
+    reported: string,
+  ): Promise<DispatchResult> {
+    // Malformed and forged tokens were reported as `rejected`; a signed one whose record is gone is a dispatch.
+    if (anchorName !== undefined) {
+      this.#emitRaw({
+        type: 'dispatched',
+        at: this.#o.clock.now(),
+        anchor: anchorName,
+        reported,
+        outcome: 'notFound',
+        status: 'notFound',
+      });
+    }
     const anchor = anchorName === undefined ? undefined : this.#anchors.get(anchorName);
     const step = anchor && lookupStep(anchor.next, 'notFound');
     const answer = notFoundAnswer(token);
@@ -567,14 +661,26 @@ class Engine implements CallbackEngine {
       data: answer.data,
       report: EMPTY_DATA,
       parentToken: undefined,
-      attributes: buildAttributes(anchor.attributes, 'notFound', token, undefined, answer.data, undefined),
+      attributes: buildAttributes(
+        anchor.attributes,
+        'notFound',
+        token,
+        undefined,
+        answer.data,
+        undefined,
+      ),
       signal: new AbortController().signal,
     };
     return Promise.resolve()
       .then(() => (isWorkerStep(step) ? this.#runWorker(step, input, input.signal) : step(input)))
       .then(
         (out) => ({
-          answer: new Answer('notFound', token, DataVersion.of(this.#safeIngest(out) ?? EMPTY_DATA), anchor.attributes),
+          answer: new Answer(
+            'notFound',
+            token,
+            DataVersion.of(this.#safeIngest(out) ?? EMPTY_DATA),
+            anchor.attributes,
+          ),
           outcome: 'notFound' as const,
         }),
         () => ({ answer, outcome: 'notFound' as const }),
@@ -625,8 +731,10 @@ class Engine implements CallbackEngine {
 
   #process(rt: CallbackRuntime, job: Job): Promise<void> | undefined {
     const record = rt.record;
-    if (job.kind === 'terminal') return this.#runStep(rt, job.status, job, () => this.#finalize(rt, job));
-    if (job.kind === 'create') return this.#runStep(rt, 'create', job, () => this.#answerJob(rt, job));
+    if (job.kind === 'terminal')
+      return this.#runStep(rt, job.status, job, () => this.#finalize(rt, job));
+    if (job.kind === 'create')
+      return this.#runStep(rt, 'create', job, () => this.#answerJob(rt, job));
     if (job.kind === 'read') return void this.#answerJob(rt, job);
     if (isTerminal(record.status)) {
       const result = this.#settledAnswer(record, job.status, job.data);
@@ -645,7 +753,10 @@ class Engine implements CallbackEngine {
     const snapshot = rt.actor.getSnapshot();
     const to = statusOf(snapshot.value);
     const applied = to !== from || job.status === 'progress';
-    this.#emit('dispatched', record, { reported: job.status, outcome: applied ? 'applied' : 'ignored' });
+    this.#emit('dispatched', record, {
+      reported: job.status,
+      outcome: applied ? 'applied' : 'ignored',
+    });
     if (!applied) {
       const result: DispatchResult = { answer: this.#answer(record), outcome: 'ignored' };
       for (const f of job.followers) f.resolve(result);
@@ -664,7 +775,12 @@ class Engine implements CallbackEngine {
    * Runs the anchor's step for `status` (if any), merges its output, then calls `done`.
    * Returns a promise only when the step is asynchronous.
    */
-  #runStep(rt: CallbackRuntime, status: CallbackStatus, job: Job, done: () => void): Promise<void> | undefined {
+  #runStep(
+    rt: CallbackRuntime,
+    status: CallbackStatus,
+    job: Job,
+    done: () => void,
+  ): Promise<void> | undefined {
     const anchor = this.#anchors.get(rt.record.anchor)!;
     const step = lookupStep(anchor.next, status);
     if (!step) return void done();
@@ -682,7 +798,14 @@ class Engine implements CallbackEngine {
       report: job.data,
       parentToken: record.parentToken,
       get attributes() {
-        return buildAttributes(anchor.attributes, record.status, record.token, record.id, version.value, record.parentToken);
+        return buildAttributes(
+          anchor.attributes,
+          record.status,
+          record.token,
+          record.id,
+          version.value,
+          record.parentToken,
+        );
       },
       signal: controller.signal,
     };
@@ -704,7 +827,13 @@ class Engine implements CallbackEngine {
     );
   }
 
-  #stepDone(rt: CallbackRuntime, status: CallbackStatus, out: StepOutput, job: Job, done: () => void): void {
+  #stepDone(
+    rt: CallbackRuntime,
+    status: CallbackStatus,
+    out: StepOutput,
+    job: Job,
+    done: () => void,
+  ): void {
     const record = rt.record;
     // A step preempted by cancel/timeout/orphan: its output no longer applies.
     if (isTerminal(record.status) && !isTerminal(status)) return void done();
@@ -726,7 +855,13 @@ class Engine implements CallbackEngine {
     done();
   }
 
-  #stepFailed(rt: CallbackRuntime, status: CallbackStatus, err: unknown, job: Job, done: () => void): void {
+  #stepFailed(
+    rt: CallbackRuntime,
+    status: CallbackStatus,
+    err: unknown,
+    job: Job,
+    done: () => void,
+  ): void {
     const message = toError(err).message;
     this.#stats.stepFailures++;
     this.#emit('stepFailed', rt.record, { message, reported: status });
@@ -739,7 +874,9 @@ class Engine implements CallbackEngine {
   #runWorker(step: WorkerStep, input: StepInput, signal: AbortSignal): Promise<StepOutput> {
     const { status, token, id, data, parentToken, attributes } = input;
     const cloned = { status, token, id, data, parentToken, attributes };
-    this.#pool ??= import('./pool/worker-pool.js').then((m) => (this.#poolReady = m.createWorkerPool(this.#o.pool)));
+    this.#pool ??= import('./pool/worker-pool.js').then(
+      (m) => (this.#poolReady = m.createWorkerPool(this.#o.pool)),
+    );
     return this.#pool.then((pool) => pool.run(step, cloned, signal));
   }
 
@@ -752,7 +889,12 @@ class Engine implements CallbackEngine {
    *
    * @returns the terminal job, so callers can wait for its answer.
    */
-  #end(rt: CallbackRuntime, status: TerminalStatus, data: CallbackData, followers: Follower[]): void {
+  #end(
+    rt: CallbackRuntime,
+    status: TerminalStatus,
+    data: CallbackData,
+    followers: Follower[],
+  ): void {
     this.#applyTerminal(rt, status, data, followers);
     // Orphan the whole subtree iteratively: deep trees must not grow the stack.
     const ended = [rt];
@@ -761,14 +903,24 @@ class Engine implements CallbackEngine {
       for (const childId of parent.record.children ?? []) {
         const child = this.#live.get(childId);
         if (!child || isTerminal(child.record.status)) continue;
-        this.#applyTerminal(child, 'orphan', { reason: 'parent-inactive', parentStatus: parent.record.status }, []);
+        this.#applyTerminal(
+          child,
+          'orphan',
+          { reason: 'parent-inactive', parentStatus: parent.record.status },
+          [],
+        );
         ended.push(child);
       }
     }
     for (const r of ended) if (!r.busy && !this.#closed) this.#drain(r);
   }
 
-  #applyTerminal(rt: CallbackRuntime, status: TerminalStatus, data: CallbackData, followers: Follower[]): void {
+  #applyTerminal(
+    rt: CallbackRuntime,
+    status: TerminalStatus,
+    data: CallbackData,
+    followers: Follower[],
+  ): void {
     const record = rt.record;
     rt.actor.send({ type: STATUS_EVENT[status], data });
     this.#setStatus(rt, status, rt.actor.getSnapshot().context.data);
@@ -778,7 +930,9 @@ class Engine implements CallbackEngine {
     rt.deadline = rt.heartbeat = undefined;
     if (status === 'timeout') {
       this.#stats.timedOut++;
-      this.#emit('timedOut', record, { reason: String(data.reason) });
+      this.#emit('timedOut', record, {
+        reason: typeof data.reason === 'string' ? data.reason : 'deadline',
+      });
     } else if (status === 'orphan') {
       this.#stats.orphaned++;
       this.#emit('orphaned', record, undefined);
@@ -813,15 +967,20 @@ class Engine implements CallbackEngine {
     this.#store.set(record, record.retention);
     this.#deadlines.schedule(now + record.retention, () => {
       // A late timer may find lru-cache already expired it (and told #forget); else remove it now.
-      if (this.#store.get(record.id) === record && this.#store.delete(record.id)) this.#forget(record, 'retention');
+      if (this.#store.get(record.id) === record && this.#store.delete(record.id))
+        this.#forget(record, 'retention');
     });
   }
 
   /** A record leaves the engine for good. */
   #forget(record: CallbackRecord, reason: string): void {
     const corrKey = record.correlationKey;
-    if (corrKey !== undefined && this.#correlation.get(corrKey) === record.id) this.#correlation.delete(corrKey);
-    if (record.idempotencyKey !== undefined && this.#idempotency.get(record.idempotencyKey) === record.id) {
+    if (corrKey !== undefined && this.#correlation.get(corrKey) === record.id)
+      this.#correlation.delete(corrKey);
+    if (
+      record.idempotencyKey !== undefined &&
+      this.#idempotency.get(record.idempotencyKey) === record.id
+    ) {
       this.#idempotency.delete(record.idempotencyKey);
     }
     this.#stats.remove(record.anchor, record.status);
@@ -859,7 +1018,14 @@ class Engine implements CallbackEngine {
     extra: Omit<Partial<EngineEvent>, 'type' | 'at' | 'id' | 'anchor' | 'status'> | undefined,
   ): void {
     if (this.#listeners.size === 0) return;
-    this.#emitRaw({ type, at: this.#o.clock.now(), id: record.id, anchor: record.anchor, status: record.status, ...extra });
+    this.#emitRaw({
+      type,
+      at: this.#o.clock.now(),
+      id: record.id,
+      anchor: record.anchor,
+      status: record.status,
+      ...extra,
+    });
   }
 
   #emitRaw(event: EngineEvent): void {
@@ -894,5 +1060,3 @@ class Engine implements CallbackEngine {
 export function createCallbackEngine(options?: CallbackEngineOptions): CallbackEngine {
   return new Engine(options);
 }
-
-

@@ -143,7 +143,10 @@ export class AlreadySettledError extends CallbackEngineError {
 
 /** The worker pool's queue is full; retry later. HTTP 503, retryable. */
 export class PoolSaturatedError extends CallbackEngineError {
-  constructor(message = 'the worker pool queue is full; retry later', options?: CallbackEngineErrorOptions) {
+  constructor(
+    message = 'the worker pool queue is full; retry later',
+    options?: CallbackEngineErrorOptions,
+  ) {
     super('CBE_ERR_POOL_SATURATED', 503, message, { ...options, retryable: true });
   }
 }
@@ -166,7 +169,7 @@ export function toError(value: unknown): Error {
   if (value instanceof Error) return value;
   let text: string;
   try {
-    text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+    text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
   } catch {
     text = String(value);
   }

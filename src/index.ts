@@ -29,7 +29,12 @@ export {
 export type { CallbackEngineErrorCode, CallbackEngineErrorOptions } from './errors.js';
 export { lifecycleMachine } from './lifecycle/machine.js';
 export type { LifecycleContext, LifecycleEvent, LifecycleMachine } from './lifecycle/machine.js';
-export { ACTIVE_STATUSES, DISPATCH_STATUSES, TERMINAL_STATUSES, isTerminal } from './lifecycle/statuses.js';
+export {
+  ACTIVE_STATUSES,
+  DISPATCH_STATUSES,
+  TERMINAL_STATUSES,
+  isTerminal,
+} from './lifecycle/statuses.js';
 export type {
   ActiveStatus,
   AnswerStatus,
@@ -38,7 +43,12 @@ export type {
   StepKey,
   TerminalStatus,
 } from './lifecycle/statuses.js';
-export type { AnchorOptions, AttributeOptions, CallbackEngineOptions, CreateOptions } from './options.js';
+export type {
+  AnchorOptions,
+  AttributeOptions,
+  CallbackEngineOptions,
+  CreateOptions,
+} from './options.js';
 export { workerStep } from './pool/worker-step.js';
 export type { PoolOptions, WorkerStep, WorkerStepInput } from './pool/worker-step.js';
 export { decodeToken } from './token.js';

@@ -22,23 +22,31 @@ const ACTIONS = new Set(['getCallback']);
  */
 export function parseMessage(message: unknown): ParsedMessage {
   if (typeof message !== 'object' || message === null || Array.isArray(message)) {
-    throw new InvalidMessageError(`a dispatch message must be an object (got ${describe(message)})`);
+    throw new InvalidMessageError(
+      `a dispatch message must be an object (got ${describe(message)})`,
+    );
   }
   const m = message as Record<string, unknown>;
   if (m.type !== 'CALLBACK') {
     throw new InvalidMessageError(`message.type must be "CALLBACK" (got ${describe(m.type)})`);
   }
   if (typeof m.callbackToken !== 'string') {
-    throw new InvalidMessageError(`message.callbackToken must be a string (got ${describe(m.callbackToken)})`);
+    throw new InvalidMessageError(
+      `message.callbackToken must be a string (got ${describe(m.callbackToken)})`,
+    );
   }
   const hasAction = m.callbackAction !== undefined;
   const hasStatus = m.callbackStatus !== undefined;
   if (hasAction && hasStatus) {
-    throw new InvalidMessageError('message must carry either callbackStatus or callbackAction, not both');
+    throw new InvalidMessageError(
+      'message must carry either callbackStatus or callbackAction, not both',
+    );
   }
   if (hasAction) {
     if (typeof m.callbackAction !== 'string' || !ACTIONS.has(m.callbackAction)) {
-      throw new InvalidMessageError(`message.callbackAction must be "getCallback" (got ${describe(m.callbackAction)})`);
+      throw new InvalidMessageError(
+        `message.callbackAction must be "getCallback" (got ${describe(m.callbackAction)})`,
+      );
     }
     return { kind: 'read', token: m.callbackToken };
   }
@@ -55,9 +63,13 @@ function checkErrorData(data: unknown): void {
   if (typeof data !== 'object' || data === null) return;
   const d = data as Record<string, unknown>;
   const bad = (field: string, type: string): never => {
-    throw new InvalidMessageError(`callbackData.${field} of an error report must be a ${type} (got ${describe(d[field])})`);
+    throw new InvalidMessageError(
+      `callbackData.${field} of an error report must be a ${type} (got ${describe(d[field])})`,
+    );
   };
   if (d.message !== undefined && typeof d.message !== 'string') bad('message', 'string');
-  if (d.errorNumber !== undefined && typeof d.errorNumber !== 'number') bad('errorNumber', 'number');
-  if (d.errorDescription !== undefined && typeof d.errorDescription !== 'string') bad('errorDescription', 'string');
+  if (d.errorNumber !== undefined && typeof d.errorNumber !== 'number')
+    bad('errorNumber', 'number');
+  if (d.errorDescription !== undefined && typeof d.errorDescription !== 'string')
+    bad('errorDescription', 'string');
 }

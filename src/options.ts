@@ -10,7 +10,12 @@ import { availableParallelism } from 'node:os';
 import { systemClock, type Clock } from './clock.js';
 import { deadlineAt, describe, durationMs, parseDuration } from './duration.js';
 import { InvalidArgumentError } from './errors.js';
-import { DISPATCH_STATUSES, isDispatchStatus, STEP_KEYS, type DispatchStatus } from './lifecycle/statuses.js';
+import {
+  DISPATCH_STATUSES,
+  isDispatchStatus,
+  STEP_KEYS,
+  type DispatchStatus,
+} from './lifecycle/statuses.js';
 import { isWorkerStep, type PoolOptions } from './pool/worker-step.js';
 import type { EngineEvent, StepMap } from './types.js';
 
@@ -136,7 +141,9 @@ export interface ResolvedEngineOptions {
 }
 
 /** Resolved output attribute names. */
-export type ResolvedAttributes = Readonly<Required<Omit<AttributeOptions, 'attributeReference'>>> & {
+export type ResolvedAttributes = Readonly<
+  Required<Omit<AttributeOptions, 'attributeReference'>>
+> & {
   readonly attributeReference: string | undefined;
 };
 
@@ -168,7 +175,12 @@ export const DEFAULTS = Object.freeze({
 });
 
 /** Limits on names and tags. */
-export const LIMITS = Object.freeze({ nameLength: 128, maxTags: 10, tagLength: 64, idempotencyKeyLength: 256 });
+export const LIMITS = Object.freeze({
+  nameLength: 128,
+  maxTags: 10,
+  tagLength: 64,
+  idempotencyKeyLength: 256,
+});
 
 const NAME_RE = /^[A-Za-z0-9_.:-]+$/;
 
@@ -182,7 +194,12 @@ export function warnOnce(code: string, message: string): void {
 
 /** Checks a node or anchor name. */
 export function checkName(what: string, value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > LIMITS.nameLength || !NAME_RE.test(value)) {
+  if (
+    typeof value !== 'string' ||
+    value.length === 0 ||
+    value.length > LIMITS.nameLength ||
+    !NAME_RE.test(value)
+  ) {
     throw new InvalidArgumentError(
       `${what} must be 1-${LIMITS.nameLength} characters of A-Z a-z 0-9 _ . : - (got ${describe(value)})`,
     );
@@ -207,7 +224,8 @@ export function checkTimeout(what: string, value: unknown): string | Date | fals
 /** Checks a heartbeat option. */
 export function checkHeartbeat(what: string, value: unknown): string | undefined {
   if (value === undefined) return undefined;
-  if (durationMs(what, value, 0) <= 0) throw new InvalidArgumentError(`${what} must be longer than zero (got ${describe(value)})`);
+  if (durationMs(what, value, 0) <= 0)
+    throw new InvalidArgumentError(`${what} must be longer than zero (got ${describe(value)})`);
   return value as string;
 }
 
@@ -215,7 +233,9 @@ export function checkHeartbeat(what: string, value: unknown): string | undefined
 export function checkRetention(what: string, value: unknown): string | true {
   if (value === true) return true;
   if (typeof value !== 'string' || !parseDuration(value)) {
-    throw new InvalidArgumentError(`${what} must be true or an ISO 8601 duration such as "PT24H" (got ${describe(value)})`);
+    throw new InvalidArgumentError(
+      `${what} must be true or an ISO 8601 duration such as "PT24H" (got ${describe(value)})`,
+    );
   }
   return value;
 }
@@ -234,7 +254,10 @@ function checkPositiveInt(what: string, value: unknown): number {
  */
 export function resolveOptions(input: CallbackEngineOptions | undefined): ResolvedEngineOptions {
   const o = checkObject('options', input) as CallbackEngineOptions;
-  const node = o.node === undefined ? `node-${randomBytes(6).toString('hex')}` : checkName('options.node', o.node);
+  const node =
+    o.node === undefined
+      ? `node-${randomBytes(6).toString('hex')}`
+      : checkName('options.node', o.node);
   let secrets: readonly (string | Buffer)[];
   if (o.secrets === undefined) {
     warnOnce(
@@ -244,33 +267,59 @@ export function resolveOptions(input: CallbackEngineOptions | undefined): Resolv
     secrets = [randomBytes(32)];
   } else {
     if (!Array.isArray(o.secrets) || o.secrets.length === 0) {
-      throw new InvalidArgumentError(`options.secrets must be a non-empty array of strings or Buffers (got ${describe(o.secrets)})`);
+      throw new InvalidArgumentError(
+        `options.secrets must be a non-empty array of strings or Buffers (got ${describe(o.secrets)})`,
+      );
     }
-    o.secrets.forEach((s: unknown, i) => {
+    (o.secrets as readonly unknown[]).forEach((s, i) => {
       if (!((typeof s === 'string' || Buffer.isBuffer(s)) && s.length > 0)) {
-        throw new InvalidArgumentError(`options.secrets[${i}] must be a non-empty string or Buffer (got ${describe(s)})`);
+        throw new InvalidArgumentError(
+          `options.secrets[${i}] must be a non-empty string or Buffer (got ${describe(s)})`,
+        );
       }
-      if (s.length < 16) warnOnce('CBE_W_SHORT_SECRET', 'callback-engine: a secret shorter than 16 bytes makes tokens easier to forge');
+      if (s.length < 16)
+        warnOnce(
+          'CBE_W_SHORT_SECRET',
+          'callback-engine: a secret shorter than 16 bytes makes tokens easier to forge',
+        );
     });
-    secrets = [...o.secrets];
+    secrets = [...(o.secrets as readonly (string | Buffer)[])];
   }
   const clock = o.clock ?? systemClock;
-  if (typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
-    throw new InvalidArgumentError('options.clock must have now(), setTimeout() and clearTimeout() methods');
+  if (
+    typeof clock.now !== 'function' ||
+    typeof clock.setTimeout !== 'function' ||
+    typeof clock.clearTimeout !== 'function'
+  ) {
+    throw new InvalidArgumentError(
+      'options.clock must have now(), setTimeout() and clearTimeout() methods',
+    );
   }
   if (o.inspect !== undefined && typeof o.inspect !== 'function') {
-    throw new InvalidArgumentError(`options.inspect must be a function (got ${describe(o.inspect)})`);
+    throw new InvalidArgumentError(
+      `options.inspect must be a function (got ${describe(o.inspect)})`,
+    );
   }
   return Object.freeze({
     node,
     secrets,
-    timeout: o.timeout === undefined ? DEFAULTS.timeout : checkTimeout('options.timeout', o.timeout),
+    timeout:
+      o.timeout === undefined ? DEFAULTS.timeout : checkTimeout('options.timeout', o.timeout),
     heartbeat: checkHeartbeat('options.heartbeat', o.heartbeat),
-    retention: o.retention === undefined ? DEFAULTS.retention : checkRetention('options.retention', o.retention),
+    retention:
+      o.retention === undefined
+        ? DEFAULTS.retention
+        : checkRetention('options.retention', o.retention),
     clock,
     inspect: o.inspect,
-    maxDataBytes: o.maxDataBytes === undefined ? DEFAULTS.maxDataBytes : checkPositiveInt('options.maxDataBytes', o.maxDataBytes),
-    maxRetained: o.maxRetained === undefined ? undefined : checkPositiveInt('options.maxRetained', o.maxRetained),
+    maxDataBytes:
+      o.maxDataBytes === undefined
+        ? DEFAULTS.maxDataBytes
+        : checkPositiveInt('options.maxDataBytes', o.maxDataBytes),
+    maxRetained:
+      o.maxRetained === undefined
+        ? undefined
+        : checkPositiveInt('options.maxRetained', o.maxRetained),
     pool: resolvePool(o.pool),
     baseUrl: checkBaseUrl(o.baseUrl),
   });
@@ -285,7 +334,9 @@ function checkBaseUrl(value: unknown): string | undefined {
     url = undefined;
   }
   if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-    throw new InvalidArgumentError(`options.baseUrl must be an http(s) URL (got ${describe(value)})`);
+    throw new InvalidArgumentError(
+      `options.baseUrl must be an http(s) URL (got ${describe(value)})`,
+    );
   }
   return url.href.replace(/\/+$/, '');
 }
@@ -295,7 +346,9 @@ function resolvePool(input: PoolOptions | undefined): Readonly<Required<PoolOpti
   const int = (name: keyof PoolOptions, value: unknown, fallback: number, min: number): number => {
     if (value === undefined) return fallback;
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-      throw new InvalidArgumentError(`options.pool.${name} must be an integer of at least ${min} (got ${describe(value)})`);
+      throw new InvalidArgumentError(
+        `options.pool.${name} must be an integer of at least ${min} (got ${describe(value)})`,
+      );
     }
     return value;
   };
@@ -303,10 +356,14 @@ function resolvePool(input: PoolOptions | undefined): Readonly<Required<PoolOpti
   const minThreads = int('minThreads', p.minThreads, 1, 0);
   const maxThreads = int('maxThreads', p.maxThreads, Math.max(cpus, minThreads), 1);
   if (minThreads > maxThreads) {
-    throw new InvalidArgumentError(`options.pool.minThreads (${minThreads}) must not exceed options.pool.maxThreads (${maxThreads})`);
+    throw new InvalidArgumentError(
+      `options.pool.minThreads (${minThreads}) must not exceed options.pool.maxThreads (${maxThreads})`,
+    );
   }
   if (p.close !== undefined && p.close !== 'drain' && p.close !== 'destroy') {
-    throw new InvalidArgumentError(`options.pool.close must be "drain" or "destroy" (got ${describe(p.close)})`);
+    throw new InvalidArgumentError(
+      `options.pool.close must be "drain" or "destroy" (got ${describe(p.close)})`,
+    );
   }
   return Object.freeze({
     minThreads,
@@ -322,7 +379,11 @@ function resolvePool(input: PoolOptions | undefined): Readonly<Required<PoolOpti
  *
  * @throws {@link InvalidArgumentError} naming the first bad option and its value.
  */
-export function resolveAnchor(name: unknown, input: AnchorOptions | undefined, engine: ResolvedEngineOptions): ResolvedAnchor {
+export function resolveAnchor(
+  name: unknown,
+  input: AnchorOptions | undefined,
+  engine: ResolvedEngineOptions,
+): ResolvedAnchor {
   const anchor = checkName('anchor name', name);
   const o = checkObject(`anchor "${anchor}" options`, input) as AnchorOptions;
   const next = checkObject(`anchor "${anchor}" options.next`, o.next) as StepMap;
@@ -339,28 +400,45 @@ export function resolveAnchor(name: unknown, input: AnchorOptions | undefined, e
     }
   }
   const a = checkObject(`anchor "${anchor}" options.attributes`, o.attributes);
-  const attributes = { ...DEFAULTS.attributes } as { -readonly [K in keyof ResolvedAttributes]: ResolvedAttributes[K] };
+  const attributes = { ...DEFAULTS.attributes } as {
+    -readonly [K in keyof ResolvedAttributes]: ResolvedAttributes[K];
+  };
   for (const [key, value] of Object.entries(a)) {
     if (!(key in DEFAULTS.attributes)) {
-      throw new InvalidArgumentError(`anchor "${anchor}" options.attributes has unknown key "${key}"`);
+      throw new InvalidArgumentError(
+        `anchor "${anchor}" options.attributes has unknown key "${key}"`,
+      );
     }
     if (value === undefined) continue;
     if (typeof value !== 'string' || value.length === 0 || value === '__proto__') {
-      throw new InvalidArgumentError(`anchor "${anchor}" options.attributes.${key} must be a non-empty string (got ${describe(value)})`);
+      throw new InvalidArgumentError(
+        `anchor "${anchor}" options.attributes.${key} must be a non-empty string (got ${describe(value)})`,
+      );
     }
     (attributes as Record<string, string>)[key] = value;
   }
   const names = Object.values(attributes).filter((v) => v !== undefined);
   if (new Set(names).size !== names.length) {
-    throw new InvalidArgumentError(`anchor "${anchor}" options.attributes gives two attributes the same name`);
+    throw new InvalidArgumentError(
+      `anchor "${anchor}" options.attributes gives two attributes the same name`,
+    );
   }
   return Object.freeze({
     name: anchor,
     next: Object.freeze({ ...next }),
     attributes: Object.freeze(attributes),
-    timeout: o.timeout === undefined ? engine.timeout : checkTimeout(`anchor "${anchor}" options.timeout`, o.timeout),
-    heartbeat: o.heartbeat === undefined ? engine.heartbeat : checkHeartbeat(`anchor "${anchor}" options.heartbeat`, o.heartbeat),
-    retention: o.retention === undefined ? engine.retention : checkRetention(`anchor "${anchor}" options.retention`, o.retention),
+    timeout:
+      o.timeout === undefined
+        ? engine.timeout
+        : checkTimeout(`anchor "${anchor}" options.timeout`, o.timeout),
+    heartbeat:
+      o.heartbeat === undefined
+        ? engine.heartbeat
+        : checkHeartbeat(`anchor "${anchor}" options.heartbeat`, o.heartbeat),
+    retention:
+      o.retention === undefined
+        ? engine.retention
+        : checkRetention(`anchor "${anchor}" options.retention`, o.retention),
     correlate: checkCorrelate(anchor, o.correlate),
     eventTypes: checkEventTypes(anchor, o.eventTypes),
   });
@@ -369,7 +447,9 @@ export function resolveAnchor(name: unknown, input: AnchorOptions | undefined, e
 function checkCorrelate(anchor: string, value: unknown): readonly string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value) || value.length === 0 || value.length > 10) {
-    throw new InvalidArgumentError(`anchor "${anchor}" options.correlate must be an array of 1-10 creation-data keys (got ${describe(value)})`);
+    throw new InvalidArgumentError(
+      `anchor "${anchor}" options.correlate must be an array of 1-10 creation-data keys (got ${describe(value)})`,
+    );
   }
   value.forEach((k: unknown, i) => {
     if (typeof k !== 'string' || !/^[A-Za-z0-9]{1,20}$/.test(k)) {
@@ -399,11 +479,15 @@ function checkEventTypes(anchor: string, value: unknown): Readonly<Record<string
 export function checkTags(value: unknown): readonly string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value) || value.length > LIMITS.maxTags) {
-    throw new InvalidArgumentError(`options.tags must be an array of at most ${LIMITS.maxTags} strings (got ${describe(value)})`);
+    throw new InvalidArgumentError(
+      `options.tags must be an array of at most ${LIMITS.maxTags} strings (got ${describe(value)})`,
+    );
   }
   value.forEach((t: unknown, i) => {
     if (typeof t !== 'string' || t.length === 0 || t.length > LIMITS.tagLength) {
-      throw new InvalidArgumentError(`options.tags[${i}] must be a string of 1-${LIMITS.tagLength} characters (got ${describe(t)})`);
+      throw new InvalidArgumentError(
+        `options.tags[${i}] must be a string of 1-${LIMITS.tagLength} characters (got ${describe(t)})`,
+      );
     }
   });
   return Object.freeze([...(value as string[])]);
@@ -412,7 +496,11 @@ export function checkTags(value: unknown): readonly string[] {
 /** Checks `create`'s idempotency key. */
 export function checkIdempotencyKey(value: unknown): string | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || value.length === 0 || value.length > LIMITS.idempotencyKeyLength) {
+  if (
+    typeof value !== 'string' ||
+    value.length === 0 ||
+    value.length > LIMITS.idempotencyKeyLength
+  ) {
     throw new InvalidArgumentError(
       `options.idempotencyKey must be a string of 1-${LIMITS.idempotencyKeyLength} characters (got ${describe(value)})`,
     );

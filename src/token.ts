@@ -6,7 +6,13 @@
  * @module
  */
 
-import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import {
+  createHmac,
+  createSecretKey,
+  randomBytes,
+  timingSafeEqual,
+  type KeyObject,
+} from 'node:crypto';
 
 /** The decoded fields of a token. Outside services may read `node` and `anchor` for routing. */
 export interface CallbackTokenFields {
@@ -38,7 +44,8 @@ const SIG_BYTES = 32;
  * @returns the fields, or `undefined` if `token` is not a well-formed token.
  */
 export function decodeToken(token: unknown): CallbackTokenFields | undefined {
-  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) return undefined;
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH)
+    return undefined;
   if (!BASE64URL_RE.test(token)) return undefined;
   let parsed: unknown;
   try {
@@ -83,7 +90,9 @@ export class TokenCodec {
    */
   constructor(node: string, secrets: readonly (string | Buffer)[]) {
     this.node = node;
-    this.#keys = secrets.map((s) => createSecretKey(typeof s === 'string' ? Buffer.from(s, 'utf8') : s));
+    this.#keys = secrets.map((s) =>
+      createSecretKey(typeof s === 'string' ? Buffer.from(s, 'utf8') : s),
+    );
   }
 
   #sign(key: KeyObject, anchor: string, id: string): Buffer {
@@ -99,7 +108,9 @@ export class TokenCodec {
    */
   mint(anchor: string, id: string): string {
     const sig = this.#sign(this.#keys[0]!, anchor, id).toString('base64url');
-    return Buffer.from(JSON.stringify({ node: this.node, anchor, id, sig }), 'utf8').toString('base64url');
+    return Buffer.from(JSON.stringify({ node: this.node, anchor, id, sig }), 'utf8').toString(
+      'base64url',
+    );
   }
 
   /**

@@ -5,7 +5,12 @@
  */
 
 import type { CallbackData } from './data.js';
-import type { AnswerStatus, CallbackStatus, DispatchStatus, StepKey } from './lifecycle/statuses.js';
+import type {
+  AnswerStatus,
+  CallbackStatus,
+  DispatchStatus,
+  StepKey,
+} from './lifecycle/statuses.js';
 import type { WorkerStep } from './pool/worker-step.js';
 
 /** A report from an outside party (spec 11.1). */

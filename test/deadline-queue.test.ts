@@ -25,7 +25,9 @@ describe('deadline queue', () => {
     const clock = createSimulatedClock(0);
     const q = new DeadlineQueue(clock, () => {});
     const fired: number[] = [];
-    const entries = Array.from({ length: 100 }, (_, i) => q.schedule(i + 1, () => fired.push(i + 1)));
+    const entries = Array.from({ length: 100 }, (_, i) =>
+      q.schedule(i + 1, () => fired.push(i + 1)),
+    );
     for (const e of entries) if (e.at % 3 === 0 || e.at === 1) q.cancel(e);
     q.cancel(entries[5]); // twice is a no-op
     clock.advance(100);

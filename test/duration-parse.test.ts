@@ -19,15 +19,24 @@ describe('ISO 8601 durations', () => {
   });
 
   it('adds months and years on the calendar, clamping to the month end', () => {
-    expect(new Date(addDuration(T0, parseDuration('P1M')!)).toISOString()).toBe('2026-02-28T12:00:00.000Z');
-    expect(new Date(addDuration(T0, parseDuration('P1Y')!)).toISOString()).toBe('2027-01-31T12:00:00.000Z');
+    expect(new Date(addDuration(T0, parseDuration('P1M')!)).toISOString()).toBe(
+      '2026-02-28T12:00:00.000Z',
+    );
+    expect(new Date(addDuration(T0, parseDuration('P1Y')!)).toISOString()).toBe(
+      '2027-01-31T12:00:00.000Z',
+    );
   });
 
-  it.each(['1 hour', 'P', 'PT', 'PT1', '1H', 'P1H', '', 'PT-1S'])('refuses %j with a clear error', (text) => {
-    expect(parseDuration(text)).toBeUndefined();
-    expect(() => durationMs('options.retention', text, T0)).toThrow(InvalidArgumentError);
-    expect(() => durationMs('options.retention', text, T0)).toThrow(/options\.retention must be an ISO 8601 duration/);
-  });
+  it.each(['1 hour', 'P', 'PT', 'PT1', '1H', 'P1H', '', 'PT-1S'])(
+    'refuses %j with a clear error',
+    (text) => {
+      expect(parseDuration(text)).toBeUndefined();
+      expect(() => durationMs('options.retention', text, T0)).toThrow(InvalidArgumentError);
+      expect(() => durationMs('options.retention', text, T0)).toThrow(
+        /options\.retention must be an ISO 8601 duration/,
+      );
+    },
+  );
 
   it('resolves deadlines from durations, dates and false', () => {
     expect(deadlineAt('t', 'PT10M', T0)).toBe(T0 + 600_000);
@@ -37,8 +46,12 @@ describe('ISO 8601 durations', () => {
   });
 
   it('refuses a deadline in the past and garbage, naming the option', () => {
-    expect(() => deadlineAt('options.timeout', '2020-01-01T00:00:00Z', T0)).toThrow(/options\.timeout is in the past/);
-    expect(() => deadlineAt('options.timeout', '1 hour', T0)).toThrow(/options\.timeout must be an ISO 8601 duration .*got "1 hour"/);
+    expect(() => deadlineAt('options.timeout', '2020-01-01T00:00:00Z', T0)).toThrow(
+      /options\.timeout is in the past/,
+    );
+    expect(() => deadlineAt('options.timeout', '1 hour', T0)).toThrow(
+      /options\.timeout must be an ISO 8601 duration .*got "1 hour"/,
+    );
     expect(() => deadlineAt('options.timeout', 3600, T0)).toThrow(InvalidArgumentError);
   });
 });

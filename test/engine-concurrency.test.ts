@@ -29,7 +29,9 @@ describe('serialized mailbox under concurrency (spec 1)', () => {
     const cb = await engine.create('job');
     const N = 10_000;
     const answers = await Promise.all(
-      Array.from({ length: N }, (_, i) => engine.dispatch(report(cb.token, 'progress', { seq: i, [`k${i}`]: i }))),
+      Array.from({ length: N }, (_, i) =>
+        engine.dispatch(report(cb.token, 'progress', { seq: i, [`k${i}`]: i })),
+      ),
     );
     expect(order).toEqual(Array.from({ length: N }, (_, i) => i));
     expect(maxRunning).toBe(1);
@@ -63,10 +65,13 @@ describe('serialized mailbox under concurrency (spec 1)', () => {
         },
       },
     });
-    const cbs = await Promise.all(Array.from({ length: C }, (_, i) => engine.create('job', { data: { i } })));
+    const cbs = await Promise.all(
+      Array.from({ length: C }, (_, i) => engine.create('job', { data: { i } })),
+    );
     const pending: Promise<unknown>[] = [];
     for (let n = 0; n < R; n++) {
-      for (const cb of cbs) pending.push(engine.dispatch(report(cb.token, 'progress', { n, [`r${n}`]: true })));
+      for (const cb of cbs)
+        pending.push(engine.dispatch(report(cb.token, 'progress', { n, [`r${n}`]: true })));
     }
     await Promise.all(pending);
     expect(maxInFlight).toBeGreaterThan(1);
@@ -84,7 +89,9 @@ describe('serialized mailbox under concurrency (spec 1)', () => {
   it('racing terminal reports: exactly one wins, the rest learn the winner', async () => {
     ({ engine } = makeEngine());
     let completes = 0;
-    engine.anchor('job', { next: { complete: () => void completes++, error: () => void completes++ } });
+    engine.anchor('job', {
+      next: { complete: () => void completes++, error: () => void completes++ },
+    });
     const cbs = await Promise.all(Array.from({ length: 200 }, () => engine.create('job')));
     await Promise.all(
       cbs.flatMap((cb) => [

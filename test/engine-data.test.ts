@@ -18,8 +18,15 @@ describe('data (spec 8)', () => {
   it('never merges __proto__, constructor or prototype, and never pollutes prototypes', async () => {
     ({ engine } = makeEngine());
     engine.anchor('job');
-    const cb = await engine.create('job', { data: JSON.parse('{"__proto__":{"polluted":1},"constructor":{"x":1},"ok":1}') as Record<string, unknown> });
-    const hostile = JSON.parse('{"__proto__":{"isAdmin":true},"prototype":{"y":1},"constructor":"c","fine":2}') as Record<string, unknown>;
+    const cb = await engine.create('job', {
+      data: JSON.parse('{"__proto__":{"polluted":1},"constructor":{"x":1},"ok":1}') as Record<
+        string,
+        unknown
+      >,
+    });
+    const hostile = JSON.parse(
+      '{"__proto__":{"isAdmin":true},"prototype":{"y":1},"constructor":"c","fine":2}',
+    ) as Record<string, unknown>;
     const a = await engine.dispatch(report(cb.token, 'progress', hostile));
     expect(a.data).toEqual({ ok: 1, fine: 2 });
     expect(Object.keys(a.data)).toEqual(['ok', 'fine']);
@@ -45,13 +52,25 @@ describe('data (spec 8)', () => {
     ({ engine } = makeEngine({ maxDataBytes: 1024 }));
     engine.anchor('job');
     const cb = await engine.create('job', { data: { keep: 1 } });
-    const err = await engine.dispatch(report(cb.token, 'progress', { blob: 'x'.repeat(2000) })).catch((e: unknown) => e);
+    const err = await engine
+      .dispatch(report(cb.token, 'progress', { blob: 'x'.repeat(2000) }))
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PayloadTooLargeError);
-    expect(err).toMatchObject({ code: 'CBE_ERR_PAYLOAD_TOO_LARGE', statusCode: 413, limitBytes: 1024 });
-    expect((err as Error).message).toMatch(/callbackData is 20\d\d bytes of JSON, over the limit of 1024/);
+    expect(err).toMatchObject({
+      code: 'CBE_ERR_PAYLOAD_TOO_LARGE',
+      statusCode: 413,
+      limitBytes: 1024,
+    });
+    expect((err as Error).message).toMatch(
+      /callbackData is 20\d\d bytes of JSON, over the limit of 1024/,
+    );
     // Multi-byte characters count as bytes, not characters.
-    await expect(engine.dispatch(report(cb.token, 'progress', { s: 'é'.repeat(600) }))).rejects.toBeInstanceOf(PayloadTooLargeError);
-    await expect(engine.create('job', { data: { blob: 'x'.repeat(2000) } })).rejects.toBeInstanceOf(PayloadTooLargeError);
+    await expect(
+      engine.dispatch(report(cb.token, 'progress', { s: 'é'.repeat(600) })),
+    ).rejects.toBeInstanceOf(PayloadTooLargeError);
+    await expect(engine.create('job', { data: { blob: 'x'.repeat(2000) } })).rejects.toBeInstanceOf(
+      PayloadTooLargeError,
+    );
     expect(await engine.get(cb.token)).toMatchObject({ status: 'create', data: { keep: 1 } });
   });
 
@@ -59,12 +78,21 @@ describe('data (spec 8)', () => {
     ['an array', [1, 2]],
     ['a string', 'text'],
     ['a BigInt', { n: 1n }],
-    ['a cycle', (() => { const o: Record<string, unknown> = {}; o.self = o; return o; })()],
+    [
+      'a cycle',
+      (() => {
+        const o: Record<string, unknown> = {};
+        o.self = o;
+        return o;
+      })(),
+    ],
   ])('refuses data that is %s with CBE_ERR_INVALID_DATA', async (_name, data) => {
     ({ engine } = makeEngine());
     engine.anchor('job');
     const cb = await engine.create('job');
-    const err = await engine.dispatch(report(cb.token, 'progress', data as never)).catch((e: unknown) => e);
+    const err = await engine
+      .dispatch(report(cb.token, 'progress', data as never))
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InvalidDataError);
     expect(err).toMatchObject({ code: 'CBE_ERR_INVALID_DATA', statusCode: 400 });
     expect((await engine.get(cb.token)).status).toBe('create');

@@ -11,7 +11,13 @@ describe('anchors and steps (spec 6)', () => {
     const ran: string[] = [];
     const tag = (name: string) => (cb: StepInput) => void ran.push(`${name}:${cb.status}`);
     engine.anchor('job', {
-      next: { create: tag('create'), active: tag('active'), error: tag('error'), '*': tag('star'), progress: false },
+      next: {
+        create: tag('create'),
+        active: tag('active'),
+        error: tag('error'),
+        '*': tag('star'),
+        progress: false,
+      },
     });
     const cb = await engine.create('job');
     await engine.dispatch(report(cb.token, 'accept'));
@@ -19,19 +25,41 @@ describe('anchors and steps (spec 6)', () => {
     await engine.dispatch(report(cb.token, 'complete'));
     const cb2 = await engine.create('job');
     await engine.cancel(cb2.token);
-    expect(ran).toEqual(['create:create', 'active:accept', 'star:complete', 'create:create', 'error:cancel']);
+    expect(ran).toEqual([
+      'create:create',
+      'active:accept',
+      'star:complete',
+      'create:create',
+      'error:cancel',
+    ]);
   });
 
-  it('merges a step\'s returned object into data and shows it in the answer', async () => {
+  it("merges a step's returned object into data and shows it in the answer", async () => {
     ({ engine } = makeEngine());
     engine.anchor('job', {
-      next: { create: async () => ({ started: true }), progress: (cb) => ({ doubled: (cb.data.n as number) * 2 }), complete: () => ({ receipt: 'r1' }) },
+      next: {
+        create: async () => ({ started: true }),
+        progress: (cb) => ({ doubled: (cb.data.n as number) * 2 }),
+        complete: () => ({ receipt: 'r1' }),
+      },
     });
     const cb = await engine.create('job', { data: { orderId: 7 } });
     expect(cb.data).toEqual({ orderId: 7, started: true });
-    expect((await engine.dispatch(report(cb.token, 'progress', { n: 21 }))).data).toEqual({ orderId: 7, started: true, n: 21, doubled: 42 });
+    expect((await engine.dispatch(report(cb.token, 'progress', { n: 21 }))).data).toEqual({
+      orderId: 7,
+      started: true,
+      n: 21,
+      doubled: 42,
+    });
     const done = await engine.dispatch(report(cb.token, 'complete', { ok: 1 }));
-    expect(done.data).toEqual({ orderId: 7, started: true, n: 21, doubled: 42, ok: 1, receipt: 'r1' });
+    expect(done.data).toEqual({
+      orderId: 7,
+      started: true,
+      n: 21,
+      doubled: 42,
+      ok: 1,
+      receipt: 'r1',
+    });
     expect((await engine.wait(cb.token)).data).toEqual(done.data);
   });
 
@@ -41,9 +69,19 @@ describe('anchors and steps (spec 6)', () => {
     engine.anchor('job', { next: { start: (cb) => void (input = cb) } });
     const cb = await engine.create('job', { data: { a: 1 } });
     await engine.dispatch(report(cb.token, 'start', { b: 2 }));
-    expect(input).toMatchObject({ status: 'start', token: cb.token, id: cb.id, data: { a: 1, b: 2 }, parentToken: undefined });
+    expect(input).toMatchObject({
+      status: 'start',
+      token: cb.token,
+      id: cb.id,
+      data: { a: 1, b: 2 },
+      parentToken: undefined,
+    });
     expect(input!.signal).toBeInstanceOf(AbortSignal);
-    expect(input!.attributes).toMatchObject({ callbackToken: cb.token, callbackStatus: 'start', callbackId: cb.id });
+    expect(input!.attributes).toMatchObject({
+      callbackToken: cb.token,
+      callbackStatus: 'start',
+      callbackId: cb.id,
+    });
   });
 
   it('a throwing step moves the callback to error with the message; other callbacks carry on', async () => {
@@ -80,12 +118,22 @@ describe('anchors and steps (spec 6)', () => {
         start: () => {
           throw 'a string';
         },
-        progress: () => ({ fn: () => 1, big: 10n }) as never,
+        progress: () => ({ fn: () => 1, big: 10n }),
       },
     });
-    const [a, b, c] = await Promise.all([engine.create('job'), engine.create('job'), engine.create('job')]);
-    expect(await engine.dispatch(report(a.token, 'accept'))).toMatchObject({ status: 'error', data: { message: 'async boom' } });
-    expect(await engine.dispatch(report(b.token, 'start'))).toMatchObject({ status: 'error', data: { message: 'a string' } });
+    const [a, b, c] = await Promise.all([
+      engine.create('job'),
+      engine.create('job'),
+      engine.create('job'),
+    ]);
+    expect(await engine.dispatch(report(a.token, 'accept'))).toMatchObject({
+      status: 'error',
+      data: { message: 'async boom' },
+    });
+    expect(await engine.dispatch(report(b.token, 'start'))).toMatchObject({
+      status: 'error',
+      data: { message: 'a string' },
+    });
     const r = await engine.dispatch(report(c.token, 'progress'));
     expect(r.status).toBe('error');
     expect(r.data.message).toMatch(/not JSON-serializable/);
@@ -93,7 +141,13 @@ describe('anchors and steps (spec 6)', () => {
 
   it('a failing terminal step does not change the terminal status', async () => {
     ({ engine } = makeEngine());
-    engine.anchor('job', { next: { complete: () => { throw new Error('late'); } } });
+    engine.anchor('job', {
+      next: {
+        complete: () => {
+          throw new Error('late');
+        },
+      },
+    });
     const cb = await engine.create('job');
     expect((await engine.dispatch(report(cb.token, 'complete'))).status).toBe('complete');
   });
@@ -148,8 +202,15 @@ describe('anchors and steps (spec 6)', () => {
     engine.anchor('job');
     expect(() => engine.anchor('job')).toThrow(/anchor "job" is already registered/);
     expect(() => engine.anchor('bad name')).toThrow(/anchor name must be/);
-    expect(() => engine.anchor('x', { next: { finished: () => {} } as never })).toThrow(/unknown key "finished"/);
-    expect(() => engine.anchor('y', { next: { complete: 'nope' as never } })).toThrow(/must be a function, a workerStep\(\) or false/);
-    await expect(engine.create('nope')).rejects.toMatchObject({ code: 'CBE_ERR_UNKNOWN_ANCHOR', statusCode: 400 });
+    expect(() => engine.anchor('x', { next: { finished: () => {} } as never })).toThrow(
+      /unknown key "finished"/,
+    );
+    expect(() => engine.anchor('y', { next: { complete: 'nope' as never } })).toThrow(
+      /must be a function, a workerStep\(\) or false/,
+    );
+    await expect(engine.create('nope')).rejects.toMatchObject({
+      code: 'CBE_ERR_UNKNOWN_ANCHOR',
+      statusCode: 400,
+    });
   });
 });

@@ -16,7 +16,9 @@ describe('tokens at the call-in point (spec 4)', () => {
     engine.anchor('other');
     const cb = await engine.create('job', { data: { secret: 1 } });
     const bad = [
-      reencode(cb.token, { sig: decodeToken(cb.token)!.sig.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')) }),
+      reencode(cb.token, {
+        sig: decodeToken(cb.token)!.sig.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')),
+      }),
       reencode(cb.token, { anchor: 'other' }),
       reencode(cb.token, { node: 'elsewhere' }),
       reencode(cb.token, { id: 'someone-else-id-000000' }),
@@ -42,7 +44,9 @@ describe('tokens at the call-in point (spec 4)', () => {
     engine.anchor('job');
     const cb = await engine.create('job');
     const f = decodeToken(cb.token)!;
-    const reordered = Buffer.from(JSON.stringify({ sig: f.sig, id: f.id, anchor: f.anchor, node: f.node })).toString('base64url');
+    const reordered = Buffer.from(
+      JSON.stringify({ sig: f.sig, id: f.id, anchor: f.anchor, node: f.node }),
+    ).toString('base64url');
     expect((await engine.dispatch(report(reordered, 'start'))).status).toBe('start');
   });
 
@@ -51,7 +55,10 @@ describe('tokens at the call-in point (spec 4)', () => {
     a.anchor('job');
     const cb = await a.create('job');
     await a.close();
-    engine = createCallbackEngine({ node: 'n', secrets: ['new-secret-0123456789', 'old-secret-0123456789'] });
+    engine = createCallbackEngine({
+      node: 'n',
+      secrets: ['new-secret-0123456789', 'old-secret-0123456789'],
+    });
     // A different engine knows no records, but a token it can verify is "known-signature notFound", not forged.
     expect((await engine.get(cb.token)).status).toBe('notFound');
     expect(engine.stats().forgedTokens).toBe(0);
@@ -64,7 +71,9 @@ describe('tokens at the call-in point (spec 4)', () => {
   it('resumes the anchor on notFound for a signed token whose record is gone', async () => {
     ({ engine } = makeEngine({ retention: 'PT0S' }));
     const seen: string[] = [];
-    engine.anchor('job', { next: { notFound: (cb) => (seen.push(cb.status), { hint: 'expired' }) } });
+    engine.anchor('job', {
+      next: { notFound: (cb) => (seen.push(cb.status), { hint: 'expired' }) },
+    });
     const cb = await engine.create('job');
     await engine.dispatch(report(cb.token, 'complete'));
     const a = await engine.dispatch(report(cb.token, 'progress'));

@@ -18,7 +18,9 @@ describe('tokens', () => {
     expect(codec.verify({ ...fields, anchor: 'refund' })).toBe(false);
     expect(codec.verify({ ...fields, id: 'abd' })).toBe(false);
     expect(codec.verify({ ...fields, sig: fields.sig.slice(0, -2) })).toBe(false);
-    expect(new TokenCodec('n2', ['k-one-0123456789abcdef']).verify({ ...fields, node: 'n2' })).toBe(false);
+    expect(new TokenCodec('n2', ['k-one-0123456789abcdef']).verify({ ...fields, node: 'n2' })).toBe(
+      false,
+    );
     expect(new TokenCodec('n1', ['another-secret-0123456']).verify(fields)).toBe(false);
   });
 
@@ -40,8 +42,16 @@ describe('tokens', () => {
     ['trailing junk', `${codec.mint('a', 'b')}x`],
     ['truncated', codec.mint('a', 'b').slice(0, 40)],
     ['JSON array', Buffer.from('[1,2]').toString('base64url')],
-    ['missing sig', Buffer.from(JSON.stringify({ node: 'n1', anchor: 'a', id: 'b' })).toString('base64url')],
-    ['numeric id', Buffer.from(JSON.stringify({ node: 'n1', anchor: 'a', id: 1, sig: 'x' })).toString('base64url')],
+    [
+      'missing sig',
+      Buffer.from(JSON.stringify({ node: 'n1', anchor: 'a', id: 'b' })).toString('base64url'),
+    ],
+    [
+      'numeric id',
+      Buffer.from(JSON.stringify({ node: 'n1', anchor: 'a', id: 1, sig: 'x' })).toString(
+        'base64url',
+      ),
+    ],
     ['too long', 'A'.repeat(5000)],
   ])('decodeToken refuses a malformed token (%s)', (_name, token) => {
     expect(decodeToken(token)).toBeUndefined();
@@ -49,8 +59,13 @@ describe('tokens', () => {
 
   it('decodes a token wrapped for transport', () => {
     const fields = decodeToken(codec.mint('a', 'b'))!;
-    const wrapped = Buffer.from(JSON.stringify({ ...fields, useTransport: true, transport: [{ node: 'edge' }] })).toString('base64url');
-    expect(decodeToken(wrapped)).toMatchObject({ useTransport: true, transport: [{ node: 'edge' }] });
+    const wrapped = Buffer.from(
+      JSON.stringify({ ...fields, useTransport: true, transport: [{ node: 'edge' }] }),
+    ).toString('base64url');
+    expect(decodeToken(wrapped)).toMatchObject({
+      useTransport: true,
+      transport: [{ node: 'edge' }],
+    });
     expect(codec.verify(decodeToken(wrapped)!)).toBe(true);
   });
 

@@ -17,7 +17,11 @@ export interface LifecycleContext {
 
 /** Events the machine understands. Each carries the report data merged on the transition. */
 export type LifecycleEvent =
-  | { type: 'ACCEPT' | 'START' | 'PROGRESS' | 'COMPLETE' | 'ERROR' | 'CANCEL' | 'TIMEOUT' | 'ORPHAN'; data: CallbackData }
+  | {
+      type:
+        'ACCEPT' | 'START' | 'PROGRESS' | 'COMPLETE' | 'ERROR' | 'CANCEL' | 'TIMEOUT' | 'ORPHAN';
+      data: CallbackData;
+    }
   | { type: 'MERGE'; data: CallbackData };
 
 /** Input of a new callback actor. */
@@ -92,7 +96,9 @@ export type LifecycleSnapshot = SnapshotFrom<LifecycleMachine>;
 
 /** The callback status a state value stands for. */
 export function statusOf(value: StateValue): CallbackStatus {
-  return (typeof value === 'string' ? value : (value as { active: string }).active) as CallbackStatus;
+  return (
+    typeof value === 'string' ? value : (value as { active: string }).active
+  ) as CallbackStatus;
 }
 
 /** The state value that stands for a status (inverse of {@link statusOf}). */

@@ -9,7 +9,14 @@ export const ACTIVE_STATUSES = ['create', 'accept', 'start', 'progress'] as cons
 /** Terminal statuses: final once reached. */
 export const TERMINAL_STATUSES = ['complete', 'error', 'cancel', 'timeout', 'orphan'] as const;
 /** Statuses an outside party may dispatch. */
-export const DISPATCH_STATUSES = ['accept', 'start', 'progress', 'complete', 'error', 'cancel'] as const;
+export const DISPATCH_STATUSES = [
+  'accept',
+  'start',
+  'progress',
+  'complete',
+  'error',
+  'cancel',
+] as const;
 
 /** An active status. */
 export type ActiveStatus = (typeof ACTIVE_STATUSES)[number];
@@ -30,7 +37,13 @@ export type StepKey = CallbackStatus | PseudoStatus | 'active' | 'error' | '*';
 const TERMINAL_SET: ReadonlySet<string> = new Set(TERMINAL_STATUSES);
 const DISPATCH_SET: ReadonlySet<string> = new Set(DISPATCH_STATUSES);
 const ACTIVE_GROUP: ReadonlySet<string> = new Set([...ACTIVE_STATUSES, 'exists']);
-const ERROR_GROUP: ReadonlySet<string> = new Set(['timeout', 'orphan', 'notFound', 'cancel', 'error']);
+const ERROR_GROUP: ReadonlySet<string> = new Set([
+  'timeout',
+  'orphan',
+  'notFound',
+  'cancel',
+  'error',
+]);
 
 /** Every key accepted in an anchor's `next` map. */
 export const STEP_KEYS: ReadonlySet<string> = new Set<StepKey>([
@@ -58,7 +71,10 @@ export function isDispatchStatus(status: unknown): status is DispatchStatus {
  *
  * @returns the entry, or `undefined` when none applies. An entry of `false` means "explicitly nothing".
  */
-export function lookupStep<T>(next: Readonly<Partial<Record<StepKey, T>>>, status: CallbackStatus | PseudoStatus): T | undefined {
+export function lookupStep<T>(
+  next: Readonly<Partial<Record<StepKey, T>>>,
+  status: CallbackStatus | PseudoStatus,
+): T | undefined {
   if (next[status] !== undefined) return next[status];
   if (ACTIVE_GROUP.has(status) && next.active !== undefined) return next.active;
   if (ERROR_GROUP.has(status) && next.error !== undefined) return next.error;

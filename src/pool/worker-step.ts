@@ -87,5 +87,7 @@ export function workerStep(module: URL | string, exportName = 'default'): Worker
 
 /** Whether a step entry is a worker step. */
 export function isWorkerStep(step: unknown): step is WorkerStep {
-  return typeof step === 'object' && step !== null && (step as { kind?: unknown }).kind === 'worker';
+  return (
+    typeof step === 'object' && step !== null && (step as { kind?: unknown }).kind === 'worker'
+  );
 }

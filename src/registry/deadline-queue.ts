@@ -30,7 +30,7 @@ export class DeadlineQueue {
   readonly #onError: (err: unknown) => void;
   readonly #heap: Deadline[] = [];
   #seq = 0;
-  #timer: TimerHandle | undefined;
+  #timer: TimerHandle = undefined;
   #armedAt = Infinity;
   #closed = false;
   #firing = false;

@@ -1,17 +1,30 @@
-import { createCallbackEngine, createSimulatedClock, type CallbackEngine, type CallbackEngineOptions, type SimulatedClock } from '../../src/index.js';
+import {
+  createCallbackEngine,
+  createSimulatedClock,
+  type CallbackEngine,
+  type CallbackEngineOptions,
+  type SimulatedClock,
+} from '../../src/index.js';
 
 /** Fixed secret for tests. */
 export const SECRET = 'test-secret-0123456789abcdef';
 
 /** An engine on a simulated clock, plus the clock. */
-export function makeEngine(options: CallbackEngineOptions = {}): { engine: CallbackEngine; clock: SimulatedClock } {
+export function makeEngine(options: CallbackEngineOptions = {}): {
+  engine: CallbackEngine;
+  clock: SimulatedClock;
+} {
   const clock = createSimulatedClock();
   const engine = createCallbackEngine({ node: 'test-node', secrets: [SECRET], clock, ...options });
   return { engine, clock };
 }
 
 /** Shorthand for a report message. */
-export function report(token: string, callbackStatus: string, callbackData?: Record<string, unknown>) {
+export function report(
+  token: string,
+  callbackStatus: string,
+  callbackData?: Record<string, unknown>,
+) {
   return { type: 'CALLBACK', callbackToken: token, callbackStatus, callbackData } as never;
 }
 
