@@ -1,0 +1,102 @@
+/**
+ * Shared helpers for the benchmark suite: run tinybench tasks that each do a
+ * batch of operations, report operations per second and ratios to a floor.
+ */
+import { writeFileSync, readFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import { Bench } from 'tinybench';
+
+/** One measured alternative. */
+export interface Alternative {
+  name: string;
+  /** Operations done by one call of `fn`. */
+  batch: number;
+  fn: () => unknown;
+}
+
+/** A measured row. */
+export interface Row {
+  group: string;
+  name: string;
+  opsPerSec: number;
+  /** ops/s of this row divided by ops/s of the group's reference row. */
+  ratio: number;
+  reference: string;
+  rme: number;
+  samples: number;
+}
+
+/**
+ * Runs alternatives in one tinybench run and returns ops/s per alternative
+ * plus each one's ratio to `reference` (the first alternative by default).
+ */
+export async function compare(
+  group: string,
+  alternatives: Alternative[],
+  options: { timeMs?: number; reference?: string } = {},
+): Promise<Row[]> {
+  const bench = new Bench({ time: options.timeMs ?? 1500, warmupTime: 300, throws: true });
+  for (const alt of alternatives) bench.add(alt.name, alt.fn);
+  await bench.run();
+  const rows: Row[] = [];
+  for (const task of bench.tasks) {
+    const alt = alternatives.find((a) => a.name === task.name)!;
+    const r = task.result;
+    if (r.state !== 'completed') throw new Error(`${group} / ${task.name}: ${r.state}`);
+    rows.push({
+      group,
+      name: task.name,
+      opsPerSec: r.throughput.mean * alt.batch,
+      ratio: 1,
+      reference: '',
+      rme: r.throughput.rme,
+      samples: r.latency.samples?.length ?? 0,
+    });
+  }
+  const refName = options.reference ?? alternatives[0]!.name;
+  const ref = rows.find((r) => r.name === refName)!;
+  for (const row of rows) {
+    row.ratio = row.opsPerSec / ref.opsPerSec;
+    row.reference = refName;
+  }
+  return rows;
+}
+
+/** Prints rows as an aligned table. */
+export function printRows(rows: Row[]): void {
+  const fmt = (n: number) =>
+    n >= 1000 ? `${Math.round(n).toLocaleString('en-US')}` : n.toFixed(1);
+  console.log('| workload | alternative | ops/s | ratio to reference | ±% |');
+  console.log('|---|---|---:|---:|---:|');
+  for (const r of rows)
+    console.log(
+      `| ${r.group} | ${r.name} | ${fmt(r.opsPerSec)} | ${r.ratio.toFixed(2)}× ${r.reference} | ${r.rme.toFixed(1)} |`,
+    );
+}
+
+/** Machine facts recorded beside results. */
+export function machine(): Record<string, string | number> {
+  return {
+    node: process.version,
+    cpus: os.cpus().length,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    memGiB: Math.round(os.totalmem() / 2 ** 30),
+    platform: `${os.platform()} ${os.arch()}`,
+  };
+}
+
+/** Merges `section` into a JSON results file. */
+export function writeResults(file: string, section: string, value: unknown): void {
+  const all = existsSync(file)
+    ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>)
+    : {};
+  all[section] = value;
+  all.machine = machine();
+  all.updatedAt = new Date().toISOString();
+  writeFileSync(file, `${JSON.stringify(all, null, 2)}\n`);
+}
+
+/** Throws unless `ok`: correctness checks run before any timing. */
+export function check(ok: boolean, what: string): void {
+  if (!ok) throw new Error(`benchmark correctness check failed: ${what}`);
+}

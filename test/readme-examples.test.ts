@@ -1,0 +1,31 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+
+const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+
+/** The fenced block that follows `<!-- example: NAME -->` in the README. */
+function block(name: string): string {
+  const m = new RegExp(`<!-- example: ${name} -->\\s*\`\`\`ts\\n([\\s\\S]*?)\`\`\``).exec(readme);
+  if (!m) throw new Error(`README has no example "${name}"`);
+  return m[1]!;
+}
+
+describe('README examples run as shown', () => {
+  it('the quick-start in the README is examples/quick-start.ts, and it runs to "complete"', () => {
+    const file = readFileSync(new URL('../examples/quick-start.ts', import.meta.url), 'utf8');
+    expect(block('quick-start').trim()).toBe(file.trim());
+    const out = execFileSync(
+      process.execPath,
+      ['--import', 'tsx', '--conditions=source', 'examples/quick-start.ts'],
+      {
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
+    expect(out).toContain('created: create');
+    expect(out).toMatch(
+      /final: complete \{"orderId":7,.*"lastPct":100,"amount":42,"receipt":"R-7"\}/,
+    );
+  });
+});
