@@ -86,7 +86,7 @@ raw();
 await ours();
 check(plain.get(plainIds[0]!)!.status === 'progress', 'floor moved to progress');
 check(
-  JSON.stringify(actors.get(actorIds[0]!)!.getSnapshot().value) === '{"active":"progress"}',
+  JSON.stringify(actors.get(actorIds[BATCH + 1]!)!.getSnapshot().value) === '{"active":"progress"}',
   'raw actor moved',
 );
 const probe = await engine.get(tokens[BATCH * 2]!);

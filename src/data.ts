@@ -44,6 +44,8 @@ function deepFreeze(value: unknown): void {
  */
 export function ingestData(what: string, value: unknown, maxBytes: number): CallbackData {
   if (value === undefined || value === null) return EMPTY_DATA;
+  const flat = ingestFlat(value, maxBytes);
+  if (flat) return flat;
   if (typeof value !== 'object' || Array.isArray(value)) {
     throw new InvalidDataError(
       `${what} must be a JSON object (got ${Array.isArray(value) ? 'an array' : typeof value})`,
@@ -85,6 +87,41 @@ export function ingestParsed(what: string, value: unknown): CallbackData {
   const out = dropForbidden(value as Record<string, JsonValue>);
   deepFreeze(out);
   return out;
+}
+
+const FLAT_MAX_KEYS = 32;
+
+/**
+ * Fast path of {@link ingestData} for the common report: a plain object of at
+ * most 32 keys whose values are strings, finite numbers, booleans or null.
+ * Such an object's JSON is provably under the limit when this bound is (6
+ * bytes per UTF-16 unit covers `\uXXXX` escapes), so neither a JSON round
+ * trip nor a deep freeze is needed.
+ *
+ * @returns the frozen copy, or `undefined` to take the general path.
+ */
+function ingestFlat(value: unknown, maxBytes: number): CallbackData | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return undefined;
+  const src = value as Record<string, unknown>;
+  const keys = Object.keys(src);
+  if (keys.length > FLAT_MAX_KEYS) return undefined;
+  const out: Record<string, JsonValue> = {};
+  let bound = 2;
+  for (const key of keys) {
+    if (FORBIDDEN_KEYS.has(key)) continue;
+    const v = src[key];
+    bound += key.length * 6 + 4;
+    if (typeof v === 'string') bound += v.length * 6 + 2;
+    else if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return undefined;
+      bound += 24;
+    } else if (typeof v === 'boolean' || v === null) bound += 5;
+    else return undefined;
+    out[key] = v;
+  }
+  return bound <= maxBytes ? Object.freeze(out) : undefined;
 }
 
 function parseFrozen(json: string): CallbackData {

@@ -42,7 +42,7 @@ import {
   type ResolvedAnchor,
   type ResolvedEngineOptions,
 } from './options.js';
-import { CallbackRuntime, type Follower, type Job } from './registry/callback-runtime.js';
+import { CallbackRuntime, Pending, type Follower, type Job } from './registry/callback-runtime.js';
 import { DeadlineQueue } from './registry/deadline-queue.js';
 import type { CallbackRecord } from './registry/record.js';
 import { Stats } from './registry/stats.js';
@@ -159,12 +159,17 @@ function correlationKey(anchor: ResolvedAnchor, data: CallbackData): string | un
   return `${anchor.name}\u0000${values.join('\u0000')}`;
 }
 
+const toAnswer = (r: DispatchResult): CallbackAnswer => r.answer;
+const toResult = (r: DispatchResult): DispatchResult => r;
+
 class Engine implements CallbackEngine {
   readonly node: string;
   readonly #o: ResolvedEngineOptions;
   readonly #codec: TokenCodec;
   readonly #anchors = new Map<string, ResolvedAnchor>();
   readonly #live = new Map<string, CallbackRuntime>();
+  /** Exact token → active callback: a byte-identical token is one this engine minted, so no decode or HMAC. */
+  readonly #byToken = new Map<string, CallbackRuntime>();
   readonly #store: CallbackStore;
   readonly #deadlines: DeadlineQueue;
   readonly #idempotency = new Map<string, string>();
@@ -255,6 +260,7 @@ class Engine implements CallbackEngine {
     actor.start();
     const rt = new CallbackRuntime(record, actor, now);
     this.#live.set(id, rt);
+    this.#byToken.set(record.token, rt);
     if (parent) (parent.record.children ??= []).push(id);
     if (idemKey !== undefined) this.#idempotency.set(idemKey, id);
     if (record.correlationKey !== undefined) this.#correlation.set(record.correlationKey, id);
@@ -319,10 +325,14 @@ class Engine implements CallbackEngine {
   // ---- call-in points ------------------------------------------------------------------------
 
   dispatch(message: CallbackMessage): Promise<CallbackAnswer> {
-    return this.deliver(message).then((r) => r.answer);
+    return this.#deliver(message, toAnswer);
   }
 
   deliver(message: CallbackMessage): Promise<DispatchResult> {
+    return this.#deliver(message, toResult);
+  }
+
+  #deliver<T>(message: CallbackMessage, map: (result: DispatchResult) => T): Promise<T> {
     if (this.#closed) return Promise.reject(new EngineClosedError());
     let parsed;
     let data: CallbackData = {};
@@ -336,12 +346,10 @@ class Engine implements CallbackEngine {
     }
     if (parsed.kind === 'read') {
       const answer = this.#read(parsed.token);
-      return Promise.resolve({
-        answer,
-        outcome: answer.status === 'notFound' ? 'notFound' : 'read',
-      });
+      const outcome = answer.status === 'notFound' ? 'notFound' : 'read';
+      return Promise.resolve(map({ answer, outcome }));
     }
-    return this.#report(parsed.token, parsed.status, data);
+    return this.#report(parsed.token, parsed.status, data, map);
   }
 
   /** Errors from timers and listeners: never thrown into the engine; surfaced as a process warning. */
@@ -352,15 +360,25 @@ class Engine implements CallbackEngine {
     });
   }
 
-  #report(token: string, status: CallbackStatus, data: CallbackData): Promise<DispatchResult> {
+  #report<T>(
+    token: string,
+    status: CallbackStatus,
+    data: CallbackData,
+    map: (result: DispatchResult) => T,
+  ): Promise<T> {
     this.#stats.dispatched++;
     const found = this.#find(token);
-    if (found.kind === 'notFound') return this.#notFound(token, found.anchor, status);
-    if (found.kind === 'retained')
-      return Promise.resolve(this.#settledAnswer(found.record, status, data));
+    if (found.kind === 'notFound') return this.#notFound(token, found.anchor, status).then(map);
+    if (found.kind === 'retained') {
+      return Promise.resolve(map(this.#settledAnswer(found.record, status, data)));
+    }
     const rt = found.rt;
     if (!isTerminal(rt.record.status)) rt.lastActivity = this.#o.clock.now();
-    if (status === 'cancel') return this.#cancelLive(rt, data);
+    const pending = new Pending('applied', map);
+    if (status === 'cancel') {
+      this.#cancelLive(rt, data, pending);
+      return pending.promise();
+    }
     if (
       this.#poolReady?.saturated &&
       isWorkerStep(lookupStep(this.#anchors.get(rt.record.anchor)!.next, status))
@@ -368,14 +386,8 @@ class Engine implements CallbackEngine {
       // Refuse before anything is applied, so the outside party can simply retry.
       return Promise.reject(new PoolSaturatedError());
     }
-    return new Promise<DispatchResult>((resolve, reject) => {
-      this.#enqueue(rt, {
-        kind: 'report',
-        status,
-        data,
-        followers: [{ resolve, reject, outcome: 'applied' }],
-      });
-    });
+    this.#enqueue(rt, { kind: 'report', status, data, followers: [pending] });
+    return pending.promise();
   }
 
   cancel(token: string, data?: Record<string, unknown>): Promise<CallbackAnswer> {
@@ -390,15 +402,15 @@ class Engine implements CallbackEngine {
     if (found.kind === 'notFound') return Promise.resolve(notFoundAnswer(token));
     if (found.kind === 'retained')
       return Promise.resolve(this.#settledAnswer(found.record, 'cancel', ingested).answer);
-    return this.#cancelLive(found.rt, ingested).then((r) => r.answer);
+    const pending = new Pending('applied', toAnswer);
+    this.#cancelLive(found.rt, ingested, pending);
+    return pending.promise();
   }
 
-  #cancelLive(rt: CallbackRuntime, data: CallbackData): Promise<DispatchResult> {
+  #cancelLive(rt: CallbackRuntime, data: CallbackData, follower: Follower): void {
     if (isTerminal(rt.record.status))
-      return Promise.resolve(this.#settledAnswer(rt.record, 'cancel', data));
-    return new Promise<DispatchResult>((resolve, reject) => {
-      this.#end(rt, 'cancel', data, [{ resolve, reject, outcome: 'applied' }]);
-    });
+      follower.resolve(this.#settledAnswer(rt.record, 'cancel', data));
+    else this.#end(rt, 'cancel', data, [follower]);
   }
 
   get(token: string): Promise<CallbackAnswer> {
@@ -567,6 +579,7 @@ class Engine implements CallbackEngine {
     await Promise.allSettled(inFlight);
     if (this.#pool) await (await this.#pool).close();
     this.#live.clear();
+    this.#byToken.clear();
     this.#store.clear();
     this.#idempotency.clear();
     this.#correlation.clear();
@@ -575,6 +588,8 @@ class Engine implements CallbackEngine {
   // ---- lookup -------------------------------------------------------------------------------
 
   #find(token: unknown): Found {
+    const hit = typeof token === 'string' ? this.#byToken.get(token) : undefined;
+    if (hit) return { kind: 'live', rt: hit };
     const fields = decodeToken(token);
     if (!fields) {
       this.#stats.notFound++;
@@ -959,6 +974,7 @@ class Engine implements CallbackEngine {
   #retire(rt: CallbackRuntime): void {
     const record = rt.record;
     this.#live.delete(record.id);
+    this.#byToken.delete(record.token);
     // Fold the patch log into one frozen object: retained records hold no history.
     record.data = DataVersion.of(record.data.value);
     const now = this.#o.clock.now();

@@ -21,6 +21,45 @@ export interface Follower {
   readonly outcome: DispatchOutcome;
 }
 
+/**
+ * A follower that becomes a promise only when it has to: when the mailbox
+ * answers synchronously (idle mailbox, no async step), {@link Pending.promise}
+ * returns an already-settled promise and no executor or closures are made.
+ */
+export class Pending<T> implements Follower {
+  readonly outcome: DispatchOutcome;
+  readonly #map: (result: DispatchResult) => T;
+  #result: DispatchResult | undefined;
+  #error: Error | undefined;
+  #resolve: ((value: T) => void) | undefined;
+  #reject: ((err: Error) => void) | undefined;
+
+  constructor(outcome: DispatchOutcome, map: (result: DispatchResult) => T) {
+    this.outcome = outcome;
+    this.#map = map;
+  }
+
+  resolve(result: DispatchResult): void {
+    if (this.#resolve) this.#resolve(this.#map(result));
+    else this.#result = result;
+  }
+
+  reject(err: Error): void {
+    if (this.#reject) this.#reject(err);
+    else this.#error = err;
+  }
+
+  /** The promise of the answer; call once, after the job was enqueued. */
+  promise(): Promise<T> {
+    if (this.#result) return Promise.resolve(this.#map(this.#result));
+    if (this.#error) return Promise.reject(this.#error);
+    return new Promise<T>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+}
+
 /** One entry of the mailbox. */
 export interface Job {
   /**
@@ -44,8 +83,8 @@ export interface RunningStep {
 export class CallbackRuntime {
   readonly record: CallbackRecord;
   readonly actor: Actor<LifecycleMachine>;
-  /** Mailbox: jobs from `head` on are pending. */
-  #queue: (Job | undefined)[] = [];
+  /** Mailbox: jobs from `head` on are pending. Allocated on first use: most callbacks are idle. */
+  #queue: (Job | undefined)[] | undefined;
   #head = 0;
   /** A job is being processed (possibly awaiting its step). */
   busy = false;
@@ -67,36 +106,36 @@ export class CallbackRuntime {
 
   /** Number of pending jobs. */
   get pending(): number {
-    return this.#queue.length - this.#head;
+    return this.#queue ? this.#queue.length - this.#head : 0;
   }
 
   push(job: Job): void {
-    this.#queue.push(job);
+    (this.#queue ??= []).push(job);
   }
 
   /** Puts a job before every pending one (terminal transitions jump the queue). */
   pushFront(job: Job): void {
-    if (this.#head > 0) this.#queue[--this.#head] = job;
-    else this.#queue.unshift(job);
+    if (this.#queue && this.#head > 0) this.#queue[--this.#head] = job;
+    else (this.#queue ??= []).unshift(job);
   }
 
   shift(): Job | undefined {
-    if (this.#head >= this.#queue.length) {
-      if (this.#head > 0) {
-        this.#queue = [];
-        this.#head = 0;
-      }
+    const queue = this.#queue;
+    if (!queue) return undefined;
+    if (this.#head >= queue.length) {
+      this.#queue = undefined;
+      this.#head = 0;
       return undefined;
     }
-    const job = this.#queue[this.#head];
-    this.#queue[this.#head++] = undefined;
+    const job = queue[this.#head];
+    queue[this.#head++] = undefined;
     return job;
   }
 
   /** Removes and returns every pending job. */
   drainAll(): Job[] {
-    const jobs = this.#queue.slice(this.#head).filter((j): j is Job => j !== undefined);
-    this.#queue = [];
+    const jobs = (this.#queue ?? []).slice(this.#head).filter((j): j is Job => j !== undefined);
+    this.#queue = undefined;
     this.#head = 0;
     return jobs;
   }
