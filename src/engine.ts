@@ -8,7 +8,8 @@
  * @module
  */
 
-import { createActor } from 'xstate';
+import { LRUCache } from 'lru-cache';
+import { createActor, type Actor } from 'xstate';
 import { Answer, CreatedAnswer, buildAttributes, notFoundAnswer } from './answer.js';
 import { canonicalJson, DataVersion, EMPTY_DATA, ingestData, type CallbackData } from './data.js';
 import { deadlineAt, durationMs } from './duration.js';
@@ -21,7 +22,13 @@ import {
   UnknownAnchorError,
   toError,
 } from './errors.js';
-import { lifecycleMachine, STATUS_EVENT, statusOf } from './lifecycle/machine.js';
+import {
+  lifecycleMachine,
+  STATUS_EVENT,
+  statusOf,
+  valueOf,
+  type LifecycleMachine,
+} from './lifecycle/machine.js';
 import {
   isTerminal,
   lookupStep,
@@ -170,6 +177,8 @@ class Engine implements CallbackEngine {
   readonly #live = new Map<string, CallbackRuntime>();
   /** Exact token → active callback: a byte-identical token is one this engine minted, so no decode or HMAC. */
   readonly #byToken = new Map<string, CallbackRuntime>();
+  /** The bounded set of live actors; an evicted idle one is passivated (spec 12). */
+  readonly #liveActors: LRUCache<string, CallbackRuntime>;
   readonly #store: CallbackStore;
   readonly #deadlines: DeadlineQueue;
   readonly #idempotency = new Map<string, string>();
@@ -192,6 +201,12 @@ class Engine implements CallbackEngine {
       clock: this.#o.clock,
       maxRecords: this.#o.maxRetained,
       onRemove: (record, reason) => this.#forget(record, reason),
+    });
+    this.#liveActors = new LRUCache<string, CallbackRuntime>({
+      max: this.#o.maxLiveActors,
+      dispose: (rt, _id, reason) => {
+        if (reason === 'evict') this.#passivate(rt, true);
+      },
     });
     if (this.#o.inspect) this.#listeners.add(this.#o.inspect);
   }
@@ -256,9 +271,8 @@ class Engine implements CallbackEngine {
       children: undefined,
       terminalReport: undefined,
     };
-    const actor = createActor(lifecycleMachine, { input: { data } });
-    actor.start();
-    const rt = new CallbackRuntime(record, actor, now);
+    // No actor yet: it is activated by the first report that needs a transition (virtual actor).
+    const rt = new CallbackRuntime(record, now);
     this.#live.set(id, rt);
     this.#byToken.set(record.token, rt);
     if (parent) (parent.record.children ??= []).push(id);
@@ -552,7 +566,7 @@ class Engine implements CallbackEngine {
   }
 
   stats(): EngineStats {
-    return this.#stats.snapshot(this.#live.size, this.#store.size);
+    return this.#stats.snapshot(this.#live.size, this.#store.size, this.#liveActors.size);
   }
 
   subscribe(listener: (event: EngineEvent) => void): () => void {
@@ -574,7 +588,7 @@ class Engine implements CallbackEngine {
       for (const job of rt.drainAll()) for (const f of job.followers) f.reject(closed);
       for (const w of rt.waiters ?? []) w.reject(closed);
       rt.waiters = undefined;
-      rt.actor.stop();
+      rt.actor?.stop();
     }
     await Promise.allSettled(inFlight);
     if (this.#pool) await (await this.#pool).close();
@@ -742,6 +756,7 @@ class Engine implements CallbackEngine {
     }
     rt.busy = false;
     if (rt.finalized && !this.#closed) this.#retire(rt);
+    else if (rt.evictPending) this.#passivate(rt);
   }
 
   #process(rt: CallbackRuntime, job: Job): Promise<void> | undefined {
@@ -764,8 +779,9 @@ class Engine implements CallbackEngine {
       return undefined;
     }
     const from = record.status;
-    rt.actor.send({ type: STATUS_EVENT[job.status as keyof typeof STATUS_EVENT], data: job.data });
-    const snapshot = rt.actor.getSnapshot();
+    const actor = this.#activate(rt);
+    actor.send({ type: STATUS_EVENT[job.status as keyof typeof STATUS_EVENT], data: job.data });
+    const snapshot = actor.getSnapshot();
     const to = statusOf(snapshot.value);
     const applied = to !== from || job.status === 'progress';
     this.#emit('dispatched', record, {
@@ -863,8 +879,9 @@ class Engine implements CallbackEngine {
         // The actor is done once final; the record carries the terminal step's output.
         record.data = record.data.with(data);
       } else {
-        rt.actor.send({ type: 'MERGE', data });
-        record.data = rt.actor.getSnapshot().context.data;
+        const actor = this.#activate(rt);
+        actor.send({ type: 'MERGE', data });
+        record.data = actor.getSnapshot().context.data;
       }
     }
     done();
@@ -893,6 +910,43 @@ class Engine implements CallbackEngine {
       (m) => (this.#poolReady = m.createWorkerPool(this.#o.pool)),
     );
     return this.#pool.then((pool) => pool.run(step, cloned, signal));
+  }
+
+  // ---- virtual actors ----------------------------------------------------------------------
+
+  /** The callback's live actor, activated from its record if it was passivated (or never started). */
+  #activate(rt: CallbackRuntime): Actor<LifecycleMachine> {
+    const live = rt.actor;
+    if (live) {
+      this.#liveActors.get(rt.record.id); // bump recency
+      return live;
+    }
+    const { status, data } = rt.record;
+    const snapshot = lifecycleMachine.resolveState({ value: valueOf(status), context: { data } });
+    const actor = createActor(lifecycleMachine, { snapshot, input: { data } });
+    actor.start();
+    rt.actor = actor;
+    this.#stats.activations++;
+    this.#liveActors.set(rt.record.id, rt);
+    return actor;
+  }
+
+  /**
+   * Stops a live actor; its record keeps status and data, so nothing is lost.
+   * `evicted`: called from the live set's own eviction, which must not be re-entered.
+   */
+  #passivate(rt: CallbackRuntime, evicted = false): void {
+    const actor = rt.actor;
+    if (!actor) return;
+    if (rt.busy || rt.pending > 0) {
+      rt.evictPending = true;
+      return;
+    }
+    rt.actor = undefined;
+    rt.evictPending = false;
+    actor.stop();
+    if (!evicted) this.#liveActors.delete(rt.record.id);
+    if (!isTerminal(rt.record.status)) this.#stats.passivations++;
   }
 
   // ---- terminal transitions -----------------------------------------------------------------
@@ -937,8 +991,9 @@ class Engine implements CallbackEngine {
     followers: Follower[],
   ): void {
     const record = rt.record;
-    rt.actor.send({ type: STATUS_EVENT[status], data });
-    this.#setStatus(rt, status, rt.actor.getSnapshot().context.data);
+    const actor = this.#activate(rt);
+    actor.send({ type: STATUS_EVENT[status], data });
+    this.#setStatus(rt, status, actor.getSnapshot().context.data);
     record.terminalReport = canonicalJson(data);
     this.#deadlines.cancel(rt.deadline);
     this.#deadlines.cancel(rt.heartbeat);
@@ -963,7 +1018,7 @@ class Engine implements CallbackEngine {
 
   #finalize(rt: CallbackRuntime, job: Job): void {
     rt.finalized = true;
-    rt.actor.stop();
+    this.#passivate(rt);
     this.#answerJob(rt, job);
     const waiters = rt.waiters;
     rt.waiters = undefined;

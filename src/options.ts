@@ -64,6 +64,13 @@ export interface CallbackEngineOptions {
    * @default unbounded (retention alone decides)
    */
   maxRetained?: number;
+  /**
+   * Bound on live XState actors. Beyond it the least recently used idle actor is
+   * passivated: stopped, its state kept in its record, and restarted on its next report
+   * or timer. Active callbacks are never lost, whatever the bound.
+   * @default 100000
+   */
+  maxLiveActors?: number;
   /** The worker-thread pool for worker steps; started on first use. */
   pool?: PoolOptions;
   /** Public base URL of the Dispatch Callback Service, for {@link CallbackEngine.callbackUrl}. */
@@ -136,6 +143,7 @@ export interface ResolvedEngineOptions {
   readonly inspect: ((event: EngineEvent) => void) | undefined;
   readonly maxDataBytes: number;
   readonly maxRetained: number | undefined;
+  readonly maxLiveActors: number;
   readonly pool: Readonly<Required<PoolOptions>>;
   readonly baseUrl: string | undefined;
 }
@@ -164,6 +172,7 @@ export const DEFAULTS = Object.freeze({
   timeout: 'PT1H',
   retention: 'PT1H',
   maxDataBytes: 256 * 1024,
+  maxLiveActors: 100_000,
   attributes: Object.freeze({
     tokenAttribute: 'callbackToken',
     parentTokenAttribute: 'callbackParentToken',
@@ -320,6 +329,10 @@ export function resolveOptions(input: CallbackEngineOptions | undefined): Resolv
       o.maxRetained === undefined
         ? undefined
         : checkPositiveInt('options.maxRetained', o.maxRetained),
+    maxLiveActors:
+      o.maxLiveActors === undefined
+        ? DEFAULTS.maxLiveActors
+        : checkPositiveInt('options.maxLiveActors', o.maxLiveActors),
     pool: resolvePool(o.pool),
     baseUrl: checkBaseUrl(o.baseUrl),
   });

@@ -147,6 +147,12 @@ export interface EngineStats {
   readonly active: number;
   /** Inactive callbacks still retained. */
   readonly retained: number;
+  /** Active callbacks whose XState actor is live (the rest are passivated: record only). */
+  readonly liveActors: number;
+  /** Actors started from a record (first report, or after passivation). */
+  readonly activations: number;
+  /** Idle actors stopped to stay within `maxLiveActors`. */
+  readonly passivations: number;
   readonly created: number;
   readonly dispatched: number;
   readonly notFound: number;

@@ -82,7 +82,10 @@ export interface RunningStep {
 /** Runtime state of one active callback. */
 export class CallbackRuntime {
   readonly record: CallbackRecord;
-  readonly actor: Actor<LifecycleMachine>;
+  /** The live XState actor, or `undefined` while passivated (the record holds the state). */
+  actor: Actor<LifecycleMachine> | undefined;
+  /** Evicted from the live set while busy: passivate once the mailbox drains. */
+  evictPending = false;
   /** Mailbox: jobs from `head` on are pending. Allocated on first use: most callbacks are idle. */
   #queue: (Job | undefined)[] | undefined;
   #head = 0;
@@ -98,9 +101,8 @@ export class CallbackRuntime {
   heartbeat: Deadline | undefined;
   waiters: Follower[] | undefined;
 
-  constructor(record: CallbackRecord, actor: Actor<LifecycleMachine>, now: number) {
+  constructor(record: CallbackRecord, now: number) {
     this.record = record;
-    this.actor = actor;
     this.lastActivity = now;
   }
 

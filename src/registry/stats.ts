@@ -25,6 +25,8 @@ export class Stats {
   timedOut = 0;
   orphaned = 0;
   evicted = 0;
+  activations = 0;
+  passivations = 0;
 
   #anchor(anchor: string): Counts {
     let counts = this.#byAnchor.get(anchor);
@@ -54,7 +56,7 @@ export class Stats {
   }
 
   /** A frozen copy. */
-  snapshot(active: number, retained: number): EngineStats {
+  snapshot(active: number, retained: number, liveActors: number): EngineStats {
     const byAnchor: Record<string, Partial<Counts>> = {};
     for (const [name, counts] of this.#byAnchor) byAnchor[name] = { ...counts };
     return Object.freeze({
@@ -62,6 +64,9 @@ export class Stats {
       byAnchor,
       active,
       retained,
+      liveActors,
+      activations: this.activations,
+      passivations: this.passivations,
       created: this.created,
       dispatched: this.dispatched,
       notFound: this.notFound,
