@@ -3,7 +3,9 @@
  * (a) the plain floor: Map.get + transition-table check + shallow merge, and
  * (b) raw XState: Map.get(id).send() on live actors of the same machine.
  *
- * Run: npx tsx bench/dispatch.bench.ts [--pending 1000] [--time 1500]
+ * Run: npx tsx bench/dispatch.bench.ts [--pending 1000] [--hot 0] [--time 1500]
+ * `--hot K` sends every report to a working set of K callbacks among the
+ * pending ones (the rest stay idle); `--hot 0` spreads reports uniformly.
  */
 import { parseArgs } from 'node:util';
 import { createActor } from 'xstate';
@@ -15,11 +17,24 @@ import { check, compare, printRows, writeResults } from './lib.js';
 const { values } = parseArgs({
   options: {
     pending: { type: 'string', default: '1000' },
+    hot: { type: 'string', default: '0' },
     time: { type: 'string', default: '1500' },
+    out: { type: 'string', default: 'bench/results.json' },
   },
 });
 const N = Number(values.pending);
+const HOT = Number(values.hot);
 const BATCH = 100;
+
+// Indexes of the callbacks that receive reports, in a fixed pseudo-random order shared by all alternatives.
+const PICKS = 1 << 20;
+const picks = new Uint32Array(PICKS);
+let seed = 12345;
+for (let i = 0; i < PICKS; i++) {
+  seed = (seed * 1103515245 + 12345) >>> 0;
+  const r = seed % (HOT > 0 ? HOT : N);
+  picks[i] = HOT > 0 ? Math.floor((r * N) / HOT) : r;
+}
 
 // The floor: what a hand-written store would do per report.
 const TABLE: Record<string, Record<string, string>> = {
@@ -28,17 +43,17 @@ const TABLE: Record<string, Record<string, string>> = {
   start: { PROGRESS: 'progress' },
   progress: { PROGRESS: 'progress' },
 };
+const ids = Array.from({ length: N }, (_, i) => `id${i}`);
 const plain = new Map<string, { status: string; data: Record<string, unknown> }>();
-for (let i = 0; i < N; i++) plain.set(`id${i}`, { status: 'create', data: { i } });
-const plainIds = [...plain.keys()];
+for (let i = 0; i < N; i++) plain.set(ids[i]!, { status: 'create', data: { i } });
 
 const actors = new Map<string, ReturnType<typeof createActor<typeof lifecycleMachine>>>();
-for (let i = 0; i < N; i++)
+for (let i = 0; i < N; i++) {
   actors.set(
-    `id${i}`,
+    ids[i]!,
     createActor(lifecycleMachine, { input: { data: DataVersion.of({ i }) } }).start(),
   );
-const actorIds = [...actors.keys()];
+}
 
 const engine = createCallbackEngine({
   node: 'bench',
@@ -53,7 +68,7 @@ for (let i = 0; i < N; i++) tokens.push((await engine.create('job', { data: { i 
 let k = 0;
 const floor = () => {
   for (let b = 0; b < BATCH; b++) {
-    const rec = plain.get(plainIds[k++ % N]!)!;
+    const rec = plain.get(ids[picks[k++ & (PICKS - 1)]!]!)!;
     const to = TABLE[rec.status]?.PROGRESS;
     if (to) {
       rec.status = to;
@@ -62,8 +77,9 @@ const floor = () => {
   }
 };
 const raw = () => {
-  for (let b = 0; b < BATCH; b++)
-    actors.get(actorIds[k++ % N]!)!.send({ type: 'PROGRESS', data: { pct: k } });
+  for (let b = 0; b < BATCH; b++) {
+    actors.get(ids[picks[k++ & (PICKS - 1)]!]!)!.send({ type: 'PROGRESS', data: { pct: k } });
+  }
 };
 const ours = () => {
   const ps: Promise<unknown>[] = [];
@@ -71,7 +87,7 @@ const ours = () => {
     ps.push(
       engine.dispatch({
         type: 'CALLBACK',
-        callbackToken: tokens[k++ % N]!,
+        callbackToken: tokens[picks[k++ & (PICKS - 1)]!]!,
         callbackStatus: 'progress',
         callbackData: { pct: k },
       }),
@@ -81,22 +97,27 @@ const ours = () => {
 };
 
 // Correctness before timing.
+k = 0;
 floor();
+k = 0;
 raw();
+k = 0;
 await ours();
-check(plain.get(plainIds[0]!)!.status === 'progress', 'floor moved to progress');
+const probe = picks[0]!;
+check(plain.get(ids[probe]!)!.status === 'progress', 'floor moved to progress');
 check(
-  JSON.stringify(actors.get(actorIds[BATCH + 1]!)!.getSnapshot().value) === '{"active":"progress"}',
+  JSON.stringify(actors.get(ids[probe]!)!.getSnapshot().value) === '{"active":"progress"}',
   'raw actor moved',
 );
-const probe = await engine.get(tokens[BATCH * 2]!);
+const answer = await engine.get(tokens[probe]!);
 check(
-  probe.status === 'progress' && typeof probe.data.pct === 'number',
+  answer.status === 'progress' && typeof answer.data.pct === 'number',
   'engine applied the report',
 );
 
+const label = `dispatch progress, ${N.toLocaleString('en-US')} pending${HOT > 0 ? `, ${HOT.toLocaleString('en-US')} hot` : ', uniform'}`;
 const rows = await compare(
-  `dispatch progress, ${N.toLocaleString('en-US')} pending`,
+  label,
   [
     { name: 'floor: Map + table + merge', batch: BATCH, fn: floor },
     { name: 'raw: Map.get(id).send()', batch: BATCH, fn: raw },
@@ -105,8 +126,13 @@ const rows = await compare(
   { timeMs: Number(values.time) },
 );
 printRows(rows);
-const rawRow = rows.find((r) => r.name.startsWith('raw'))!;
-const ourRow = rows.find((r) => r.name.startsWith('engine'))!;
-console.log(`\nengine / raw send: ${(ourRow.opsPerSec / rawRow.opsPerSec).toFixed(2)}×`);
-writeResults('bench/results.json', `dispatch-${N}`, rows);
+const stats = engine.stats();
+console.log(
+  `engine / raw send: ${(rows[2]!.opsPerSec / rows[1]!.opsPerSec).toFixed(2)}×  (live actors ${stats.liveActors.toLocaleString('en-US')}, activations ${stats.activations.toLocaleString('en-US')})`,
+);
+writeResults(values.out, `dispatch-${N}${HOT > 0 ? `-hot${HOT}` : ''}`, {
+  rows,
+  liveActors: stats.liveActors,
+  activations: stats.activations,
+});
 await engine.close();

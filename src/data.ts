@@ -196,6 +196,7 @@ export class DataVersion {
 
   /** This version with `patch` (already ingested) merged over it. */
   with(patch: CallbackData): DataVersion {
+    if (patch === EMPTY_DATA) return this;
     let log = this.#log;
     // Appending is safe only at the log's end; a second branch from an old version copies its prefix.
     if (this.#count !== log.length) log = log.slice(0, this.#count);

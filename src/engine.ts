@@ -49,7 +49,13 @@ import {
   type ResolvedAnchor,
   type ResolvedEngineOptions,
 } from './options.js';
-import { CallbackRuntime, Pending, type Follower, type Job } from './registry/callback-runtime.js';
+import {
+  CallbackRuntime,
+  LazyAbort,
+  Pending,
+  type Follower,
+  type Job,
+} from './registry/callback-runtime.js';
 import { DeadlineQueue } from './registry/deadline-queue.js';
 import type { CallbackRecord } from './registry/record.js';
 import { Stats } from './registry/stats.js';
@@ -166,6 +172,11 @@ function correlationKey(anchor: ResolvedAnchor, data: CallbackData): string | un
   return `${anchor.name}\u0000${values.join('\u0000')}`;
 }
 
+/** Kinds of deadline in the engine's one deadline queue. */
+const DEADLINE = 0;
+const HEARTBEAT = 1;
+const RETENTION = 2;
+
 const toAnswer = (r: DispatchResult): CallbackAnswer => r.answer;
 const toResult = (r: DispatchResult): DispatchResult => r;
 
@@ -180,7 +191,7 @@ class Engine implements CallbackEngine {
   /** The bounded set of live actors; an evicted idle one is passivated (spec 12). */
   readonly #liveActors: LRUCache<string, CallbackRuntime>;
   readonly #store: CallbackStore;
-  readonly #deadlines: DeadlineQueue;
+  readonly #deadlines: DeadlineQueue<CallbackRuntime | CallbackRecord>;
   readonly #idempotency = new Map<string, string>();
   /** `anchor \0 value \0 value...` → callbackId, for anchors that declare `correlate`. */
   readonly #correlation = new Map<string, string>();
@@ -196,7 +207,11 @@ class Engine implements CallbackEngine {
     this.#o = resolveOptions(options);
     this.node = this.#o.node;
     this.#codec = new TokenCodec(this.node, this.#o.secrets);
-    this.#deadlines = new DeadlineQueue(this.#o.clock, (err) => this.#warn(err));
+    this.#deadlines = new DeadlineQueue<CallbackRuntime | CallbackRecord>(
+      this.#o.clock,
+      (target, kind) => this.#onDeadline(target, kind),
+      (err) => this.#warn(err),
+    );
     this.#store = createMemoryStore({
       clock: this.#o.clock,
       maxRecords: this.#o.maxRetained,
@@ -267,7 +282,6 @@ class Engine implements CallbackEngine {
       retention,
       status: 'create',
       data,
-      updatedAt: now,
       children: undefined,
       terminalReport: undefined,
     };
@@ -282,12 +296,10 @@ class Engine implements CallbackEngine {
     this.#stats.created++;
     this.#emit('created', record, undefined);
     if (deadline !== undefined) {
-      rt.deadline = this.#deadlines.schedule(deadline, () =>
-        this.#end(rt, 'timeout', { reason: 'deadline' }, []),
-      );
+      rt.deadline = this.#deadlines.schedule(deadline, rt, DEADLINE);
     }
     if (heartbeatMs !== undefined)
-      rt.heartbeat = this.#deadlines.schedule(now + heartbeatMs, () => this.#onHeartbeat(rt));
+      rt.heartbeat = this.#deadlines.schedule(now + heartbeatMs, rt, HEARTBEAT);
 
     const result = await new Promise<DispatchResult>((resolve, reject) => {
       this.#enqueue(rt, {
@@ -583,7 +595,7 @@ class Engine implements CallbackEngine {
     const closed = new EngineClosedError();
     const inFlight: Promise<unknown>[] = [];
     for (const rt of this.#live.values()) {
-      rt.step?.controller.abort(closed);
+      rt.step?.abort.abort(closed);
       if (rt.stepPromise) inFlight.push(rt.stepPromise);
       for (const job of rt.drainAll()) for (const f of job.followers) f.reject(closed);
       for (const w of rt.waiters ?? []) w.reject(closed);
@@ -815,8 +827,8 @@ class Engine implements CallbackEngine {
     const anchor = this.#anchors.get(rt.record.anchor)!;
     const step = lookupStep(anchor.next, status);
     if (!step) return void done();
-    const controller = new AbortController();
-    rt.step = { status, controller };
+    const abort = new LazyAbort();
+    rt.step = { status, abort };
     const record = rt.record;
     const version = record.data;
     const input: StepInput = {
@@ -838,7 +850,9 @@ class Engine implements CallbackEngine {
           record.parentToken,
         );
       },
-      signal: controller.signal,
+      get signal() {
+        return abort.signal;
+      },
     };
     const settle = (ok: boolean, value: unknown) => {
       rt.step = undefined;
@@ -847,7 +861,7 @@ class Engine implements CallbackEngine {
     };
     let out: StepOutput | Promise<StepOutput>;
     try {
-      out = isWorkerStep(step) ? this.#runWorker(step, input, controller.signal) : step(input);
+      out = isWorkerStep(step) ? this.#runWorker(step, input, abort.signal) : step(input);
     } catch (err) {
       return void settle(false, err);
     }
@@ -1011,7 +1025,7 @@ class Engine implements CallbackEngine {
     if (running && !isTerminal(running.status)) {
       const reason = new Error(`callback ended with status "${status}"`);
       reason.name = 'AbortError';
-      running.controller.abort(reason);
+      running.abort.abort(reason);
     }
     rt.pushFront({ kind: 'terminal', status, data, followers });
   }
@@ -1036,11 +1050,7 @@ class Engine implements CallbackEngine {
     if (record.retention === true) return void this.#store.set(record, undefined);
     if (record.retention <= 0) return this.#forget(record, 'retention');
     this.#store.set(record, record.retention);
-    this.#deadlines.schedule(now + record.retention, () => {
-      // A late timer may find lru-cache already expired it (and told #forget); else remove it now.
-      if (this.#store.get(record.id) === record && this.#store.delete(record.id))
-        this.#forget(record, 'retention');
-    });
+    this.#deadlines.schedule(now + record.retention, record, RETENTION);
   }
 
   /** A record leaves the engine for good. */
@@ -1059,11 +1069,24 @@ class Engine implements CallbackEngine {
     this.#emit('evicted', record, { reason });
   }
 
+  #onDeadline(target: CallbackRuntime | CallbackRecord, kind: number): void {
+    if (kind === DEADLINE)
+      this.#end(target as CallbackRuntime, 'timeout', { reason: 'deadline' }, []);
+    else if (kind === HEARTBEAT) this.#onHeartbeat(target as CallbackRuntime);
+    else {
+      const record = target as CallbackRecord;
+      // A late timer may find lru-cache already expired it (and told #forget); else remove it now.
+      if (this.#store.get(record.id) === record && this.#store.delete(record.id)) {
+        this.#forget(record, 'retention');
+      }
+    }
+  }
+
   #onHeartbeat(rt: CallbackRuntime): void {
     const hb = rt.record.heartbeatMs!;
     const due = rt.lastActivity + hb;
     if (due > this.#o.clock.now()) {
-      rt.heartbeat = this.#deadlines.schedule(due, () => this.#onHeartbeat(rt));
+      rt.heartbeat = this.#deadlines.schedule(due, rt, HEARTBEAT);
       return;
     }
     rt.heartbeat = undefined;
@@ -1074,7 +1097,6 @@ class Engine implements CallbackEngine {
     const record = rt.record;
     const from = record.status;
     record.data = data;
-    record.updatedAt = this.#o.clock.now();
     if (from === to) return;
     record.status = to;
     this.#stats.move(record.anchor, from, to);

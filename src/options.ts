@@ -489,8 +489,10 @@ function checkEventTypes(anchor: string, value: unknown): Readonly<Record<string
 }
 
 /** Checks `create`'s tags. */
+const NO_TAGS: readonly string[] = Object.freeze([]);
+
 export function checkTags(value: unknown): readonly string[] {
-  if (value === undefined) return [];
+  if (value === undefined || (Array.isArray(value) && value.length === 0)) return NO_TAGS;
   if (!Array.isArray(value) || value.length > LIMITS.maxTags) {
     throw new InvalidArgumentError(
       `options.tags must be an array of at most ${LIMITS.maxTags} strings (got ${describe(value)})`,

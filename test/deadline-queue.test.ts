@@ -5,9 +5,13 @@ import { DeadlineQueue } from '../src/registry/deadline-queue.js';
 describe('deadline queue', () => {
   it('fires every deadline at its instant, in order, on one clock timer', () => {
     const clock = createSimulatedClock(0);
-    const q = new DeadlineQueue(clock, (e) => {
-      throw e;
-    });
+    const q = new DeadlineQueue<() => void>(
+      clock,
+      (fn) => fn(),
+      (e) => {
+        throw e;
+      },
+    );
     const fired: [number, number][] = [];
     const ats = Array.from({ length: 2000 }, (_, i) => ((i * 7919) % 1000) + 1);
     ats.forEach((at, i) => q.schedule(at, () => fired.push([clock.now(), i])));
@@ -23,7 +27,11 @@ describe('deadline queue', () => {
 
   it('cancels entries anywhere in the heap, including the head', () => {
     const clock = createSimulatedClock(0);
-    const q = new DeadlineQueue(clock, () => {});
+    const q = new DeadlineQueue<() => void>(
+      clock,
+      (fn) => fn(),
+      () => {},
+    );
     const fired: number[] = [];
     const entries = Array.from({ length: 100 }, (_, i) =>
       q.schedule(i + 1, () => fired.push(i + 1)),
@@ -37,7 +45,11 @@ describe('deadline queue', () => {
   it('runs deadlines scheduled while firing and survives a throwing callback', () => {
     const clock = createSimulatedClock(0);
     const errors: unknown[] = [];
-    const q = new DeadlineQueue(clock, (e) => errors.push(e));
+    const q = new DeadlineQueue<() => void>(
+      clock,
+      (fn) => fn(),
+      (e) => errors.push(e),
+    );
     const fired: string[] = [];
     q.schedule(10, () => {
       fired.push('a');
@@ -54,7 +66,11 @@ describe('deadline queue', () => {
 
   it('re-arms for waits longer than setTimeout allows, and close() stops everything', () => {
     const clock = createSimulatedClock(0);
-    const q = new DeadlineQueue(clock, () => {});
+    const q = new DeadlineQueue<() => void>(
+      clock,
+      (fn) => fn(),
+      () => {},
+    );
     let fired = false;
     const far = 40 * 86_400_000; // past 2^31-1 ms
     q.schedule(far, () => (fired = true));

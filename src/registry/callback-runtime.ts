@@ -73,10 +73,37 @@ export interface Job {
   readonly followers: Follower[];
 }
 
+/**
+ * The abort signal of a step, made only if the step reads it: most steps never
+ * do, and an `AbortController` per step is a measurable cost on the hot path.
+ */
+export class LazyAbort {
+  #controller: AbortController | undefined;
+  #reason: unknown;
+  #aborted = false;
+
+  /** The step's signal; already aborted if the step was aborted before asking. */
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  /** Aborts the step (once). */
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
+}
+
 /** A step in flight. */
 export interface RunningStep {
   readonly status: CallbackStatus;
-  readonly controller: AbortController;
+  readonly abort: LazyAbort;
 }
 
 /** Runtime state of one active callback. */
@@ -97,8 +124,8 @@ export class CallbackRuntime {
   /** Settles when the step in flight settles; for `close()`. */
   stepPromise: Promise<unknown> | undefined;
   lastActivity: number;
-  deadline: Deadline | undefined;
-  heartbeat: Deadline | undefined;
+  deadline: Deadline<unknown> | undefined;
+  heartbeat: Deadline<unknown> | undefined;
   waiters: Follower[] | undefined;
 
   constructor(record: CallbackRecord, now: number) {

@@ -9,14 +9,20 @@
 
 import type { Clock, TimerHandle } from '../clock.js';
 
-/** A scheduled deadline; keep it to {@link DeadlineQueue.cancel} it. */
-export interface Deadline {
+/**
+ * A scheduled deadline; keep it to {@link DeadlineQueue.cancel} it. It holds a
+ * target and a kind rather than a closure: at a million pending callbacks, a
+ * closure per deadline is memory that buys nothing.
+ */
+export interface Deadline<T = unknown> {
   /** Absolute instant, ms since epoch. */
   readonly at: number;
   /** @internal insertion order, breaks ties between equal instants. */
   readonly seq: number;
-  /** @internal the callback to run. */
-  readonly fire: () => void;
+  /** What the deadline is about (handed to the queue's `fire`). */
+  readonly target: T;
+  /** Which deadline of the target it is (handed to the queue's `fire`). */
+  readonly kind: number;
   /** @internal position in the heap, -1 once fired or cancelled. */
   index: number;
 }
@@ -25,10 +31,11 @@ export interface Deadline {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Min-heap of deadlines driven by one clock timer. */
-export class DeadlineQueue {
+export class DeadlineQueue<T> {
   readonly #clock: Clock;
+  readonly #fire: (target: T, kind: number) => void;
   readonly #onError: (err: unknown) => void;
-  readonly #heap: Deadline[] = [];
+  readonly #heap: Deadline<T>[] = [];
   #seq = 0;
   #timer: TimerHandle = undefined;
   #armedAt = Infinity;
@@ -37,10 +44,16 @@ export class DeadlineQueue {
 
   /**
    * @param clock - the time source; its `setTimeout` is called for one timer at a time.
-   * @param onError - receives anything a deadline's callback throws.
+   * @param fire - called with a due deadline's target and kind.
+   * @param onError - receives anything `fire` throws.
    */
-  constructor(clock: Clock, onError: (err: unknown) => void) {
+  constructor(
+    clock: Clock,
+    fire: (target: T, kind: number) => void,
+    onError: (err: unknown) => void,
+  ) {
     this.#clock = clock;
+    this.#fire = fire;
     this.#onError = onError;
   }
 
@@ -50,12 +63,12 @@ export class DeadlineQueue {
   }
 
   /**
-   * Schedules `fire` to run at the absolute instant `at`.
+   * Schedules the queue's `fire(target, kind)` at the absolute instant `at`.
    *
    * @returns a handle for {@link DeadlineQueue.cancel}.
    */
-  schedule(at: number, fire: () => void): Deadline {
-    const entry: Deadline = { at, seq: this.#seq++, fire, index: this.#heap.length };
+  schedule(at: number, target: T, kind = 0): Deadline<T> {
+    const entry: Deadline<T> = { at, seq: this.#seq++, target, kind, index: this.#heap.length };
     this.#heap.push(entry);
     this.#siftUp(entry.index);
     if (entry.index === 0 && !this.#firing) this.#arm();
@@ -63,14 +76,14 @@ export class DeadlineQueue {
   }
 
   /** Cancels a deadline; a no-op if it already fired or was cancelled. */
-  cancel(entry: Deadline | undefined): void {
+  cancel(entry: Deadline<unknown> | undefined): void {
     if (!entry || entry.index < 0) return;
     const wasHead = entry.index === 0;
     this.#remove(entry);
     if (wasHead && !this.#firing) this.#arm();
   }
 
-  #remove(entry: Deadline): void {
+  #remove(entry: Deadline<unknown>): void {
     const i = entry.index;
     const last = this.#heap.pop()!;
     entry.index = -1;
@@ -118,7 +131,7 @@ export class DeadlineQueue {
     for (let head = this.#heap[0]; head && head.at <= now; head = this.#heap[0]) {
       this.#remove(head);
       try {
-        head.fire();
+        this.#fire(head.target, head.kind);
       } catch (err) {
         this.#onError(err);
       }
@@ -127,7 +140,7 @@ export class DeadlineQueue {
     this.#arm();
   }
 
-  #less(a: Deadline, b: Deadline): boolean {
+  #less(a: Deadline<T>, b: Deadline<T>): boolean {
     return a.at < b.at || (a.at === b.at && a.seq < b.seq);
   }
 

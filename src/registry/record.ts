@@ -32,7 +32,6 @@ export interface CallbackRecord {
   status: CallbackStatus;
   /** The merged data (read `.value` for the plain object). */
   data: DataVersion;
-  updatedAt: number;
   /** Ids of child callbacks. */
   children: string[] | undefined;
   /** Canonical JSON of the report that made it terminal, to recognise a replay. */
