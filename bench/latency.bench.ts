@@ -75,11 +75,16 @@ function percentile(sorted: Float64Array, p: number): number {
 async function run(name: string, target: Target) {
   const tokens: string[] = [];
   for (let i = 0; i < PENDING; i++) tokens.push(await target.create(i));
+  // Warm up: every callback has had a first report (its actor is live), so this measures a steady load.
+  for (const token of tokens) await target.report(token, 'progress', { pct: 0 });
   const samples: number[] = [];
   let created = PENDING;
   let seed = 7;
   const rand = (n: number) => {
-    seed = (seed * 1103515245 + 12345) >>> 0;
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    seed >>>= 0;
     return seed % n;
   };
   const deadline = performance.now() + SECONDS * 1000;
