@@ -27,6 +27,13 @@ export {
   toError,
 } from './errors.js';
 export type { CallbackEngineErrorCode, CallbackEngineErrorOptions } from './errors.js';
+export { machineGraph, toMermaid, toStatelyJson, toSvg } from './lifecycle/diagram.js';
+export type {
+  DiagramState,
+  DiagramTransition,
+  MachineGraph,
+  SvgOptions,
+} from './lifecycle/diagram.js';
 export { lifecycleMachine } from './lifecycle/machine.js';
 export type { LifecycleContext, LifecycleEvent, LifecycleMachine } from './lifecycle/machine.js';
 export {
