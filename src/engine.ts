@@ -9,7 +9,7 @@
  */
 
 import { LRUCache } from 'lru-cache';
-import { createActor, type Actor } from 'xstate';
+import { createActor, type Actor, type InspectionEvent, type Observer } from 'xstate';
 import { Answer, CreatedAnswer, buildAttributes, notFoundAnswer } from './answer.js';
 import { canonicalJson, DataVersion, EMPTY_DATA, ingestData, type CallbackData } from './data.js';
 import { deadlineAt, durationMs } from './duration.js';
@@ -75,6 +75,10 @@ import type {
   StepOutput,
 } from './types.js';
 
+/** An XState inspector: a function or an observer of XState inspection events. */
+export type XStateInspector =
+  ((event: InspectionEvent) => void) | Partial<Observer<InspectionEvent>>;
+
 /** Options of {@link CallbackEngine.wait}. */
 export interface WaitOptions {
   /** Aborting it rejects the wait with the signal's reason. */
@@ -134,6 +138,14 @@ export interface CallbackEngine {
   stats(): EngineStats;
   /** Listens to engine events; returns the function that stops listening. */
   subscribe(listener: (event: EngineEvent) => void): () => void;
+  /**
+   * Attaches an XState inspector (XState's inspection API: a function or an observer with
+   * `next`, such as `createBrowserInspector().inspect` from `@statelyai/inspect`). Every
+   * callback actor activated from now on reports to it; idle live actors are passivated so
+   * their next activation is inspected too.
+   * @returns the function that detaches it.
+   */
+  inspect(inspector: XStateInspector): () => void;
   /**
    * The callback URL of a token: `POST {baseUrl}/callbacks/{token}/{status}` with the report data as JSON.
    * @throws {@link InvalidArgumentError} if the engine has no `baseUrl` option.
@@ -199,6 +211,18 @@ class Engine implements CallbackEngine {
   readonly #stats = new Stats();
   #seq = 0;
   #closed = false;
+  readonly #inspectors = new Set<XStateInspector>();
+  /** Passed to createActor only while inspectors are attached (no cost otherwise). */
+  readonly #inspectAll = (event: InspectionEvent): void => {
+    for (const inspector of this.#inspectors) {
+      try {
+        if (typeof inspector === 'function') inspector(event);
+        else inspector.next?.(event);
+      } catch (err) {
+        this.#warn(err);
+      }
+    }
+  };
   /** The worker pool, loaded on the first worker step so the root import stays light. */
   #pool: Promise<StepRunner> | undefined;
   #poolReady: StepRunner | undefined;
@@ -581,6 +605,18 @@ class Engine implements CallbackEngine {
     return this.#stats.snapshot(this.#live.size, this.#store.size, this.#liveActors.size);
   }
 
+  inspect(inspector: XStateInspector): () => void {
+    const ok =
+      typeof inspector === 'function' ||
+      (typeof inspector === 'object' && inspector !== null && typeof inspector.next === 'function');
+    if (!ok)
+      throw new InvalidArgumentError('inspector must be a function or an observer with next()');
+    this.#inspectors.add(inspector);
+    for (const rt of this.#live.values())
+      if (rt.actor && !rt.busy && rt.pending === 0) this.#passivate(rt);
+    return () => void this.#inspectors.delete(inspector);
+  }
+
   subscribe(listener: (event: EngineEvent) => void): () => void {
     if (typeof listener !== 'function')
       throw new InvalidArgumentError('listener must be a function');
@@ -937,7 +973,11 @@ class Engine implements CallbackEngine {
     }
     const { status, data } = rt.record;
     const snapshot = lifecycleMachine.resolveState({ value: valueOf(status), context: { data } });
-    const actor = createActor(lifecycleMachine, { snapshot, input: { data } });
+    const actor = createActor(lifecycleMachine, {
+      snapshot,
+      input: { data },
+      ...(this.#inspectors.size > 0 && { inspect: this.#inspectAll, id: rt.record.id }),
+    });
     actor.start();
     rt.actor = actor;
     this.#stats.activations++;

@@ -11,7 +11,7 @@ export type { CallbackData, JsonValue } from './data.js';
 export { parseDuration } from './duration.js';
 export type { Duration } from './duration.js';
 export { createCallbackEngine } from './engine.js';
-export type { CallbackEngine, ListOptions, WaitOptions } from './engine.js';
+export type { CallbackEngine, ListOptions, WaitOptions, XStateInspector } from './engine.js';
 export {
   AlreadySettledError,
   CallbackEngineError,

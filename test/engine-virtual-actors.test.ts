@@ -98,3 +98,31 @@ describe('virtual actors (spec 12)', () => {
     ({ engine } = makeEngine());
   });
 });
+
+describe('XState inspection API', () => {
+  it('an attached inspector sees actor, event and snapshot events of callback actors', async () => {
+    ({ engine } = makeEngine());
+    engine.anchor('job');
+    const cb = await engine.create('job');
+    await engine.dispatch(report(cb.token, 'accept')); // live before attaching: passivated by inspect()
+    const seen: { type: string; event?: { type: string }; sessionId?: string }[] = [];
+    const detach = engine.inspect({ next: (e) => seen.push(e as never) });
+    expect(engine.stats().liveActors).toBe(0);
+    await engine.dispatch(report(cb.token, 'start', { a: 1 }));
+    expect(seen.some((e) => e.type === '@xstate.actor')).toBe(true);
+    expect(seen.some((e) => e.type === '@xstate.event' && e.event?.type === 'START')).toBe(true);
+    const snaps = seen.filter((e) => e.type === '@xstate.snapshot') as unknown as {
+      snapshot: { value: unknown };
+    }[];
+    expect(snaps.at(-1)!.snapshot.value).toEqual({ active: 'start' });
+    detach();
+    const fn: string[] = [];
+    engine.inspect((e) => fn.push(e.type));
+    const other = await engine.create('job');
+    await engine.dispatch(report(other.token, 'progress'));
+    expect(fn).toContain('@xstate.event');
+    expect(() => engine.inspect(42 as never)).toThrow(
+      /inspector must be a function or an observer/,
+    );
+  });
+});
