@@ -631,14 +631,16 @@ class Engine implements CallbackEngine {
     const closed = new EngineClosedError();
     const inFlight: Promise<unknown>[] = [];
     for (const rt of this.#live.values()) {
-      rt.step?.abort.abort(closed);
+      // 'drain' lets pool steps finish; everything else is aborted.
+      if (!(this.#o.pool.close === 'drain' && rt.step?.onPool)) rt.step?.abort.abort(closed);
       if (rt.stepPromise) inFlight.push(rt.stepPromise);
       for (const job of rt.drainAll()) for (const f of job.followers) f.reject(closed);
       for (const w of rt.waiters ?? []) w.reject(closed);
       rt.waiters = undefined;
-      rt.actor?.stop();
     }
     await Promise.allSettled(inFlight);
+    // Stop actors only after in-flight steps settled: their results may still be merged.
+    for (const rt of this.#live.values()) rt.actor?.stop();
     if (this.#pool) await (await this.#pool).close();
     this.#live.clear();
     this.#byToken.clear();
@@ -864,7 +866,7 @@ class Engine implements CallbackEngine {
     const step = lookupStep(anchor.next, status);
     if (!step) return void done();
     const abort = new LazyAbort();
-    rt.step = { status, abort };
+    rt.step = { status, abort, onPool: isWorkerStep(step) };
     const record = rt.record;
     const version = record.data;
     const input: StepInput = {
@@ -944,6 +946,13 @@ class Engine implements CallbackEngine {
     job: Job,
     done: () => void,
   ): void {
+    if (this.#closed) {
+      const closed = new EngineClosedError();
+      for (const f of job.followers.splice(0)) f.reject(closed);
+      return void done();
+    }
+    // A step aborted because cancel/timeout/orphan preempted it did not fail.
+    if (isTerminal(rt.record.status) && !isTerminal(status)) return void done();
     const message = toError(err).message;
     this.#stats.stepFailures++;
     this.#emit('stepFailed', rt.record, { message, reported: status });
@@ -954,8 +963,10 @@ class Engine implements CallbackEngine {
   }
 
   #runWorker(step: WorkerStep, input: StepInput, signal: AbortSignal): Promise<StepOutput> {
-    const { status, token, id, data, parentToken, attributes } = input;
-    const cloned = { status, token, id, data, parentToken, attributes };
+    const { status, token, id, data, report, parentToken, attributes } = input;
+    const cloned = { status, token, id, data, report, parentToken, attributes };
+    // Once loaded, call the pool in the same tick, so `saturated` counts every task at once.
+    if (this.#poolReady) return this.#poolReady.run(step, cloned, signal);
     this.#pool ??= import('./pool/worker-pool.js').then(
       (m) => (this.#poolReady = m.createWorkerPool(this.#o.pool)),
     );

@@ -26,6 +26,8 @@ export interface WorkerStepInput {
   readonly token: string;
   readonly id: string;
   readonly data: CallbackData;
+  /** The data of the report that resumed the anchor. */
+  readonly report: CallbackData;
   readonly parentToken: string | undefined;
   readonly attributes: CallbackAttributes;
 }
@@ -33,8 +35,8 @@ export interface WorkerStepInput {
 /** Runs worker steps; the engine owns one, created on first use. */
 export interface StepRunner {
   /**
-   * Runs `step` with `input` on a worker thread.
-   * @throws `PoolSaturatedError` when the queue is full.
+   * Runs `step` with `input` on a worker thread. Never refuses for capacity: admission
+   * happens earlier, when the engine checks {@link StepRunner.saturated} before applying a report.
    */
   run(step: WorkerStep, input: WorkerStepInput, signal: AbortSignal): Promise<StepOutput>;
   /** Whether the queue is full, so a new dispatch should be refused. */

@@ -104,6 +104,8 @@ export class LazyAbort {
 export interface RunningStep {
   readonly status: CallbackStatus;
   readonly abort: LazyAbort;
+  /** Runs on the worker pool (so `close()` with `pool.close: 'drain'` lets it finish). */
+  readonly onPool: boolean;
 }
 
 /** Runtime state of one active callback. */
