@@ -11,21 +11,23 @@ import { parseArgs } from 'node:util';
 import { toMermaid, toStatelyJson, toSvg } from './lifecycle/diagram.js';
 
 const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
+       callback-engine demo [--callbacks N] [--concurrency N] [--port N] [--keep]
 
   diagram   print the callback lifecycle machine as Mermaid (default), SVG, or JSON for Stately tools
+  demo      run the simulation: engine + HTTP service + dashboard, N callbacks reported back over HTTP
 `;
 
 /**
  * Runs the CLI.
  *
  * @param argv - arguments after the program name.
- * @returns the exit code; output goes to `out`, errors to `err`.
+ * @returns the exit code (a promise of it for `demo`); output goes to `out`, errors to `err`.
  */
 export function main(
   argv: readonly string[],
   out: (text: string) => void = (t) => process.stdout.write(t),
   err: (text: string) => void = (t) => process.stderr.write(t),
-): number {
+): number | Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -33,6 +35,10 @@ export function main(
       allowPositionals: true,
       options: {
         format: { type: 'string', short: 'f', default: 'mermaid' },
+        callbacks: { type: 'string', default: '20000' },
+        concurrency: { type: 'string', default: '128' },
+        port: { type: 'string', default: '0' },
+        keep: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -45,6 +51,7 @@ export function main(
     (parsed.values.help ? out : err)(USAGE);
     return parsed.values.help ? 0 : 2;
   }
+  if (command === 'demo') return demo(parsed.values, out, err);
   if (command !== 'diagram') {
     err(`unknown command "${command}"\n${USAGE}`);
     return 2;
@@ -60,6 +67,45 @@ export function main(
   return 0;
 }
 
+async function demo(
+  values: { callbacks?: string; concurrency?: string; port?: string; keep?: boolean },
+  out: (text: string) => void,
+  err: (text: string) => void,
+): Promise<number> {
+  const int = (name: string, v: string | undefined, min: number) => {
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min) {
+      throw new Error(`--${name} must be an integer of at least ${min} (got ${JSON.stringify(v)})`);
+    }
+    return n;
+  };
+  let callbacks: number, concurrency: number, port: number;
+  try {
+    callbacks = int('callbacks', values.callbacks, 1);
+    concurrency = int('concurrency', values.concurrency, 1);
+    port = int('port', values.port, 0);
+  } catch (e) {
+    err(`${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  // Loaded here so `callback-engine diagram` does not load the HTTP service.
+  const { runSimulation } = await import('./demo/simulation.js');
+  const keep = values.keep ?? false;
+  const summary = await runSimulation({
+    callbacks,
+    concurrency,
+    port,
+    keep,
+    log: (l) => out(`${l}\n`),
+  });
+  if (keep) {
+    await new Promise<void>((resolve) => process.once('SIGINT', resolve));
+    await summary.close();
+  }
+  return summary.lostUpdates === 0 && summary.httpErrors === 0 ? 0 : 1;
+}
+
 const invoked = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'));
-if (invoked || process.argv[1]?.endsWith('/callback-engine'))
-  process.exitCode = main(process.argv.slice(2));
+if (invoked || process.argv[1]?.endsWith('/callback-engine')) {
+  void Promise.resolve(main(process.argv.slice(2))).then((code) => (process.exitCode = code));
+}

@@ -1,0 +1,278 @@
+/**
+ * The `npm start` demo: an engine and its HTTP service on a free local port,
+ * N callbacks, and simulated outside services that report back over HTTP —
+ * accept, start, progress (three reports racing each other), then complete,
+ * error, or silence until the callback times out. At the end it checks every
+ * callback's final status and data: a lost or misapplied update is counted.
+ *
+ * @module
+ */
+
+import { randomBytes } from 'node:crypto';
+import { Agent, createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createCallbackEngine, type CallbackEngine } from '../engine.js';
+import { createDispatchHandler } from '../http/handler.js';
+import { ACTIVE_STATUSES, TERMINAL_STATUSES } from '../lifecycle/statuses.js';
+import { withDashboard } from '../observe/dashboard.js';
+import { createMonitor, type Monitor } from '../observe/monitor.js';
+
+/** Options of {@link runSimulation}. */
+export interface SimulationOptions {
+  /** Callbacks to create. @default 20000 */
+  callbacks?: number;
+  /** Simulated outside services working at once. @default 128 */
+  concurrency?: number;
+  /** Port for the HTTP service; 0 picks a free one. @default 0 */
+  port?: number;
+  /** Keep the server (and dashboard) up after the run until the returned `close()`. @default false */
+  keep?: boolean;
+  /** Where progress and the summary go. @default stderr / stdout */
+  log?: (line: string) => void;
+  /** Draw a progress bar (on a TTY). @default process.stderr.isTTY */
+  progressBar?: boolean;
+}
+
+/** What the run measured. */
+export interface SimulationSummary {
+  readonly callbacks: number;
+  readonly requests: number;
+  readonly seconds: number;
+  readonly requestsPerSecond: number;
+  readonly p50ms: number;
+  readonly p99ms: number;
+  readonly counts: Readonly<Record<string, number>>;
+  /** Callbacks whose final status or data differ from what their service reported. */
+  readonly lostUpdates: number;
+  readonly httpErrors: number;
+  readonly dashboardUrl: string;
+  /** Stops the server and the engine (already done unless `keep`). */
+  close(): Promise<void>;
+}
+
+type Outcome = 'complete' | 'error' | 'timeout';
+/** Deterministic plan per callback: 80% complete, 12% error, 8% go silent and time out. */
+const outcomeOf = (i: number): Outcome =>
+  i % 25 < 20 ? 'complete' : i % 25 < 23 ? 'error' : 'timeout';
+
+/**
+ * Runs the simulation.
+ *
+ * @returns the summary; `lostUpdates` must be 0.
+ */
+export async function runSimulation(options: SimulationOptions = {}): Promise<SimulationSummary> {
+  const total = options.callbacks ?? 20_000;
+  const concurrency = options.concurrency ?? 128;
+  const log = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const bar = options.progressBar ?? process.stderr.isTTY;
+
+  const engine: CallbackEngine = createCallbackEngine({
+    node: 'demo',
+    secrets: [randomBytes(32)],
+    timeout: 'PT2M',
+    retention: 'PT30M',
+  });
+  const queue: { token: string; i: number }[] = [];
+  engine.anchor('order', {
+    next: {
+      create: (cb) => void queue.push({ token: cb.token, i: cb.data.i as number }),
+      progress: (cb) => ({ lastStep: cb.report.step }),
+      complete: (cb) => ({ receipt: `R-${String(cb.data.i)}` }),
+    },
+  });
+  const monitor: Monitor = createMonitor(engine);
+  const server: Server = createServer(withDashboard(createDispatchHandler(engine), monitor));
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const base = `http://127.0.0.1:${port}`;
+  const dashboardUrl = `${base}/dashboard`;
+  log(
+    `callback-engine demo: ${total.toLocaleString('en-US')} callbacks, ${concurrency} simulated services`,
+  );
+  log(`dashboard: ${dashboardUrl}`);
+
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+  const latencies: number[] = [];
+  let requests = 0;
+  let httpErrors = 0;
+  const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+    new Promise<number>((resolve) => {
+      const text = JSON.stringify(body);
+      const started = performance.now();
+      const req = request(
+        `${base}${path}`,
+        {
+          method: 'POST',
+          agent,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(text),
+            ...headers,
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            requests++;
+            latencies.push(performance.now() - started);
+            // 409 is a legitimate answer (e.g. a report racing a timeout); anything else is an error.
+            if (res.statusCode !== 200 && res.statusCode !== 409) httpErrors++;
+            resolve(res.statusCode ?? 0);
+          });
+        },
+      );
+      req.on('error', () => {
+        httpErrors++;
+        resolve(0);
+      });
+      req.end(text);
+    });
+
+  // What the HTTP service acknowledged (200) for each callback: each must show in its final data.
+  const acked: Record<string, unknown>[] = Array.from({ length: total }, () => ({}));
+  const ack = (i: number, status: number, data: Record<string, unknown>) => {
+    if (status === 200) Object.assign(acked[i]!, data);
+  };
+
+  // One simulated outside service handling one callback, using all three call-in styles.
+  const serve = async ({ token, i }: { token: string; i: number }) => {
+    const url = `/callbacks/${encodeURIComponent(token)}`;
+    await post(`${url}/accept`, {});
+    const start = { worker: i % concurrency };
+    const message = {
+      type: 'CALLBACK',
+      callbackToken: token,
+      callbackStatus: 'start',
+      callbackData: start,
+    };
+    ack(i, await post('/callbacks', message), start);
+    // Three progress reports racing each other on separate connections: none may be lost.
+    await Promise.all(
+      [0, 1, 2].map(async (step) => {
+        const data = { [`p${step}`]: step };
+        ack(i, await post(`${url}/progress`, { step, ...data }), data);
+      }),
+    );
+    const outcome = outcomeOf(i);
+    if (outcome === 'timeout') return; // goes silent: the callback's deadline fires
+    const ce = {
+      'ce-specversion': '1.0',
+      'ce-id': `evt-${i}`,
+      'ce-source': '/demo/services',
+      'ce-type': `demo.${outcome}`,
+      'ce-callbacktoken': token,
+      'ce-callbackstatus': outcome,
+    };
+    const data = outcome === 'complete' ? { amount: i } : { message: `service ${i % 7} failed` };
+    ack(i, await post('/events', data, ce), { ...data, status: outcome });
+  };
+
+  const started = performance.now();
+  let created = 0;
+  const tokens: string[] = new Array<string>(total);
+  const timeoutFor = (i: number) => (outcomeOf(i) === 'timeout' ? 'PT3S' : 'PT2M');
+  const creating = (async () => {
+    for (let i = 0; i < total; i += 500) {
+      const batch = await Promise.all(
+        Array.from({ length: Math.min(500, total - i) }, (_, j) =>
+          engine.create('order', { data: { i: i + j }, timeout: timeoutFor(i + j) }),
+        ),
+      );
+      batch.forEach((cb, j) => (tokens[i + j] = cb.token));
+      created += batch.length;
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+  const workers = Array.from({ length: concurrency }, async () => {
+    for (;;) {
+      const job = queue.shift();
+      if (job) await serve(job);
+      else if (created >= total) return;
+      else await new Promise((r) => setImmediate(r));
+    }
+  });
+
+  let settled = 0;
+  const draw = () => {
+    const s = engine.stats().byStatus;
+    settled = TERMINAL_STATUSES.reduce((n, t) => n + s[t], 0);
+    const pct = settled / total;
+    const width = 30;
+    const elapsed = (performance.now() - started) / 1000;
+    const line = `  [${'█'.repeat(Math.round(pct * width))}${'░'.repeat(width - Math.round(pct * width))}] ${(pct * 100).toFixed(0).padStart(3)}%  ${settled.toLocaleString('en-US')}/${total.toLocaleString('en-US')} settled  ${Math.round(requests / Math.max(elapsed, 0.001)).toLocaleString('en-US')} req/s`;
+    if (bar) process.stderr.write(`\r${line}`);
+    return line;
+  };
+  const ticker = setInterval(draw, bar ? 150 : 2000);
+  if (!bar) ticker.unref();
+  await creating;
+  await Promise.all(workers);
+  // Wait for the silent ones to time out.
+  await Promise.all(tokens.map((t) => engine.wait(t)));
+  clearInterval(ticker);
+  const finalLine = draw();
+  if (bar) process.stderr.write('\n');
+  else log(finalLine);
+  const seconds = (performance.now() - started) / 1000;
+
+  // Verify every callback against its plan.
+  let lost = 0;
+  for (let i = 0; i < total; i++) {
+    const { status, data } = await engine.get(tokens[i]!);
+    const { status: ackedStatus, ...ackedData } = acked[i]!;
+    // An acknowledged terminal report must have won; a silent callback must have timed out.
+    const statusOk =
+      ackedStatus !== undefined
+        ? status === ackedStatus
+        : status === 'timeout' || outcomeOf(i) !== 'timeout';
+    const dataOk = Object.entries(ackedData).every(([k, v]) => data[k] === v);
+    const receiptOk = status !== 'complete' || data.receipt === `R-${i}`;
+    if (!statusOk || !dataOk || !receiptOk) {
+      lost++;
+      if (process.env.DEMO_DEBUG)
+        log(`mismatch ${i} (${outcomeOf(i)}): ${status} ${JSON.stringify(data)}`);
+    }
+  }
+
+  latencies.sort((a, b) => a - b);
+  const pick = (p: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
+  const byStatus = engine.stats().byStatus;
+  const counts: Record<string, number> = {};
+  for (const s of [...ACTIVE_STATUSES, ...TERMINAL_STATUSES])
+    if (byStatus[s] !== 0) counts[s] = byStatus[s];
+  const summary = {
+    callbacks: total,
+    requests,
+    seconds,
+    requestsPerSecond: Math.round(requests / seconds),
+    p50ms: pick(0.5),
+    p99ms: pick(0.99),
+    counts,
+    lostUpdates: lost,
+    httpErrors,
+    dashboardUrl,
+  };
+  log('');
+  log(
+    `${summary.requests.toLocaleString('en-US')} HTTP dispatches in ${seconds.toFixed(1)} s: ${summary.requestsPerSecond.toLocaleString('en-US')}/s, latency p50 ${summary.p50ms.toFixed(2)} ms, p99 ${summary.p99ms.toFixed(2)} ms`,
+  );
+  log(
+    `final: ${Object.entries(counts)
+      .map(([s, n]) => `${s} ${n.toLocaleString('en-US')}`)
+      .join(', ')}`,
+  );
+  log(`lost updates: ${lost}${httpErrors ? `, HTTP errors: ${httpErrors}` : ''}`);
+
+  const close = async () => {
+    agent.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections();
+    monitor.close();
+    await engine.close();
+  };
+  if (!options.keep) await close();
+  else log(`\ndashboard stays up at ${dashboardUrl} (Ctrl-C to stop)`);
+  return { ...summary, close };
+}
