@@ -26,7 +26,7 @@ engine.anchor('payment', {
   next: {
     create: (cb) => paymentProvider.charge(cb.token), // hand the token to the outside party
     progress: (cb) => ({ lastPct: cb.report.pct }), // returned objects merge into the data
-    complete: (cb) => ({ receipt: `R-${String(cb.data.orderId)}` }),
+    complete: (cb) => ({ receipt: `R-${cb.data.orderId as number}` }),
     error: (cb) => console.error('payment failed:', cb.data.message),
   },
   timeout: 'PT10M',

@@ -106,7 +106,7 @@ describe('XState inspection API', () => {
     const cb = await engine.create('job');
     await engine.dispatch(report(cb.token, 'accept')); // live before attaching: passivated by inspect()
     const seen: { type: string; event?: { type: string }; sessionId?: string }[] = [];
-    const detach = engine.inspect({ next: (e) => seen.push(e as never) });
+    const detach = engine.inspect({ next: (e) => seen.push(e) });
     expect(engine.stats().liveActors).toBe(0);
     await engine.dispatch(report(cb.token, 'start', { a: 1 }));
     expect(seen.some((e) => e.type === '@xstate.actor')).toBe(true);

@@ -77,7 +77,7 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
     next: {
       create: (cb) => void queue.push({ token: cb.token, i: cb.data.i as number }),
       progress: (cb) => ({ lastStep: cb.report.step }),
-      complete: (cb) => ({ receipt: `R-${String(cb.data.i)}` }),
+      complete: (cb) => ({ receipt: `R-${cb.data.i as number}` }),
     },
   });
   const monitor: Monitor = createMonitor(engine);

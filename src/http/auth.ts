@@ -47,7 +47,11 @@ export function bearerOk(check: BearerCheck, headers: IncomingHttpHeaders): bool
  * Whether the signature header carries the HMAC-SHA256 of `body` under one of
  * the secrets (hex, optionally `sha256=`-prefixed).
  */
-export function signatureOk(hmac: NonNullable<ResolvedHandlerOptions['hmac']>, headers: IncomingHttpHeaders, body: Buffer): boolean {
+export function signatureOk(
+  hmac: NonNullable<ResolvedHandlerOptions['hmac']>,
+  headers: IncomingHttpHeaders,
+  body: Buffer,
+): boolean {
   const value = headers[hmac.header];
   if (typeof value !== 'string') return false;
   const m = HEX_SIG_RE.exec(value.trim());
@@ -66,7 +70,9 @@ export function bearerRefused(headers: IncomingHttpHeaders): HttpError {
   return new HttpError(
     'CBE_ERR_UNAUTHORIZED',
     401,
-    presented ? 'the bearer token is not accepted' : 'this route needs Authorization: Bearer <token>',
+    presented
+      ? 'the bearer token is not accepted'
+      : 'this route needs Authorization: Bearer <token>',
     {
       'www-authenticate': presented
         ? `Bearer realm="${REALM}", error="invalid_token"`
@@ -81,6 +87,8 @@ export function signatureRefused(header: string): HttpError {
     'CBE_ERR_UNAUTHORIZED',
     401,
     `header ${header} must carry the hex HMAC-SHA256 of the raw body (optionally prefixed "sha256=")`,
-    { 'www-authenticate': `Signature realm="${REALM}", algorithm="hmac-sha256", headers="${header}"` },
+    {
+      'www-authenticate': `Signature realm="${REALM}", algorithm="hmac-sha256", headers="${header}"`,
+    },
   );
 }

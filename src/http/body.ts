@@ -61,40 +61,65 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     return Promise.resolve(EMPTY);
   }
   return new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = () => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onGone);
-      req.off('close', onClose);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        req.pause();
-        reject(tooLarge(limit, 'is over'));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    };
-    const onGone = () => {
-      cleanup();
-      reject(new ClientGoneError());
-    };
-    const onClose = () => {
-      if (!req.complete) onGone();
-    };
+    (req as Reading)[READING] = { chunks: [], size: 0, limit, resolve, reject };
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onGone);
     req.on('close', onClose);
   });
+}
+
+/** Per-request read state, kept on the request so the listeners below are shared, not per-request closures. */
+interface ReadState {
+  readonly chunks: Buffer[];
+  size: number;
+  readonly limit: number;
+  readonly resolve: (body: Buffer) => void;
+  readonly reject: (err: Error) => void;
+}
+
+const READING = Symbol('callback-engine.reading');
+type Reading = IncomingMessage & { [READING]?: ReadState | undefined };
+
+/** Detaches the listeners and returns the state, or `undefined` if the read already settled. */
+function finish(req: Reading): ReadState | undefined {
+  const state = req[READING];
+  if (state === undefined) return undefined;
+  req[READING] = undefined;
+  req.off('data', onData);
+  req.off('end', onEnd);
+  req.off('error', onGone);
+  req.off('close', onClose);
+  return state;
+}
+
+function onData(this: Reading, chunk: Buffer): void {
+  const state = this[READING];
+  if (state === undefined) return;
+  state.size += chunk.length;
+  if (state.size > state.limit) {
+    finish(this);
+    // Stop reading: the rest of the body stays unread and the connection is closed after the 413.
+    this.pause();
+    state.reject(tooLarge(state.limit, 'is over'));
+    return;
+  }
+  state.chunks.push(chunk);
+}
+
+function onEnd(this: Reading): void {
+  const state = finish(this);
+  if (state === undefined) return;
+  const { chunks, size } = state;
+  state.resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+}
+
+function onGone(this: Reading): void {
+  finish(this)?.reject(new ClientGoneError());
+}
+
+function onClose(this: Reading): void {
+  if (!this.complete) onGone.call(this);
 }
 
 /** The lower-cased media type of a `Content-Type` header, without parameters, or `''`. */
@@ -117,9 +142,13 @@ export function isJsonType(type: string): boolean {
  * @throws {@link HttpError} 415 otherwise.
  */
 export function requireJson(headers: IncomingHttpHeaders, accept: readonly string[] = []): string {
+  // The common case, without parsing parameters.
+  if (headers['content-type'] === 'application/json') return 'application/json';
   const type = mediaType(headers);
   if (!(type === 'application/json' || accept.includes(type))) {
-    throw unsupported(`content-type must be application/json (got ${type === '' ? 'none' : JSON.stringify(type)})`);
+    throw unsupported(
+      `content-type must be application/json (got ${type === '' ? 'none' : JSON.stringify(type)})`,
+    );
   }
   checkCharset(headers);
   return type;

@@ -59,12 +59,17 @@ export function contentMode(headers: IncomingHttpHeaders): ContentMode | undefin
 
 function requireString(value: unknown, name: string, index: string): string {
   if (typeof value !== 'string' || value.length === 0) {
-    throw new InvalidMessageError(`${index}CloudEvent attribute "${name}" must be a non-empty string`);
+    throw new InvalidMessageError(
+      `${index}CloudEvent attribute "${name}" must be a non-empty string`,
+    );
   }
   return value;
 }
 
-function checkContext(attrs: { specversion: unknown; id: unknown; source: unknown; type: unknown }, index: string) {
+function checkContext(
+  attrs: { specversion: unknown; id: unknown; source: unknown; type: unknown },
+  index: string,
+) {
   if (attrs.specversion !== '1.0') {
     throw new InvalidMessageError(
       `${index}CloudEvent specversion must be "1.0" (got ${typeof attrs.specversion === 'string' ? JSON.stringify(attrs.specversion.slice(0, 40)) : typeof attrs.specversion})`,
@@ -95,7 +100,11 @@ function headerValue(value: string | string[] | undefined): string | undefined {
  * @throws {@link InvalidMessageError} for missing or malformed attributes or JSON;
  *   `HttpError` 415 when the data is not JSON.
  */
-export function parseBinary(headers: IncomingHttpHeaders, body: Buffer, maxDepth: number): IncomingEvent {
+export function parseBinary(
+  headers: IncomingHttpHeaders,
+  body: Buffer,
+  maxDepth: number,
+): IncomingEvent {
   const context = checkContext(
     {
       specversion: headerValue(headers['ce-specversion']),
@@ -144,17 +153,29 @@ export function fromStructured(value: unknown, maxDepth: number, index = ''): In
   for (const name of Object.keys(e)) {
     if (CONTEXT_ATTRIBUTES.has(name) || !ATTRIBUTE_NAME_RE.test(name)) continue;
     const v = e[name];
-    if (typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) {
+    if (
+      typeof v === 'string' ||
+      typeof v === 'boolean' ||
+      (typeof v === 'number' && Number.isFinite(v))
+    ) {
       extensions[name] = v;
     }
   }
   const dct = e.datacontenttype;
-  if (dct !== undefined && (typeof dct !== 'string' || !isJsonType(mediaType({ 'content-type': dct })))) {
-    throw new InvalidDataError(`${index}CloudEvent data must be JSON (got datacontenttype ${JSON.stringify(dct)})`);
+  if (
+    dct !== undefined &&
+    (typeof dct !== 'string' || !isJsonType(mediaType({ 'content-type': dct })))
+  ) {
+    throw new InvalidDataError(
+      `${index}CloudEvent data must be JSON (got datacontenttype ${JSON.stringify(dct)})`,
+    );
   }
   let data: unknown = e.data;
   if (e.data_base64 !== undefined) {
-    if (e.data !== undefined) throw new InvalidMessageError(`${index}a CloudEvent must not carry both data and data_base64`);
+    if (e.data !== undefined)
+      throw new InvalidMessageError(
+        `${index}a CloudEvent must not carry both data and data_base64`,
+      );
     if (typeof e.data_base64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(e.data_base64)) {
       throw new InvalidMessageError(`${index}CloudEvent data_base64 must be a base64 string`);
     }
@@ -171,9 +192,12 @@ export function fromStructured(value: unknown, maxDepth: number, index = ''): In
  * @throws {@link InvalidMessageError} when the body is not such an array.
  */
 export function batchEntries(value: unknown, maxEvents: number): readonly unknown[] {
-  if (!Array.isArray(value)) throw new InvalidMessageError('a CloudEvents batch must be a JSON array of events');
+  if (!Array.isArray(value))
+    throw new InvalidMessageError('a CloudEvents batch must be a JSON array of events');
   if (value.length > maxEvents) {
-    throw new InvalidMessageError(`a CloudEvents batch holds at most ${maxEvents} events (got ${value.length})`);
+    throw new InvalidMessageError(
+      `a CloudEvents batch holds at most ${maxEvents} events (got ${value.length})`,
+    );
   }
   return value;
 }

@@ -95,10 +95,17 @@ function show(value: unknown): string {
   return Array.isArray(value) ? 'an array' : 'an object';
 }
 
-function positiveInt(name: string, value: unknown, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+function positiveInt(
+  name: string,
+  value: unknown,
+  fallback: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0 || value > max) {
-    throw new InvalidArgumentError(`options.${name} must be an integer from 1 to ${max} (got ${show(value)})`);
+    throw new InvalidArgumentError(
+      `options.${name} must be an integer from 1 to ${max} (got ${show(value)})`,
+    );
   }
   return value;
 }
@@ -126,7 +133,8 @@ function resolveAuth(auth: unknown): Pick<ResolvedHandlerOptions, 'bearer' | 'hm
         );
       }
     });
-    if (bearer.length === 0) throw new InvalidArgumentError('options.auth.bearer must not be an empty array');
+    if (bearer.length === 0)
+      throw new InvalidArgumentError('options.auth.bearer must not be an empty array');
     bearer = Object.freeze([...bearer]);
   }
   let hmac: ResolvedHandlerOptions['hmac'];
@@ -136,14 +144,19 @@ function resolveAuth(auth: unknown): Pick<ResolvedHandlerOptions, 'bearer' | 'hm
     }
     const secrets = list(a.hmac.secret).map((s: unknown, i) => {
       if (!((typeof s === 'string' || Buffer.isBuffer(s)) && s.length > 0)) {
-        throw new InvalidArgumentError(`options.auth.hmac.secret${Array.isArray(a.hmac?.secret) ? `[${i}]` : ''} must be a non-empty string or Buffer (got ${show(s)})`);
+        throw new InvalidArgumentError(
+          `options.auth.hmac.secret${Array.isArray(a.hmac?.secret) ? `[${i}]` : ''} must be a non-empty string or Buffer (got ${show(s)})`,
+        );
       }
       return typeof s === 'string' ? Buffer.from(s, 'utf8') : Buffer.from(s);
     });
-    if (secrets.length === 0) throw new InvalidArgumentError('options.auth.hmac.secret must not be an empty array');
+    if (secrets.length === 0)
+      throw new InvalidArgumentError('options.auth.hmac.secret must not be an empty array');
     const header = a.hmac.header ?? HTTP_DEFAULTS.hmacHeader;
     if (typeof header !== 'string' || !HEADER_NAME_RE.test(header)) {
-      throw new InvalidArgumentError(`options.auth.hmac.header must be an HTTP header name (got ${show(header)})`);
+      throw new InvalidArgumentError(
+        `options.auth.hmac.header must be an HTTP header name (got ${show(header)})`,
+      );
     }
     hmac = Object.freeze({ secrets: Object.freeze(secrets), header: header.toLowerCase() });
   }
@@ -155,8 +168,13 @@ function resolveAuth(auth: unknown): Pick<ResolvedHandlerOptions, 'bearer' | 'hm
  *
  * @throws {@link InvalidArgumentError} naming the first bad option and its value.
  */
-export function resolveHandlerOptions(input: DispatchHandlerOptions | undefined): ResolvedHandlerOptions {
-  if (input !== undefined && (typeof input !== 'object' || input === null || Array.isArray(input))) {
+export function resolveHandlerOptions(
+  input: DispatchHandlerOptions | undefined,
+): ResolvedHandlerOptions {
+  if (
+    input !== undefined &&
+    (typeof input !== 'object' || input === null || Array.isArray(input))
+  ) {
     throw new InvalidArgumentError(`options must be an object (got ${show(input)})`);
   }
   const o = input ?? {};
@@ -173,8 +191,18 @@ export function resolveHandlerOptions(input: DispatchHandlerOptions | undefined)
     basePath,
     maxBodyBytes: positiveInt('maxBodyBytes', o.maxBodyBytes, HTTP_DEFAULTS.maxBodyBytes),
     maxJsonDepth: positiveInt('maxJsonDepth', o.maxJsonDepth, HTTP_DEFAULTS.maxJsonDepth, 1000),
-    maxBatchEvents: positiveInt('maxBatchEvents', o.maxBatchEvents, HTTP_DEFAULTS.maxBatchEvents, 10_000),
-    retryAfterSeconds: positiveInt('retryAfterSeconds', o.retryAfterSeconds, HTTP_DEFAULTS.retryAfterSeconds, 86_400),
+    maxBatchEvents: positiveInt(
+      'maxBatchEvents',
+      o.maxBatchEvents,
+      HTTP_DEFAULTS.maxBatchEvents,
+      10_000,
+    ),
+    retryAfterSeconds: positiveInt(
+      'retryAfterSeconds',
+      o.retryAfterSeconds,
+      HTTP_DEFAULTS.retryAfterSeconds,
+      86_400,
+    ),
     ...resolveAuth(o.auth),
     openApi: o.openApi ?? true,
   });

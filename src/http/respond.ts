@@ -6,7 +6,11 @@
  */
 
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { AlreadySettledError, CallbackEngineError, type CallbackEngineErrorCode } from '../errors.js';
+import {
+  AlreadySettledError,
+  CallbackEngineError,
+  type CallbackEngineErrorCode,
+} from '../errors.js';
 import type { CallbackAnswer, DispatchResult } from '../types.js';
 
 /**
@@ -47,7 +51,12 @@ export class HttpError extends Error {
   /** Extra response headers (`Allow`, `WWW-Authenticate`). */
   readonly headers: Readonly<Record<string, string>>;
 
-  constructor(code: HttpOnlyErrorCode, statusCode: number, message: string, headers: Record<string, string> = {}) {
+  constructor(
+    code: HttpOnlyErrorCode,
+    statusCode: number,
+    message: string,
+    headers: Record<string, string> = {},
+  ) {
     super(message);
     this.code = code;
     this.statusCode = statusCode;
@@ -68,7 +77,8 @@ export interface Reply {
 }
 
 /** The message of a `notFound` answer body. */
-export const NOT_FOUND_MESSAGE = 'no callback has this token: it is unknown, forged, or its record was removed';
+export const NOT_FOUND_MESSAGE =
+  'no callback has this token: it is unknown, forged, or its record was removed';
 
 /**
  * Maps a dispatch result to a reply: `notFound` → 404 (body still carries
@@ -93,7 +103,11 @@ export function answerBody(
   code?: DispatchErrorCode,
   message?: string,
 ): Record<string, unknown> {
-  const body: Record<string, unknown> = { status: answer.status, token: answer.token, data: answer.data };
+  const body: Record<string, unknown> = {
+    status: answer.status,
+    token: answer.token,
+    data: answer.data,
+  };
   if (code !== undefined) {
     body.code = code;
     body.message = message;
@@ -107,14 +121,18 @@ export function answerBody(
  * unexpected is a 500 whose message discloses nothing.
  */
 export function errorReply(err: unknown, retryAfterSeconds: number): Reply {
-  if (err instanceof HttpError) return { statusCode: err.statusCode, body: err.toJSON(), headers: err.headers };
+  if (err instanceof HttpError)
+    return { statusCode: err.statusCode, body: err.toJSON(), headers: err.headers };
   if (err instanceof CallbackEngineError) {
     const statusCode = err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     const headers: Record<string, string> =
       statusCode === 503 || err.retryable ? { 'retry-after': String(retryAfterSeconds) } : {};
     return { statusCode, body: err.toJSON(), headers };
   }
-  return { statusCode: 500, body: { code: 'CBE_ERR_INTERNAL', message: 'internal error' } satisfies ErrorBody };
+  return {
+    statusCode: 500,
+    body: { code: 'CBE_ERR_INTERNAL', message: 'internal error' } satisfies ErrorBody,
+  };
 }
 
 const BASE_HEADERS = {
@@ -127,7 +145,8 @@ const BASE_HEADERS = {
  * Writes a JSON reply unless a response was already started or the client is
  * gone. Never throws.
  *
- * @param close - ask the client to close the connection (after a refused body).
+ * @param close - close the connection after the reply: set when the request body was not
+ *   read to its end (refused, or not needed), so node:http does not read and discard it.
  */
 export function send(res: ServerResponse, reply: Reply, close = false): void {
   if (res.headersSent || res.writableEnded || res.destroyed) return;
@@ -137,7 +156,14 @@ export function send(res: ServerResponse, reply: Reply, close = false): void {
   } catch {
     text = '{"code":"CBE_ERR_INTERNAL","message":"internal error"}';
   }
-  const headers: OutgoingHttpHeaders = { ...BASE_HEADERS, 'content-length': Buffer.byteLength(text), ...reply.headers };
+  // A literal, not a spread: this runs once per request.
+  const headers: OutgoingHttpHeaders = {
+    'content-type': BASE_HEADERS['content-type'],
+    'content-length': Buffer.byteLength(text),
+    'cache-control': BASE_HEADERS['cache-control'],
+    'x-content-type-options': BASE_HEADERS['x-content-type-options'],
+  };
+  if (reply.headers !== undefined) Object.assign(headers, reply.headers);
   if (close) headers.connection = 'close';
   try {
     res.writeHead(reply.statusCode, headers);

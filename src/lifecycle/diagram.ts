@@ -163,7 +163,8 @@ export function toSvg(
   const top = graph.states.filter((s) => s.parent === undefined);
   const compounds = top.filter((s) => s.type === 'compound');
   const leaves = top.filter((s) => s.type !== 'compound');
-  let y = options.title ? 48 : 20;
+  // Room above the first row for self-loops on compound states.
+  let y = options.title ? 64 : 44;
   let width = 0;
   // Row 1: compound states with their children.
   let x = 20;

@@ -19,7 +19,11 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
  * @param options.title - shown in the header.
  * @param options.initial - the first view, so the page shows numbers before the stream connects.
  */
-export function dashboardPage(options: { basePath: string; title: string; initial: MonitorView }): string {
+export function dashboardPage(options: {
+  basePath: string;
+  title: string;
+  initial: MonitorView;
+}): string {
   const { basePath, title, initial } = options;
   // JSON inside <script>: escape `<` so no string can close the element.
   const initialJson = JSON.stringify(initial).replace(/</g, '\\u003c');

@@ -179,20 +179,21 @@ export function createMonitor(engine: CallbackEngine, options: MonitorOptions = 
     };
   };
 
+  const initial: MonitorView = {
+    at: clock.now(),
+    counts: zeroCounts(),
+    stats: undefined,
+    throughput: [],
+    latencyP50: [],
+    latencyP99: [],
+    recent: [],
+  };
   const store = createStore({
-    context: {
-      at: clock.now(),
-      counts: zeroCounts(),
-      stats: undefined,
-      throughput: [],
-      latencyP50: [],
-      latencyP99: [],
-      recent: [],
-    } as MonitorView,
+    context: initial,
     on: { publish: (_context: MonitorView, event: { view: MonitorView }) => event.view },
   });
 
-  let timer: TimerHandle | undefined;
+  let timer: TimerHandle = undefined;
   let closed = false;
   const tick = (): MonitorView => {
     const view = compute();

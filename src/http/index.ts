@@ -1,0 +1,21 @@
+/**
+ * callback-engine/http: the Dispatch Callback Service (spec 11.2, 11.3).
+ * Outside services report over HTTP with the CALLBACK message, by POSTing to a
+ * callback URL, or with a CloudEvent. Start with {@link createDispatchHandler}
+ * (mount it in node:http, Express, Connect or Fastify) or {@link serve} (a
+ * standalone server).
+ *
+ * @packageDocumentation
+ */
+
+export { contentMode, CE_BATCH_JSON, CE_JSON } from './cloudevents.js';
+export type { ContentMode, IncomingEvent } from './cloudevents.js';
+export { createDispatchHandler } from './handler.js';
+export type { DispatchHandler } from './handler.js';
+export { createOpenApiDocument, openApiDocument } from './openapi.js';
+export type { OpenApiDocument, OpenApiOptions } from './openapi.js';
+export { HTTP_DEFAULTS } from './options.js';
+export type { DispatchAuthOptions, DispatchHandlerOptions } from './options.js';
+export type { DispatchErrorCode, ErrorBody, HttpOnlyErrorCode } from './respond.js';
+export { serve } from './serve.js';
+export type { DispatchServer, ServeOptions } from './serve.js';

@@ -1,0 +1,182 @@
+/**
+ * The dispatch routes: CALLBACK messages, getCallback, callback URLs and
+ * CloudEvents, each turned into an engine call and its answer into a reply.
+ *
+ * @module
+ */
+
+import type { IncomingHttpHeaders } from 'node:http';
+import type { CallbackEngine } from '../engine.js';
+import { InvalidMessageError } from '../errors.js';
+import { decodeToken } from '../token.js';
+import type { CallbackMessage, DispatchResult } from '../types.js';
+import { checkCharset, parseJson, requireJson, unsupported } from './body.js';
+import {
+  batchEntries,
+  CE_BATCH_JSON,
+  CE_JSON,
+  contentMode,
+  fromStructured,
+  parseBinary,
+  type IncomingEvent,
+} from './cloudevents.js';
+import type { ResolvedHandlerOptions } from './options.js';
+import { errorReply, resultReply, type Reply } from './respond.js';
+
+/** What a route gets: the engine, the options, the request headers and its body. */
+export interface RouteInput {
+  readonly engine: CallbackEngine;
+  readonly options: ResolvedHandlerOptions;
+  readonly headers: IncomingHttpHeaders;
+  /** The raw body, or a value a framework already parsed. */
+  readonly body: { raw: Buffer } | { parsed: unknown };
+}
+
+function json(input: RouteInput, what: string): unknown {
+  return 'raw' in input.body
+    ? parseJson(input.body.raw, input.options.maxJsonDepth, what)
+    : input.body.parsed;
+}
+
+/** `POST /callbacks` content check, before the body is read. @throws `HttpError` 415. */
+export function checkMessageType(headers: IncomingHttpHeaders): void {
+  requireJson(headers);
+}
+
+/** `POST /callbacks`: the CALLBACK message as JSON → the engine's answer. */
+export async function postMessage(input: RouteInput): Promise<Reply> {
+  const message = json(input, 'request body');
+  if (message === undefined)
+    throw new InvalidMessageError('request body is empty: send the CALLBACK message as JSON');
+  return resultReply(await input.engine.deliver(message as CallbackMessage));
+}
+
+/** `GET /callbacks/{token}`: getCallback. */
+export async function getCallback(engine: CallbackEngine, token: string): Promise<Reply> {
+  const answer = await engine.get(token);
+  return resultReply({ answer, outcome: answer.status === 'notFound' ? 'notFound' : 'read' });
+}
+
+/**
+ * `POST /callbacks/{token}/{status}` content check: an empty body needs no
+ * content type; any other must be JSON. @throws `HttpError` 415.
+ */
+export function checkReportType(headers: IncomingHttpHeaders): void {
+  const declared = headers['content-length'];
+  if (
+    headers['content-type'] === undefined &&
+    (declared === '0' || (declared === undefined && headers['transfer-encoding'] === undefined))
+  ) {
+    return;
+  }
+  requireJson(headers);
+}
+
+/** `POST /callbacks/{token}/{status}`: the callback URL; the body is the report data (empty means `{}`). */
+export async function postReport(input: RouteInput, token: string, status: string): Promise<Reply> {
+  const data = json(input, 'report data');
+  const message = {
+    type: 'CALLBACK',
+    callbackToken: token,
+    callbackStatus: status,
+    callbackData: data ?? undefined,
+  };
+  return resultReply(await input.engine.deliver(message as CallbackMessage));
+}
+
+/** `POST /events` content check: a CloudEvents content mode, UTF-8. @throws `HttpError` 415. */
+export function checkEventType(headers: IncomingHttpHeaders): void {
+  const mode = contentMode(headers);
+  if (mode === undefined) {
+    throw unsupported(
+      `POST /events takes CloudEvents: binary mode (ce-specversion and other ce-* headers), or content-type ${CE_JSON} or ${CE_BATCH_JSON}`,
+    );
+  }
+  if (mode !== 'binary') checkCharset(headers);
+}
+
+/**
+ * `POST /events`: one event (binary or structured mode) → its dispatch answer;
+ * a batch → `200` with a JSON array of per-event results, in order.
+ */
+export async function postEvents(input: RouteInput): Promise<Reply> {
+  const { engine, options, headers } = input;
+  const mode = contentMode(headers);
+  if (mode === 'binary') {
+    const raw =
+      'raw' in input.body ? input.body.raw : Buffer.from(JSON.stringify(input.body.parsed ?? null));
+    return dispatchEvent(engine, parseBinary(headers, raw, options.maxJsonDepth));
+  }
+  const value = json(input, 'request body');
+  if (mode === 'structured')
+    return dispatchEvent(engine, fromStructured(value, options.maxJsonDepth));
+  const entries = batchEntries(value, options.maxBatchEvents);
+  const results: Record<string, unknown>[] = [];
+  let retry = false;
+  // In order, one at a time: two events for one callback must apply in batch order.
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i];
+    let reply: Reply;
+    try {
+      reply = await dispatchEvent(
+        engine,
+        fromStructured(entry, options.maxJsonDepth, `events[${i}]: `),
+      );
+    } catch (err) {
+      reply = errorReply(err, options.retryAfterSeconds);
+    }
+    if (reply.statusCode === 503) retry = true;
+    const id =
+      typeof entry === 'object' && entry !== null ? (entry as { id?: unknown }).id : undefined;
+    results.push({
+      id: typeof id === 'string' ? id : null,
+      statusCode: reply.statusCode,
+      ...(reply.body as object),
+    });
+  }
+  return {
+    statusCode: 200,
+    body: results,
+    headers: retry ? { 'retry-after': String(options.retryAfterSeconds) } : {},
+  };
+}
+
+/**
+ * Routes one event to its callback and dispatches it. The callback is found by
+ * extension `callbacktoken`, else `callbackid` (instance-id correlation), else
+ * the anchors' `correlate` attributes; the status is extension
+ * `callbackstatus`, else the anchor's `eventTypes` entry for the event type.
+ */
+export async function dispatchEvent(engine: CallbackEngine, event: IncomingEvent): Promise<Reply> {
+  const ext = event.extensions;
+  let token: string | undefined;
+  if (ext.callbacktoken !== undefined) token = String(ext.callbacktoken);
+  else if (ext.callbackid !== undefined) token = engine.tokenOf(String(ext.callbackid));
+  else token = engine.correlate(ext);
+  // Unmatched: a notFound answer, still through the engine (counted; rejects once closed).
+  if (token === undefined) return notFound(await engine.get(''));
+  let status: string | undefined =
+    ext.callbackstatus === undefined ? undefined : String(ext.callbackstatus);
+  if (status === undefined) {
+    const anchor = decodeToken(token)?.anchor;
+    status = anchor === undefined ? undefined : engine.eventStatus(anchor, event.type);
+    if (status === undefined) {
+      const answer = await engine.get(token);
+      if (answer.status === 'notFound') return notFound(answer);
+      throw new InvalidMessageError(
+        `CloudEvent type ${JSON.stringify(event.type)} maps to no status: send extension attribute callbackstatus, or map the type in the anchor option eventTypes`,
+      );
+    }
+  }
+  const message = {
+    type: 'CALLBACK',
+    callbackToken: token,
+    callbackStatus: status,
+    callbackData: event.data ?? undefined,
+  };
+  return resultReply(await engine.deliver(message as CallbackMessage));
+}
+
+function notFound(answer: DispatchResult['answer']): Reply {
+  return resultReply({ answer, outcome: 'notFound' });
+}

@@ -1,0 +1,185 @@
+/**
+ * `serve()`: the Dispatch Callback Service as a standalone node:http server,
+ * with request timeouts, keep-alive and malformed-request answers set.
+ *
+ * @module
+ */
+
+import {
+  createServer,
+  STATUS_CODES,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { CallbackEngine } from '../engine.js';
+import { InvalidArgumentError } from '../errors.js';
+import { createDispatchHandler } from './handler.js';
+import { HTTP_DEFAULTS, type DispatchHandlerOptions } from './options.js';
+import type { ErrorBody } from './respond.js';
+
+/** How often `close()` looks for keep-alive connections that became idle. */
+const CLOSE_SWEEP_MS = 25;
+
+/** Options of {@link serve}: the handler's options plus the server's. */
+export interface ServeOptions extends DispatchHandlerOptions {
+  /** TCP port; `0` picks a free one. @default 0 */
+  port?: number;
+  /** Interface to listen on; `'0.0.0.0'` or `'::'` for all. @default '127.0.0.1' */
+  host?: string;
+  /** Longest time to receive a whole request (headers and body); 408 after. @default 30000 */
+  requestTimeoutMs?: number;
+  /** Longest time to receive the request headers; 408 after. Not above `requestTimeoutMs`. @default 10000 */
+  headersTimeoutMs?: number;
+  /**
+   * How long an idle keep-alive connection stays open. Behind a load balancer,
+   * set it above the balancer's idle timeout.
+   * @default 5000
+   */
+  keepAliveTimeoutMs?: number;
+  /** On `close()`, how long in-flight requests may finish before their connections are cut. @default 5000 */
+  closeTimeoutMs?: number;
+}
+
+/** A running standalone service. */
+export interface DispatchServer {
+  /** The base URL, e.g. `http://127.0.0.1:39123` (use it as the engine's `baseUrl`). */
+  readonly url: string;
+  /** The underlying node:http server. */
+  readonly server: Server;
+  /**
+   * Stops accepting connections, closes idle ones, lets in-flight requests
+   * finish (up to `closeTimeoutMs`), then resolves. Does not close the engine.
+   */
+  close(): Promise<void>;
+}
+
+function ms(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidArgumentError(
+      `options.${name} must be a non-negative integer of milliseconds (got ${typeof value === 'number' ? value : (JSON.stringify(value) ?? typeof value)})`,
+    );
+  }
+  return value;
+}
+
+/** Answers a request node:http could not parse, in the same JSON shape as every other error. */
+function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  // A response already under way on this socket cannot be followed by another.
+  const current = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || current?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  let status = 400;
+  let body: ErrorBody = { code: 'CBE_ERR_INVALID_MESSAGE', message: 'malformed HTTP request' };
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    status = 431;
+    body = { code: 'CBE_ERR_PAYLOAD_TOO_LARGE', message: 'request headers are too large' };
+  } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    status = 408;
+    body = { code: 'CBE_ERR_REQUEST_TIMEOUT', message: 'the request was not received in time' };
+  }
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+      `content-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+  );
+}
+
+/**
+ * Starts the Dispatch Callback Service as a standalone server.
+ *
+ * @param engine - the engine to dispatch to.
+ * @param options - port, host, timeouts, and every {@link DispatchHandlerOptions} option.
+ * @returns once listening: the URL and `close()`.
+ * @throws `InvalidArgumentError` (rejects) for an invalid option; the listen error if the port is taken.
+ * @example
+ * ```ts
+ * const service = await serve(engine, { port: 8080, host: '0.0.0.0', auth: { bearer: secret } });
+ * console.log(`callbacks at ${service.url}/callbacks`);
+ * await service.close();
+ * ```
+ */
+export async function serve(
+  engine: CallbackEngine,
+  options: ServeOptions = {},
+): Promise<DispatchServer> {
+  const {
+    port = 0,
+    host = '127.0.0.1',
+    requestTimeoutMs,
+    headersTimeoutMs,
+    keepAliveTimeoutMs,
+    closeTimeoutMs,
+    ...handlerOptions
+  } = options;
+  if (!Number.isSafeInteger(port) || port < 0 || port > 65_535) {
+    throw new InvalidArgumentError(
+      `options.port must be an integer from 0 to 65535 (got ${String(port)})`,
+    );
+  }
+  if (typeof host !== 'string' || host.length === 0) {
+    throw new InvalidArgumentError(`options.host must be a non-empty string (got ${String(host)})`);
+  }
+  const requestTimeout = ms('requestTimeoutMs', requestTimeoutMs, 30_000);
+  const headersTimeout = ms(
+    'headersTimeoutMs',
+    headersTimeoutMs,
+    Math.min(10_000, requestTimeout || 10_000),
+  );
+  if (requestTimeout > 0 && headersTimeout > requestTimeout) {
+    throw new InvalidArgumentError(
+      `options.headersTimeoutMs (${headersTimeout}) must not exceed options.requestTimeoutMs (${requestTimeout})`,
+    );
+  }
+  const keepAlive = ms('keepAliveTimeoutMs', keepAliveTimeoutMs, 5_000);
+  const grace = ms('closeTimeoutMs', closeTimeoutMs, 5_000);
+  const handler = createDispatchHandler(engine, handlerOptions);
+  const limit = handlerOptions.maxBodyBytes ?? HTTP_DEFAULTS.maxBodyBytes;
+
+  const server = createServer(
+    { requestTimeout, headersTimeout, keepAliveTimeout: keepAlive },
+    handler,
+  );
+  server.on('clientError', onClientError);
+  // `Expect: 100-continue`: only invite a body the limit allows; the handler answers 413 otherwise.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (!(Number(req.headers['content-length']) > limit)) res.writeContinue();
+    handler(req, res);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const hostPart = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${hostPart}:${address.port}`,
+    server,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.closeAllConnections(), grace);
+        timer.unref();
+        // A keep-alive connection whose last request finishes after close() began turns idle
+        // later; sweep idle connections until the server is down.
+        const sweep = setInterval(() => server.closeIdleConnections(), CLOSE_SWEEP_MS);
+        sweep.unref();
+        server.close(() => {
+          clearTimeout(timer);
+          clearInterval(sweep);
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,114 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDispatchHandler } from '../src/http/index.js';
+import { createCallbackEngine, type CallbackEngine } from '../src/index.js';
+import { withDashboard } from '../src/observe/dashboard.js';
+import { createMonitor, type Monitor } from '../src/observe/monitor.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+// CI installs Chromium (.ci/run), so there a missing browser is a failure, not a skip.
+const available = existsSync(CHROMIUM) || process.env.CI === 'true';
+
+let engine: CallbackEngine;
+let monitor: Monitor;
+let server: Server;
+let base: string;
+let browser: Browser;
+
+beforeAll(async () => {
+  engine = createCallbackEngine({ node: 'dash', secrets: ['dashboard-secret-0123456789'] });
+  engine.anchor('order', { next: { progress: (cb) => ({ last: cb.report.pct }) } });
+  monitor = createMonitor(engine, { tickMs: 100 });
+  server = createServer(withDashboard(createDispatchHandler(engine), monitor));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  if (available) browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await new Promise<void>((r) => server.close(() => r()));
+  server.closeAllConnections();
+  monitor.close();
+  await engine.close();
+});
+
+const post = (path: string, body: unknown) =>
+  fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+
+describe.skipIf(!available)('dashboard in headless Chromium', () => {
+  it('shows live counts per state, recent transitions and a callback history', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${base}/dashboard`);
+    await page.waitForSelector('#conn.live');
+    const count = (s: string) => page.textContent(`[data-count-for="${s}"]`);
+    expect(await count('create')).toBe('0');
+
+    // Drive callbacks over HTTP, as outside services would.
+    const cbs = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => engine.create('order', { data: { i } })),
+    );
+    await post(`/callbacks/${encodeURIComponent(cbs[0]!.token)}/progress`, { pct: 40 });
+    await post(`/callbacks/${encodeURIComponent(cbs[1]!.token)}/progress`, { pct: 10 });
+    await post('/callbacks', {
+      type: 'CALLBACK',
+      callbackToken: cbs[1]!.token,
+      callbackStatus: 'complete',
+      callbackData: {},
+    });
+    await post(`/callbacks/${encodeURIComponent(cbs[2]!.token)}/error`, {
+      message: 'card declined',
+    });
+
+    // The page updates from the SSE stream: wait for the DOM, not for time.
+    // Evaluated in the page (a string, so the test needs no DOM typings).
+    await page.waitForFunction(
+      `document.querySelector('[data-count-for="create"]')?.textContent === '2'`,
+    );
+    expect(await count('progress')).toBe('1');
+    expect(await count('complete')).toBe('1');
+    expect(await count('error')).toBe('1');
+    await page.waitForFunction(`document.querySelectorAll('#recent tr').length >= 4`);
+    expect(await page.textContent('#recent')).toContain('progress → complete');
+    expect(await page.textContent('#totals')).toMatch(/5\s*created/);
+
+    await page.fill('#q', cbs[0]!.token);
+    await page.click('#search button');
+    await page.waitForSelector('#history ol li');
+    const history = await page.textContent('#history');
+    expect(history).toContain(cbs[0]!.id);
+    expect(history).toContain('create → progress');
+
+    mkdirSync('test-results', { recursive: true });
+    await page.screenshot({ path: 'test-results/dashboard.png', fullPage: true });
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('serves the live diagram and refuses other methods', async () => {
+    const svg = await (await fetch(`${base}/dashboard/diagram.svg`)).text();
+    expect(svg).toContain('data-count-for="complete">1<');
+    expect((await fetch(`${base}/dashboard`, { method: 'POST' })).status).toBe(405);
+    expect((await fetch(`${base}/dashboard/callbacks/nope`)).status).toBe(404);
+    expect((await fetch(`${base}/dashboard/callbacks/%E0%A4%A`)).status).toBe(400);
+  });
+});
