@@ -29,3 +29,30 @@ describe('README examples run as shown', () => {
     );
   });
 });
+
+describe('README shows the real machine and a working HTTP service', () => {
+  it('the Mermaid diagram in the README is toMermaid() of the lifecycle machine', async () => {
+    const { toMermaid } = await import('../src/lifecycle/diagram.js');
+    const m = /<!-- diagram: mermaid -->\s*```mermaid\n([\s\S]*?)```/.exec(readme);
+    expect(m?.[1]).toBe(toMermaid());
+  });
+
+  it('the HTTP example in the README is examples/http-service.ts, and a callback URL report completes', () => {
+    const file = readFileSync(new URL('../examples/http-service.ts', import.meta.url), 'utf8');
+    expect(block('http-service').trim()).toBe(file.trim());
+    const port = String(20_000 + Math.floor(Math.random() * 20_000));
+    const out = execFileSync(
+      process.execPath,
+      ['--import', 'tsx', '--conditions=source', 'examples/http-service.ts'],
+      {
+        encoding: 'utf8',
+        timeout: 30_000,
+        env: { ...process.env, PORT: port },
+      },
+    );
+    expect(out).toContain(`dashboard: http://127.0.0.1:${port}/dashboard`);
+    expect(out).toMatch(
+      /^200 \{"status":"complete","token":"[\w-]+","data":\{"orderId":7,"amount":42,"paid":42\}\}$/m,
+    );
+  });
+});
