@@ -210,6 +210,7 @@ class Engine implements CallbackEngine {
   readonly #listeners = new Set<(event: EngineEvent) => void>();
   readonly #stats = new Stats();
   #seq = 0;
+  #recencyTick = 0;
   #closed = false;
   readonly #inspectors = new Set<XStateInspector>();
   /** Passed to createActor only while inspectors are attached (no cost otherwise). */
@@ -979,7 +980,9 @@ class Engine implements CallbackEngine {
   #activate(rt: CallbackRuntime): Actor<LifecycleMachine> {
     const live = rt.actor;
     if (live) {
-      this.#liveActors.get(rt.record.id); // bump recency
+      // Sampled recency (approximate LRU, as Redis does): a busy callback is still bumped often,
+      // and most reports skip the cache's bookkeeping.
+      if ((++this.#recencyTick & 7) === 0) this.#liveActors.get(rt.record.id);
       return live;
     }
     const { status, data } = rt.record;
