@@ -1,28 +1,16 @@
 import { createHmac } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { CallbackEngine, CreatedCallback } from '../src/index.js';
-import { serve, type DispatchHandlerOptions, type DispatchServer } from '../src/http/index.js';
-import { makeEngine } from './helpers/engine.js';
+import { describe, expect, it } from 'vitest';
+import type { CreatedCallback } from '../src/index.js';
+import type { DispatchHandlerOptions } from '../src/http/index.js';
+import { jsonOf, serviceFixture } from './helpers/http.js';
 
-/** A JSON response body, for reading its fields. */
-const jsonOf = async (r: Response) => (await r.json()) as Record<string, unknown>;
-
-let engine: CallbackEngine | undefined;
-let service: DispatchServer | undefined;
-
-afterEach(async () => {
-  await service?.close();
-  await engine?.close();
-  engine = service = undefined;
-});
+const fx = serviceFixture();
 
 async function start(
   options: DispatchHandlerOptions,
 ): Promise<{ cb: CreatedCallback; url: string }> {
-  ({ engine } = makeEngine());
-  engine.anchor('job');
-  service = await serve(engine, options);
-  return { cb: await engine.create('job'), url: service.url };
+  const { engine, url } = await fx.start((e) => e.anchor('job'), options);
+  return { cb: await engine.create('job'), url };
 }
 
 const sign = (secret: string, body: string) =>
@@ -52,7 +40,7 @@ describe('bearer auth', () => {
     expect(r.headers.get('www-authenticate')).toMatch(/error="invalid_token"/);
     r = await post({ authorization: 'Basic current-token' });
     expect(r.status).toBe(401);
-    expect((await engine!.get(cb.token)).status).toBe('create');
+    expect((await fx.engine.get(cb.token)).status).toBe('create');
 
     r = await post({ authorization: 'Bearer current-token' });
     expect(r.status).toBe(200);
@@ -94,7 +82,7 @@ describe('HMAC signature auth', () => {
     expect(r.status).toBe(401);
     r = await post({ 'x-callback-signature': 'sha256=zz' });
     expect(r.status).toBe(401);
-    expect((await engine!.get(cb.token)).status).toBe('create');
+    expect((await fx.engine.get(cb.token)).status).toBe('create');
 
     r = await post({ 'x-callback-signature': sign('new-secret', body) });
     expect(r.status).toBe(200);

@@ -1,33 +1,21 @@
 import { CloudEvent, emitterFor, httpTransport, HTTP, Mode, type Message } from 'cloudevents';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { CallbackEngine } from '../src/index.js';
-import { serve, type DispatchServer } from '../src/http/index.js';
-import { makeEngine } from './helpers/engine.js';
+import { jsonOf, serviceFixture } from './helpers/http.js';
 
-/** A JSON response body, for reading its fields. */
-const jsonOf = async (r: Response) => (await r.json()) as Record<string, unknown>;
+const fx = serviceFixture();
 
-let engine: CallbackEngine | undefined;
-let service: DispatchServer | undefined;
-
-afterEach(async () => {
-  await service?.close();
-  await engine?.close();
-  engine = service = undefined;
-});
-
-async function start(): Promise<{ engine: CallbackEngine; url: string }> {
-  ({ engine } = makeEngine());
-  engine.anchor('job');
-  engine.anchor('order', {
-    correlate: ['orderId', 'region'],
-    eventTypes: {
-      'com.example.order.shipped': 'progress',
-      'com.example.order.delivered': 'complete',
-    },
+function start(): Promise<{ engine: CallbackEngine; url: string }> {
+  return fx.start((engine) => {
+    engine.anchor('job');
+    engine.anchor('order', {
+      correlate: ['orderId', 'region'],
+      eventTypes: {
+        'com.example.order.shipped': 'progress',
+        'com.example.order.delivered': 'complete',
+      },
+    });
   });
-  service = await serve(engine);
-  return { engine, url: service.url };
 }
 
 /** Sends an SDK-encoded message with fetch, to see the status code (the SDK transport hides it). */
@@ -180,10 +168,9 @@ describe('POST /events: batch mode and malformed events', () => {
   });
 
   it('refuses a batch that is not an array or holds too many events', async () => {
-    ({ engine } = makeEngine());
-    service = await serve(engine, { maxBatchEvents: 2 });
+    const { url } = await fx.start(() => {}, { maxBatchEvents: 2 });
     const post = (body: unknown) =>
-      fetch(`${service!.url}/events`, {
+      fetch(`${url}/events`, {
         method: 'POST',
         headers: { 'content-type': 'application/cloudevents-batch+json' },
         body: JSON.stringify(body),

@@ -1,29 +1,15 @@
 import { request, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { CallbackEngine } from '../src/index.js';
-import { serve, type DispatchServer } from '../src/http/index.js';
-import { makeEngine } from './helpers/engine.js';
+import { describe, expect, it } from 'vitest';
+import { jsonOf, serviceFixture } from './helpers/http.js';
 
-/** A JSON response body, for reading its fields. */
-const jsonOf = async (r: Response) => (await r.json()) as Record<string, unknown>;
-
-let engine: CallbackEngine | undefined;
-let service: DispatchServer | undefined;
-
-afterEach(async () => {
-  await service?.close();
-  await engine?.close();
-  engine = service = undefined;
-});
+const fx = serviceFixture();
 
 const LIMIT = 4096;
 
 async function start(): Promise<URL> {
-  ({ engine } = makeEngine());
-  engine.anchor('job');
-  service = await serve(engine, { maxBodyBytes: LIMIT });
-  return new URL(service.url);
+  const { url } = await fx.start((e) => e.anchor('job'), { maxBodyBytes: LIMIT });
+  return new URL(url);
 }
 
 interface Outcome {
@@ -82,7 +68,7 @@ describe('body limit', () => {
   it('refuses a chunked body over the limit while streaming, without reading it all, and closes the connection', async () => {
     const url = await start();
     let serverRead = 0;
-    service!.server.on('request', (req: IncomingMessage, res) => {
+    fx.service.server.on('request', (req: IncomingMessage, res) => {
       res.on('finish', () => (serverRead = req.socket.bytesRead));
     });
     const total = 256 * 1024 * 1024;
@@ -98,7 +84,7 @@ describe('body limit', () => {
 
   it('refuses a declared content-length over the limit before reading, and accepts one at the limit', async () => {
     const url = await start();
-    const cb = await engine!.create('job');
+    const cb = await fx.engine.create('job');
     let r = await fetch(`${url.origin}/callbacks`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -190,19 +176,22 @@ describe('close()', () => {
     const gate = new Promise<void>((resolve) => (release = resolve));
     let stepStarted!: () => void;
     const started = new Promise<void>((resolve) => (stepStarted = resolve));
-    ({ engine } = makeEngine());
-    engine.anchor('job', {
-      next: {
-        progress: async () => {
-          stepStarted();
-          await gate;
-          return { done: true };
-        },
-      },
-    });
+    const { engine } = await fx.start(
+      (e) =>
+        e.anchor('job', {
+          next: {
+            progress: async () => {
+              stepStarted();
+              await gate;
+              return { done: true };
+            },
+          },
+        }),
+      // A grace far beyond the test timeout: close() must not depend on it.
+      { closeTimeoutMs: 120_000 },
+    );
+    const service = fx.service;
     const cb = await engine.create('job');
-    // A grace far beyond the test timeout: close() must not depend on it.
-    service = await serve(engine, { closeTimeoutMs: 120_000 });
     const answer = fetch(`${service.url}/callbacks/${cb.token}/progress`, { method: 'POST' });
     await started;
     const closed = service.close();
