@@ -1,0 +1,43 @@
+/**
+ * The engine's worker pool, loaded on the first worker step so that the root
+ * import (and engines without worker steps) never load piscina.
+ *
+ * @module
+ */
+
+import type { ResolvedEngineOptions } from '../options.js';
+import type { StepInput, StepOutput } from '../types.js';
+import type { StepRunner, WorkerStep } from './worker-step.js';
+
+/** A {@link StepRunner} created on first use. */
+export class LazyPool {
+  readonly #options: ResolvedEngineOptions['pool'];
+  #loading: Promise<StepRunner> | undefined;
+  #ready: StepRunner | undefined;
+
+  constructor(options: ResolvedEngineOptions['pool']) {
+    this.#options = options;
+  }
+
+  /** Whether the pool's queue is full (never, before it was loaded). */
+  get saturated(): boolean {
+    return this.#ready?.saturated ?? false;
+  }
+
+  /** Runs a worker step with the structured-cloneable part of the step input. */
+  run(step: WorkerStep, input: StepInput, signal: AbortSignal): Promise<StepOutput> {
+    const { status, token, id, data, report, parentToken, attributes } = input;
+    const cloned = { status, token, id, data, report, parentToken, attributes };
+    // Once loaded, call the pool in the same tick, so `saturated` counts every task at once.
+    if (this.#ready) return this.#ready.run(step, cloned, signal);
+    this.#loading ??= import('./worker-pool.js').then(
+      (m) => (this.#ready = m.createWorkerPool(this.#options)),
+    );
+    return this.#loading.then((pool) => pool.run(step, cloned, signal));
+  }
+
+  /** Drains or destroys the pool, if it was ever loaded. */
+  async close(): Promise<void> {
+    if (this.#loading) await (await this.#loading).close();
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * Paging through callbacks for {@link CallbackEngine.list}: filters, creation
+ * order, opaque cursors.
+ *
+ * @module
+ */
+
+import { InvalidArgumentError } from '../errors.js';
+import type { CallbackStatus } from '../lifecycle/statuses.js';
+import type { ListedCallback, ListPage } from '../types.js';
+import type { CallbackRecord } from './record.js';
+
+/** Filters and paging of `engine.list()`. */
+export interface ListOptions {
+  status?: CallbackStatus | readonly CallbackStatus[];
+  anchor?: string;
+  /** Callbacks carrying all of these tags. */
+  tags?: readonly string[];
+  /** The `cursor` of the previous page. */
+  cursor?: string;
+  /** Page size, 1-1000. @default 100 */
+  limit?: number;
+}
+
+/**
+ * One page of the records matching `options`, in creation order.
+ * @throws {@link InvalidArgumentError} for a bad `limit` or `cursor`.
+ */
+export function listCallbacks(
+  sources: readonly Iterable<CallbackRecord>[],
+  options: ListOptions,
+): ListPage {
+  const limit = options.limit ?? 100;
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) {
+    throw new InvalidArgumentError(
+      `options.limit must be an integer from 1 to 1000 (got ${String(limit)})`,
+    );
+  }
+  let after = -1;
+  if (options.cursor !== undefined) {
+    after = Number.parseInt(String(options.cursor), 36);
+    if (!/^[0-9a-z]{1,12}$/.test(String(options.cursor)) || Number.isNaN(after)) {
+      throw new InvalidArgumentError(
+        `options.cursor is not a cursor from a previous page (got ${JSON.stringify(options.cursor)})`,
+      );
+    }
+  }
+  const statuses =
+    options.status === undefined ? undefined : new Set<string>([options.status].flat());
+  const tags = options.tags ?? [];
+  const matches: CallbackRecord[] = [];
+  for (const source of sources) {
+    for (const r of source) {
+      if (r.seq <= after) continue;
+      if (statuses && !statuses.has(r.status)) continue;
+      if (options.anchor !== undefined && r.anchor !== options.anchor) continue;
+      if (!tags.every((t) => r.tags.includes(t))) continue;
+      matches.push(r);
+    }
+  }
+  matches.sort((a, b) => a.seq - b.seq);
+  const page = matches.slice(0, limit);
+  const items: ListedCallback[] = page.map((r) => ({
+    id: r.id,
+    token: r.token,
+    anchor: r.anchor,
+    status: r.status,
+    tags: r.tags,
+    createdAt: r.createdAt,
+    data: r.data.value,
+  }));
+  const last = page.at(-1);
+  return matches.length > limit && last ? { items, cursor: last.seq.toString(36) } : { items };
+}

@@ -1,0 +1,453 @@
+/**
+ * Works through each callback's mailbox: jobs one at a time in arrival order,
+ * each report sent to the callback's actor, the anchor's step run (in-process
+ * or on the worker pool) and its output merged before the next job starts.
+ * Terminal transitions (complete, error, cancel, timeout, orphan) jump the
+ * queue and orphan the callback's active subtree.
+ *
+ * @module
+ */
+
+import { Answer, buildAttributes, notFoundAnswer } from '../answer.js';
+import { canonicalJson, DataVersion, EMPTY_DATA, ingestData, type CallbackData } from '../data.js';
+import { EngineClosedError, toError } from '../errors.js';
+import { STATUS_EVENT, statusOf } from '../lifecycle/machine.js';
+import {
+  isTerminal,
+  lookupStep,
+  type CallbackStatus,
+  type TerminalStatus,
+} from '../lifecycle/statuses.js';
+import type { ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
+import { LazyPool } from '../pool/lazy-pool.js';
+import { isWorkerStep } from '../pool/worker-step.js';
+import { decodeToken } from '../token.js';
+import type { DispatchResult, StepInput, StepOutput } from '../types.js';
+import { LazyAbort, type CallbackRuntime, type Follower, type Job } from './callback-runtime.js';
+import { warn, type EventHub } from './event-hub.js';
+import type { CallbackRecord } from './record.js';
+import type { CallbackRegistry } from './registry.js';
+import type { Stats } from './stats.js';
+
+const isPromiseLike = (v: unknown): v is PromiseLike<unknown> =>
+  typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+
+/** What the processor needs from the engine. */
+export interface ProcessorDeps {
+  readonly options: ResolvedEngineOptions;
+  readonly anchors: ReadonlyMap<string, ResolvedAnchor>;
+  readonly registry: CallbackRegistry;
+  readonly stats: Stats;
+  readonly events: EventHub;
+}
+
+/** Applies jobs to callbacks, one at a time per callback. */
+export class MailboxProcessor {
+  readonly #o: ResolvedEngineOptions;
+  readonly #anchors: ReadonlyMap<string, ResolvedAnchor>;
+  readonly #registry: CallbackRegistry;
+  readonly #stats: Stats;
+  readonly #events: EventHub;
+  /** The worker pool, loaded on the first worker step so the root import stays light. */
+  readonly #pool: LazyPool;
+  #closed = false;
+
+  constructor(deps: ProcessorDeps) {
+    this.#o = deps.options;
+    this.#anchors = deps.anchors;
+    this.#registry = deps.registry;
+    this.#stats = deps.stats;
+    this.#events = deps.events;
+    this.#pool = new LazyPool(deps.options.pool);
+  }
+
+  /** Whether a report with `status` would run a worker step while the pool's queue is full. */
+  wouldSaturate(rt: CallbackRuntime, status: CallbackStatus): boolean {
+    return (
+      this.#pool.saturated &&
+      isWorkerStep(lookupStep(this.#anchors.get(rt.record.anchor)!.next, status))
+    );
+  }
+
+  /** Appends a job to a callback's mailbox and works through it if the callback is idle. */
+  enqueue(rt: CallbackRuntime, job: Job): void {
+    rt.push(job);
+    if (!rt.busy) this.#drain(rt);
+  }
+
+  // ---- answers ------------------------------------------------------------------------------
+
+  /** The answer for a callback as it is now. */
+  answer(record: CallbackRecord): Answer {
+    const anchor = this.#anchors.get(record.anchor);
+    return new Answer(
+      record.status,
+      record.token,
+      record.data,
+      anchor?.attributes,
+      record.id,
+      record.parentToken,
+    );
+  }
+
+  /** Answer to a report reaching a terminal callback: a replay of its terminal report, or a conflict. */
+  settledAnswer(
+    record: CallbackRecord,
+    status: CallbackStatus,
+    data: CallbackData,
+  ): DispatchResult {
+    const replay = status === record.status && record.terminalReport === canonicalJson(data);
+    return { answer: this.answer(record), outcome: replay ? 'replayed' : 'conflict' };
+  }
+
+  /** A signed token whose record is gone (or unknown): resume the anchor on `notFound`. */
+  notFound(
+    token: string,
+    anchorName: string | undefined,
+    reported: string,
+  ): Promise<DispatchResult> {
+    // Malformed and forged tokens were reported as `rejected`; a signed one whose record is gone is a dispatch.
+    if (anchorName !== undefined) {
+      this.#events.emitRaw({
+        type: 'dispatched',
+        at: this.#o.clock.now(),
+        anchor: anchorName,
+        reported,
+        outcome: 'notFound',
+        status: 'notFound',
+      });
+    }
+    const anchor = anchorName === undefined ? undefined : this.#anchors.get(anchorName);
+    const step = anchor && lookupStep(anchor.next, 'notFound');
+    const answer = notFoundAnswer(token);
+    if (!step || !anchor) return Promise.resolve({ answer, outcome: 'notFound' });
+    const input: StepInput = {
+      status: 'notFound',
+      token,
+      id: decodeToken(token)?.id ?? '',
+      data: answer.data,
+      report: EMPTY_DATA,
+      parentToken: undefined,
+      attributes: buildAttributes(
+        anchor.attributes,
+        'notFound',
+        token,
+        undefined,
+        answer.data,
+        undefined,
+      ),
+      signal: new AbortController().signal,
+    };
+    return Promise.resolve()
+      .then(() => (isWorkerStep(step) ? this.#pool.run(step, input, input.signal) : step(input)))
+      .then(
+        (out) => ({
+          answer: new Answer(
+            'notFound',
+            token,
+            DataVersion.of(this.#safeIngest(out) ?? EMPTY_DATA),
+            anchor.attributes,
+          ),
+          outcome: 'notFound' as const,
+        }),
+        () => ({ answer, outcome: 'notFound' as const }),
+      );
+  }
+
+  #safeIngest(out: StepOutput): CallbackData | undefined {
+    try {
+      return out ? ingestData('step output', out, this.#o.maxDataBytes) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  // ---- the mailbox --------------------------------------------------------------------------
+
+  /** Processes jobs one at a time; pauses while a step is pending and resumes when it settles. */
+  #drain(rt: CallbackRuntime): void {
+    rt.busy = true;
+    for (let job = rt.shift(); job; job = rt.shift()) {
+      let pending: Promise<void> | undefined;
+      try {
+        pending = this.#process(rt, job);
+      } catch (err) {
+        for (const f of job.followers) f.reject(toError(err));
+      }
+      if (pending) {
+        rt.stepPromise = pending;
+        const next = () => {
+          rt.stepPromise = undefined;
+          if (!this.#closed) this.#drain(rt);
+        };
+        pending.then(next, (err: unknown) => {
+          warn(err);
+          next();
+        });
+        return;
+      }
+    }
+    rt.busy = false;
+    if (rt.finalized && !this.#closed) this.#registry.retire(rt);
+    else if (rt.evictPending) this.#registry.passivate(rt);
+  }
+
+  #process(rt: CallbackRuntime, job: Job): Promise<void> | undefined {
+    const record = rt.record;
+    if (job.kind === 'terminal')
+      return this.#runStep(rt, job.status, job, () => this.#finalize(rt, job));
+    if (job.kind === 'create')
+      return this.#runStep(rt, 'create', job, () => this.#answerJob(rt, job));
+    if (job.kind === 'read') return void this.#answerJob(rt, job);
+    if (isTerminal(record.status)) {
+      const result = this.settledAnswer(record, job.status, job.data);
+      for (const f of job.followers) f.resolve(result);
+      this.#events.emit('dispatched', record, { reported: job.status, outcome: result.outcome });
+      return undefined;
+    }
+    if (isTerminal(job.status)) {
+      // complete / error: the transition jumps to the front; this report is answered after its step.
+      this.#events.emit('dispatched', record, { reported: job.status, outcome: 'applied' });
+      this.end(rt, job.status, job.data, job.followers);
+      return undefined;
+    }
+    const from = record.status;
+    const actor = this.#registry.activate(rt);
+    actor.send({ type: STATUS_EVENT[job.status as keyof typeof STATUS_EVENT], data: job.data });
+    const snapshot = actor.getSnapshot();
+    const to = statusOf(snapshot.value);
+    const applied = to !== from || job.status === 'progress';
+    this.#events.emit('dispatched', record, {
+      reported: job.status,
+      outcome: applied ? 'applied' : 'ignored',
+    });
+    if (!applied) {
+      const result: DispatchResult = { answer: this.answer(record), outcome: 'ignored' };
+      for (const f of job.followers) f.resolve(result);
+      return undefined;
+    }
+    this.#setStatus(rt, to, snapshot.context.data);
+    return this.#runStep(rt, to, job, () => this.#answerJob(rt, job));
+  }
+
+  #answerJob(rt: CallbackRuntime, job: Job): void {
+    const answer = this.answer(rt.record);
+    for (const f of job.followers) f.resolve({ answer, outcome: f.outcome });
+  }
+
+  // ---- steps --------------------------------------------------------------------------------
+
+  /**
+   * Runs the anchor's step for `status` (if any), merges its output, then calls `done`.
+   * Returns a promise only when the step is asynchronous.
+   */
+  #runStep(
+    rt: CallbackRuntime,
+    status: CallbackStatus,
+    job: Job,
+    done: () => void,
+  ): Promise<void> | undefined {
+    const anchor = this.#anchors.get(rt.record.anchor)!;
+    const step = lookupStep(anchor.next, status);
+    if (!step) return void done();
+    const abort = new LazyAbort();
+    rt.step = { status, abort, onPool: isWorkerStep(step) };
+    const record = rt.record;
+    const version = record.data;
+    const input: StepInput = {
+      status,
+      token: record.token,
+      id: record.id,
+      get data() {
+        return version.value;
+      },
+      report: job.data,
+      parentToken: record.parentToken,
+      get attributes() {
+        return buildAttributes(
+          anchor.attributes,
+          record.status,
+          record.token,
+          record.id,
+          version.value,
+          record.parentToken,
+        );
+      },
+      get signal() {
+        return abort.signal;
+      },
+    };
+    const settle = (ok: boolean, value: unknown) => {
+      rt.step = undefined;
+      if (ok) this.#stepDone(rt, status, value as StepOutput, job, done);
+      else this.#stepFailed(rt, status, value, job, done);
+    };
+    let out: StepOutput | Promise<StepOutput>;
+    try {
+      out = isWorkerStep(step) ? this.#pool.run(step, input, abort.signal) : step(input);
+    } catch (err) {
+      return void settle(false, err);
+    }
+    if (!isPromiseLike(out)) return void settle(true, out);
+    return Promise.resolve(out).then(
+      (v) => settle(true, v),
+      (e: unknown) => settle(false, e),
+    );
+  }
+
+  #stepDone(
+    rt: CallbackRuntime,
+    status: CallbackStatus,
+    out: StepOutput,
+    job: Job,
+    done: () => void,
+  ): void {
+    const record = rt.record;
+    // A step preempted by cancel/timeout/orphan: its output no longer applies.
+    if (isTerminal(record.status) && !isTerminal(status)) return void done();
+    if (out !== undefined && out !== null) {
+      let data: CallbackData;
+      try {
+        data = ingestData(`output of the "${status}" step`, out, this.#o.maxDataBytes);
+      } catch (err) {
+        return this.#stepFailed(rt, status, err, job, done);
+      }
+      if (isTerminal(record.status)) {
+        // The actor is done once final; the record carries the terminal step's output.
+        record.data = record.data.with(data);
+      } else {
+        const actor = this.#registry.activate(rt);
+        actor.send({ type: 'MERGE', data });
+        record.data = actor.getSnapshot().context.data;
+      }
+    }
+    done();
+  }
+
+  #stepFailed(
+    rt: CallbackRuntime,
+    status: CallbackStatus,
+    err: unknown,
+    job: Job,
+    done: () => void,
+  ): void {
+    if (this.#closed) {
+      const closed = new EngineClosedError();
+      for (const f of job.followers.splice(0)) f.reject(closed);
+      return void done();
+    }
+    // A step aborted because cancel/timeout/orphan preempted it did not fail.
+    if (isTerminal(rt.record.status) && !isTerminal(status)) return void done();
+    const message = toError(err).message;
+    this.#stats.stepFailures++;
+    this.#events.emit('stepFailed', rt.record, { message, reported: status });
+    if (isTerminal(rt.record.status)) return void done();
+    // The callback moves to error; this job's followers are answered after the error step.
+    this.end(rt, 'error', { message }, job.followers.splice(0));
+    done();
+  }
+
+  // ---- terminal transitions -----------------------------------------------------------------
+
+  /**
+   * Moves an active callback to a terminal status at once: the transition is applied now, a
+   * running step is aborted, timers stop, active children are orphaned, and a terminal job
+   * (terminal step, then finalize) goes to the front of the mailbox; `followers` get its answer.
+   */
+  end(
+    rt: CallbackRuntime,
+    status: TerminalStatus,
+    data: CallbackData,
+    followers: Follower[],
+  ): void {
+    this.#applyTerminal(rt, status, data, followers);
+    // Orphan the whole subtree iteratively: deep trees must not grow the stack.
+    const ended = [rt];
+    for (let i = 0; i < ended.length; i++) {
+      const parent = ended[i]!;
+      for (const childId of parent.record.children ?? []) {
+        const child = this.#registry.runtime(childId);
+        if (!child || isTerminal(child.record.status)) continue;
+        this.#applyTerminal(
+          child,
+          'orphan',
+          { reason: 'parent-inactive', parentStatus: parent.record.status },
+          [],
+        );
+        ended.push(child);
+      }
+    }
+    for (const r of ended) if (!r.busy && !this.#closed) this.#drain(r);
+  }
+
+  #applyTerminal(
+    rt: CallbackRuntime,
+    status: TerminalStatus,
+    data: CallbackData,
+    followers: Follower[],
+  ): void {
+    const record = rt.record;
+    const actor = this.#registry.activate(rt);
+    actor.send({ type: STATUS_EVENT[status], data });
+    this.#setStatus(rt, status, actor.getSnapshot().context.data);
+    record.terminalReport = canonicalJson(data);
+    this.#registry.stopTimers(rt);
+    if (status === 'timeout') {
+      this.#stats.timedOut++;
+      this.#events.emit('timedOut', record, {
+        reason: typeof data.reason === 'string' ? data.reason : 'deadline',
+      });
+    } else if (status === 'orphan') {
+      this.#stats.orphaned++;
+      this.#events.emit('orphaned', record, undefined);
+    }
+    const running = rt.step;
+    if (running && !isTerminal(running.status)) {
+      const reason = new Error(`callback ended with status "${status}"`);
+      reason.name = 'AbortError';
+      running.abort.abort(reason);
+    }
+    rt.pushFront({ kind: 'terminal', status, data, followers });
+  }
+
+  #finalize(rt: CallbackRuntime, job: Job): void {
+    rt.finalized = true;
+    this.#registry.passivate(rt);
+    this.#answerJob(rt, job);
+    const waiters = rt.waiters;
+    rt.waiters = undefined;
+    if (waiters) this.#answerJob(rt, { ...job, followers: waiters });
+  }
+
+  #setStatus(rt: CallbackRuntime, to: CallbackStatus, data: DataVersion): void {
+    const record = rt.record;
+    const from = record.status;
+    record.data = data;
+    if (from === to) return;
+    record.status = to;
+    this.#stats.move(record.anchor, from, to);
+    this.#events.emit('transitioned', record, { from });
+  }
+
+  // ---- shutdown -----------------------------------------------------------------------------
+
+  /**
+   * Stops processing: every running step is aborted (pool steps are let finish when the pool
+   * drains on close), every queued job and waiter rejected with {@link EngineClosedError}; resolves
+   * once in-flight steps settled and the pool closed.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const closed = new EngineClosedError();
+    const inFlight: Promise<unknown>[] = [];
+    for (const rt of this.#registry.runtimes()) {
+      if (!(this.#o.pool.close === 'drain' && rt.step?.onPool)) rt.step?.abort.abort(closed);
+      if (rt.stepPromise) inFlight.push(rt.stepPromise);
+      for (const job of rt.drainAll()) for (const f of job.followers) f.reject(closed);
+      for (const w of rt.waiters ?? []) w.reject(closed);
+      rt.waiters = undefined;
+    }
+    await Promise.allSettled(inFlight);
+    await this.#pool.close();
+  }
+}
