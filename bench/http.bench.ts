@@ -26,7 +26,7 @@ import autocannon from 'autocannon';
 import type * as HttpModule from '../src/http/index.js';
 import type * as CoreModule from '../src/index.js';
 import type { CallbackEngine, CallbackMessage } from '../src/index.js';
-import { check, writeResults } from './lib.js';
+import { check, writeResults, writeResultsSection } from './lib.js';
 
 type Target = 'floor' | 'ours' | 'stub';
 
@@ -293,8 +293,10 @@ async function main(): Promise<void> {
     ratio: { mean: mean(ratios), min: Math.min(...ratios) },
     goal: GOAL,
   };
-  console.log('| target | req/s (mean) | server CPU µs/req (mean) | of which kernel |');
-  console.log('|---|---:|---:|---:|');
+  const table = [
+    '| target | req/s (mean) | server CPU µs/req (mean) | of which kernel |',
+    '|---|---:|---:|---:|',
+  ];
   const names: Record<Target, string> = {
     floor: 'bare node:http + JSON.parse (floor)',
     ours: 'serve(engine)',
@@ -304,13 +306,19 @@ async function main(): Promise<void> {
     const rps = mean(rows.map((r) => r[t.target]!.rps));
     const cpu = mean(rows.map((r) => r[t.target]!.cpuUs));
     const sys = mean(rows.map((r) => r[t.target]!.sysUs));
-    console.log(
+    table.push(
       `| ${names[t.target]} | ${Math.round(rps).toLocaleString('en-US')} | ${cpu.toFixed(0)} | ${sys.toFixed(0)} |`,
     );
   }
-  console.log(
-    `ratio to the floor: mean ${summary.ratio.mean.toFixed(2)}, min ${summary.ratio.min.toFixed(2)} (goal ≥ ${GOAL})`,
-  );
+  const verdict = `Ratio to the floor: mean ${summary.ratio.mean.toFixed(2)}, min ${summary.ratio.min.toFixed(2)} (goal ≥ ${GOAL}).`;
+  for (const line of [...table, verdict]) console.log(line);
+  writeResultsSection('http', 'HTTP service (issue 4)', 'bench/http.bench.ts', [
+    `autocannon, ${summary.config.connections} connections, ${rounds} rounds of ${duration} s per target (order alternating), ${pending} pending callbacks, ${summary.config.code}; workload: ${summary.workload}. Server CPU per request from the server process's \`process.cpuUsage()\`.`,
+    '',
+    ...table,
+    '',
+    verdict,
+  ]);
   writeResults(RESULTS, 'http', summary);
 }
 

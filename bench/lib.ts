@@ -63,15 +63,56 @@ export async function compare(
 }
 
 /** Prints rows as an aligned table. */
-export function printRows(rows: Row[]): void {
+export function printRows(rows: Row[]): string[] {
   const fmt = (n: number) =>
     n >= 1000 ? `${Math.round(n).toLocaleString('en-US')}` : n.toFixed(1);
-  console.log('| workload | alternative | ops/s | ratio to reference | ±% |');
-  console.log('|---|---|---:|---:|---:|');
-  for (const r of rows)
-    console.log(
-      `| ${r.group} | ${r.name} | ${fmt(r.opsPerSec)} | ${r.ratio.toFixed(2)}× ${r.reference} | ${r.rme.toFixed(1)} |`,
-    );
+  const lines = [
+    '| workload | alternative | ops/s | ratio to reference | ±% |',
+    '|---|---|---:|---:|---:|',
+    ...rows.map(
+      (r) =>
+        `| ${r.group} | ${r.name} | ${fmt(r.opsPerSec)} | ${r.ratio.toFixed(2)}× ${r.reference} | ${r.rme.toFixed(1)} |`,
+    ),
+  ];
+  for (const line of lines) console.log(line);
+  return lines;
+}
+
+/**
+ * Writes (or replaces) one standalone benchmark's section of bench/RESULTS.md, after the block
+ * `npm run bench` generates (which keeps everything below its end marker).
+ */
+export function writeResultsSection(
+  name: string,
+  title: string,
+  script: string,
+  lines: string[],
+): void {
+  const file = 'bench/RESULTS.md';
+  const begin = `<!-- begin ${name} -->`;
+  const end = `<!-- end ${name} -->`;
+  const args = process.argv.slice(2).join(' ');
+  const m = machine();
+  const body = [
+    begin,
+    '',
+    `## ${title}`,
+    '',
+    `Command: \`npx tsx ${script}${args ? ` ${args}` : ''}\`. Machine: ${m.cpus} × ${String(m.cpu).split(' ').slice(0, 2).join(' ')}, ${m.memGiB} GiB, ${m.platform}, Node ${m.node}. Date: ${new Date().toISOString().slice(0, 10)}.`,
+    '',
+    ...lines,
+    '',
+    end,
+  ].join('\n');
+  const previous = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const at = previous.indexOf(begin);
+  const until = previous.indexOf(end);
+  const next =
+    at >= 0 && until > at
+      ? `${previous.slice(0, at)}${body}${previous.slice(until + end.length)}`
+      : `${previous.trimEnd()}\n\n${body}\n`;
+  writeFileSync(file, next);
+  console.log(`wrote the "${title}" section of ${file}`);
 }
 
 /** Machine facts recorded beside results. */

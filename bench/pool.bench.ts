@@ -23,7 +23,7 @@ import {
   type WorkerStepInput,
 } from '../src/index.js';
 import { createWorkerPool } from '../src/pool/worker-pool.js';
-import { check, compare, machine, printRows, type Row } from './lib.js';
+import { check, compare, machine, printRows, writeResultsSection, type Row } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -166,7 +166,7 @@ const groups: [string, 'bump' | 'burn', number][] = [
 for (const [label, step, batch] of groups) {
   rows.push(...(await compare(label, alternatives(step, batch), { timeMs: TIME })));
 }
-printRows(rows);
+const table = printRows(rows);
 
 /** Time per report (µs) of one alternative in one workload. */
 const usPerOp = (group: string, name: string) =>
@@ -185,11 +185,18 @@ const summary = groups.map(([group]) => {
     engineOverheadUs: enginePool - floor,
   };
 });
-for (const s of summary) {
-  console.log(
-    `${s.workload}: engine worker step ${s.engineWorkerUs.toFixed(1)} µs/report = ${s.engineOverFloor.toFixed(2)}× raw piscina run() (${s.floorUs.toFixed(1)} µs; +${s.engineOverheadUs.toFixed(1)} µs), in-process ${s.engineInProcessUs.toFixed(1)} µs`,
-  );
-}
+const summaryLines = summary.map(
+  (s) =>
+    `- ${s.workload}: engine worker step ${s.engineWorkerUs.toFixed(1)} µs/report = ${s.engineOverFloor.toFixed(2)}× raw piscina run() (${s.floorUs.toFixed(1)} µs; +${s.engineOverheadUs.toFixed(1)} µs), in-process ${s.engineInProcessUs.toFixed(1)} µs`,
+);
+for (const line of summaryLines) console.log(line);
+writeResultsSection('pool', 'Worker-step pool (issue 3)', 'bench/pool.bench.ts', [
+  `${THREADS} threads. Per-step overhead of the engine's pool path = time per report of "engine: worker step" over raw \`piscina.run()\`, same run:`,
+  '',
+  ...summaryLines,
+  '',
+  ...table,
+]);
 writeFileSync(
   values.out,
   `${JSON.stringify({ machine: machine(), threads: THREADS, timeMs: TIME, updatedAt: new Date().toISOString(), rows, summary }, null, 2)}\n`,
