@@ -127,13 +127,19 @@ export interface CallbackEngine {
   close(): Promise<void>;
 }
 
-/** The correlation index key of a callback's creation data, if its anchor declares `correlate`. */
-function correlationKey(anchor: ResolvedAnchor, data: CallbackData): string | undefined {
+/**
+ * The correlation index key of a callback (`anchor \0 value \0 value...`), if its anchor declares
+ * `correlate` and `valueOf` gives a scalar for every correlated key.
+ */
+function correlationKey(
+  anchor: ResolvedAnchor,
+  valueOf: (key: string) => unknown,
+): string | undefined {
   if (anchor.correlate.length === 0) return undefined;
   const values: string[] = [];
   for (const key of anchor.correlate) {
-    const v = data[key];
-    if (v === undefined || v === null || typeof v === 'object') return undefined;
+    const v = valueOf(key);
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') return undefined;
     values.push(String(v));
   }
   return `${anchor.name}\u0000${values.join('\u0000')}`;
@@ -225,7 +231,7 @@ class Engine implements CallbackEngine {
       parentId: parent?.record.id,
       parentToken: parent?.record.token,
       idempotencyKey: idemKey,
-      correlationKey: correlationKey(anchor, createData),
+      correlationKey: correlationKey(anchor, (key) => createData[key]),
       deadlineAt: deadline,
       heartbeatMs,
       retention,
@@ -256,9 +262,9 @@ class Engine implements CallbackEngine {
     key: string,
     anchor: ResolvedAnchor,
   ): Promise<CreatedCallback> | undefined {
-    const id = this.#registry.byIdempotencyKey(key);
-    const record = id === undefined ? undefined : this.#registry.record(id);
-    if (id === undefined || !record) return undefined;
+    const record = this.#registry.byIdempotencyKey(key);
+    if (!record) return undefined;
+    const { id } = record;
     const rt = this.#registry.runtime(id);
     const make = () =>
       new CreatedAnswer(this.#mailboxes.answer(record), id, anchor.attributes, record.parentToken);
@@ -323,7 +329,7 @@ class Engine implements CallbackEngine {
     this.#stats.dispatched++;
     const found = this.#registry.find(token);
     if (found.kind === 'notFound')
-      return this.#mailboxes.notFound(token, found.anchor, status).then(map);
+      return this.#mailboxes.notFound(token, found.anchor, found.id, status).then(map);
     if (found.kind === 'retained') {
       return Promise.resolve(map(this.#mailboxes.settledAnswer(found.record, status, data)));
     }
@@ -454,15 +460,8 @@ class Engine implements CallbackEngine {
 
   correlate(attributes: Readonly<Record<string, unknown>>): string | undefined {
     for (const anchor of this.#anchors.values()) {
-      if (anchor.correlate.length === 0) continue;
-      const values: string[] = [];
-      for (const key of anchor.correlate) {
-        const v = attributes[key.toLowerCase()];
-        if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') break;
-        values.push(String(v));
-      }
-      if (values.length !== anchor.correlate.length) continue;
-      const id = this.#registry.byCorrelationKey(`${anchor.name}\u0000${values.join('\u0000')}`);
+      const key = correlationKey(anchor, (k) => attributes[k.toLowerCase()]);
+      const id = key === undefined ? undefined : this.#registry.byCorrelationKey(key);
       const token = id === undefined ? undefined : this.tokenOf(id);
       if (token !== undefined) return token;
     }

@@ -21,7 +21,6 @@ import {
 import type { ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
 import { LazyPool } from '../pool/lazy-pool.js';
 import { isWorkerStep } from '../pool/worker-step.js';
-import { decodeToken } from '../token.js';
 import type { DispatchResult, StepInput, StepOutput } from '../types.js';
 import { LazyAbort, type CallbackRuntime, type Follower, type Job } from './callback-runtime.js';
 import { warn, type EventHub } from './event-hub.js';
@@ -100,10 +99,14 @@ export class MailboxProcessor {
     return { answer: this.answer(record), outcome: replay ? 'replayed' : 'conflict' };
   }
 
-  /** A signed token whose record is gone (or unknown): resume the anchor on `notFound`. */
+  /**
+   * A signed token whose record is gone (or unknown): resume the anchor on `notFound`.
+   * `anchorName` and `id` come from the token; both are `undefined` for a malformed or forged one.
+   */
   notFound(
     token: string,
     anchorName: string | undefined,
+    id: string | undefined,
     reported: string,
   ): Promise<DispatchResult> {
     // Malformed and forged tokens were reported as `rejected`; a signed one whose record is gone is a dispatch.
@@ -124,7 +127,7 @@ export class MailboxProcessor {
     const input: StepInput = {
       status: 'notFound',
       token,
-      id: decodeToken(token)?.id ?? '',
+      id: id ?? '',
       data: answer.data,
       report: EMPTY_DATA,
       parentToken: undefined,

@@ -24,7 +24,7 @@ import type { Stats } from './stats.js';
 export type Found =
   | { kind: 'live'; rt: CallbackRuntime }
   | { kind: 'retained'; record: CallbackRecord }
-  | { kind: 'notFound'; anchor: string | undefined };
+  | { kind: 'notFound'; anchor: string | undefined; id: string | undefined };
 
 /** Kinds of deadline in the one deadline queue. */
 const DEADLINE = 0;
@@ -113,14 +113,13 @@ export class CallbackRegistry {
     return this.#live.get(id)?.record ?? this.#store.get(id);
   }
 
-  /** The callback created with this (anchor-scoped) idempotency key, if still known. */
-  byIdempotencyKey(key: string): string | undefined {
+  /** The record of the callback created with this (anchor-scoped) idempotency key, if still known. */
+  byIdempotencyKey(key: string): CallbackRecord | undefined {
     const id = this.#idempotency.get(key);
-    if (id !== undefined && !this.record(id)) {
-      this.#idempotency.delete(key);
-      return undefined;
-    }
-    return id;
+    if (id === undefined) return undefined;
+    const record = this.record(id);
+    if (!record) this.#idempotency.delete(key);
+    return record;
   }
 
   /** The callback whose creation data produced this correlation key. */
@@ -158,7 +157,7 @@ export class CallbackRegistry {
     if (!fields) {
       this.#stats.notFound++;
       this.#events.rejected('malformed token');
-      return { kind: 'notFound', anchor: undefined };
+      return { kind: 'notFound', anchor: undefined, id: undefined };
     }
     const rt = this.#live.get(fields.id);
     const record = rt?.record ?? this.#store.get(fields.id);
@@ -172,12 +171,12 @@ export class CallbackRegistry {
       this.#stats.forgedTokens++;
       this.#stats.notFound++;
       this.#events.rejected('token signature does not verify');
-      return { kind: 'notFound', anchor: undefined };
+      return { kind: 'notFound', anchor: undefined, id: undefined };
     }
     if (rt) return { kind: 'live', rt };
     if (record) return { kind: 'retained', record };
     this.#stats.notFound++;
-    return { kind: 'notFound', anchor: fields.anchor };
+    return { kind: 'notFound', anchor: fields.anchor, id: fields.id };
   }
 
   // ---- virtual actors ----------------------------------------------------------------------
