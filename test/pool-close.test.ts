@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { EngineClosedError, workerStep } from '../src/index.js';
 import { openGate } from './fixtures/steps/gate.js';
 import { flush, makeEngine, report } from './helpers/engine.js';
+import { GATE } from './helpers/steps.js';
 
-const GATE = new URL('./fixtures/steps/gate.ts', import.meta.url);
 const ROOT = new URL('../', import.meta.url);
 
 /**

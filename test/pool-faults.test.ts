@@ -3,10 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { workerStep, type CallbackEngine, type PoolOptions } from '../src/index.js';
 import { openGate, type GateControl } from './fixtures/steps/gate.js';
 import { makeEngine, report } from './helpers/engine.js';
-
-const FAULTS = new URL('./fixtures/steps/faults.ts', import.meta.url);
-const GATE = new URL('./fixtures/steps/gate.ts', import.meta.url);
-const SCORE = new URL('./fixtures/steps/score.ts', import.meta.url);
+import { FAULTS, GATE, SCORE } from './helpers/steps.js';
 
 let engine: CallbackEngine;
 let gate: GateControl;

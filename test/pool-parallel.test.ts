@@ -4,10 +4,7 @@ import { workerStep, type CallbackAnswer, type CallbackEngine } from '../src/ind
 import { CHECKSUM_WORKER_SOURCE, checksum } from './fixtures/steps/cpu.js';
 import { openGate, type GateControl } from './fixtures/steps/gate.js';
 import { makeEngine, report } from './helpers/engine.js';
-
-const CPU = new URL('./fixtures/steps/cpu.ts', import.meta.url);
-const ORDER = new URL('./fixtures/steps/order.ts', import.meta.url);
-const GATE = new URL('./fixtures/steps/gate.ts', import.meta.url);
+import { CPU, GATE, ORDER } from './helpers/steps.js';
 
 let engines: CallbackEngine[] = [];
 let gate: GateControl | undefined;

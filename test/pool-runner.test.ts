@@ -7,9 +7,8 @@ import {
 } from '../src/index.js';
 import { createWorkerPool, type WorkerPool } from '../src/pool/worker-pool.js';
 import { openGate, type GateControl } from './fixtures/steps/gate.js';
+import { GATE, SCORE } from './helpers/steps.js';
 
-const GATE = new URL('./fixtures/steps/gate.ts', import.meta.url);
-const SCORE = new URL('./fixtures/steps/score.ts', import.meta.url);
 const hold = workerStep(GATE, 'hold');
 const spin = workerStep(GATE, 'spin');
 const score = workerStep(SCORE, 'score');

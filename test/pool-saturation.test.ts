@@ -7,9 +7,7 @@ import {
 } from '../src/index.js';
 import { openGate, type GateControl } from './fixtures/steps/gate.js';
 import { flush, makeEngine, report } from './helpers/engine.js';
-
-const GATE = new URL('./fixtures/steps/gate.ts', import.meta.url);
-const SCORE = new URL('./fixtures/steps/score.ts', import.meta.url);
+import { GATE, SCORE } from './helpers/steps.js';
 
 let engine: CallbackEngine;
 let gate: GateControl;

@@ -2,8 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { workerStep, type CallbackEngine } from '../src/index.js';
 import { score } from './fixtures/steps/score.js';
 import { makeEngine, report } from './helpers/engine.js';
-
-const SCORE = new URL('./fixtures/steps/score.ts', import.meta.url);
+import { SCORE } from './helpers/steps.js';
 
 let engine: CallbackEngine;
 afterEach(() => engine.close());
