@@ -25,7 +25,8 @@ export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set([
 /** The frozen empty data object. */
 export const EMPTY_DATA: CallbackData = Object.freeze({});
 
-function deepFreeze(value: unknown): void {
+/** Freezes a JSON value and everything in it. */
+export function deepFreeze(value: unknown): void {
   if (typeof value !== 'object' || value === null) return;
   Object.freeze(value);
   for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);

@@ -33,9 +33,9 @@ import {
   type ResolvedAnchor,
   type ResolvedEngineOptions,
 } from './options.js';
-import { CallbackRuntime, Pending, type Follower } from './registry/callback-runtime.js';
+import { CallbackRuntime, Pending, type Follower, type Job } from './registry/callback-runtime.js';
 import { EventHub, type XStateInspector } from './registry/event-hub.js';
-import { listCallbacks, type ListOptions } from './registry/list-callbacks.js';
+import type { ListOptions } from './registry/list-callbacks.js';
 import { MailboxProcessor } from './registry/mailbox-processor.js';
 import type { CallbackRecord } from './registry/record.js';
 import { CallbackRegistry } from './registry/registry.js';
@@ -66,6 +66,14 @@ export interface WaitOptions {
 export interface CallbackEngine {
   /** This engine's node name (in every token it mints). */
   readonly node: string;
+  /**
+   * Resolves once the engine is ready: at once with the memory store; with a durable store,
+   * once recovery is done (every stored callback is back, deadlines re-armed). Creates and
+   * reports that arrive earlier wait for it instead of answering `notFound`.
+   * @throws `StoreLockedError`, `StoreIncompatibleError` or `StoreUnavailableError` if the
+   *   store cannot be opened (every later call rejects with the same error).
+   */
+  ready(): Promise<void>;
   /**
    * Registers an anchor: what runs when its callbacks change status (spec 6).
    * @throws {@link InvalidArgumentError} for a bad or duplicate name or a bad option.
@@ -159,6 +167,10 @@ class Engine implements CallbackEngine {
   readonly #mailboxes: MailboxProcessor;
   #seq = 0;
   #closed = false;
+  /** Recovery from the store: settled once the engine can answer. */
+  readonly #ready: Promise<void>;
+  #isReady = false;
+  #readyError: Error | undefined;
 
   constructor(options: CallbackEngineOptions | undefined) {
     this.#o = resolveOptions(options);
@@ -171,6 +183,7 @@ class Engine implements CallbackEngine {
       stats: this.#stats,
       events: this.#events,
       onTimeout: (rt, reason) => this.#mailboxes.end(rt, 'timeout', { reason }, []),
+      onInvalidated: (rt, err) => this.#mailboxes.invalidated(rt, err),
     });
     this.#mailboxes = new MailboxProcessor({
       options: this.#o,
@@ -180,6 +193,33 @@ class Engine implements CallbackEngine {
       events: this.#events,
     });
     if (this.#o.inspect) this.#events.subscribe(this.#o.inspect);
+    if (this.#registry.durable) {
+      this.#ready = this.#registry.recover().then(
+        (seq) => {
+          this.#seq = seq;
+          this.#isReady = true;
+        },
+        (err: unknown) => {
+          this.#readyError = toError(err);
+          throw this.#readyError;
+        },
+      );
+      // Surfaced through ready() and every later call, never as an unhandled rejection.
+      this.#ready.catch(() => {});
+    } else {
+      this.#isReady = true;
+      this.#ready = Promise.resolve();
+    }
+  }
+
+  ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  /** Runs `fn` once recovery is done (the durable store's; at once otherwise). */
+  #afterReady<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#readyError) return Promise.reject(this.#readyError);
+    return this.#ready.then(fn);
   }
 
   // ---- registration and creation -------------------------------------------------------------
@@ -193,6 +233,8 @@ class Engine implements CallbackEngine {
   }
 
   async create(anchorName: string, options: CreateOptions = {}): Promise<CreatedCallback> {
+    this.#assertOpen();
+    if (!this.#isReady) await this.#afterReady(() => Promise.resolve());
     this.#assertOpen();
     const anchor = this.#anchors.get(anchorName);
     if (!anchor) throw new UnknownAnchorError(String(anchorName));
@@ -248,12 +290,24 @@ class Engine implements CallbackEngine {
     this.#events.emit('created', record, undefined);
 
     const result = await new Promise<DispatchResult>((resolve, reject) => {
-      this.#mailboxes.enqueue(rt, {
+      const job: Job = {
         kind: 'create',
         status: 'create',
         data: createData,
         followers: [{ resolve, reject, outcome: 'applied' }],
-      });
+      };
+      if (!this.#registry.durable) return this.#mailboxes.enqueue(rt, job);
+      // The record is committed before the create step runs: the token it hands out exists.
+      rt.busy = true;
+      rt.push(job);
+      this.#registry.release(
+        rt,
+        () => {
+          rt.busy = false;
+          this.#mailboxes.kick(rt);
+        },
+        reject,
+      );
     });
     return new CreatedAnswer(result.answer as Answer, id, anchor.attributes, record.parentToken);
   }
@@ -269,7 +323,7 @@ class Engine implements CallbackEngine {
     const make = () =>
       new CreatedAnswer(this.#mailboxes.answer(record), id, anchor.attributes, record.parentToken);
     // While the first create's step is still running, answer once the mailbox reaches this read.
-    if (rt && (rt.busy || rt.pending > 0)) {
+    if (rt && (rt.busy || rt.pending > 0 || rt.batch !== undefined)) {
       return new Promise<DispatchResult>((resolve, reject) => {
         this.#mailboxes.enqueue(rt, {
           kind: 'read',
@@ -302,6 +356,7 @@ class Engine implements CallbackEngine {
 
   #deliver<T>(message: CallbackMessage, map: (result: DispatchResult) => T): Promise<T> {
     if (this.#closed) return Promise.reject(new EngineClosedError());
+    if (!this.#isReady) return this.#afterReady(() => this.#deliver(message, map));
     let parsed;
     let data: CallbackData = {};
     try {
@@ -348,6 +403,7 @@ class Engine implements CallbackEngine {
 
   cancel(token: string, data?: Record<string, unknown>): Promise<CallbackAnswer> {
     if (this.#closed) return Promise.reject(new EngineClosedError());
+    if (!this.#isReady) return this.#afterReady(() => this.cancel(token, data));
     let ingested: CallbackData;
     try {
       ingested = ingestData('cancel data', data, this.#o.maxDataBytes);
@@ -366,31 +422,48 @@ class Engine implements CallbackEngine {
   }
 
   #cancelLive(rt: CallbackRuntime, data: CallbackData, follower: Follower): void {
-    if (isTerminal(rt.record.status))
-      follower.resolve(this.#mailboxes.settledAnswer(rt.record, 'cancel', data));
-    else this.#mailboxes.end(rt, 'cancel', data, [follower]);
+    if (isTerminal(rt.record.status)) {
+      const result = this.#mailboxes.settledAnswer(rt.record, 'cancel', data);
+      this.#registry.release(rt, () => follower.resolve(result), (e) => follower.reject(e));
+    } else this.#mailboxes.end(rt, 'cancel', data, [follower]);
   }
 
   get(token: string): Promise<CallbackAnswer> {
     if (this.#closed) return Promise.reject(new EngineClosedError());
-    return Promise.resolve(this.#read(token));
+    if (!this.#isReady) return this.#afterReady(() => this.get(token));
+    try {
+      return Promise.resolve(this.#read(token));
+    } catch (err) {
+      return Promise.reject(toError(err));
+    }
   }
 
   exists(token: string): Promise<'exists' | 'notFound'> {
     if (this.#closed) return Promise.reject(new EngineClosedError());
-    return Promise.resolve(this.#registry.find(token).kind === 'notFound' ? 'notFound' : 'exists');
+    if (!this.#isReady) return this.#afterReady(() => this.exists(token));
+    try {
+      const found = this.#registry.find(token);
+      if (found.kind === 'live') this.#registry.settle(found.rt);
+      return Promise.resolve(found.kind === 'notFound' ? 'notFound' : 'exists');
+    } catch (err) {
+      return Promise.reject(toError(err));
+    }
   }
 
   #read(token: string): Answer {
     const found = this.#registry.find(token);
     if (found.kind === 'notFound') return notFoundAnswer(token);
-    return this.#mailboxes.answer(found.kind === 'live' ? found.rt.record : found.record);
+    if (found.kind === 'retained') return this.#mailboxes.answer(found.record);
+    const answer = this.#mailboxes.answer(found.rt.record);
+    this.#registry.settle(found.rt);
+    return answer;
   }
 
   // ---- waiting ------------------------------------------------------------------------------
 
   async wait(token: string, options: WaitOptions = {}): Promise<CallbackAnswer> {
     this.#assertOpen();
+    if (!this.#isReady) await this.#afterReady(() => Promise.resolve());
     const found = this.#registry.find(token);
     if (found.kind === 'notFound') return notFoundAnswer(token);
     const record = found.kind === 'live' ? found.rt.record : found.record;
@@ -414,12 +487,16 @@ class Engine implements CallbackEngine {
     const rt = this.#registry.runtime(id);
     if (!rt || rt.finalized) {
       const record = rt?.record ?? this.#registry.record(id);
-      return Promise.resolve(record ? this.#mailboxes.answer(record) : notFoundAnswer(''));
+      const answer = record ? this.#mailboxes.answer(record) : notFoundAnswer('');
+      return new Promise((resolve, reject) =>
+        this.#registry.release(rt, () => resolve(answer), reject),
+      );
     }
     signal?.throwIfAborted();
     return new Promise<CallbackAnswer>((resolve, reject) => {
       const onAbort = () => {
         rt.waiters = rt.waiters?.filter((w) => w !== waiter);
+        this.#registry.settle(rt);
         reject(toError(signal?.reason));
       };
       const waiter: Follower = {
@@ -442,7 +519,7 @@ class Engine implements CallbackEngine {
 
   list(options: ListOptions = {}): ListPage {
     this.#assertOpen();
-    return listCallbacks([this.#registry.activeRecords(), this.#registry.retained()], options);
+    return this.#registry.list(options);
   }
 
   callbackUrl(token: string): string {
@@ -501,7 +578,11 @@ class Engine implements CallbackEngine {
     this.#registry.stopClock();
     await this.#mailboxes.close();
     // Stop actors only after in-flight steps settled: their results may still be merged.
-    this.#registry.clear();
+    try {
+      if (this.#isReady) await this.#registry.closeStore();
+    } finally {
+      this.#registry.clear();
+    }
   }
 
   #assertOpen(): void {

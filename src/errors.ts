@@ -19,7 +19,10 @@ export type CallbackEngineErrorCode =
   | 'CBE_ERR_PARENT_INACTIVE'
   | 'CBE_ERR_ALREADY_SETTLED'
   | 'CBE_ERR_POOL_SATURATED'
-  | 'CBE_ERR_ENGINE_CLOSED';
+  | 'CBE_ERR_ENGINE_CLOSED'
+  | 'CBE_ERR_STORE_UNAVAILABLE'
+  | 'CBE_ERR_STORE_LOCKED'
+  | 'CBE_ERR_STORE_INCOMPATIBLE';
 
 /** Options accepted by every error constructor. */
 export interface CallbackEngineErrorOptions {
@@ -155,6 +158,37 @@ export class PoolSaturatedError extends CallbackEngineError {
 export class EngineClosedError extends CallbackEngineError {
   constructor() {
     super('CBE_ERR_ENGINE_CLOSED', 503, 'the callback engine is closed');
+  }
+}
+
+/**
+ * The durable store could not commit (disk full, I/O error, file removed, busy past its timeout)
+ * or could not be read. Nothing of the failed batch was acknowledged and the engine's memory was
+ * put back to what is committed, so the same call may simply be retried. HTTP 503, retryable.
+ */
+export class StoreUnavailableError extends CallbackEngineError {
+  /** Seconds a client should wait before retrying (the HTTP `Retry-After`). */
+  readonly retryAfterSeconds: number;
+  constructor(message = 'the callback store is unavailable; retry later', options?: CallbackEngineErrorOptions) {
+    super('CBE_ERR_STORE_UNAVAILABLE', 503, message, { ...options, retryable: true });
+    this.retryAfterSeconds = 1;
+  }
+}
+
+/** Another engine holds the store (one engine per SQLite file). HTTP 503. */
+export class StoreLockedError extends CallbackEngineError {
+  constructor(message: string, options?: CallbackEngineErrorOptions) {
+    super('CBE_ERR_STORE_LOCKED', 503, message, options);
+  }
+}
+
+/**
+ * The store was written by another lifecycle-machine version or a newer schema than this
+ * engine understands; it is refused rather than misread. HTTP 500.
+ */
+export class StoreIncompatibleError extends CallbackEngineError {
+  constructor(message: string) {
+    super('CBE_ERR_STORE_INCOMPATIBLE', 500, message);
   }
 }
 

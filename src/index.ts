@@ -23,6 +23,9 @@ export {
   ParentNotFoundError,
   PayloadTooLargeError,
   PoolSaturatedError,
+  StoreIncompatibleError,
+  StoreLockedError,
+  StoreUnavailableError,
   UnknownAnchorError,
   toError,
 } from './errors.js';
@@ -80,3 +83,14 @@ export type {
   StepMap,
   StepOutput,
 } from './types.js';
+export { memoryStore } from './store/store.js';
+export type {
+  CallbackStore,
+  DurableStore,
+  MemoryStore,
+  StoreBatch,
+  StoredCallback,
+  StoreListQuery,
+  StoreOpenContext,
+  StoreRecovery,
+} from './store/store.js';

@@ -17,6 +17,7 @@ import {
   type DispatchStatus,
 } from './lifecycle/statuses.js';
 import { isWorkerStep, type PoolOptions } from './pool/worker-step.js';
+import { isCallbackStore, memoryStore, type CallbackStore } from './store/store.js';
 import type { EngineEvent, StepMap } from './types.js';
 
 /** Options of {@link createCallbackEngine}. */
@@ -75,6 +76,14 @@ export interface CallbackEngineOptions {
   pool?: PoolOptions;
   /** Public base URL of the Dispatch Callback Service, for {@link CallbackEngine.callbackUrl}. */
   baseUrl?: string;
+  /**
+   * Where callbacks live: {@link memoryStore} (nothing on disk) or a durable store such as
+   * `sqliteStore({ path })` from `callback-engine/sqlite`. With a durable store, every
+   * acknowledgement waits for its commit, a restart restores every callback, and `node` and
+   * `secrets` are required (random ones would orphan every stored token).
+   * @default memoryStore()
+   */
+  store?: CallbackStore;
 }
 
 /** Names of the output attributes (spec 7). */
@@ -146,6 +155,7 @@ export interface ResolvedEngineOptions {
   readonly maxLiveActors: number;
   readonly pool: Readonly<Required<PoolOptions>>;
   readonly baseUrl: string | undefined;
+  readonly store: CallbackStore;
 }
 
 /** Resolved output attribute names. */
@@ -263,6 +273,19 @@ function checkPositiveInt(what: string, value: unknown): number {
  */
 export function resolveOptions(input: CallbackEngineOptions | undefined): ResolvedEngineOptions {
   const o = checkObject('options', input) as CallbackEngineOptions;
+  const store = o.store ?? memoryStore();
+  if (!isCallbackStore(store))
+    throw new InvalidArgumentError(
+      `options.store must be memoryStore() or a durable store such as sqliteStore() (got ${describe(o.store)})`,
+    );
+  if (store.kind === 'durable') {
+    // Stored tokens name this node and are signed with these keys: random ones would orphan them.
+    for (const key of ['node', 'secrets'] as const)
+      if (o[key] === undefined)
+        throw new InvalidArgumentError(
+          `options.${key} is required with a durable store (${store.name}): tokens minted before a restart must still verify`,
+        );
+  }
   const node =
     o.node === undefined
       ? `node-${randomBytes(6).toString('hex')}`
@@ -335,6 +358,7 @@ export function resolveOptions(input: CallbackEngineOptions | undefined): Resolv
         : checkPositiveInt('options.maxLiveActors', o.maxLiveActors),
     pool: resolvePool(o.pool),
     baseUrl: checkBaseUrl(o.baseUrl),
+    store,
   });
 }
 

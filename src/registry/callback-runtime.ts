@@ -7,6 +7,8 @@
  */
 
 import type { Actor } from 'xstate';
+import type { StoreUnavailableError } from '../errors.js';
+import type { CommitBatch, CommitMember } from '../store/group-commit.js';
 import type { CallbackData } from '../data.js';
 import type { LifecycleMachine } from '../lifecycle/machine.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
@@ -109,7 +111,7 @@ export interface RunningStep {
 }
 
 /** Runtime state of one active callback. */
-export class CallbackRuntime {
+export class CallbackRuntime implements CommitMember {
   readonly record: CallbackRecord;
   /** The live XState actor, or `undefined` while passivated (the record holds the state). */
   actor: Actor<LifecycleMachine> | undefined;
@@ -129,6 +131,12 @@ export class CallbackRuntime {
   deadline: Deadline<unknown> | undefined;
   heartbeat: Deadline<unknown> | undefined;
   waiters: Follower[] | undefined;
+  /** Durable mode: the newest batch holding a write of this callback, until it committed. */
+  batch: CommitBatch | undefined = undefined;
+  /** Durable mode: the store has a row of it (its create committed). */
+  committed = false;
+  /** Durable mode: a commit of its state failed; it is dropped once its mailbox drains. */
+  invalid: StoreUnavailableError | undefined = undefined;
 
   constructor(record: CallbackRecord, now: number) {
     this.record = record;

@@ -7,6 +7,7 @@
 
 import { InvalidArgumentError } from '../errors.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
+import type { StoredCallback, StoreListQuery } from '../store/store.js';
 import type { ListedCallback, ListPage } from '../types.js';
 import type { CallbackRecord } from './record.js';
 
@@ -30,6 +31,74 @@ export function listCallbacks(
   sources: readonly Iterable<CallbackRecord>[],
   options: ListOptions,
 ): ListPage {
+  const { limit, after, statuses, tags } = listParams(options);
+  const matches: CallbackRecord[] = [];
+  for (const source of sources) {
+    for (const r of source) {
+      if (r.seq <= after) continue;
+      if (statuses && !statuses.has(r.status)) continue;
+      if (options.anchor !== undefined && r.anchor !== options.anchor) continue;
+      if (!tags.every((t) => r.tags.includes(t))) continue;
+      matches.push(r);
+    }
+  }
+  matches.sort((a, b) => a.seq - b.seq);
+  return toPage(matches, limit);
+}
+
+/**
+ * One page of a durable store's rows matching `options`, in creation order: the store filters
+ * by anchor and status on its indexes, tags are checked here.
+ */
+export function listStored(
+  options: ListOptions,
+  query: (q: StoreListQuery) => StoredCallback[],
+  decode: (row: StoredCallback) => CallbackRecord,
+): ListPage {
+  const { limit, after, statuses, tags } = listParams(options);
+  const matches: CallbackRecord[] = [];
+  let afterSeq = after;
+  const chunk = Math.min(1000, limit + 1);
+  while (matches.length <= limit) {
+    const rows = query({
+      afterSeq,
+      anchor: options.anchor,
+      statuses: statuses && ([...statuses] as CallbackStatus[]),
+      limit: chunk,
+    });
+    for (const row of rows) {
+      afterSeq = row.seq;
+      const record = decode(row);
+      if (tags.every((t) => record.tags.includes(t))) matches.push(record);
+      if (matches.length > limit) break;
+    }
+    if (rows.length < chunk) break;
+  }
+  return toPage(matches, limit);
+}
+
+function toPage(matches: CallbackRecord[], limit: number): ListPage {
+  const page = matches.slice(0, limit);
+  const items: ListedCallback[] = page.map((r) => ({
+    id: r.id,
+    token: r.token,
+    anchor: r.anchor,
+    status: r.status,
+    tags: r.tags,
+    createdAt: r.createdAt,
+    data: r.data.value,
+  }));
+  const last = page.at(-1);
+  return matches.length > limit && last ? { items, cursor: last.seq.toString(36) } : { items };
+}
+
+/** Checked paging parameters. */
+function listParams(options: ListOptions): {
+  limit: number;
+  after: number;
+  statuses: Set<string> | undefined;
+  tags: readonly string[];
+} {
   const limit = options.limit ?? 100;
   if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) {
     throw new InvalidArgumentError(
@@ -48,27 +117,5 @@ export function listCallbacks(
   const statuses =
     options.status === undefined ? undefined : new Set<string>([options.status].flat());
   const tags = options.tags ?? [];
-  const matches: CallbackRecord[] = [];
-  for (const source of sources) {
-    for (const r of source) {
-      if (r.seq <= after) continue;
-      if (statuses && !statuses.has(r.status)) continue;
-      if (options.anchor !== undefined && r.anchor !== options.anchor) continue;
-      if (!tags.every((t) => r.tags.includes(t))) continue;
-      matches.push(r);
-    }
-  }
-  matches.sort((a, b) => a.seq - b.seq);
-  const page = matches.slice(0, limit);
-  const items: ListedCallback[] = page.map((r) => ({
-    id: r.id,
-    token: r.token,
-    anchor: r.anchor,
-    status: r.status,
-    tags: r.tags,
-    createdAt: r.createdAt,
-    data: r.data.value,
-  }));
-  const last = page.at(-1);
-  return matches.length > limit && last ? { items, cursor: last.seq.toString(36) } : { items };
+  return { limit, after, statuses, tags };
 }

@@ -165,12 +165,50 @@ export class MailboxProcessor {
     }
   }
 
+  /**
+   * Answers followers once the callback's writes so far are committed (at once in memory mode).
+   * With a durable store nothing is answered as done before it is in the store.
+   */
+  #resolve(rt: CallbackRuntime, followers: readonly Follower[], result: DispatchResult): void {
+    if (followers.length === 0) return;
+    if (!this.#registry.durable) {
+      for (const f of followers) f.resolve(result);
+      return;
+    }
+    this.#registry.release(
+      rt,
+      () => {
+        for (const f of followers) f.resolve(result);
+      },
+      (err) => {
+        for (const f of followers) f.reject(err);
+      },
+    );
+  }
+
+  /** A callback dropped after a failed commit: everything waiting on it gets the store error. */
+  invalidated(rt: CallbackRuntime, err: Error): void {
+    for (const job of rt.drainAll()) for (const f of job.followers) f.reject(err);
+    for (const w of rt.waiters ?? []) w.reject(err);
+    rt.waiters = undefined;
+  }
+
+  /** Works through a callback's mailbox if it is idle (after a create's commit barrier). */
+  kick(rt: CallbackRuntime): void {
+    if (!rt.busy && !this.#closed) this.#drain(rt);
+  }
+
   // ---- the mailbox --------------------------------------------------------------------------
 
   /** Processes jobs one at a time; pauses while a step is pending and resumes when it settles. */
   #drain(rt: CallbackRuntime): void {
     rt.busy = true;
     for (let job = rt.shift(); job; job = rt.shift()) {
+      if (rt.invalid) {
+        // A commit of this callback failed: its memory is not the store's; nothing more applies.
+        for (const f of job.followers) f.reject(rt.invalid);
+        continue;
+      }
       let pending: Promise<void> | undefined;
       try {
         pending = this.#process(rt, job);
@@ -193,6 +231,7 @@ export class MailboxProcessor {
     rt.busy = false;
     if (rt.finalized && !this.#closed) this.#registry.retire(rt);
     else if (rt.evictPending) this.#registry.passivate(rt);
+    this.#registry.settle(rt);
   }
 
   #process(rt: CallbackRuntime, job: Job): Promise<void> | undefined {
@@ -200,11 +239,11 @@ export class MailboxProcessor {
     if (job.kind === 'terminal')
       return this.#runStep(rt, job.status, job, () => this.#finalize(rt, job));
     if (job.kind === 'create')
-      return this.#runStep(rt, 'create', job, () => this.#answerJob(rt, job));
-    if (job.kind === 'read') return void this.#answerJob(rt, job);
+      return this.#runStep(rt, 'create', job, () => this.#answerJob(rt, job, true));
+    if (job.kind === 'read') return void this.#answerJob(rt, job, false);
     if (isTerminal(record.status)) {
       const result = this.settledAnswer(record, job.status, job.data);
-      for (const f of job.followers) f.resolve(result);
+      this.#resolve(rt, job.followers, result);
       this.#events.emit('dispatched', record, { reported: job.status, outcome: result.outcome });
       return undefined;
     }
@@ -226,16 +265,27 @@ export class MailboxProcessor {
     });
     if (!applied) {
       const result: DispatchResult = { answer: this.answer(record), outcome: 'ignored' };
-      for (const f of job.followers) f.resolve(result);
+      this.#resolve(rt, job.followers, result);
       return undefined;
     }
     this.#setStatus(rt, to, snapshot.context.data);
-    return this.#runStep(rt, to, job, () => this.#answerJob(rt, job));
+    return this.#runStep(rt, to, job, () => this.#answerJob(rt, job, true));
   }
 
-  #answerJob(rt: CallbackRuntime, job: Job): void {
+  /** Answers a job's followers; `write`: its effect goes to the store first (durable mode). */
+  #answerJob(rt: CallbackRuntime, job: Job, write: boolean): void {
+    if (write) this.#registry.write(rt);
     const answer = this.answer(rt.record);
-    for (const f of job.followers) f.resolve({ answer, outcome: f.outcome });
+    if (!this.#registry.durable) {
+      for (const f of job.followers) f.resolve({ answer, outcome: f.outcome });
+      return;
+    }
+    for (const f of job.followers)
+      this.#registry.release(
+        rt,
+        () => f.resolve({ answer, outcome: f.outcome }),
+        (err) => f.reject(err),
+      );
   }
 
   // ---- steps --------------------------------------------------------------------------------
@@ -415,11 +465,12 @@ export class MailboxProcessor {
 
   #finalize(rt: CallbackRuntime, job: Job): void {
     rt.finalized = true;
+    rt.record.removeAt = this.#registry.removeAt(rt.record);
     this.#registry.passivate(rt);
-    this.#answerJob(rt, job);
+    this.#answerJob(rt, job, true);
     const waiters = rt.waiters;
     rt.waiters = undefined;
-    if (waiters) this.#answerJob(rt, { ...job, followers: waiters });
+    if (waiters) this.#answerJob(rt, { ...job, followers: waiters }, false);
   }
 
   #setStatus(rt: CallbackRuntime, to: CallbackStatus, data: DataVersion): void {

@@ -8,6 +8,7 @@
 
 import type { DataVersion } from '../data.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
+import type { Deadline } from './deadline-queue.js';
 
 /** The persisted state of one callback. */
 export interface CallbackRecord {
@@ -36,4 +37,8 @@ export interface CallbackRecord {
   children: string[] | undefined;
   /** Canonical JSON of the report that made it terminal, to recognise a replay. */
   terminalReport: string | undefined;
+  /** When an inactive record is removed (ms since epoch); `undefined` while active or kept forever. */
+  removeAt?: number | undefined;
+  /** Runtime only, never stored: the retention timer of a record retained in memory. */
+  timer?: Deadline<unknown> | undefined;
 }

@@ -3,20 +3,37 @@
  * (retained), the token index, virtual actors (activation, passivation, the
  * bounded live set), every deadline, and retention (spec 12).
  *
+ * Two modes, by store:
+ * - memory (the default): every callback's record lives in the heap; deadlines
+ *   in one in-memory heap; retained records in an lru-cache.
+ * - durable: the store is the source of truth. Only the *resident* set (live
+ *   actors, plus callbacks that are busy, waited on, or have writes not yet
+ *   committed) is in the heap; a report to a cold callback reads its row back;
+ *   deadlines come from the store's due-time index; every change is written in
+ *   the turn's group commit and answers are released after COMMIT.
+ *
  * @module
  */
 
 import { LRUCache } from 'lru-cache';
 import { createActor, type Actor } from 'xstate';
 import { DataVersion } from '../data.js';
-import { lifecycleMachine, valueOf, type LifecycleMachine } from '../lifecycle/machine.js';
+import type { StoreUnavailableError } from '../errors.js';
+import { lifecycleMachine, type LifecycleMachine } from '../lifecycle/machine.js';
+import { actorSnapshot } from '../lifecycle/persist.js';
 import { isTerminal } from '../lifecycle/statuses.js';
 import type { ResolvedEngineOptions } from '../options.js';
 import { createMemoryStore, type CallbackStore } from '../store/callback-store.js';
+import { GroupCommit, type CommitBatch } from '../store/group-commit.js';
+import type { DurableStore, StoreRecovery } from '../store/store.js';
+import { StoreScheduler } from '../timers/store-scheduler.js';
 import { decodeToken, safeEqual, type TokenCodec } from '../token.js';
-import type { CallbackRuntime } from './callback-runtime.js';
+import type { ListPage } from '../types.js';
+import { CallbackRuntime } from './callback-runtime.js';
 import { DeadlineQueue } from './deadline-queue.js';
 import { warn, type EventHub } from './event-hub.js';
+import { listCallbacks, listStored, type ListOptions } from './list-callbacks.js';
+import { decodeRecord, encodeRecord } from './record-codec.js';
 import type { CallbackRecord } from './record.js';
 import type { Stats } from './stats.js';
 
@@ -31,6 +48,10 @@ const DEADLINE = 0;
 const HEARTBEAT = 1;
 const RETENTION = 2;
 
+/** Rows of one group commit at most, and bytes of row bodies. */
+const BATCH_ROWS = 2048;
+const BATCH_BYTES = 8 * 1024 * 1024;
+
 /** What the registry needs from the engine. */
 export interface RegistryDeps {
   readonly options: ResolvedEngineOptions;
@@ -39,6 +60,8 @@ export interface RegistryDeps {
   readonly events: EventHub;
   /** An active callback's deadline or heartbeat passed: end it with `timeout`. */
   readonly onTimeout: (rt: CallbackRuntime, reason: 'deadline' | 'heartbeat') => void;
+  /** A callback dropped after a failed commit: reject what waits in its mailbox. */
+  readonly onInvalidated: (rt: CallbackRuntime, err: StoreUnavailableError) => void;
 }
 
 /** Callbacks by id and token; their actors, timers and retention. */
@@ -48,18 +71,33 @@ export class CallbackRegistry {
   readonly #stats: Stats;
   readonly #events: EventHub;
   readonly #onTimeout: RegistryDeps['onTimeout'];
+  readonly #onInvalidated: RegistryDeps['onInvalidated'];
+  /** Active (memory mode) or resident (durable mode) callbacks by id. */
   readonly #live = new Map<string, CallbackRuntime>();
-  /** Exact token → active callback: a byte-identical token is one this engine minted, so no decode or HMAC. */
+  /** Exact token → resident callback: a byte-identical token is one this engine minted, so no decode or HMAC. */
   readonly #byToken = new Map<string, CallbackRuntime>();
-  /** The bounded set of live actors; an evicted idle one is passivated (spec 12). */
+  /**
+   * The bounded live set. Memory mode: callbacks with a live actor; an evicted idle one is
+   * passivated. Durable mode: every resident callback; an evicted one is passivated and, once
+   * nothing pins it, leaves the heap (its row is in the store).
+   */
   readonly #liveActors: LRUCache<string, CallbackRuntime>;
-  /** Inactive records, each removed after its retention. */
+  /** Live XState actors. */
+  #actors = 0;
+  /** Inactive records, each removed after its retention (memory mode). */
   readonly #store: CallbackStore;
   readonly #deadlines: DeadlineQueue<CallbackRuntime | CallbackRecord>;
+  /** Idempotency and correlation keys of every callback (memory mode) or of resident ones (durable). */
   readonly #idempotency = new Map<string, string>();
   /** `anchor \0 value \0 value...` → callbackId, for anchors that declare `correlate`. */
   readonly #correlation = new Map<string, string>();
   #recencyTick = 0;
+  /** The runtime the live set is evicting right now (its entry is already gone). */
+  #evicting: CallbackRuntime | undefined;
+  /** The durable store, if any. */
+  readonly #durable: DurableStore | undefined;
+  readonly #commit: GroupCommit | undefined;
+  readonly #scheduler: StoreScheduler | undefined;
 
   constructor(deps: RegistryDeps) {
     this.#o = deps.options;
@@ -67,6 +105,7 @@ export class CallbackRegistry {
     this.#stats = deps.stats;
     this.#events = deps.events;
     this.#onTimeout = deps.onTimeout;
+    this.#onInvalidated = deps.onInvalidated;
     this.#deadlines = new DeadlineQueue<CallbackRuntime | CallbackRecord>(
       this.#o.clock,
       (target, kind) => this.#onDeadline(target, kind),
@@ -77,12 +116,180 @@ export class CallbackRegistry {
       maxRecords: this.#o.maxRetained,
       onRemove: (record, reason) => this.#forget(record, reason),
     });
+    const store = this.#o.store;
+    this.#durable = store.kind === 'durable' ? store : undefined;
+    if (this.#durable) {
+      this.#commit = new GroupCommit(
+        this.#durable,
+        {
+          committed: (batch) => this.#committed(batch),
+          failed: (batch, err) => this.#failed(batch, err),
+        },
+        { maxRows: BATCH_ROWS, maxBytes: BATCH_BYTES },
+      );
+      this.#scheduler = new StoreScheduler(this.#o.clock, this.#durable, (id) => this.#onDue(id));
+    }
     this.#liveActors = new LRUCache<string, CallbackRuntime>({
       max: this.#o.maxLiveActors,
       dispose: (rt, _id, reason) => {
-        if (reason === 'evict') this.passivate(rt, true);
+        if (reason !== 'evict') return;
+        this.passivate(rt, true);
+        if (this.#durable) {
+          this.#evicting = rt;
+          this.#release(rt);
+          this.#evicting = undefined;
+        }
       },
     });
+  }
+
+  /** Whether callbacks live in a durable store (answers wait for commits). */
+  get durable(): boolean {
+    return this.#durable !== undefined;
+  }
+
+  /** The group commit's counters (durable mode). */
+  get commits(): { commits: number; rows: number } {
+    return { commits: this.#commit?.commits ?? 0, rows: this.#commit?.rowsWritten ?? 0 };
+  }
+
+  // ---- recovery ------------------------------------------------------------------------------
+
+  /**
+   * Opens the durable store: counters from its rows, the creation sequence, and the
+   * scheduler armed at the earliest due time (deadlines that passed while down fire now).
+   * @returns the next creation sequence number.
+   */
+  async recover(): Promise<number> {
+    const store = this.#durable;
+    if (!store) return 0;
+    const { MACHINE_VERSION } = await import('../lifecycle/persist.js');
+    const recovery: StoreRecovery = await store.open({
+      machineVersion: MACHINE_VERSION,
+      node: this.#o.node,
+    });
+    for (const c of recovery.counts) this.#stats.addMany(c.anchor, c.status, c.count);
+    this.#scheduler!.start();
+    return recovery.maxSeq + 1;
+  }
+
+  // ---- writes (durable mode) -----------------------------------------------------------------
+
+  /** Puts a callback's current state in this turn's group commit (no-op in memory mode). */
+  write(rt: CallbackRuntime): void {
+    const commit = this.#commit;
+    if (!commit) return;
+    const record = rt.record;
+    if (isTerminal(record.status) && record.retention !== true && record.retention <= 0) {
+      commit.remove(record.id, rt);
+      return;
+    }
+    commit.write(rt, encodeRecord(record, rt.lastActivity, rt.actor?.getSnapshot()));
+  }
+
+  /**
+   * Calls `ok` once everything written for `rt` so far is committed (at once in memory mode
+   * or when nothing is pending), or `fail` if that commit failed.
+   */
+  release(rt: CallbackRuntime | undefined, ok: () => void, fail: (err: Error) => void): void {
+    if (this.#commit) this.#commit.after(rt, ok, fail);
+    else ok();
+  }
+
+  #committed(batch: CommitBatch): void {
+    for (const m of batch.members) {
+      const rt = m as CallbackRuntime;
+      if (rt.batch === undefined) {
+        rt.committed = true;
+        this.#release(rt);
+      }
+    }
+    if (batch.minDue !== Infinity) this.#scheduler?.armAt(batch.minDue);
+    else this.#scheduler?.poke();
+  }
+
+  /** A batch failed: nothing of it is stored, so memory goes back to what is. */
+  #failed(batch: CommitBatch, err: StoreUnavailableError): void {
+    for (const m of batch.members) {
+      const rt = m as CallbackRuntime;
+      if (this.#live.get(rt.record.id) !== rt) continue;
+      rt.invalid = err;
+      // A runtime in a step is dropped when its mailbox drains; the rest now.
+      if (!rt.stepPromise) this.#invalidate(rt);
+    }
+    this.#scheduler?.poke();
+  }
+
+  /** Drops a runtime whose state is not the store's; its next use reads the row back. */
+  #invalidate(rt: CallbackRuntime): void {
+    const err = rt.invalid!;
+    const record = rt.record;
+    this.#onInvalidated(rt, err);
+    let stored: CallbackRecord | undefined;
+    try {
+      const row = this.#durable!.load(record.id);
+      stored = row && decodeRecord(row).record;
+    } catch {
+      stored = undefined;
+    }
+    if (stored) this.#stats.move(record.anchor, record.status, stored.status);
+    else if (!rt.committed) {
+      this.#stats.remove(record.anchor, record.status);
+      if (record.parentId !== undefined) {
+        const parent = this.#live.get(record.parentId);
+        if (parent?.record.children)
+          parent.record.children = parent.record.children.filter((c) => c !== record.id);
+      }
+    }
+    this.#drop(rt);
+  }
+
+  /** Lets a resident runtime leave the heap if nothing pins it (durable mode). */
+  #release(rt: CallbackRuntime): void {
+    if (this.#live.get(rt.record.id) !== rt) return;
+    if (rt.busy || rt.pending > 0 || rt.waiters?.length || rt.batch !== undefined) return;
+    if (rt.invalid) return this.#invalidate(rt);
+    if (rt.finalized || this.#evicting === rt || !this.#liveActors.has(rt.record.id)) this.#drop(rt);
+  }
+
+  /** A runtime's mailbox drained or its waiters left: it may leave the heap. */
+  settle(rt: CallbackRuntime): void {
+    if (this.#durable) this.#release(rt);
+  }
+
+  #drop(rt: CallbackRuntime): void {
+    const record = rt.record;
+    this.#stopActor(rt);
+    this.#live.delete(record.id);
+    this.#byToken.delete(record.token);
+    if (this.#evicting !== rt) this.#liveActors.delete(record.id);
+    if (record.idempotencyKey !== undefined && this.#idempotency.get(record.idempotencyKey) === record.id)
+      this.#idempotency.delete(record.idempotencyKey);
+    if (record.correlationKey !== undefined && this.#correlation.get(record.correlationKey) === record.id)
+      this.#correlation.delete(record.correlationKey);
+  }
+
+  /** Makes a stored active callback resident. */
+  #resident(record: CallbackRecord, lastActivity: number): CallbackRuntime {
+    const rt = new CallbackRuntime(record, lastActivity);
+    rt.committed = true;
+    record.children = this.#durable!.childrenOf(record.id);
+    if (record.children.length === 0) record.children = undefined;
+    this.#live.set(record.id, rt);
+    this.#byToken.set(record.token, rt);
+    if (record.idempotencyKey !== undefined) this.#idempotency.set(record.idempotencyKey, record.id);
+    if (record.correlationKey !== undefined) this.#correlation.set(record.correlationKey, record.id);
+    this.#liveActors.set(record.id, rt);
+    return rt;
+  }
+
+  /** Reads a callback's row: a resident runtime for an active one, the record for a retained one. */
+  #loadStored(id: string): Exclude<Found, { kind: 'notFound' }> | undefined {
+    const row = this.#durable!.load(id);
+    if (!row) return undefined;
+    const { record, lastActivity } = decodeRecord(row);
+    if (isTerminal(record.status)) return { kind: 'retained', record };
+    return { kind: 'live', rt: this.#resident(record, lastActivity) };
   }
 
   // ---- membership ---------------------------------------------------------------------------
@@ -97,26 +304,41 @@ export class CallbackRegistry {
       this.#idempotency.set(record.idempotencyKey, record.id);
     if (record.correlationKey !== undefined)
       this.#correlation.set(record.correlationKey, record.id);
+    if (this.#durable) {
+      this.#liveActors.set(record.id, rt);
+      this.write(rt);
+      return;
+    }
     if (record.deadlineAt !== undefined)
       rt.deadline = this.#deadlines.schedule(record.deadlineAt, rt, DEADLINE);
     if (record.heartbeatMs !== undefined)
       rt.heartbeat = this.#deadlines.schedule(rt.lastActivity + record.heartbeatMs, rt, HEARTBEAT);
   }
 
-  /** The runtime of an active (or still draining) callback. */
+  /** The runtime of an active (or still draining) callback; durable mode reads a cold one back. */
   runtime(id: string): CallbackRuntime | undefined {
-    return this.#live.get(id);
+    const rt = this.#live.get(id);
+    if (rt || !this.#durable) return rt;
+    const found = this.#loadStored(id);
+    return found?.kind === 'live' ? found.rt : undefined;
   }
 
   /** The record of a known callback, active or retained. */
   record(id: string): CallbackRecord | undefined {
-    return this.#live.get(id)?.record ?? this.#store.get(id);
+    const rt = this.#live.get(id);
+    if (rt) return rt.record;
+    if (!this.#durable) return this.#store.get(id);
+    const row = this.#durable.load(id);
+    return row && decodeRecord(row).record;
   }
 
   /** The record of the callback created with this (anchor-scoped) idempotency key, if still known. */
   byIdempotencyKey(key: string): CallbackRecord | undefined {
     const id = this.#idempotency.get(key);
-    if (id === undefined) return undefined;
+    if (id === undefined) {
+      const row = this.#durable?.findByIdempotencyKey(key);
+      return row && this.record(row.id);
+    }
     const record = this.record(id);
     if (!record) this.#idempotency.delete(key);
     return record;
@@ -124,27 +346,33 @@ export class CallbackRegistry {
 
   /** The callback whose creation data produced this correlation key. */
   byCorrelationKey(key: string): string | undefined {
-    return this.#correlation.get(key);
+    return this.#correlation.get(key) ?? this.#durable?.findByCorrelationKey(key)?.id;
   }
 
-  /** Active runtimes, in insertion order. */
+  /** Resident runtimes, in insertion order. */
   runtimes(): IterableIterator<CallbackRuntime> {
     return this.#live.values();
   }
 
-  /** Records of active callbacks, in creation order. */
-  *activeRecords(): Generator<CallbackRecord> {
-    for (const rt of this.#live.values()) yield rt.record;
-  }
-
-  /** Retained (inactive) records. */
-  retained(): Iterable<CallbackRecord> {
-    return this.#store.values();
+  /** Pages of callbacks in creation order (from the store in durable mode: what is committed). */
+  list(options: ListOptions): ListPage {
+    if (this.#durable) {
+      const store = this.#durable;
+      return listStored(options, (q) => store.list(q), (row) => decodeRecord(row).record);
+    }
+    const active = (function* (live: Map<string, CallbackRuntime>) {
+      for (const rt of live.values()) yield rt.record;
+    })(this.#live);
+    return listCallbacks([active, this.#store.values()], options);
   }
 
   /** Sizes for {@link Stats.snapshot}: active, retained, live actors. */
   get sizes(): readonly [active: number, retained: number, liveActors: number] {
-    return [this.#live.size, this.#store.size, this.#liveActors.size];
+    if (this.#durable) {
+      const [active, inactive] = this.#stats.activeInactive();
+      return [active, inactive, this.#actors];
+    }
+    return [this.#live.size, this.#store.size, this.#actors];
   }
 
   // ---- lookup -------------------------------------------------------------------------------
@@ -159,29 +387,47 @@ export class CallbackRegistry {
       this.#events.rejected('malformed token');
       return { kind: 'notFound', anchor: undefined, id: undefined };
     }
+    let found: Exclude<Found, { kind: 'notFound' }> | undefined;
     const rt = this.#live.get(fields.id);
-    const record = rt?.record ?? this.#store.get(fields.id);
+    if (rt) found = { kind: 'live', rt };
+    else if (this.#durable) {
+      // Verify before reading the store: a forged token costs no I/O.
+      if (!this.#codec.verify(fields)) return this.#forged();
+      found = this.#loadStored(fields.id);
+      if (!found) {
+        this.#stats.notFound++;
+        return { kind: 'notFound', anchor: fields.anchor, id: fields.id };
+      }
+      const record = found.kind === 'live' ? found.rt.record : found.record;
+      if (record.anchor !== fields.anchor) return this.#forged();
+      return found;
+    } else {
+      const record = this.#store.get(fields.id);
+      if (record) found = { kind: 'retained', record };
+    }
+    const record = found === undefined ? undefined : found.kind === 'live' ? found.rt.record : found.record;
     // A byte-identical token is one this engine minted; anything else must verify its HMAC.
     const authentic =
       record !== undefined && fields.node === this.#codec.node
         ? safeEqual(token as string, record.token) ||
           (fields.anchor === record.anchor && this.#codec.verify(fields))
         : this.#codec.verify(fields);
-    if (!authentic) {
-      this.#stats.forgedTokens++;
-      this.#stats.notFound++;
-      this.#events.rejected('token signature does not verify');
-      return { kind: 'notFound', anchor: undefined, id: undefined };
-    }
-    if (rt) return { kind: 'live', rt };
-    if (record) return { kind: 'retained', record };
+    if (!authentic) return this.#forged();
+    if (found) return found;
     this.#stats.notFound++;
     return { kind: 'notFound', anchor: fields.anchor, id: fields.id };
   }
 
+  #forged(): Found {
+    this.#stats.forgedTokens++;
+    this.#stats.notFound++;
+    this.#events.rejected('token signature does not verify');
+    return { kind: 'notFound', anchor: undefined, id: undefined };
+  }
+
   // ---- virtual actors ----------------------------------------------------------------------
 
-  /** The callback's live actor, activated from its record if it was passivated (or never started). */
+  /** The callback's live actor, restored from its persisted snapshot if it was passivated (or never started). */
   activate(rt: CallbackRuntime): Actor<LifecycleMachine> {
     const live = rt.actor;
     if (live) {
@@ -191,17 +437,25 @@ export class CallbackRegistry {
       return live;
     }
     const { status, data } = rt.record;
-    const snapshot = lifecycleMachine.resolveState({ value: valueOf(status), context: { data } });
     const actor = createActor(lifecycleMachine, {
-      snapshot,
+      snapshot: actorSnapshot(status, data),
       input: { data },
       ...this.#events.actorOptions(rt.record.id),
     });
     actor.start();
     rt.actor = actor;
+    this.#actors++;
     this.#stats.activations++;
     this.#liveActors.set(rt.record.id, rt);
     return actor;
+  }
+
+  #stopActor(rt: CallbackRuntime): void {
+    const actor = rt.actor;
+    if (!actor) return;
+    rt.actor = undefined;
+    this.#actors--;
+    actor.stop();
   }
 
   /**
@@ -210,16 +464,14 @@ export class CallbackRegistry {
    * which must not be re-entered.
    */
   passivate(rt: CallbackRuntime, evicted = false): void {
-    const actor = rt.actor;
-    if (!actor) return;
+    if (!rt.actor) return;
     if (rt.busy || rt.pending > 0) {
       rt.evictPending = true;
       return;
     }
-    rt.actor = undefined;
     rt.evictPending = false;
-    actor.stop();
-    if (!evicted) this.#liveActors.delete(rt.record.id);
+    this.#stopActor(rt);
+    if (!evicted && !this.#durable) this.#liveActors.delete(rt.record.id);
     if (!isTerminal(rt.record.status)) this.#stats.passivations++;
   }
 
@@ -238,9 +490,21 @@ export class CallbackRegistry {
     rt.deadline = rt.heartbeat = undefined;
   }
 
+  /** When a callback that just became inactive is removed (`undefined`: kept forever). */
+  removeAt(record: CallbackRecord): number | undefined {
+    return record.retention === true ? undefined : this.#o.clock.now() + record.retention;
+  }
+
   /** The mailbox of a finalized callback drained: keep its record for its retention. */
   retire(rt: CallbackRuntime): void {
     const record = rt.record;
+    // A finished callback holds no actor.
+    this.#stopActor(rt);
+    this.#liveActors.delete(record.id);
+    if (this.#durable) {
+      // Its terminal row was written at finalize; the runtime leaves once that commit lands.
+      return this.#release(rt);
+    }
     this.#live.delete(record.id);
     this.#byToken.delete(record.token);
     // Fold the patch log into one frozen object: retained records hold no history.
@@ -248,11 +512,18 @@ export class CallbackRegistry {
     if (record.retention === true) return void this.#store.set(record, undefined);
     if (record.retention <= 0) return this.#forget(record, 'retention');
     this.#store.set(record, record.retention);
-    this.#deadlines.schedule(this.#o.clock.now() + record.retention, record, RETENTION);
+    record.timer = this.#deadlines.schedule(
+      record.removeAt ?? this.#o.clock.now() + record.retention,
+      record,
+      RETENTION,
+    );
   }
 
   /** A record leaves the engine for good. */
   #forget(record: CallbackRecord, reason: string): void {
+    // Without its timer, an evicted record is garbage at once (maxRetained bounds memory).
+    this.#deadlines.cancel(record.timer);
+    record.timer = undefined;
     const corrKey = record.correlationKey;
     if (corrKey !== undefined && this.#correlation.get(corrKey) === record.id)
       this.#correlation.delete(corrKey);
@@ -269,6 +540,7 @@ export class CallbackRegistry {
     else if (kind === HEARTBEAT) this.#onHeartbeat(target as CallbackRuntime);
     else {
       const record = target as CallbackRecord;
+      record.timer = undefined;
       // A late timer may find lru-cache already expired it (and told #forget); else remove it now.
       if (this.#store.get(record.id) === record && this.#store.delete(record.id)) {
         this.#forget(record, 'retention');
@@ -286,18 +558,65 @@ export class CallbackRegistry {
     this.#onTimeout(rt, 'heartbeat');
   }
 
+  /**
+   * A stored row is due (durable mode).
+   * @returns whether anything was done (so the scheduler knows it is not spinning on it).
+   */
+  #onDue(id: string): boolean {
+    const now = this.#o.clock.now();
+    let rt = this.#live.get(id);
+    if (!rt) {
+      const found = this.#loadStored(id);
+      if (!found) return false;
+      if (found.kind === 'retained') {
+        const record = found.record;
+        if (record.removeAt === undefined || record.removeAt > now) return false;
+        this.#commit!.remove(id);
+        this.#forget(record, 'retention');
+        return true;
+      }
+      rt = found.rt;
+    }
+    const record = rt.record;
+    // A busy or finishing callback writes its row again when done; that write re-arms.
+    if (isTerminal(record.status) || rt.batch !== undefined) return false;
+    if (record.deadlineAt !== undefined && record.deadlineAt <= now) {
+      this.#onTimeout(rt, 'deadline');
+      return true;
+    }
+    if (record.heartbeatMs !== undefined && rt.lastActivity + record.heartbeatMs <= now) {
+      this.#onTimeout(rt, 'heartbeat');
+      return true;
+    }
+    // The stored due time is stale (activity since): store the right one.
+    this.write(rt);
+    return true;
+  }
+
   // ---- shutdown -----------------------------------------------------------------------------
 
   /** Stops the deadline timer (no deadline fires afterwards). */
   stopClock(): void {
     this.#deadlines.close();
+    this.#scheduler?.stop();
+  }
+
+  /** Commits every pending write, then closes the durable store. */
+  async closeStore(): Promise<void> {
+    if (!this.#durable) return;
+    try {
+      await this.#commit!.drain();
+    } finally {
+      await this.#durable.close();
+    }
   }
 
   /** Stops every live actor and forgets everything. */
   clear(): void {
-    for (const rt of this.#live.values()) rt.actor?.stop();
+    for (const rt of this.#live.values()) this.#stopActor(rt);
     this.#live.clear();
     this.#byToken.clear();
+    this.#liveActors.clear();
     this.#store.clear();
     this.#idempotency.clear();
     this.#correlation.clear();

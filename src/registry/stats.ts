@@ -40,6 +40,22 @@ export class Stats {
     this.#anchor(anchor)[status]++;
   }
 
+  /** `count` callbacks of an anchor are in `status` (recovery from a store). */
+  addMany(anchor: string, status: CallbackStatus, count: number): void {
+    if (!(status in this.#byStatus)) return;
+    this.#byStatus[status] += count;
+    this.#anchor(anchor)[status] += count;
+  }
+
+  /** Numbers of active and of inactive callbacks, from the counts by status. */
+  activeInactive(): [active: number, inactive: number] {
+    let active = 0;
+    for (const s of ACTIVE_STATUSES) active += this.#byStatus[s];
+    let inactive = 0;
+    for (const s of TERMINAL_STATUSES) inactive += this.#byStatus[s];
+    return [active, inactive];
+  }
+
   /** A callback moved from `from` to `to`. */
   move(anchor: string, from: CallbackStatus, to: CallbackStatus): void {
     const a = this.#anchor(anchor);

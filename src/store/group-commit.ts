@@ -1,0 +1,176 @@
+/**
+ * Group commit: the writes of one event-loop turn go to the store in one
+ * transaction, and the answers that wait for them are released only after
+ * COMMIT. Batches commit one at a time, in order, so per-callback order holds.
+ *
+ * @module
+ */
+
+import { StoreUnavailableError, toError } from '../errors.js';
+import type { DurableStore, StoredCallback } from './store.js';
+
+/** Something whose writes are tracked: a callback's runtime. */
+export interface CommitMember {
+  /** The newest batch holding one of its writes, until that batch committed or failed. */
+  batch: CommitBatch | undefined;
+}
+
+type Waiter = { ok: () => void; fail: (err: Error) => void };
+
+/** One batch of writes. */
+export class CommitBatch {
+  readonly rows = new Map<string, StoredCallback>();
+  readonly deletes = new Set<string>();
+  readonly members: CommitMember[] = [];
+  readonly waiters: Waiter[] = [];
+  bytes = 0;
+  /** Earliest `dueAt` among its rows. */
+  minDue = Infinity;
+}
+
+/** What the group commit tells the engine after each batch. */
+export interface GroupCommitHooks {
+  /** A batch committed (its waiters were released just before). */
+  committed(batch: CommitBatch): void;
+  /** A batch failed: nothing of it is in the store; its waiters got `err`. */
+  failed(batch: CommitBatch, err: StoreUnavailableError): void;
+}
+
+/** Bounds of one batch: when either is reached, the batch commits without waiting for the turn's end. */
+export interface GroupCommitLimits {
+  readonly maxRows: number;
+  readonly maxBytes: number;
+}
+
+/** Collects writes and commits them in batches. */
+export class GroupCommit {
+  readonly #store: DurableStore;
+  readonly #hooks: GroupCommitHooks;
+  readonly #limits: GroupCommitLimits;
+  #open: CommitBatch | undefined;
+  /** The batch being committed by an asynchronous store. */
+  #inflight: Promise<void> | undefined;
+  #scheduled = false;
+  /** Batches committed, and rows written: for stats and benchmarks. */
+  commits = 0;
+  rowsWritten = 0;
+
+  constructor(store: DurableStore, hooks: GroupCommitHooks, limits: GroupCommitLimits) {
+    this.#store = store;
+    this.#hooks = hooks;
+    this.#limits = limits;
+  }
+
+  #batch(): CommitBatch {
+    let b = this.#open;
+    if (!b) {
+      b = this.#open = new CommitBatch();
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(this.#onTurnEnd);
+      }
+    }
+    return b;
+  }
+
+  readonly #onTurnEnd = (): void => {
+    this.#scheduled = false;
+    this.flush();
+  };
+
+  /** Adds a row (the member's state now) to the open batch. */
+  write(member: CommitMember, row: StoredCallback): void {
+    const b = this.#batch();
+    const prev = b.rows.get(row.id);
+    if (prev) b.bytes -= prev.body.length;
+    b.rows.set(row.id, row);
+    b.deletes.delete(row.id);
+    b.bytes += row.body.length;
+    if (row.dueAt !== null && row.dueAt < b.minDue) b.minDue = row.dueAt;
+    if (member.batch !== b) {
+      member.batch = b;
+      b.members.push(member);
+    }
+    if (b.rows.size >= this.#limits.maxRows || b.bytes >= this.#limits.maxBytes) this.flush();
+  }
+
+  /** Removes a callback's row in the open batch. */
+  remove(id: string, member?: CommitMember): void {
+    const b = this.#batch();
+    const prev = b.rows.get(id);
+    if (prev) {
+      b.bytes -= prev.body.length;
+      b.rows.delete(id);
+    }
+    b.deletes.add(id);
+    if (member && member.batch !== b) {
+      member.batch = b;
+      b.members.push(member);
+    }
+  }
+
+  /**
+   * Calls `ok` once every write of `member` so far is committed (at once if none is pending),
+   * or `fail` if its batch failed.
+   */
+  after(member: CommitMember | undefined, ok: () => void, fail: (err: Error) => void): void {
+    const b = member?.batch;
+    if (b) b.waiters.push({ ok, fail });
+    else ok();
+  }
+
+  /** Whether anything waits to be committed. */
+  get idle(): boolean {
+    return this.#open === undefined && this.#inflight === undefined;
+  }
+
+  /** Commits the open batch now (after the batch in flight, if the store is asynchronous). */
+  flush(): void {
+    if (this.#inflight) return; // the in-flight batch's completion flushes the next one
+    const b = this.#open;
+    if (!b) return;
+    this.#open = undefined;
+    let result: void | Promise<void>;
+    try {
+      result = this.#store.commit({ upserts: [...b.rows.values()], deletes: [...b.deletes] });
+    } catch (err) {
+      this.#settle(b, err);
+      return;
+    }
+    if (result && typeof (result as Promise<void>).then === 'function') {
+      this.#inflight = (result as Promise<void>).then(
+        () => this.#settle(b, undefined),
+        (err: unknown) => this.#settle(b, err ?? new Error('commit failed')),
+      );
+      return;
+    }
+    this.#settle(b, undefined);
+  }
+
+  #settle(b: CommitBatch, err: unknown): void {
+    this.#inflight = undefined;
+    for (const m of b.members) if (m.batch === b) m.batch = undefined;
+    if (err === undefined) {
+      this.commits++;
+      this.rowsWritten += b.rows.size + b.deletes.size;
+      for (const w of b.waiters) w.ok();
+      this.#hooks.committed(b);
+    } else {
+      const e =
+        err instanceof StoreUnavailableError
+          ? err
+          : new StoreUnavailableError(`commit failed: ${toError(err).message}`, { cause: err });
+      for (const w of b.waiters) w.fail(e);
+      this.#hooks.failed(b, e);
+    }
+    if (this.#open && !this.#scheduled) this.flush();
+  }
+
+  /** Commits everything pending and resolves once the store has it. */
+  async drain(): Promise<void> {
+    for (let i = 0; i < 1000 && !this.idle; i++) {
+      this.flush();
+      if (this.#inflight) await this.#inflight;
+    }
+  }
+}

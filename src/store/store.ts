@@ -1,0 +1,141 @@
+/**
+ * The store contract: where callbacks live so that nothing acknowledged is
+ * lost. The engine writes through it in batches (group commit) and answers a
+ * report only after the batch that holds its effect committed.
+ *
+ * Two kinds of store: the memory store (the default: callbacks live in the
+ * heap, nothing on disk, writes need no commit) and durable stores such as
+ * `sqliteStore()` from `callback-engine/sqlite`, which implement
+ * {@link DurableStore}.
+ *
+ * @module
+ */
+
+import type { CallbackStatus } from '../lifecycle/statuses.js';
+
+/** One callback as a durable store keeps it: indexed columns and an opaque JSON body. */
+export interface StoredCallback {
+  /** The callbackId (primary key). */
+  readonly id: string;
+  /** Creation order, for `list()`. */
+  readonly seq: number;
+  readonly anchor: string;
+  /** The status, derived from the machine's snapshot (for counts, filters and listing). */
+  readonly status: CallbackStatus;
+  /** The next instant the engine must act on it (deadline, heartbeat, end of retention), or `null`. */
+  readonly dueAt: number | null;
+  /** Anchor-scoped idempotency key; unique. */
+  readonly idempotencyKey: string | null;
+  /** Correlation key (anchors with `correlate`). */
+  readonly correlationKey: string | null;
+  readonly parentId: string | null;
+  /** Everything else, including the machine's persisted snapshot, as JSON. */
+  readonly body: string;
+}
+
+/** What the engine hands a store when it opens it. */
+export interface StoreOpenContext {
+  /** Version of the lifecycle machine (a hash of its definition); a store written by another is refused. */
+  readonly machineVersion: string;
+  /** The opening engine's node name. */
+  readonly node: string;
+}
+
+/** What a store reports once open, so the engine restores its counters without reading every row. */
+export interface StoreRecovery {
+  /** Number of callbacks per anchor and status. */
+  readonly counts: readonly { anchor: string; status: CallbackStatus; count: number }[];
+  /** Highest creation sequence number stored, or -1. */
+  readonly maxSeq: number;
+}
+
+/** One group commit: every row written and removed in one transaction. */
+export interface StoreBatch {
+  /** Rows to insert or replace (at most one per id). */
+  readonly upserts: readonly StoredCallback[];
+  /** Ids to remove. */
+  readonly deletes: readonly string[];
+}
+
+/** Filters of a store listing, in creation order. */
+export interface StoreListQuery {
+  /** Only rows with `seq` greater than this. */
+  readonly afterSeq: number;
+  readonly anchor: string | undefined;
+  readonly statuses: readonly CallbackStatus[] | undefined;
+  /** At most this many rows. */
+  readonly limit: number;
+}
+
+/**
+ * A durable store. Reads are synchronous point reads (an embedded database
+ * answers them in microseconds); `commit` writes one batch in one transaction
+ * and may be synchronous or return a promise. Batches are committed one at a
+ * time, in order. A failed commit must throw (or reject) and leave nothing of
+ * the batch behind.
+ */
+export interface DurableStore {
+  readonly kind: 'durable';
+  /** A short name for messages, e.g. `sqlite:/var/lib/app/callbacks.db`. */
+  readonly name: string;
+  /**
+   * Opens the store: checks versions, takes the lock, reads what recovery needs.
+   * @throws `StoreLockedError` if another engine holds it; `StoreIncompatibleError` for another
+   *   machine version or a newer schema; `StoreUnavailableError` if it cannot be opened.
+   */
+  open(context: StoreOpenContext): Promise<StoreRecovery>;
+  /** The row of a callback, or `undefined`. */
+  load(id: string): StoredCallback | undefined;
+  /** The row created with this idempotency key, or `undefined`. */
+  findByIdempotencyKey(key: string): StoredCallback | undefined;
+  /** The newest row with this correlation key, or `undefined`. */
+  findByCorrelationKey(key: string): StoredCallback | undefined;
+  /** Ids of a callback's children, in creation order. */
+  childrenOf(id: string): string[];
+  /** The earliest `dueAt` stored, or `undefined`. */
+  nextDueAt(): number | undefined;
+  /** Ids of rows due at or before `now`, earliest first, at most `limit`. */
+  dueIds(now: number, limit: number): string[];
+  /** A page of rows in creation order. */
+  list(query: StoreListQuery): StoredCallback[];
+  /** Writes one batch in one transaction. */
+  commit(batch: StoreBatch): void | Promise<void>;
+  /** Releases the store (and its lock). */
+  close(): void | Promise<void>;
+}
+
+/** The memory store: callbacks live in the engine's heap; nothing survives a restart. */
+export interface MemoryStore {
+  readonly kind: 'memory';
+}
+
+/** Where the engine keeps callbacks: {@link memoryStore} (the default) or a {@link DurableStore}. */
+export type CallbackStore = MemoryStore | DurableStore;
+
+const MEMORY: MemoryStore = Object.freeze({ kind: 'memory' as const });
+
+/**
+ * The memory store, the default: nothing on disk, nothing survives a restart,
+ * no commit on the answer path.
+ *
+ * @returns the memory store.
+ * @example
+ * ```ts
+ * const engine = createCallbackEngine({ store: memoryStore() });
+ * ```
+ */
+export function memoryStore(): MemoryStore {
+  return MEMORY;
+}
+
+/** Whether `value` looks like a store (for option validation). */
+export function isCallbackStore(value: unknown): value is CallbackStore {
+  if (typeof value !== 'object' || value === null) return false;
+  const kind = (value as { kind?: unknown }).kind;
+  if (kind === 'memory') return true;
+  if (kind !== 'durable') return false;
+  const s = value as Record<string, unknown>;
+  return ['open', 'load', 'commit', 'close', 'dueIds', 'nextDueAt', 'list'].every(
+    (m) => typeof s[m] === 'function',
+  );
+}

@@ -1,0 +1,112 @@
+/**
+ * One scheduler for every deadline of a durable store: it asks the store what
+ * is due next (an index on due time) and arms one clock timer for it. No
+ * heap entry and no timer per callback, so a million pending callbacks cost
+ * nothing here; each still fires at its instant.
+ *
+ * @module
+ */
+
+import type { Clock, TimerHandle } from '../clock.js';
+import type { DurableStore } from '../store/store.js';
+import { warn } from '../registry/event-hub.js';
+
+/** Longest delay `setTimeout` accepts; longer waits re-arm on wake-up. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Due rows handled per wake-up; the rest in the next turn. */
+const DUE_PER_WAKE = 512;
+
+/** Arms one timer at the store's earliest due time and hands due ids to `fire`. */
+export class StoreScheduler {
+  readonly #clock: Clock;
+  readonly #store: DurableStore;
+  /** Handles a due id; returns whether it did anything (else it waits for a commit to re-arm). */
+  readonly #fire: (id: string) => boolean;
+  #timer: TimerHandle = undefined;
+  #armedAt = Infinity;
+  #running = false;
+
+  constructor(clock: Clock, store: DurableStore, fire: (id: string) => boolean) {
+    this.#clock = clock;
+    this.#store = store;
+    this.#fire = fire;
+  }
+
+  /** Starts: arms for the earliest due row (rows that fell due while down fire at once). */
+  start(): void {
+    this.#running = true;
+    this.poke();
+  }
+
+  /** Re-reads the earliest due time from the store and arms for it. */
+  poke(): void {
+    if (!this.#running) return;
+    let next: number | undefined;
+    try {
+      next = this.#store.nextDueAt();
+    } catch (err) {
+      warn(err);
+      return;
+    }
+    if (next !== undefined) this.armAt(next);
+  }
+
+  /** Makes sure the timer fires no later than `at`. */
+  armAt(at: number): void {
+    if (!this.#running || at >= this.#armedAt) return;
+    this.#disarm();
+    this.#armedAt = at;
+    const delay = Math.min(Math.max(0, at - this.#clock.now()), MAX_TIMER_MS);
+    this.#timer = this.#clock.setTimeout(() => this.#wake(), delay);
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#armedAt = Infinity;
+  }
+
+  #wake(): void {
+    this.#timer = undefined;
+    this.#armedAt = Infinity;
+    if (!this.#running) return;
+    const now = this.#clock.now();
+    let ids: string[];
+    try {
+      ids = this.#store.dueIds(now, DUE_PER_WAKE);
+    } catch (err) {
+      // The store is unreadable: try again in a second rather than spin.
+      warn(err);
+      this.armAt(now + 1000);
+      return;
+    }
+    let progressed = false;
+    for (const id of ids) {
+      try {
+        if (this.#fire(id)) progressed = true;
+      } catch (err) {
+        warn(err);
+      }
+    }
+    // Rows still due that nobody could act on wait for the commit that rewrites them (it re-arms).
+    if (progressed || ids.length === 0) {
+      const next = this.#safeNext();
+      if (next !== undefined && next > now) this.armAt(next);
+      else if (next !== undefined && ids.length === DUE_PER_WAKE) this.armAt(now);
+    }
+  }
+
+  #safeNext(): number | undefined {
+    try {
+      return this.#store.nextDueAt();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Stops: no deadline fires afterwards. */
+  stop(): void {
+    this.#running = false;
+    this.#disarm();
+  }
+}
