@@ -424,7 +424,11 @@ class Engine implements CallbackEngine {
   #cancelLive(rt: CallbackRuntime, data: CallbackData, follower: Follower): void {
     if (isTerminal(rt.record.status)) {
       const result = this.#mailboxes.settledAnswer(rt.record, 'cancel', data);
-      this.#registry.release(rt, () => follower.resolve(result), (e) => follower.reject(e));
+      this.#registry.release(
+        rt,
+        () => follower.resolve(result),
+        (e) => follower.reject(e),
+      );
     } else this.#mailboxes.end(rt, 'cancel', data, [follower]);
   }
 
@@ -552,7 +556,7 @@ class Engine implements CallbackEngine {
   // ---- observing ----------------------------------------------------------------------------
 
   stats(): EngineStats {
-    return this.#stats.snapshot(...this.#registry.sizes);
+    return this.#stats.snapshot(...this.#registry.sizes, this.#registry.commits);
   }
 
   inspect(inspector: XStateInspector): () => void {

@@ -169,7 +169,10 @@ export class EngineClosedError extends CallbackEngineError {
 export class StoreUnavailableError extends CallbackEngineError {
   /** Seconds a client should wait before retrying (the HTTP `Retry-After`). */
   readonly retryAfterSeconds: number;
-  constructor(message = 'the callback store is unavailable; retry later', options?: CallbackEngineErrorOptions) {
+  constructor(
+    message = 'the callback store is unavailable; retry later',
+    options?: CallbackEngineErrorOptions,
+  ) {
     super('CBE_ERR_STORE_UNAVAILABLE', 503, message, { ...options, retryable: true });
     this.retryAfterSeconds = 1;
   }

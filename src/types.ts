@@ -162,6 +162,10 @@ export interface EngineStats {
   readonly timedOut: number;
   readonly orphaned: number;
   readonly evicted: number;
+  /** Durable store: group commits (transactions) so far; 0 with the memory store. */
+  readonly commits: number;
+  /** Durable store: rows written or removed by those commits. */
+  readonly rowsWritten: number;
 }
 
 /** A callback in a {@link ListPage}. */

@@ -12,12 +12,7 @@ import { createHash } from 'node:crypto';
 import type { Snapshot } from 'xstate';
 import { DataVersion, deepFreeze, type CallbackData } from '../data.js';
 import { lifecycleMachine, statusOf, valueOf, type LifecycleSnapshot } from './machine.js';
-import {
-  ACTIVE_STATUSES,
-  isTerminal,
-  TERMINAL_STATUSES,
-  type CallbackStatus,
-} from './statuses.js';
+import { ACTIVE_STATUSES, isTerminal, TERMINAL_STATUSES, type CallbackStatus } from './statuses.js';
 
 const KNOWN: ReadonlySet<string> = new Set([...ACTIVE_STATUSES, ...TERMINAL_STATUSES]);
 

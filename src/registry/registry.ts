@@ -249,7 +249,8 @@ export class CallbackRegistry {
     if (this.#live.get(rt.record.id) !== rt) return;
     if (rt.busy || rt.pending > 0 || rt.waiters?.length || rt.batch !== undefined) return;
     if (rt.invalid) return this.#invalidate(rt);
-    if (rt.finalized || this.#evicting === rt || !this.#liveActors.has(rt.record.id)) this.#drop(rt);
+    if (rt.finalized || this.#evicting === rt || !this.#liveActors.has(rt.record.id))
+      this.#drop(rt);
   }
 
   /** A runtime's mailbox drained or its waiters left: it may leave the heap. */
@@ -263,9 +264,15 @@ export class CallbackRegistry {
     this.#live.delete(record.id);
     this.#byToken.delete(record.token);
     if (this.#evicting !== rt) this.#liveActors.delete(record.id);
-    if (record.idempotencyKey !== undefined && this.#idempotency.get(record.idempotencyKey) === record.id)
+    if (
+      record.idempotencyKey !== undefined &&
+      this.#idempotency.get(record.idempotencyKey) === record.id
+    )
       this.#idempotency.delete(record.idempotencyKey);
-    if (record.correlationKey !== undefined && this.#correlation.get(record.correlationKey) === record.id)
+    if (
+      record.correlationKey !== undefined &&
+      this.#correlation.get(record.correlationKey) === record.id
+    )
       this.#correlation.delete(record.correlationKey);
   }
 
@@ -277,8 +284,10 @@ export class CallbackRegistry {
     if (record.children.length === 0) record.children = undefined;
     this.#live.set(record.id, rt);
     this.#byToken.set(record.token, rt);
-    if (record.idempotencyKey !== undefined) this.#idempotency.set(record.idempotencyKey, record.id);
-    if (record.correlationKey !== undefined) this.#correlation.set(record.correlationKey, record.id);
+    if (record.idempotencyKey !== undefined)
+      this.#idempotency.set(record.idempotencyKey, record.id);
+    if (record.correlationKey !== undefined)
+      this.#correlation.set(record.correlationKey, record.id);
     this.#liveActors.set(record.id, rt);
     return rt;
   }
@@ -358,7 +367,11 @@ export class CallbackRegistry {
   list(options: ListOptions): ListPage {
     if (this.#durable) {
       const store = this.#durable;
-      return listStored(options, (q) => store.list(q), (row) => decodeRecord(row).record);
+      return listStored(
+        options,
+        (q) => store.list(q),
+        (row) => decodeRecord(row).record,
+      );
     }
     const active = (function* (live: Map<string, CallbackRuntime>) {
       for (const rt of live.values()) yield rt.record;
@@ -405,7 +418,8 @@ export class CallbackRegistry {
       const record = this.#store.get(fields.id);
       if (record) found = { kind: 'retained', record };
     }
-    const record = found === undefined ? undefined : found.kind === 'live' ? found.rt.record : found.record;
+    const record =
+      found === undefined ? undefined : found.kind === 'live' ? found.rt.record : found.record;
     // A byte-identical token is one this engine minted; anything else must verify its HMAC.
     const authentic =
       record !== undefined && fields.node === this.#codec.node

@@ -72,7 +72,12 @@ export class Stats {
   }
 
   /** A frozen copy. */
-  snapshot(active: number, retained: number, liveActors: number): EngineStats {
+  snapshot(
+    active: number,
+    retained: number,
+    liveActors: number,
+    store: { commits: number; rows: number } = { commits: 0, rows: 0 },
+  ): EngineStats {
     const byAnchor: Record<string, Partial<Counts>> = {};
     for (const [name, counts] of this.#byAnchor) byAnchor[name] = { ...counts };
     return Object.freeze({
@@ -91,6 +96,8 @@ export class Stats {
       timedOut: this.timedOut,
       orphaned: this.orphaned,
       evicted: this.evicted,
+      commits: store.commits,
+      rowsWritten: store.rows,
     });
   }
 }

@@ -189,13 +189,16 @@ class SqliteStore implements DurableStore {
     this.#ino = statSync(this.#path).ino;
     this.#prepare(db);
     const counts = (
-      db.prepare('SELECT anchor, status, COUNT(*) AS count FROM callbacks GROUP BY anchor, status').all() as {
+      db
+        .prepare('SELECT anchor, status, COUNT(*) AS count FROM callbacks GROUP BY anchor, status')
+        .all() as {
         anchor: string;
         status: CallbackStatus;
         count: number;
       }[]
     ).map((r) => ({ anchor: r.anchor, status: r.status, count: r.count }));
-    const maxSeq = (db.prepare('SELECT MAX(seq) AS m FROM callbacks').get() as { m: number | null }).m;
+    const maxSeq = (db.prepare('SELECT MAX(seq) AS m FROM callbacks').get() as { m: number | null })
+      .m;
     return { counts, maxSeq: maxSeq ?? -1 };
   }
 
@@ -217,8 +220,7 @@ class SqliteStore implements DurableStore {
       return;
     }
     const row = db.prepare("SELECT value FROM meta WHERE key = 'machine_version'").get() as
-      | { value: string }
-      | undefined;
+      { value: string } | undefined;
     if (row?.value !== context.machineVersion)
       throw new StoreIncompatibleError(
         `${this.name} was written by lifecycle machine version ${row?.value ?? '(none)'}; this engine runs ${context.machineVersion}`,
@@ -237,9 +239,7 @@ class SqliteStore implements DurableStore {
       byCorr: db.prepare(
         `SELECT ${COLUMNS} FROM callbacks WHERE corr_key = ? ORDER BY seq DESC LIMIT 1`,
       ),
-      children: db
-        .prepare('SELECT id FROM callbacks WHERE parent_id = ? ORDER BY seq')
-        .pluck(),
+      children: db.prepare('SELECT id FROM callbacks WHERE parent_id = ? ORDER BY seq').pluck(),
       nextDue: db.prepare('SELECT MIN(due_at) FROM callbacks WHERE due_at IS NOT NULL').pluck(),
       due: db
         .prepare(
