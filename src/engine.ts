@@ -306,7 +306,11 @@ class Engine implements CallbackEngine {
           rt.busy = false;
           this.#mailboxes.kick(rt);
         },
-        reject,
+        (err) => {
+          rt.busy = false;
+          this.#registry.settle(rt);
+          reject(err);
+        },
       );
     });
     return new CreatedAnswer(result.answer as Answer, id, anchor.attributes, record.parentToken);

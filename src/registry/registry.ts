@@ -98,6 +98,8 @@ export class CallbackRegistry {
   readonly #durable: DurableStore | undefined;
   readonly #commit: GroupCommit | undefined;
   readonly #scheduler: StoreScheduler | undefined;
+  /** Ids whose removal (end of retention) is being committed. */
+  readonly #removing = new Set<string>();
 
   constructor(deps: RegistryDeps) {
     this.#o = deps.options;
@@ -178,7 +180,7 @@ export class CallbackRegistry {
   /** Puts a callback's current state in this turn's group commit (no-op in memory mode). */
   write(rt: CallbackRuntime): void {
     const commit = this.#commit;
-    if (!commit) return;
+    if (!commit || rt.invalid) return;
     const record = rt.record;
     if (isTerminal(record.status) && record.retention !== true && record.retention <= 0) {
       commit.remove(record.id, rt);
@@ -192,8 +194,10 @@ export class CallbackRegistry {
    * or when nothing is pending), or `fail` if that commit failed.
    */
   release(rt: CallbackRuntime | undefined, ok: () => void, fail: (err: Error) => void): void {
-    if (this.#commit) this.#commit.after(rt, ok, fail);
-    else ok();
+    if (!this.#commit) return ok();
+    // A callback whose commit failed answers nothing more as done.
+    if (rt?.invalid) return fail(rt.invalid);
+    this.#commit.after(rt, ok, fail);
   }
 
   #committed(batch: CommitBatch): void {
@@ -214,8 +218,8 @@ export class CallbackRegistry {
       const rt = m as CallbackRuntime;
       if (this.#live.get(rt.record.id) !== rt) continue;
       rt.invalid = err;
-      // A runtime in a step is dropped when its mailbox drains; the rest now.
-      if (!rt.stepPromise) this.#invalidate(rt);
+      // A runtime in the middle of its mailbox is dropped when the mailbox drains; the rest now.
+      if (!rt.busy) this.#invalidate(rt);
     }
     this.#scheduler?.poke();
   }
@@ -247,8 +251,8 @@ export class CallbackRegistry {
   /** Lets a resident runtime leave the heap if nothing pins it (durable mode). */
   #release(rt: CallbackRuntime): void {
     if (this.#live.get(rt.record.id) !== rt) return;
+    if (rt.invalid && !rt.busy) return this.#invalidate(rt);
     if (rt.busy || rt.pending > 0 || rt.waiters?.length || rt.batch !== undefined) return;
-    if (rt.invalid) return this.#invalidate(rt);
     if (rt.finalized || this.#evicting === rt || !this.#liveActors.has(rt.record.id))
       this.#drop(rt);
   }
@@ -584,9 +588,20 @@ export class CallbackRegistry {
       if (!found) return false;
       if (found.kind === 'retained') {
         const record = found.record;
-        if (record.removeAt === undefined || record.removeAt > now) return false;
-        this.#commit!.remove(id);
-        this.#forget(record, 'retention');
+        if (record.removeAt === undefined || record.removeAt > now || this.#removing.has(id))
+          return false;
+        // Counted as removed once the delete is committed (a failed one is retried when due).
+        const member = { batch: undefined };
+        this.#removing.add(id);
+        this.#commit!.remove(id, member);
+        this.#commit!.after(
+          member,
+          () => {
+            this.#removing.delete(id);
+            this.#forget(record, 'retention');
+          },
+          () => this.#removing.delete(id),
+        );
         return true;
       }
       rt = found.rt;

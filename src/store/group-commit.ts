@@ -137,8 +137,8 @@ export class GroupCommit {
       this.#settle(b, err);
       return;
     }
-    if (result && typeof (result).then === 'function') {
-      this.#inflight = (result).then(
+    if (result && typeof result.then === 'function') {
+      this.#inflight = result.then(
         () => this.#settle(b, undefined),
         (err: unknown) => this.#settle(b, err ?? new Error('commit failed')),
       );
