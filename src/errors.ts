@@ -19,7 +19,8 @@ export type CallbackEngineErrorCode =
   | 'CBE_ERR_PARENT_INACTIVE'
   | 'CBE_ERR_ALREADY_SETTLED'
   | 'CBE_ERR_POOL_SATURATED'
-  | 'CBE_ERR_ENGINE_CLOSED';
+  | 'CBE_ERR_ENGINE_CLOSED'
+  | 'CBE_ERR_STEP_TIMEOUT';
 
 /** Options accepted by every error constructor. */
 export interface CallbackEngineErrorOptions {
@@ -155,6 +156,23 @@ export class PoolSaturatedError extends CallbackEngineError {
 export class EngineClosedError extends CallbackEngineError {
   constructor() {
     super('CBE_ERR_ENGINE_CLOSED', 503, 'the callback engine is closed');
+  }
+}
+
+/**
+ * A step ran past its `stepTimeout`. It is the reason its `signal` is aborted with, and the
+ * callback moves to `error` with its message. HTTP 504 (it never reaches a client as an error:
+ * the report is answered with the callback's `error` status).
+ */
+export class StepTimeoutError extends CallbackEngineError {
+  /** The status the step ran for. */
+  readonly stepStatus: string;
+  /** The limit, as configured (ISO 8601). */
+  readonly limit: string;
+  constructor(stepStatus: string, limit: string) {
+    super('CBE_ERR_STEP_TIMEOUT', 504, `the "${stepStatus}" step did not settle within ${limit}`);
+    this.stepStatus = stepStatus;
+    this.limit = limit;
   }
 }
 

@@ -23,6 +23,7 @@ export {
   ParentNotFoundError,
   PayloadTooLargeError,
   PoolSaturatedError,
+  StepTimeoutError,
   UnknownAnchorError,
   toError,
 } from './errors.js';
@@ -77,6 +78,7 @@ export type {
   StepEntry,
   StepFunction,
   StepInput,
+  StepError,
   StepMap,
   StepOutput,
 } from './types.js';

@@ -8,6 +8,7 @@
 
 import type { DataVersion } from '../data.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
+import type { StepError } from '../types.js';
 
 /** The persisted state of one callback. */
 export interface CallbackRecord {
@@ -36,4 +37,6 @@ export interface CallbackRecord {
   children: string[] | undefined;
   /** Canonical JSON of the report that made it terminal, to recognise a replay. */
   terminalReport: string | undefined;
+  /** The latest step failure (shown in answers as `stepError`). */
+  stepError: StepError | undefined;
 }
