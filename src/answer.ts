@@ -8,7 +8,7 @@ import { inspect } from 'node:util';
 import { DataVersion, type CallbackData } from './data.js';
 import type { AnswerStatus } from './lifecycle/statuses.js';
 import { DEFAULTS, type ResolvedAttributes } from './options.js';
-import type { CallbackAnswer, CallbackAttributes, CreatedCallback } from './types.js';
+import type { CallbackAnswer, CallbackAttributes, CreatedCallback, StepError } from './types.js';
 
 /**
  * Builds the output attributes of a callback under an anchor's names.
@@ -35,8 +35,17 @@ export function buildAttributes(
   return Object.freeze(out);
 }
 
+/** The JSON form of an answer: `{ status, token, data }`, plus `stepError` when a step failed. */
+export interface AnswerJson {
+  status: AnswerStatus;
+  token: string;
+  data: CallbackData;
+  stepError?: StepError;
+}
+
 /**
- * An answer. Serializes (JSON) as exactly `{ status, token, data }`; `data`
+ * An answer. Serializes (JSON) as exactly `{ status, token, data }` (plus `stepError` once a
+ * step of the callback failed); `data`
  * and the renamed output attributes are built on first access, so answers
  * nobody reads cost no copying.
  */
@@ -47,6 +56,8 @@ export class Answer implements CallbackAnswer {
   /** @internal */ readonly #names: ResolvedAttributes;
   /** @internal */ readonly #id: string | undefined;
   /** @internal */ readonly #parentToken: string | undefined;
+  /** The callback's latest step failure, if any. */
+  readonly stepError: StepError | undefined;
 
   constructor(
     status: AnswerStatus,
@@ -55,7 +66,9 @@ export class Answer implements CallbackAnswer {
     names: ResolvedAttributes = DEFAULTS.attributes,
     id?: string,
     parentToken?: string,
+    stepError?: StepError,
   ) {
+    this.stepError = stepError;
     this.status = status;
     this.token = token;
     this.#data = data;
@@ -86,9 +99,11 @@ export class Answer implements CallbackAnswer {
     );
   }
 
-  /** The JSON form: `{ status, token, data }`. */
-  toJSON(): { status: AnswerStatus; token: string; data: CallbackData } {
-    return { status: this.status, token: this.token, data: this.data };
+  /** The JSON form: `{ status, token, data }`, plus `stepError` when a step failed. */
+  toJSON(): AnswerJson {
+    const json: AnswerJson = { status: this.status, token: this.token, data: this.data };
+    if (this.stepError !== undefined) json.stepError = this.stepError;
+    return json;
   }
 
   /** Shows `{ status, token, data }` in `console.log` and `util.inspect`. */
@@ -106,7 +121,15 @@ export class CreatedAnswer extends Answer implements CreatedCallback {
     names: ResolvedAttributes,
     parentToken: string | undefined,
   ) {
-    super(answer.status, answer.token, answer.dataVersion, names, id, parentToken);
+    super(
+      answer.status,
+      answer.token,
+      answer.dataVersion,
+      names,
+      id,
+      parentToken,
+      answer.stepError,
+    );
     this.id = id;
   }
 }

@@ -159,6 +159,74 @@ export function mergeData(base: CallbackData, patch: CallbackData): CallbackData
   return Object.freeze(out);
 }
 
+/** Exact UTF-8 size of the JSON text of `value`. */
+export function jsonBytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
+}
+
+/** Above this, a patch's size bound is measured exactly instead of estimated. */
+const ESTIMATE_MAX_BYTES = 4096;
+
+/**
+ * An upper bound on the bytes `patch` can add to the JSON of data it is merged into (its entries
+ * and their commas). O(keys) for the common small flat report, exact (one `JSON.stringify`) for
+ * anything else.
+ */
+export function patchBytesBound(patch: CallbackData): number {
+  const keys = Object.keys(patch);
+  if (keys.length === 0) return 0;
+  if (keys.length <= FLAT_MAX_KEYS) {
+    let bound = 0;
+    for (const key of keys) {
+      const v = patch[key];
+      // "key": value, — 6 bytes per UTF-16 unit covers `\uXXXX` escapes.
+      bound += key.length * 6 + 4;
+      if (typeof v === 'string') bound += v.length * 6 + 2;
+      else if (typeof v === 'number') bound += 24;
+      else if (typeof v === 'boolean' || v === null) bound += 5;
+      else {
+        bound = Number.POSITIVE_INFINITY;
+        break;
+      }
+    }
+    if (bound <= ESTIMATE_MAX_BYTES) return bound;
+  }
+  return jsonBytes(patch);
+}
+
+/**
+ * Checks that merging `patch` into `version` keeps the data within `maxBytes` (spec 16,
+ * `maxCallbackBytes`). Works on an upper bound of the version's size, so the common case costs
+ * O(patch keys); only when the bound passes the limit is the data measured exactly.
+ *
+ * @param versionBytes - an upper bound of the version's JSON size, or `undefined` if unknown.
+ * @param patchBytes - {@link patchBytesBound} of `patch`.
+ * @returns an upper bound of the version's size (exact if it was measured); add `patchBytes`
+ *   to it once the patch is merged.
+ * @throws {@link PayloadTooLargeError} if the merged data would be larger than `maxBytes`.
+ */
+export function admitPatch(
+  what: string,
+  version: DataVersion,
+  versionBytes: number | undefined,
+  patch: CallbackData,
+  patchBytes: number,
+  maxBytes: number,
+): number {
+  let base = versionBytes ?? jsonBytes(version.value);
+  if (base + patchBytes <= maxBytes) return base;
+  if (versionBytes !== undefined) base = jsonBytes(version.value);
+  if (base + patchBytes <= maxBytes) return base;
+  const merged = jsonBytes(mergeData(version.value, patch));
+  if (merged > maxBytes) {
+    throw new PayloadTooLargeError(
+      `${what} would make the callback's data ${merged} bytes of JSON, over the limit of ${maxBytes} (maxCallbackBytes)`,
+      maxBytes,
+    );
+  }
+  return base;
+}
+
 /** Patches a version chain may carry before it is folded into a new base. */
 const MIN_COMPACT = 32;
 

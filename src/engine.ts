@@ -9,7 +9,14 @@
  */
 
 import { CreatedAnswer, notFoundAnswer, type Answer } from './answer.js';
-import { DataVersion, EMPTY_DATA, ingestData, type CallbackData } from './data.js';
+import {
+  admitPatch,
+  DataVersion,
+  EMPTY_DATA,
+  ingestData,
+  patchBytesBound,
+  type CallbackData,
+} from './data.js';
 import { deadlineAt, durationMs } from './duration.js';
 import {
   EngineClosedError,
@@ -171,6 +178,7 @@ class Engine implements CallbackEngine {
   readonly #ready: Promise<void>;
   #isReady = false;
   #readyError: Error | undefined;
+  #closing: Promise<void> | undefined;
 
   constructor(options: CallbackEngineOptions | undefined) {
     this.#o = resolveOptions(options);
@@ -261,6 +269,17 @@ class Engine implements CallbackEngine {
     const retention =
       retentionOpt === true ? true : durationMs('options.retention', retentionOpt, now);
     const createData = ingestData('options.data', options.data, this.#o.maxDataBytes);
+    const createBytes = patchBytesBound(createData);
+    // The base `{}` is 2 bytes; the bound of a merged patch covers its entries and commas.
+    const dataBytes =
+      admitPatch(
+        'options.data',
+        DataVersion.EMPTY,
+        2,
+        createData,
+        createBytes,
+        this.#o.maxCallbackBytes,
+      ) + createBytes;
 
     const id = newCallbackId();
     const record: CallbackRecord = {
@@ -281,9 +300,11 @@ class Engine implements CallbackEngine {
       data: DataVersion.of(createData),
       children: undefined,
       terminalReport: undefined,
+      stepError: undefined,
     };
     // No actor yet: it is activated by the first report that needs a transition (virtual actor).
     const rt = new CallbackRuntime(record, now);
+    rt.dataBytes = dataBytes;
     this.#registry.add(rt, parent);
     this.#stats.add(record.anchor, 'create');
     this.#stats.created++;
@@ -433,7 +454,8 @@ class Engine implements CallbackEngine {
         () => follower.resolve(result),
         (e) => follower.reject(e),
       );
-    } else this.#mailboxes.end(rt, 'cancel', data, [follower]);
+    } else if (this.#mailboxes.admit(rt, 'cancel', data, 'cancel data', [follower]) >= 0)
+      this.#mailboxes.end(rt, 'cancel', data, [follower]);
   }
 
   get(token: string): Promise<CallbackAnswer> {
@@ -580,13 +602,20 @@ class Engine implements CallbackEngine {
     return this.#events.subscribe(listener);
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    // Idempotent: every call shares the first call's promise.
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true;
     this.#registry.stopClock();
     await this.#mailboxes.close();
     // Stop actors only after in-flight steps settled: their results may still be merged.
     try {
+      // A close during recovery waits for it, so the store's lock is released.
+      await this.#ready.catch(() => {});
       if (this.#isReady) await this.#registry.closeStore();
     } finally {
       this.#registry.clear();

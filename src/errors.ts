@@ -20,6 +20,7 @@ export type CallbackEngineErrorCode =
   | 'CBE_ERR_ALREADY_SETTLED'
   | 'CBE_ERR_POOL_SATURATED'
   | 'CBE_ERR_ENGINE_CLOSED'
+  | 'CBE_ERR_STEP_TIMEOUT'
   | 'CBE_ERR_STORE_UNAVAILABLE'
   | 'CBE_ERR_STORE_LOCKED'
   | 'CBE_ERR_STORE_INCOMPATIBLE';
@@ -192,6 +193,23 @@ export class StoreLockedError extends CallbackEngineError {
 export class StoreIncompatibleError extends CallbackEngineError {
   constructor(message: string) {
     super('CBE_ERR_STORE_INCOMPATIBLE', 500, message);
+  }
+}
+
+/**
+ * A step ran past its `stepTimeout`. It is the reason its `signal` is aborted with, and the
+ * callback moves to `error` with its message. HTTP 504 (it never reaches a client as an error:
+ * the report is answered with the callback's `error` status).
+ */
+export class StepTimeoutError extends CallbackEngineError {
+  /** The status the step ran for. */
+  readonly stepStatus: string;
+  /** The limit, as configured (ISO 8601). */
+  readonly limit: string;
+  constructor(stepStatus: string, limit: string) {
+    super('CBE_ERR_STEP_TIMEOUT', 504, `the "${stepStatus}" step did not settle within ${limit}`);
+    this.stepStatus = stepStatus;
+    this.limit = limit;
   }
 }
 

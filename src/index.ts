@@ -23,6 +23,7 @@ export {
   ParentNotFoundError,
   PayloadTooLargeError,
   PoolSaturatedError,
+  StepTimeoutError,
   StoreIncompatibleError,
   StoreLockedError,
   StoreUnavailableError,
@@ -80,6 +81,7 @@ export type {
   StepEntry,
   StepFunction,
   StepInput,
+  StepError,
   StepMap,
   StepOutput,
 } from './types.js';

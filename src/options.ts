@@ -6,6 +6,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { systemClock, type Clock } from './clock.js';
 import { deadlineAt, describe, durationMs, parseDuration } from './duration.js';
@@ -84,6 +85,26 @@ export interface CallbackEngineOptions {
    * @default memoryStore()
    */
   store?: CallbackStore;
+  /**
+   * How long a step may run: an ISO 8601 duration, or `false` for no limit. When it passes, the
+   * step's `signal` is aborted with a {@link StepTimeoutError} and the step fails like a throwing
+   * step (the callback goes to `error`); the mailbox moves on even if the step never settles.
+   * Anchors may override it.
+   * @default 'PT5M'
+   */
+  stepTimeout?: string | false;
+  /**
+   * How long `close()` waits for steps in flight and the worker pool's drain. After it, whatever
+   * is still pending rejects with `EngineClosedError`, the pool is destroyed and `close()` resolves.
+   * @default 'PT10S'
+   */
+  closeTimeout?: string;
+  /**
+   * Largest merged data of one callback, as bytes of JSON. A report, creation data or step output
+   * that would make it larger is refused with `PayloadTooLargeError` and nothing is applied.
+   * @default 1048576 (1 MiB)
+   */
+  maxCallbackBytes?: number;
 }
 
 /** Names of the output attributes (spec 7). */
@@ -121,6 +142,8 @@ export interface AnchorOptions {
   correlate?: readonly string[];
   /** CloudEvent `type` → status, for events that carry no `callbackstatus` extension. */
   eventTypes?: Readonly<Record<string, DispatchStatus>>;
+  /** Time limit of this anchor's steps: ISO 8601 duration or `false`. @default the engine's */
+  stepTimeout?: string | false;
 }
 
 /** Options of {@link CallbackEngine.create} (spec 5). */
@@ -156,6 +179,12 @@ export interface ResolvedEngineOptions {
   readonly pool: Readonly<Required<PoolOptions>>;
   readonly baseUrl: string | undefined;
   readonly store: CallbackStore;
+  /** The step time limit as given (for messages), or `false`. */
+  readonly stepTimeout: string | false;
+  /** The step time limit in ms, or `false`. */
+  readonly stepTimeoutMs: number | false;
+  readonly closeTimeoutMs: number;
+  readonly maxCallbackBytes: number;
 }
 
 /** Resolved output attribute names. */
@@ -175,6 +204,10 @@ export interface ResolvedAnchor {
   readonly retention: string | true;
   readonly correlate: readonly string[];
   readonly eventTypes: Readonly<Record<string, DispatchStatus>>;
+  /** The step time limit as given (for messages), or `false`. */
+  readonly stepTimeout: string | false;
+  /** The step time limit in ms, or `false`. */
+  readonly stepTimeoutMs: number | false;
 }
 
 /** Frozen defaults. */
@@ -183,6 +216,9 @@ export const DEFAULTS = Object.freeze({
   retention: 'PT1H',
   maxDataBytes: 256 * 1024,
   maxLiveActors: 100_000,
+  stepTimeout: 'PT5M',
+  closeTimeout: 'PT10S',
+  maxCallbackBytes: 1024 * 1024,
   attributes: Object.freeze({
     tokenAttribute: 'callbackToken',
     parentTokenAttribute: 'callbackParentToken',
@@ -200,6 +236,12 @@ export const LIMITS = Object.freeze({
   tagLength: 64,
   idempotencyKeyLength: 256,
 });
+
+/** Whether a worker step's `file:` URL names an existing file (other schemes are not checked). */
+function workerModuleExists(href: string): boolean {
+  const url = new URL(href);
+  return url.protocol !== 'file:' || existsSync(url);
+}
 
 const NAME_RE = /^[A-Za-z0-9_.:-]+$/;
 
@@ -257,6 +299,29 @@ export function checkRetention(what: string, value: unknown): string | true {
     );
   }
   return value;
+}
+
+/** Checks a step time limit: a positive ISO 8601 duration or `false`; returns it in ms. */
+export function checkStepTimeout(what: string, value: unknown): number | false {
+  if (value === false) return false;
+  const d = typeof value === 'string' ? parseDuration(value) : undefined;
+  const ms = d ? durationMs(what, value, 0) : 0;
+  if (!d || ms <= 0) {
+    throw new InvalidArgumentError(
+      `${what} must be false or an ISO 8601 duration longer than zero such as "PT30S" (got ${describe(value)})`,
+    );
+  }
+  return ms;
+}
+
+/** Checks `closeTimeout`: an ISO 8601 duration (zero allowed: do not wait); returns it in ms. */
+function checkCloseTimeout(what: string, value: unknown): number {
+  if (typeof value !== 'string' || !parseDuration(value)) {
+    throw new InvalidArgumentError(
+      `${what} must be an ISO 8601 duration such as "PT10S" (got ${describe(value)})`,
+    );
+  }
+  return durationMs(what, value, 0);
 }
 
 function checkPositiveInt(what: string, value: unknown): number {
@@ -359,6 +424,16 @@ export function resolveOptions(input: CallbackEngineOptions | undefined): Resolv
     pool: resolvePool(o.pool),
     baseUrl: checkBaseUrl(o.baseUrl),
     store,
+    stepTimeout: o.stepTimeout ?? DEFAULTS.stepTimeout,
+    stepTimeoutMs: checkStepTimeout('options.stepTimeout', o.stepTimeout ?? DEFAULTS.stepTimeout),
+    closeTimeoutMs: checkCloseTimeout(
+      'options.closeTimeout',
+      o.closeTimeout ?? DEFAULTS.closeTimeout,
+    ),
+    maxCallbackBytes:
+      o.maxCallbackBytes === undefined
+        ? DEFAULTS.maxCallbackBytes
+        : checkPositiveInt('options.maxCallbackBytes', o.maxCallbackBytes),
   });
 }
 
@@ -435,6 +510,13 @@ export function resolveAnchor(
         `anchor "${anchor}" options.next.${key} must be a function, a workerStep() or false (got ${describe(step)})`,
       );
     }
+    // The export can only be checked by importing the module, which the worker does; a file that
+    // is not there is caught now rather than at the first report.
+    if (isWorkerStep(step) && !workerModuleExists(step.module)) {
+      throw new InvalidArgumentError(
+        `anchor "${anchor}" options.next.${key}: worker step module ${step.module} does not exist`,
+      );
+    }
   }
   const a = checkObject(`anchor "${anchor}" options.attributes`, o.attributes);
   const attributes = { ...DEFAULTS.attributes } as {
@@ -478,6 +560,11 @@ export function resolveAnchor(
         : checkRetention(`anchor "${anchor}" options.retention`, o.retention),
     correlate: checkCorrelate(anchor, o.correlate),
     eventTypes: checkEventTypes(anchor, o.eventTypes),
+    stepTimeout: o.stepTimeout === undefined ? engine.stepTimeout : o.stepTimeout,
+    stepTimeoutMs:
+      o.stepTimeout === undefined
+        ? engine.stepTimeoutMs
+        : checkStepTimeout(`anchor "${anchor}" options.stepTimeout`, o.stepTimeout),
   });
 }
 

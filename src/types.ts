@@ -37,6 +37,18 @@ export type CallbackMessage = CallbackReportMessage | CallbackActionMessage;
 /** The output attributes of a callback (spec 7), under the anchor's names. */
 export type CallbackAttributes = Readonly<Record<string, unknown>>;
 
+/**
+ * A step failure recorded on its callback: a step that threw, ran past `stepTimeout`, returned
+ * output over `maxCallbackBytes`, or whose worker module could not be loaded. A failure while the
+ * callback was active also moved it to `error`; one after it was terminal changes nothing else.
+ */
+export interface StepError {
+  /** The status the failed step ran for. */
+  readonly status: CallbackStatus;
+  /** Why it failed (what it threw, or the limit it passed). */
+  readonly message: string;
+}
+
 /** The answer to every dispatch and read: the status after handling. */
 export interface CallbackAnswer {
   /** Status after handling; may differ from what was sent (`cancel`, `timeout`, `notFound`, ...). */
@@ -47,6 +59,8 @@ export interface CallbackAnswer {
   readonly data: CallbackData;
   /** The output attributes under the anchor's names (not serialized with the answer). */
   readonly attributes: CallbackAttributes;
+  /** The callback's latest step failure, if any step of it failed (serialized when present). */
+  readonly stepError?: StepError | undefined;
 }
 
 /** How a dispatch was handled, for call-in points that map it to a protocol status. */

@@ -60,6 +60,31 @@ describe('engine options are validated eagerly, one rule each', () => {
       /options\.pool\.maxQueue must be an integer of at least 0/,
     ],
     ['baseUrl', { baseUrl: 'ftp://x' }, /options\.baseUrl must be an http\(s\) URL/],
+    [
+      'stepTimeout prose',
+      { stepTimeout: '5 minutes' },
+      /^options\.stepTimeout must be false or an ISO 8601 duration longer than zero such as "PT30S" \(got "5 minutes"\)$/,
+    ],
+    [
+      'stepTimeout zero',
+      { stepTimeout: 'PT0S' },
+      /^options\.stepTimeout must be false or an ISO 8601 duration longer than zero .*\(got "PT0S"\)$/,
+    ],
+    [
+      'stepTimeout true',
+      { stepTimeout: true as never },
+      /^options\.stepTimeout must be false or an ISO 8601 duration .*\(got true\)$/,
+    ],
+    [
+      'closeTimeout',
+      { closeTimeout: 10_000 as never },
+      /^options\.closeTimeout must be an ISO 8601 duration such as "PT10S" \(got 10000\)$/,
+    ],
+    [
+      'maxCallbackBytes',
+      { maxCallbackBytes: 0 },
+      /^options\.maxCallbackBytes must be a positive integer \(got 0\)$/,
+    ],
   ])('%s', (_name, options, message) => {
     let err: unknown;
     try {
@@ -113,6 +138,9 @@ describe('engine options are validated eagerly, one rule each', () => {
     );
     expect(() => engine.anchor('w', { eventTypes: { 'com.x': 'done' as never } })).toThrow(
       /eventTypes\["com\.x"\] must be one of/,
+    );
+    expect(() => engine.anchor('v', { stepTimeout: 'soon' })).toThrow(
+      /^anchor "v" options\.stepTimeout must be false or an ISO 8601 duration longer than zero such as "PT30S" \(got "soon"\)$/,
     );
     await engine.close();
   });

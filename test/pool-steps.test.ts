@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { workerStep, type CallbackEngine } from '../src/index.js';
 import { score } from './fixtures/steps/score.js';
@@ -65,16 +68,23 @@ describe('worker steps merge like in-process steps (spec 6)', () => {
     );
   });
 
-  it('a module that does not exist moves the callback to error and the pool keeps serving', async () => {
+  it('a module that does not exist is refused by anchor(); one removed later moves the callback to error and the pool keeps serving', async () => {
     ({ engine } = makeEngine());
     const missing = new URL('./fixtures/steps/does-not-exist.ts', import.meta.url);
-    engine.anchor('broken', { next: { progress: workerStep(missing, 'score') } });
+    expect(() =>
+      engine.anchor('refused', { next: { progress: workerStep(missing, 'score') } }),
+    ).toThrow(/worker step module .*does-not-exist\.ts does not exist/);
+    const dir = mkdtempSync(join(tmpdir(), 'cbe-missing-'));
+    const removed = join(dir, 'does-not-exist.mjs');
+    writeFileSync(removed, 'export function score() { return {}; }\n');
+    engine.anchor('broken', { next: { progress: workerStep(removed, 'score') } });
+    rmSync(dir, { recursive: true, force: true });
     engine.anchor('fine', { next: { progress: workerStep(SCORE, 'score') } });
     const bad = await engine.create('broken');
     const good = await engine.create('fine');
     const failed = await engine.dispatch(report(bad.token, 'progress'));
     expect(failed.status).toBe('error');
-    expect(String(failed.data.message)).toMatch(/does-not-exist/);
+    expect(String(failed.data.message)).toMatch(/does-not-exist\.mjs/);
     expect((await engine.dispatch(report(good.token, 'progress', { value: 1 }))).data.score).toBe(
       2,
     );

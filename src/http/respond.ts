@@ -108,6 +108,7 @@ export function answerBody(
     token: answer.token,
     data: answer.data,
   };
+  if (answer.stepError !== undefined) body.stepError = answer.stepError;
   if (code !== undefined) {
     body.code = code;
     body.message = message;
@@ -151,10 +152,13 @@ const BASE_HEADERS = {
 export function send(res: ServerResponse, reply: Reply, close = false): void {
   if (res.headersSent || res.writableEnded || res.destroyed) return;
   let text: string;
+  let statusCode = reply.statusCode;
   try {
     text = reply.body === undefined ? '' : JSON.stringify(reply.body);
   } catch {
-    text = '{"code":"CBE_ERR_INTERNAL","message":"internal error"}';
+    // Never a 2xx with an error body: a body that cannot be serialized is a server failure.
+    statusCode = 500;
+    text = '{"code":"CBE_ERR_INTERNAL","message":"the answer could not be serialized"}';
   }
   // A literal, not a spread: this runs once per request.
   const headers: OutgoingHttpHeaders = {
@@ -166,7 +170,7 @@ export function send(res: ServerResponse, reply: Reply, close = false): void {
   if (reply.headers !== undefined) Object.assign(headers, reply.headers);
   if (close) headers.connection = 'close';
   try {
-    res.writeHead(reply.statusCode, headers);
+    res.writeHead(statusCode, headers);
     res.end(text);
   } catch {
     res.destroy();

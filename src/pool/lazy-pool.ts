@@ -36,8 +36,11 @@ export class LazyPool {
     return this.#loading.then((pool) => pool.run(step, cloned, signal));
   }
 
-  /** Drains or destroys the pool, if it was ever loaded. */
-  async close(): Promise<void> {
-    if (this.#loading) await (await this.#loading).close();
+  /**
+   * Drains or destroys the pool, if it was ever loaded.
+   * @param deadline - aborted when draining must stop: the pool is destroyed then.
+   */
+  async close(deadline?: AbortSignal): Promise<void> {
+    if (this.#loading) await (await this.#loading).close(deadline);
   }
 }

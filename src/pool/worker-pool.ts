@@ -46,8 +46,10 @@ export const DRAIN_TIMEOUT_MS = 30_000;
  * thread can start at all (a broken entry, `tsx` missing when running from sources), pending tasks
  * fail with the reason instead of waiting forever.
  *
- * Close: `'drain'` waits for every pending task (at most {@link DRAIN_TIMEOUT_MS}), then terminates
- * the threads; `'destroy'` terminates them at once, rejecting whatever is running or queued.
+ * Close: `'drain'` waits for every pending task (until the `deadline` signal given to `close()`
+ * aborts, or at most {@link DRAIN_TIMEOUT_MS} without one), then terminates the threads, even one
+ * spinning in a busy loop; `'destroy'` terminates them at once, rejecting whatever is running or
+ * queued.
  *
  * The entry is `worker.js` next to this module (the built package), or `worker-dev.js`, which loads
  * `worker.ts` through `tsx`, when running from the TypeScript sources. Bundling this module into
@@ -129,20 +131,22 @@ class PiscinaStepRunner implements WorkerPool {
     return result;
   }
 
-  close(): Promise<void> {
-    this.#closing ??= this.#close();
+  close(deadline?: AbortSignal): Promise<void> {
+    this.#closing ??= this.#close(deadline);
     return this.#closing;
   }
 
-  async #close(): Promise<void> {
-    if (this.#closeMode === 'drain' && this.#pending.size > 0) {
+  async #close(deadline: AbortSignal | undefined): Promise<void> {
+    if (this.#closeMode === 'drain' && this.#pending.size > 0 && !deadline?.aborted) {
       const timer = new AbortController();
-      const timedOut = sleep(DRAIN_TIMEOUT_MS, true, { ref: false, signal: timer.signal }).catch(
-        () => false,
-      );
+      const timedOut = deadline
+        ? new Promise<boolean>((resolve) =>
+            deadline.addEventListener('abort', () => resolve(true), { once: true }),
+          )
+        : sleep(DRAIN_TIMEOUT_MS, true, { ref: false, signal: timer.signal }).catch(() => false);
       const drained = Promise.allSettled([...this.#pending].map((p) => p.result)).then(() => false);
       if (await Promise.race([drained, timedOut])) {
-        warn(`tasks still running after ${DRAIN_TIMEOUT_MS} ms of draining; terminating them`);
+        warn('tasks still running when the drain time ran out; terminating them');
       }
       timer.abort();
     }

@@ -41,8 +41,11 @@ export interface StepRunner {
   run(step: WorkerStep, input: WorkerStepInput, signal: AbortSignal): Promise<StepOutput>;
   /** Whether the queue is full, so a new dispatch should be refused. */
   readonly saturated: boolean;
-  /** Drains or destroys the pool, as configured. */
-  close(): Promise<void>;
+  /**
+   * Drains or destroys the pool, as configured. Idempotent: every call returns the same promise.
+   * @param deadline - when it aborts, draining stops and the threads are terminated.
+   */
+  close(deadline?: AbortSignal): Promise<void>;
 }
 
 /** Options of the engine's worker pool (`createCallbackEngine({ pool })`). */

@@ -108,6 +108,13 @@ export interface RunningStep {
   readonly abort: LazyAbort;
   /** Runs on the worker pool (so `close()` with `pool.close: 'drain'` lets it finish). */
   readonly onPool: boolean;
+  /**
+   * Set while an asynchronous step is pending: stops waiting for it, as if it had returned
+   * nothing (`err` undefined) or failed with `err`, and lets the mailbox move on. Whatever the
+   * step does later is ignored. For terminal transitions and `close()`, which must not wait for a
+   * step that ignores its abort signal.
+   */
+  release: ((err?: Error) => void) | undefined;
 }
 
 /** Runtime state of one active callback. */
@@ -128,6 +135,11 @@ export class CallbackRuntime implements CommitMember {
   /** Settles when the step in flight settles; for `close()`. */
   stepPromise: Promise<unknown> | undefined;
   lastActivity: number;
+  /**
+   * An upper bound of the JSON size of the merged data (`maxCallbackBytes`), grown by each
+   * merged patch's bound and measured exactly only when it passes the limit; `undefined` until known.
+   */
+  dataBytes: number | undefined;
   deadline: Deadline<unknown> | undefined;
   heartbeat: Deadline<unknown> | undefined;
   waiters: Follower[] | undefined;
@@ -141,6 +153,7 @@ export class CallbackRuntime implements CommitMember {
   constructor(record: CallbackRecord, now: number) {
     this.record = record;
     this.lastActivity = now;
+    this.dataBytes = undefined;
   }
 
   /** Number of pending jobs. */

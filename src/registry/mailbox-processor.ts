@@ -9,10 +9,20 @@
  */
 
 import { Answer, buildAttributes, notFoundAnswer } from '../answer.js';
-import { canonicalJson, DataVersion, EMPTY_DATA, ingestData, type CallbackData } from '../data.js';
-import { EngineClosedError, toError } from '../errors.js';
+import type { TimerHandle } from '../clock.js';
+import {
+  admitPatch,
+  canonicalJson,
+  DataVersion,
+  EMPTY_DATA,
+  ingestData,
+  patchBytesBound,
+  type CallbackData,
+} from '../data.js';
+import { EngineClosedError, StepTimeoutError, toError } from '../errors.js';
 import { STATUS_EVENT, statusOf } from '../lifecycle/machine.js';
 import {
+  ACTIVE_STATUSES,
   isTerminal,
   lookupStep,
   type CallbackStatus,
@@ -22,7 +32,13 @@ import type { ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
 import { LazyPool } from '../pool/lazy-pool.js';
 import { isWorkerStep } from '../pool/worker-step.js';
 import type { DispatchResult, StepInput, StepOutput } from '../types.js';
-import { LazyAbort, type CallbackRuntime, type Follower, type Job } from './callback-runtime.js';
+import {
+  LazyAbort,
+  type CallbackRuntime,
+  type Follower,
+  type Job,
+  type RunningStep,
+} from './callback-runtime.js';
 import { warn, type EventHub } from './event-hub.js';
 import type { CallbackRecord } from './record.js';
 import type { CallbackRegistry } from './registry.js';
@@ -49,6 +65,8 @@ export class MailboxProcessor {
   readonly #events: EventHub;
   /** The worker pool, loaded on the first worker step so the root import stays light. */
   readonly #pool: LazyPool;
+  /** Anchors already warned about a step failing after its callback was terminal. */
+  readonly #warnedAnchors = new Set<string>();
   #closed = false;
 
   constructor(deps: ProcessorDeps) {
@@ -86,6 +104,7 @@ export class MailboxProcessor {
       anchor?.attributes,
       record.id,
       record.parentToken,
+      record.stepError,
     );
   }
 
@@ -248,12 +267,15 @@ export class MailboxProcessor {
       return undefined;
     }
     if (isTerminal(job.status)) {
+      if (this.admit(rt, job.status, job.data, 'callbackData', job.followers) < 0) return undefined;
       // complete / error: the transition jumps to the front; this report is answered after its step.
       this.#events.emit('dispatched', record, { reported: job.status, outcome: 'applied' });
       this.end(rt, job.status, job.data, job.followers);
       return undefined;
     }
     const from = record.status;
+    const patchBytes = this.admit(rt, job.status, job.data, 'callbackData', job.followers);
+    if (patchBytes < 0) return undefined;
     const actor = this.#registry.activate(rt);
     actor.send({ type: STATUS_EVENT[job.status as keyof typeof STATUS_EVENT], data: job.data });
     const snapshot = actor.getSnapshot();
@@ -269,7 +291,46 @@ export class MailboxProcessor {
       return undefined;
     }
     this.#setStatus(rt, to, snapshot.context.data);
+    if (rt.dataBytes !== undefined) rt.dataBytes += patchBytes;
     return this.#runStep(rt, to, job, () => this.#answerJob(rt, job, true));
+  }
+
+  /**
+   * `maxCallbackBytes`: refuses a report whose data would make the callback's merged data too
+   * large; its followers get `PayloadTooLargeError` and nothing is applied. A report that would be
+   * ignored anyway (a late `accept`/`start`) is not refused.
+   * @returns the size bound the report's data adds once merged, or -1 if it was refused.
+   */
+  admit(
+    rt: CallbackRuntime,
+    status: CallbackStatus,
+    patch: CallbackData,
+    what: string,
+    followers: readonly Follower[],
+  ): number {
+    const patchBytes = patchBytesBound(patch);
+    try {
+      rt.dataBytes = admitPatch(
+        what,
+        rt.record.data,
+        rt.dataBytes,
+        patch,
+        patchBytes,
+        this.#o.maxCallbackBytes,
+      );
+    } catch (err) {
+      const from = rt.record.status as (typeof ACTIVE_STATUSES)[number];
+      const to = status as (typeof ACTIVE_STATUSES)[number];
+      const ignored =
+        !isTerminal(to) &&
+        to !== 'progress' &&
+        ACTIVE_STATUSES.indexOf(to) <= ACTIVE_STATUSES.indexOf(from);
+      if (ignored) return 0;
+      for (const f of followers) f.reject(toError(err));
+      this.#events.rejected(toError(err).message);
+      return -1;
+    }
+    return patchBytes;
   }
 
   /** Answers a job's followers; `write`: its effect goes to the store first (durable mode). */
@@ -304,7 +365,8 @@ export class MailboxProcessor {
     const step = lookupStep(anchor.next, status);
     if (!step) return void done();
     const abort = new LazyAbort();
-    rt.step = { status, abort, onPool: isWorkerStep(step) };
+    const running: RunningStep = { status, abort, onPool: isWorkerStep(step), release: undefined };
+    rt.step = running;
     const record = rt.record;
     const version = record.data;
     const input: StepInput = {
@@ -331,7 +393,7 @@ export class MailboxProcessor {
       },
     };
     const settle = (ok: boolean, value: unknown) => {
-      rt.step = undefined;
+      if (rt.step === running) rt.step = undefined;
       if (ok) this.#stepDone(rt, status, value as StepOutput, job, done);
       else this.#stepFailed(rt, status, value, job, done);
     };
@@ -342,10 +404,52 @@ export class MailboxProcessor {
       return void settle(false, err);
     }
     if (!isPromiseLike(out)) return void settle(true, out);
-    return Promise.resolve(out).then(
-      (v) => settle(true, v),
-      (e: unknown) => settle(false, e),
-    );
+    return this.#awaitStep(running, out, anchor, settle);
+  }
+
+  /**
+   * Waits for a pending step, at most the anchor's `stepTimeout` (one timer, armed only for
+   * steps that return a pending promise). Resolves once the step settled, timed out or was
+   * released by a terminal transition or `close()`; only the first of these counts.
+   */
+  #awaitStep(
+    running: RunningStep,
+    out: PromiseLike<StepOutput>,
+    anchor: ResolvedAnchor,
+    settle: (ok: boolean, value: unknown) => void,
+  ): Promise<void> {
+    const clock = this.#o.clock;
+    return new Promise<void>((resolve) => {
+      let timer: TimerHandle;
+      let armed = false;
+      let open = true;
+      const finish = (ok: boolean, value: unknown): void => {
+        if (!open) return;
+        open = false;
+        running.release = undefined;
+        if (armed) clock.clearTimeout(timer);
+        try {
+          settle(ok, value);
+        } catch (err) {
+          warn(err);
+        }
+        resolve();
+      };
+      running.release = (err) => finish(err === undefined, err);
+      out.then(
+        (v) => finish(true, v),
+        (e: unknown) => finish(false, e),
+      );
+      if (open && anchor.stepTimeoutMs !== false) {
+        armed = true;
+        timer = clock.setTimeout(() => {
+          armed = false;
+          const reason = new StepTimeoutError(running.status, String(anchor.stepTimeout));
+          running.abort.abort(reason);
+          finish(false, reason);
+        }, anchor.stepTimeoutMs);
+      }
+    });
   }
 
   #stepDone(
@@ -365,6 +469,19 @@ export class MailboxProcessor {
       } catch (err) {
         return this.#stepFailed(rt, status, err, job, done);
       }
+      const patchBytes = patchBytesBound(data);
+      try {
+        rt.dataBytes = admitPatch(
+          `the output of the "${status}" step`,
+          record.data,
+          rt.dataBytes,
+          data,
+          patchBytes,
+          this.#o.maxCallbackBytes,
+        );
+      } catch (err) {
+        return this.#stepFailed(rt, status, err, job, done);
+      }
       if (isTerminal(record.status)) {
         // The actor is done once final; the record carries the terminal step's output.
         record.data = record.data.with(data);
@@ -373,6 +490,7 @@ export class MailboxProcessor {
         actor.send({ type: 'MERGE', data });
         record.data = actor.getSnapshot().context.data;
       }
+      rt.dataBytes += patchBytes;
     }
     done();
   }
@@ -392,9 +510,21 @@ export class MailboxProcessor {
     // A step aborted because cancel/timeout/orphan preempted it did not fail.
     if (isTerminal(rt.record.status) && !isTerminal(status)) return void done();
     const message = toError(err).message;
+    const record = rt.record;
+    record.stepError = { status, message };
     this.#stats.stepFailures++;
-    this.#events.emit('stepFailed', rt.record, { message, reported: status });
-    if (isTerminal(rt.record.status)) return void done();
+    this.#events.emit('stepFailed', record, { message, reported: status });
+    if (isTerminal(record.status)) {
+      // Nothing else shows it: the status is final. Recorded on the callback; warned once per anchor.
+      if (!this.#warnedAnchors.has(record.anchor)) {
+        this.#warnedAnchors.add(record.anchor);
+        process.emitWarning(
+          `callback-engine: the "${status}" step of anchor "${record.anchor}" failed after the callback became "${record.status}": ${message} (kept as the callback's stepError; warned once per anchor)`,
+          { type: 'CallbackEngineWarning', code: 'CBE_W_STEP_FAILED_AFTER_TERMINAL' },
+        );
+      }
+      return void done();
+    }
     // The callback moves to error; this job's followers are answered after the error step.
     this.end(rt, 'error', { message }, job.followers.splice(0));
     done();
@@ -443,6 +573,7 @@ export class MailboxProcessor {
     const actor = this.#registry.activate(rt);
     actor.send({ type: STATUS_EVENT[status], data });
     this.#setStatus(rt, status, actor.getSnapshot().context.data);
+    if (rt.dataBytes !== undefined) rt.dataBytes += patchBytesBound(data);
     record.terminalReport = canonicalJson(data);
     this.#registry.stopTimers(rt);
     if (status === 'timeout') {
@@ -455,12 +586,16 @@ export class MailboxProcessor {
       this.#events.emit('orphaned', record, undefined);
     }
     const running = rt.step;
+    rt.pushFront({ kind: 'terminal', status, data, followers });
     if (running && !isTerminal(running.status)) {
       const reason = new Error(`callback ended with status "${status}"`);
       reason.name = 'AbortError';
       running.abort.abort(reason);
+      // Do not wait for the aborted step: one that ignores its signal must not hold the terminal
+      // step, the answer and wait() back. Its report is answered now (with the terminal status);
+      // whatever it returns later is ignored.
+      running.release?.();
     }
-    rt.pushFront({ kind: 'terminal', status, data, followers });
   }
 
   #finalize(rt: CallbackRuntime, job: Job): void {
@@ -487,21 +622,44 @@ export class MailboxProcessor {
 
   /**
    * Stops processing: every running step is aborted (pool steps are let finish when the pool
-   * drains on close), every queued job and waiter rejected with {@link EngineClosedError}; resolves
-   * once in-flight steps settled and the pool closed.
+   * drains on close), every queued job rejected with {@link EngineClosedError}. Waits at most
+   * `closeTimeout` (on the engine clock) for steps in flight and the pool's drain; then stops
+   * waiting for steps that ignored their abort (their followers and the callback's waiters
+   * reject with {@link EngineClosedError}) and destroys the pool.
    */
   async close(): Promise<void> {
     this.#closed = true;
     const closed = new EngineClosedError();
     const inFlight: Promise<unknown>[] = [];
+    const stepping: CallbackRuntime[] = [];
     for (const rt of this.#registry.runtimes()) {
       if (!(this.#o.pool.close === 'drain' && rt.step?.onPool)) rt.step?.abort.abort(closed);
-      if (rt.stepPromise) inFlight.push(rt.stepPromise);
       for (const job of rt.drainAll()) for (const f of job.followers) f.reject(closed);
-      for (const w of rt.waiters ?? []) w.reject(closed);
-      rt.waiters = undefined;
+      if (rt.stepPromise) {
+        // Its waiters may still be answered: a terminal step in flight finalizes the callback.
+        inFlight.push(rt.stepPromise);
+        stepping.push(rt);
+      } else {
+        for (const w of rt.waiters ?? []) w.reject(closed);
+        rt.waiters = undefined;
+      }
     }
-    await Promise.allSettled(inFlight);
-    await this.#pool.close();
+    const clock = this.#o.clock;
+    const expired = new AbortController();
+    const timer = clock.setTimeout(() => expired.abort(closed), this.#o.closeTimeoutMs);
+    const timedOut = new Promise<void>((resolve) =>
+      expired.signal.addEventListener('abort', () => resolve(), { once: true }),
+    );
+    try {
+      if (inFlight.length > 0) await Promise.race([Promise.allSettled(inFlight), timedOut]);
+      for (const rt of stepping) {
+        rt.step?.release?.(closed);
+        for (const w of rt.waiters ?? []) w.reject(closed);
+        rt.waiters = undefined;
+      }
+      await this.#pool.close(expired.signal);
+    } finally {
+      clock.clearTimeout(timer);
+    }
   }
 }

@@ -9,6 +9,7 @@ import { persistSnapshot, restoreSnapshot, type PersistedLifecycle } from '../li
 import type { LifecycleSnapshot } from '../lifecycle/machine.js';
 import { isTerminal } from '../lifecycle/statuses.js';
 import type { StoredCallback } from '../store/store.js';
+import type { StepError } from '../types.js';
 import type { CallbackRecord } from './record.js';
 
 /** The body of a stored row. */
@@ -24,6 +25,7 @@ interface Body {
   terminalReport?: string;
   lastActivity: number;
   removeAt?: number;
+  stepError?: StepError;
   snapshot: PersistedLifecycle;
 }
 
@@ -57,6 +59,7 @@ export function encodeRecord(
   if (record.heartbeatMs !== undefined) body.heartbeatMs = record.heartbeatMs;
   if (record.terminalReport !== undefined) body.terminalReport = record.terminalReport;
   if (record.removeAt !== undefined) body.removeAt = record.removeAt;
+  if (record.stepError !== undefined) body.stepError = record.stepError;
   return {
     id: record.id,
     seq: record.seq,
@@ -98,6 +101,7 @@ export function decodeRecord(row: StoredCallback): {
     children: undefined,
     terminalReport: body.terminalReport,
     removeAt: body.removeAt,
+    stepError: body.stepError,
   };
   return { record, lastActivity: body.lastActivity };
 }

@@ -9,6 +9,7 @@
 import type { DataVersion } from '../data.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import type { Deadline } from './deadline-queue.js';
+import type { StepError } from '../types.js';
 
 /** The persisted state of one callback. */
 export interface CallbackRecord {
@@ -41,4 +42,6 @@ export interface CallbackRecord {
   removeAt?: number | undefined;
   /** Runtime only, never stored: the retention timer of a record retained in memory. */
   timer?: Deadline<unknown> | undefined;
+  /** The latest step failure (shown in answers as `stepError`). */
+  stepError: StepError | undefined;
 }
