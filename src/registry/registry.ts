@@ -23,7 +23,7 @@ import { lifecycleMachine, type LifecycleMachine } from '../lifecycle/machine.js
 import { actorSnapshot } from '../lifecycle/persist.js';
 import { isTerminal } from '../lifecycle/statuses.js';
 import type { ResolvedEngineOptions } from '../options.js';
-import { createMemoryStore, type CallbackStore } from '../store/callback-store.js';
+import { createMemoryStore, type CallbackStore } from './retained-records.js';
 import { GroupCommit, type CommitBatch } from '../store/group-commit.js';
 import type { DurableStore, StoreRecovery } from '../store/store.js';
 import { StoreScheduler } from '../timers/store-scheduler.js';
@@ -129,7 +129,12 @@ export class CallbackRegistry {
         },
         { maxRows: BATCH_ROWS, maxBytes: BATCH_BYTES },
       );
-      this.#scheduler = new StoreScheduler(this.#o.clock, this.#durable, (id) => this.#onDue(id));
+      this.#scheduler = new StoreScheduler(
+        this.#o.clock,
+        this.#durable,
+        (id) => this.#onDue(id),
+        warn,
+      );
     }
     this.#liveActors = new LRUCache<string, CallbackRuntime>({
       max: this.#o.maxLiveActors,

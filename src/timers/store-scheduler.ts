@@ -9,7 +9,6 @@
 
 import type { Clock, TimerHandle } from '../clock.js';
 import type { DurableStore } from '../store/store.js';
-import { warn } from '../registry/event-hub.js';
 
 /** Longest delay `setTimeout` accepts; longer waits re-arm on wake-up. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -22,14 +21,22 @@ export class StoreScheduler {
   readonly #store: DurableStore;
   /** Handles a due id; returns whether it did anything (else it waits for a commit to re-arm). */
   readonly #fire: (id: string) => boolean;
+  /** Receives what the store or `fire` throws: never thrown into the engine. */
+  readonly #warn: (err: unknown) => void;
   #timer: TimerHandle = undefined;
   #armedAt = Infinity;
   #running = false;
 
-  constructor(clock: Clock, store: DurableStore, fire: (id: string) => boolean) {
+  constructor(
+    clock: Clock,
+    store: DurableStore,
+    fire: (id: string) => boolean,
+    warn: (err: unknown) => void,
+  ) {
     this.#clock = clock;
     this.#store = store;
     this.#fire = fire;
+    this.#warn = warn;
   }
 
   /** Starts: arms for the earliest due row (rows that fell due while down fire at once). */
@@ -45,7 +52,7 @@ export class StoreScheduler {
     try {
       next = this.#store.nextDueAt();
     } catch (err) {
-      warn(err);
+      this.#warn(err);
       return;
     }
     if (next !== undefined) this.armAt(next);
@@ -76,7 +83,7 @@ export class StoreScheduler {
       ids = this.#store.dueIds(now, DUE_PER_WAKE);
     } catch (err) {
       // The store is unreadable: try again in a second rather than spin.
-      warn(err);
+      this.#warn(err);
       this.armAt(now + 1000);
       return;
     }
@@ -85,7 +92,7 @@ export class StoreScheduler {
       try {
         if (this.#fire(id)) progressed = true;
       } catch (err) {
-        warn(err);
+        this.#warn(err);
       }
     }
     // Rows still due that nobody could act on wait for the commit that rewrites them (it re-arms).

@@ -7,7 +7,7 @@
 
 import { LRUCache } from 'lru-cache';
 import type { Clock } from '../clock.js';
-import type { CallbackRecord } from '../registry/record.js';
+import type { CallbackRecord } from './record.js';
 
 /** Why a retained record left the store. */
 export type RemovalReason = 'expired' | 'evicted' | 'deleted';
