@@ -414,7 +414,7 @@ class Engine implements CallbackEngine {
       return Promise.resolve(map(this.#mailboxes.settledAnswer(found.record, status, data)));
     }
     const rt = found.rt;
-    if (!isTerminal(rt.record.status)) rt.lastActivity = this.#o.clock.now();
+    if (!isTerminal(rt.record.status)) this.#touch(rt);
     const pending = new Pending('applied', map);
     if (status === 'cancel') {
       this.#cancelLive(rt, data, pending);
@@ -424,6 +424,30 @@ class Engine implements CallbackEngine {
     if (this.#mailboxes.wouldSaturate(rt, status)) return Promise.reject(new PoolSaturatedError());
     this.#mailboxes.enqueue(rt, { kind: 'report', status, data, followers: [pending] });
     return pending.promise();
+  }
+
+  /** A report reached an active callback: it times out first if its time is up, else it heard from outside. */
+  #touch(rt: CallbackRuntime): void {
+    const now = this.#o.clock.now();
+    if (!this.#overdue(rt, now)) rt.lastActivity = now;
+  }
+
+  /**
+   * Ends an active callback whose deadline or heartbeat window already passed (its timer has not
+   * run yet, e.g. right after a restart): a report must not be applied after the deadline.
+   * @returns whether it timed out.
+   */
+  #overdue(rt: CallbackRuntime, now: number): boolean {
+    const { deadlineAt, heartbeatMs } = rt.record;
+    const reason =
+      deadlineAt !== undefined && deadlineAt <= now
+        ? 'deadline'
+        : heartbeatMs !== undefined && rt.lastActivity + heartbeatMs <= now
+          ? 'heartbeat'
+          : undefined;
+    if (reason === undefined) return false;
+    this.#mailboxes.end(rt, 'timeout', { reason }, []);
+    return true;
   }
 
   cancel(token: string, data?: Record<string, unknown>): Promise<CallbackAnswer> {
@@ -442,6 +466,7 @@ class Engine implements CallbackEngine {
         this.#mailboxes.settledAnswer(found.record, 'cancel', ingested).answer,
       );
     const pending = new Pending('applied', toAnswer);
+    if (!isTerminal(found.rt.record.status)) this.#overdue(found.rt, this.#o.clock.now());
     this.#cancelLive(found.rt, ingested, pending);
     return pending.promise();
   }

@@ -205,11 +205,9 @@ export class MailboxProcessor {
     );
   }
 
-  /** A callback dropped after a failed commit: everything waiting on it gets the store error. */
+  /** A callback dropped after a failed commit: every report queued on it gets the store error. */
   invalidated(rt: CallbackRuntime, err: Error): void {
     for (const job of rt.drainAll()) for (const f of job.followers) f.reject(err);
-    for (const w of rt.waiters ?? []) w.reject(err);
-    rt.waiters = undefined;
   }
 
   /** Works through a callback's mailbox if it is idle (after a create's commit barrier). */

@@ -137,7 +137,10 @@ export class CallbackRegistry {
       );
     }
     this.#liveActors = new LRUCache<string, CallbackRuntime>({
-      max: this.#o.maxLiveActors,
+      // maxSize (not max): with max, lru-cache preallocates arrays of that length and deleting
+      // its last entry clears them all, O(maxLiveActors) each time a lone callback finishes.
+      maxSize: this.#o.maxLiveActors,
+      sizeCalculation: () => 1,
       dispose: (rt, _id, reason) => {
         if (reason !== 'evict') return;
         this.passivate(rt, true);
@@ -206,22 +209,23 @@ export class CallbackRegistry {
   }
 
   #committed(batch: CommitBatch): void {
-    for (const m of batch.members) {
-      const rt = m as CallbackRuntime;
+    for (const rt of batch.members) {
+      // Members are runtimes, except the placeholder of a retention removal.
+      if (!(rt instanceof CallbackRuntime)) continue;
       if (rt.batch === undefined) {
         rt.committed = true;
         this.#release(rt);
       }
     }
-    if (batch.minDue !== Infinity) this.#scheduler?.armAt(batch.minDue);
-    else this.#scheduler?.poke();
+    // Re-read the earliest due time: arming only at this batch's rows would skip earlier rows
+    // that were due but not yet rewritten when the scheduler last woke (it does not re-arm then).
+    this.#scheduler?.poke();
   }
 
   /** A batch failed: nothing of it is stored, so memory goes back to what is. */
   #failed(batch: CommitBatch, err: StoreUnavailableError): void {
-    for (const m of batch.members) {
-      const rt = m as CallbackRuntime;
-      if (this.#live.get(rt.record.id) !== rt) continue;
+    for (const rt of batch.members) {
+      if (!(rt instanceof CallbackRuntime) || this.#live.get(rt.record.id) !== rt) continue;
       rt.invalid = err;
       // A runtime in the middle of its mailbox is dropped when the mailbox drains; the rest now.
       if (!rt.busy) this.#invalidate(rt);
@@ -233,6 +237,9 @@ export class CallbackRegistry {
   #invalidate(rt: CallbackRuntime): void {
     const err = rt.invalid!;
     const record = rt.record;
+    // wait() has no cap: waiters move to the callback as stored, not to the failed write.
+    const waiters = rt.waiters;
+    rt.waiters = undefined;
     this.#onInvalidated(rt, err);
     let stored: CallbackRecord | undefined;
     try {
@@ -251,6 +258,15 @@ export class CallbackRegistry {
       }
     }
     this.#drop(rt);
+    if (!waiters?.length) return;
+    let fresh: CallbackRuntime | undefined;
+    try {
+      fresh = stored && !isTerminal(stored.status) ? this.runtime(record.id) : undefined;
+    } catch {
+      fresh = undefined;
+    }
+    if (fresh) (fresh.waiters ??= []).push(...waiters);
+    else for (const w of waiters) w.reject(err);
   }
 
   /** Lets a resident runtime leave the heap if nothing pins it (durable mode). */
