@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { Clock } from './clock.js';
 import { CreatedAnswer, notFoundAnswer, type Answer } from './answer.js';
 import { DataVersion, EMPTY_DATA, ingestData, type CallbackData } from './data.js';
 import { deadlineAt, durationMs } from './duration.js';
@@ -66,6 +67,10 @@ export interface WaitOptions {
 export interface CallbackEngine {
   /** This engine's node name (in every token it mints). */
   readonly node: string;
+  /** The engine's time source (the `clock` option); the HTTP layer checks signature timestamps on it. */
+  readonly clock: Clock;
+  /** The public base URL of the Dispatch Callback Service (the `baseUrl` option), if given. */
+  readonly baseUrl: string | undefined;
   /**
    * Registers an anchor: what runs when its callbacks change status (spec 6).
    * @throws {@link InvalidArgumentError} for a bad or duplicate name or a bad option.
@@ -150,6 +155,8 @@ const toResult = (r: DispatchResult): DispatchResult => r;
 
 class Engine implements CallbackEngine {
   readonly node: string;
+  readonly clock: Clock;
+  readonly baseUrl: string | undefined;
   readonly #o: ResolvedEngineOptions;
   readonly #codec: TokenCodec;
   readonly #anchors = new Map<string, ResolvedAnchor>();
@@ -163,6 +170,8 @@ class Engine implements CallbackEngine {
   constructor(options: CallbackEngineOptions | undefined) {
     this.#o = resolveOptions(options);
     this.node = this.#o.node;
+    this.clock = this.#o.clock;
+    this.baseUrl = this.#o.baseUrl;
     this.#codec = new TokenCodec(this.node, this.#o.secrets);
     this.#events = new EventHub(this.#o.clock);
     this.#registry = new CallbackRegistry({

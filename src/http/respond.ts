@@ -11,7 +11,28 @@ import {
   CallbackEngineError,
   type CallbackEngineErrorCode,
 } from '../errors.js';
-import type { CallbackAnswer, DispatchResult } from '../types.js';
+import type { CallbackAnswer, DispatchOutcome, DispatchResult } from '../types.js';
+
+/**
+ * Values of the `Callback-Outcome` response header: how the report was handled.
+ * `queued` is reserved for a report accepted for later, in-order application (202).
+ */
+export type CallbackOutcome = DispatchOutcome | 'queued';
+
+/** The response header that says how a report was handled. */
+export const OUTCOME_HEADER = 'callback-outcome';
+
+/** One frozen header object per outcome, so a reply allocates none. */
+const OUTCOME_HEADERS: Readonly<Record<CallbackOutcome, Readonly<Record<string, string>>>> =
+  Object.freeze({
+    applied: Object.freeze({ [OUTCOME_HEADER]: 'applied' }),
+    ignored: Object.freeze({ [OUTCOME_HEADER]: 'ignored' }),
+    replayed: Object.freeze({ [OUTCOME_HEADER]: 'replayed' }),
+    conflict: Object.freeze({ [OUTCOME_HEADER]: 'conflict' }),
+    notFound: Object.freeze({ [OUTCOME_HEADER]: 'notFound' }),
+    read: Object.freeze({ [OUTCOME_HEADER]: 'read' }),
+    queued: Object.freeze({ [OUTCOME_HEADER]: 'queued' }),
+  });
 
 /**
  * Error codes only the HTTP layer produces, for failures no engine error
@@ -28,6 +49,10 @@ export type HttpOnlyErrorCode =
   | 'CBE_ERR_UNSUPPORTED_MEDIA_TYPE'
   /** Missing or wrong bearer token or signature (401, with `WWW-Authenticate`). */
   | 'CBE_ERR_UNAUTHORIZED'
+  /** A CloudEvent found its callback without a token (`callbackid`, `correlate`) on a handler without auth (403). */
+  | 'CBE_ERR_UNTRUSTED_CORRELATION'
+  /** Too many dashboard event-stream subscribers (503, with `Retry-After`). */
+  | 'CBE_ERR_TOO_MANY_SUBSCRIBERS'
   /** The client took too long to send its request (408). */
   | 'CBE_ERR_REQUEST_TIMEOUT'
   /** An unexpected failure; details are not disclosed (500). */
@@ -83,18 +108,27 @@ export const NOT_FOUND_MESSAGE =
 /**
  * Maps a dispatch result to a reply: `notFound` → 404 (body still carries
  * `status: 'notFound'`), `conflict` → 409 (body carries the current status),
- * every other outcome (`applied`, `ignored`, `replayed`, `read`) → 200.
+ * every other outcome (`applied`, `ignored`, `replayed`, `read`) → 200. Every
+ * such reply carries the outcome in the `Callback-Outcome` header.
  */
 export function resultReply(result: DispatchResult): Reply {
   const { answer, outcome } = result;
   if (outcome === 'notFound' || answer.status === 'notFound') {
-    return { statusCode: 404, body: answerBody(answer, 'CBE_ERR_NOT_FOUND', NOT_FOUND_MESSAGE) };
+    return {
+      statusCode: 404,
+      body: answerBody(answer, 'CBE_ERR_NOT_FOUND', NOT_FOUND_MESSAGE),
+      headers: OUTCOME_HEADERS.notFound,
+    };
   }
   if (outcome === 'conflict') {
     const err = new AlreadySettledError(answer.status);
-    return { statusCode: 409, body: answerBody(answer, err.code, err.message) };
+    return {
+      statusCode: 409,
+      body: answerBody(answer, err.code, err.message),
+      headers: OUTCOME_HEADERS.conflict,
+    };
   }
-  return { statusCode: 200, body: answerBody(answer) };
+  return { statusCode: 200, body: answerBody(answer), headers: OUTCOME_HEADERS[outcome] };
 }
 
 /** `{ status, token, data }`, plus `code` and `message` when given. */
