@@ -160,7 +160,12 @@ function list<T>(value: T | readonly T[]): readonly T[] {
   return Array.isArray(value) ? (value as readonly T[]) : [value as T];
 }
 
-function resolveAuth(auth: unknown): Pick<ResolvedHandlerOptions, 'bearer' | 'hmac'> {
+/**
+ * Validates auth options (of the handler, or of the dashboard).
+ *
+ * @throws {@link InvalidArgumentError} naming the first bad option and its value.
+ */
+export function resolveAuth(auth: unknown): Pick<ResolvedHandlerOptions, 'bearer' | 'hmac'> {
   if (auth === undefined) return { bearer: undefined, hmac: undefined };
   if (typeof auth !== 'object' || auth === null || Array.isArray(auth)) {
     throw new InvalidArgumentError(`options.auth must be an object (got ${show(auth)})`);
