@@ -24,6 +24,7 @@ import {
 import { isTerminal, type CallbackStatus, type DispatchStatus } from './lifecycle/statuses.js';
 import { parseMessage } from './message.js';
 import {
+  checkCreateKeys,
   checkIdempotencyKey,
   checkTags,
   resolveAnchor,
@@ -207,6 +208,7 @@ class Engine implements CallbackEngine {
     if (!anchor) throw new UnknownAnchorError(String(anchorName));
     if (typeof options !== 'object' || options === null)
       throw new InvalidArgumentError('create options must be an object');
+    checkCreateKeys(options);
     const tags = checkTags(options.tags);
     const idempotencyKey = checkIdempotencyKey(options.idempotencyKey);
     const idemKey =
