@@ -17,7 +17,7 @@ const started = () => {
 };
 
 /** The error an InvalidArgumentError with this exact message matches. */
-const invalid = (message: string) =>
+const invalid = (message: string): unknown =>
   expect.objectContaining({ code: 'CBE_ERR_INVALID_ARGUMENT', message });
 
 describe('unknown option keys are refused, naming the key and the nearest valid one', () => {
@@ -31,7 +31,7 @@ describe('unknown option keys are refused, naming the key and the nearest valid 
     for (const key of ['store', 'stepTimeout', 'closeTimeout', 'maxCallbackBytes']) {
       let error: unknown;
       try {
-        void createCallbackEngine({ secrets: [SECRET], [key]: undefined } as never).close();
+        void createCallbackEngine({ secrets: [SECRET], [key]: undefined }).close();
       } catch (err) {
         error = err;
       }
