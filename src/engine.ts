@@ -109,7 +109,7 @@ export interface CallbackEngine {
   subscribe(listener: (event: EngineEvent) => void): () => void;
   /**
    * Attaches an XState inspector (XState's inspection API: a function or an observer with
-   * `next`, such as `createBrowserInspector().inspect` from `@statelyai/inspect`). Every
+   * `next`, such as `createWebSocketInspector({ url }).inspect` from `@statelyai/inspect` in Node). Every
    * callback actor activated from now on reports to it; idle live actors are passivated so
    * their next activation is inspected too.
    * @returns the function that detaches it.

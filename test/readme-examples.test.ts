@@ -26,6 +26,20 @@ describe('README examples run as shown', () => {
   });
 });
 
+describe('README framework recipes are the files the framework tests mount', () => {
+  it('the Express and Fastify recipes are examples/express.ts and examples/fastify.ts', () => {
+    for (const name of ['express', 'fastify']) {
+      const file = readFileSync(new URL(`../examples/${name}.ts`, import.meta.url), 'utf8');
+      expect(block(name).trim(), name).toBe(file.trim());
+    }
+  });
+
+  it('does not point Node users at createBrowserInspector()', () => {
+    expect(readme).toContain('createWebSocketInspector');
+    expect(readme).not.toMatch(/`createBrowserInspector\(\)\.inspect`/);
+  });
+});
+
 describe('README shows the real machine and a working HTTP service', () => {
   it('the Mermaid diagram in the README is toMermaid() of the lifecycle machine', async () => {
     const { toMermaid } = await import('../src/lifecycle/diagram.js');
