@@ -22,17 +22,6 @@ export type CallbackOutcome = DispatchOutcome | 'queued';
 /** The response header that says how a report was handled. */
 export const OUTCOME_HEADER = 'callback-outcome';
 
-/** One frozen header object per outcome, so a reply allocates none. */
-const OUTCOME_HEADERS: Readonly<Record<CallbackOutcome, Readonly<Record<string, string>>>> =
-  Object.freeze({
-    applied: Object.freeze({ [OUTCOME_HEADER]: 'applied' }),
-    ignored: Object.freeze({ [OUTCOME_HEADER]: 'ignored' }),
-    replayed: Object.freeze({ [OUTCOME_HEADER]: 'replayed' }),
-    conflict: Object.freeze({ [OUTCOME_HEADER]: 'conflict' }),
-    notFound: Object.freeze({ [OUTCOME_HEADER]: 'notFound' }),
-    read: Object.freeze({ [OUTCOME_HEADER]: 'read' }),
-    queued: Object.freeze({ [OUTCOME_HEADER]: 'queued' }),
-  });
 
 /**
  * Error codes only the HTTP layer produces, for failures no engine error
@@ -99,6 +88,8 @@ export interface Reply {
   readonly statusCode: number;
   readonly body: unknown;
   readonly headers?: Readonly<Record<string, string>>;
+  /** Sent as the `Callback-Outcome` header (a constant string: nothing allocated per reply). */
+  readonly outcome?: CallbackOutcome;
 }
 
 /** The message of a `notFound` answer body. */
@@ -117,7 +108,7 @@ export function resultReply(result: DispatchResult): Reply {
     return {
       statusCode: 404,
       body: answerBody(answer, 'CBE_ERR_NOT_FOUND', NOT_FOUND_MESSAGE),
-      headers: OUTCOME_HEADERS.notFound,
+      outcome: 'notFound',
     };
   }
   if (outcome === 'conflict') {
@@ -125,10 +116,10 @@ export function resultReply(result: DispatchResult): Reply {
     return {
       statusCode: 409,
       body: answerBody(answer, err.code, err.message),
-      headers: OUTCOME_HEADERS.conflict,
+      outcome: 'conflict',
     };
   }
-  return { statusCode: 200, body: answerBody(answer), headers: OUTCOME_HEADERS[outcome] };
+  return { statusCode: 200, body: answerBody(answer), outcome };
 }
 
 /** `{ status, token, data }`, plus `code` and `message` when given. */
@@ -197,6 +188,7 @@ export function send(res: ServerResponse, reply: Reply, close = false): void {
     'cache-control': BASE_HEADERS['cache-control'],
     'x-content-type-options': BASE_HEADERS['x-content-type-options'],
   };
+  if (reply.outcome !== undefined) headers[OUTCOME_HEADER] = reply.outcome;
   if (reply.headers !== undefined) Object.assign(headers, reply.headers);
   if (close) headers.connection = 'close';
   try {
