@@ -22,7 +22,6 @@ export type CallbackOutcome = DispatchOutcome | 'queued';
 /** The response header that says how a report was handled. */
 export const OUTCOME_HEADER = 'callback-outcome';
 
-
 /**
  * Error codes only the HTTP layer produces, for failures no engine error
  * describes. Stable, like the engine's codes.
