@@ -1,6 +1,18 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
+const src = (path: string) => fileURLToPath(new URL(`./src/${path}`, import.meta.url));
+
 export default defineConfig({
+  // The examples import the package by name; tests run them against the sources (as tsconfig paths do).
+  resolve: {
+    alias: [
+      { find: /^callback-engine\/http$/, replacement: src('http/index.ts') },
+      { find: /^callback-engine\/dashboard$/, replacement: src('observe/index.ts') },
+      { find: /^callback-engine\/sqlite$/, replacement: src('store/sqlite.ts') },
+      { find: /^callback-engine$/, replacement: src('index.ts') },
+    ],
+  },
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,

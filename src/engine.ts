@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { Clock } from './clock.js';
 import { CreatedAnswer, notFoundAnswer, type Answer } from './answer.js';
 import {
   admitPatch,
@@ -30,6 +31,7 @@ import {
 import { isTerminal, type CallbackStatus, type DispatchStatus } from './lifecycle/statuses.js';
 import { parseMessage } from './message.js';
 import {
+  checkCreateKeys,
   checkIdempotencyKey,
   checkTags,
   resolveAnchor,
@@ -73,6 +75,10 @@ export interface WaitOptions {
 export interface CallbackEngine {
   /** This engine's node name (in every token it mints). */
   readonly node: string;
+  /** The engine's time source (the `clock` option); the HTTP layer checks signature timestamps on it. */
+  readonly clock: Clock;
+  /** The public base URL of the Dispatch Callback Service (the `baseUrl` option), if given. */
+  readonly baseUrl: string | undefined;
   /**
    * Resolves once the engine is ready: at once with the memory store; with a durable store,
    * once recovery is done (every stored callback is back, deadlines re-armed). Creates and
@@ -118,7 +124,7 @@ export interface CallbackEngine {
   subscribe(listener: (event: EngineEvent) => void): () => void;
   /**
    * Attaches an XState inspector (XState's inspection API: a function or an observer with
-   * `next`, such as `createBrowserInspector().inspect` from `@statelyai/inspect`). Every
+   * `next`, such as `createWebSocketInspector({ url }).inspect` from `@statelyai/inspect` in Node). Every
    * callback actor activated from now on reports to it; idle live actors are passivated so
    * their next activation is inspected too.
    * @returns the function that detaches it.
@@ -165,6 +171,8 @@ const toResult = (r: DispatchResult): DispatchResult => r;
 
 class Engine implements CallbackEngine {
   readonly node: string;
+  readonly clock: Clock;
+  readonly baseUrl: string | undefined;
   readonly #o: ResolvedEngineOptions;
   readonly #codec: TokenCodec;
   readonly #anchors = new Map<string, ResolvedAnchor>();
@@ -183,6 +191,8 @@ class Engine implements CallbackEngine {
   constructor(options: CallbackEngineOptions | undefined) {
     this.#o = resolveOptions(options);
     this.node = this.#o.node;
+    this.clock = this.#o.clock;
+    this.baseUrl = this.#o.baseUrl;
     this.#codec = new TokenCodec(this.node, this.#o.secrets);
     this.#events = new EventHub(this.#o.clock);
     this.#registry = new CallbackRegistry({
@@ -248,6 +258,7 @@ class Engine implements CallbackEngine {
     if (!anchor) throw new UnknownAnchorError(String(anchorName));
     if (typeof options !== 'object' || options === null)
       throw new InvalidArgumentError('create options must be an object');
+    checkCreateKeys(options);
     const tags = checkTags(options.tags);
     const idempotencyKey = checkIdempotencyKey(options.idempotencyKey);
     const idemKey =

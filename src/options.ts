@@ -11,6 +11,7 @@ import { availableParallelism } from 'node:os';
 import { systemClock, type Clock } from './clock.js';
 import { deadlineAt, describe, durationMs, parseDuration } from './duration.js';
 import { InvalidArgumentError } from './errors.js';
+import { checkKnownKeys } from './keys.js';
 import {
   DISPATCH_STATUSES,
   isDispatchStatus,
@@ -210,6 +211,71 @@ export interface ResolvedAnchor {
   readonly stepTimeoutMs: number | false;
 }
 
+/**
+ * Every key of {@link CallbackEngineOptions}. Includes keys other parts of the
+ * engine own (`store`, `stepTimeout`, `closeTimeout`, `maxCallbackBytes`), so
+ * that they are never refused as unknown.
+ */
+export const ENGINE_OPTION_KEYS: readonly string[] = Object.freeze([
+  'node',
+  'secrets',
+  'timeout',
+  'heartbeat',
+  'retention',
+  'clock',
+  'inspect',
+  'maxDataBytes',
+  'maxRetained',
+  'maxLiveActors',
+  'pool',
+  'baseUrl',
+  'store',
+  'stepTimeout',
+  'closeTimeout',
+  'maxCallbackBytes',
+]);
+
+/** Every key of {@link AnchorOptions} (with `stepTimeout`, owned by the step-limits work). */
+export const ANCHOR_OPTION_KEYS: readonly string[] = Object.freeze([
+  'next',
+  'attributes',
+  'timeout',
+  'heartbeat',
+  'retention',
+  'correlate',
+  'eventTypes',
+  'stepTimeout',
+]);
+
+/** Every key of {@link CreateOptions}. */
+export const CREATE_OPTION_KEYS: readonly string[] = Object.freeze([
+  'data',
+  'timeout',
+  'heartbeat',
+  'retention',
+  'parentToken',
+  'idempotencyKey',
+  'tags',
+]);
+
+/** Every key of {@link PoolOptions}. */
+export const POOL_OPTION_KEYS: readonly string[] = Object.freeze([
+  'minThreads',
+  'maxThreads',
+  'idleTimeoutMs',
+  'maxQueue',
+  'close',
+]);
+
+/**
+ * Refuses unknown keys in `create()` options.
+ *
+ * @throws {@link InvalidArgumentError} naming the key and the nearest valid one.
+ */
+export function checkCreateKeys(options: object): void {
+  checkKnownKeys('create options', options, CREATE_OPTION_KEYS);
+}
+
 /** Frozen defaults. */
 export const DEFAULTS = Object.freeze({
   timeout: 'PT1H',
@@ -338,6 +404,7 @@ function checkPositiveInt(what: string, value: unknown): number {
  */
 export function resolveOptions(input: CallbackEngineOptions | undefined): ResolvedEngineOptions {
   const o = checkObject('options', input) as CallbackEngineOptions;
+  checkKnownKeys('engine options', o, ENGINE_OPTION_KEYS);
   const store = o.store ?? memoryStore();
   if (!isCallbackStore(store))
     throw new InvalidArgumentError(
@@ -455,6 +522,7 @@ function checkBaseUrl(value: unknown): string | undefined {
 
 function resolvePool(input: PoolOptions | undefined): Readonly<Required<PoolOptions>> {
   const p = checkObject('options.pool', input) as PoolOptions;
+  checkKnownKeys('options.pool', p, POOL_OPTION_KEYS);
   const int = (name: keyof PoolOptions, value: unknown, fallback: number, min: number): number => {
     if (value === undefined) return fallback;
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
@@ -498,6 +566,7 @@ export function resolveAnchor(
 ): ResolvedAnchor {
   const anchor = checkName('anchor name', name);
   const o = checkObject(`anchor "${anchor}" options`, input) as AnchorOptions;
+  checkKnownKeys(`anchor "${anchor}" options`, o, ANCHOR_OPTION_KEYS);
   const next = checkObject(`anchor "${anchor}" options.next`, o.next) as StepMap;
   for (const [key, step] of Object.entries(next)) {
     if (!STEP_KEYS.has(key)) {
@@ -522,12 +591,8 @@ export function resolveAnchor(
   const attributes = { ...DEFAULTS.attributes } as {
     -readonly [K in keyof ResolvedAttributes]: ResolvedAttributes[K];
   };
+  checkKnownKeys(`anchor "${anchor}" options.attributes`, a, Object.keys(DEFAULTS.attributes));
   for (const [key, value] of Object.entries(a)) {
-    if (!(key in DEFAULTS.attributes)) {
-      throw new InvalidArgumentError(
-        `anchor "${anchor}" options.attributes has unknown key "${key}"`,
-      );
-    }
     if (value === undefined) continue;
     if (typeof value !== 'string' || value.length === 0 || value === '__proto__') {
       throw new InvalidArgumentError(

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { CreatedCallback } from '../src/index.js';
-import type { DispatchHandlerOptions } from '../src/http/index.js';
+import type { CreatedCallback, SimulatedClock } from '../src/index.js';
+import { signRequest, type DispatchHandlerOptions } from '../src/http/index.js';
 import { jsonOf, serviceFixture } from './helpers/http.js';
 
 const fx = serviceFixture();
@@ -12,9 +12,6 @@ async function start(
   const { engine, url } = await fx.start((e) => e.anchor('job'), options);
   return { cb: await engine.create('job'), url };
 }
-
-const sign = (secret: string, body: string) =>
-  createHmac('sha256', secret).update(body).digest('hex');
 
 describe('bearer auth', () => {
   it('answers 401 with WWW-Authenticate without or with a wrong token; accepts every configured token', async () => {
@@ -64,58 +61,165 @@ describe('bearer auth', () => {
 });
 
 describe('HMAC signature auth', () => {
-  it('accepts hex and sha256= signatures of the raw body, refuses wrong or missing ones', async () => {
+  const now = () => Math.floor(fx.engine.clock.now() / 1000);
+  const signed = (
+    url: string,
+    path: string,
+    init: { method?: string; body?: string; secret?: string; t?: number; headers?: object } = {},
+  ) => {
+    const method = init.method ?? 'POST';
+    const body = init.body ?? '';
+    return fetch(`${url}${path}`, {
+      method,
+      headers: {
+        ...(body === '' ? {} : { 'content-type': 'application/json' }),
+        'callback-signature': signRequest({
+          secret: init.secret ?? 'new-secret',
+          method,
+          path,
+          body,
+          timestamp: init.t ?? now(),
+        }),
+        ...init.headers,
+      },
+      ...(body === '' ? {} : { body }),
+    });
+  };
+
+  it('signs method, path with query, timestamp and body; every secret of the rotation verifies', async () => {
     const { cb, url } = await start({ auth: { hmac: { secret: ['new-secret', 'old-secret'] } } });
+    const path = `/callbacks/${cb.token}/progress`;
     const body = JSON.stringify({ pct: 1 });
-    const post = (headers: Record<string, string>) =>
-      fetch(`${url}/callbacks/${cb.token}/progress`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...headers },
-        body,
-      });
-    let r = await post({});
+    let r = await fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
     expect(r.status).toBe(401);
     expect(r.headers.get('www-authenticate')).toMatch(/^Signature /);
-    r = await post({ 'x-callback-signature': sign('wrong-secret', body) });
+    expect((await jsonOf(r)).message).toMatch(/callback-signature is missing/);
+
+    r = await signed(url, path, { body, secret: 'wrong-secret' });
     expect(r.status).toBe(401);
-    r = await post({ 'x-callback-signature': sign('new-secret', `${body} `) });
-    expect(r.status).toBe(401);
-    r = await post({ 'x-callback-signature': 'sha256=zz' });
+    expect((await jsonOf(r)).message).toMatch(/does not match/);
+    // The old body-only format is not accepted.
+    r = await fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'callback-signature': createHmac('sha256', 'new-secret').update(body).digest('hex'),
+      },
+      body,
+    });
     expect(r.status).toBe(401);
     expect((await fx.engine.get(cb.token)).status).toBe('create');
 
-    r = await post({ 'x-callback-signature': sign('new-secret', body) });
+    r = await signed(url, path, { body });
     expect(r.status).toBe(200);
-    r = await post({ 'x-callback-signature': `sha256=${sign('old-secret', body).toUpperCase()}` });
+    r = await signed(url, path, { body: JSON.stringify({ pct: 2 }), secret: 'old-secret' });
     expect(r.status).toBe(200);
-    r = await fetch(`${url}/callbacks/${cb.token}`, {
-      headers: { 'x-callback-signature': sign('new-secret', '') },
-    });
+    r = await signed(url, `/callbacks/${cb.token}?view=full`, { method: 'GET' });
     expect(r.status).toBe(200);
   });
 
-  it('uses the configured header, and with bearer also configured either one suffices', async () => {
+  it('a signature for one request does not authorise another (path, method, body-less POST)', async () => {
+    const { cb, url } = await start({ auth: { hmac: { secret: 'new-secret' } } });
+    // A captured GET signature (empty body) replayed on a body-less cancel.
+    const get = signRequest({
+      secret: 'new-secret',
+      method: 'GET',
+      path: `/callbacks/${cb.token}`,
+      timestamp: now(),
+    });
+    let r = await fetch(`${url}/callbacks/${cb.token}/cancel`, {
+      method: 'POST',
+      headers: { 'callback-signature': get },
+    });
+    expect(r.status).toBe(401);
+    // A progress signature replayed on complete with the same body.
+    const body = JSON.stringify({ pct: 5 });
+    const progress = signRequest({
+      secret: 'new-secret',
+      method: 'POST',
+      path: `/callbacks/${cb.token}/progress`,
+      body,
+      timestamp: now(),
+    });
+    r = await fetch(`${url}/callbacks/${cb.token}/complete`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'callback-signature': progress },
+      body,
+    });
+    expect(r.status).toBe(401);
+    expect((await fx.engine.get(cb.token)).status).toBe('create');
+    // An empty body is signed like any other.
+    r = await signed(url, `/callbacks/${cb.token}/cancel`);
+    expect(r.status).toBe(200);
+    expect((await fx.engine.get(cb.token)).status).toBe('cancel');
+  });
+
+  it('refuses a timestamp outside the replay window, measured on the engine clock', async () => {
     const { cb, url } = await start({
-      auth: { bearer: 'tok', hmac: { secret: 's3cret', header: 'X-Hub-Signature-256' } },
+      auth: { hmac: { secret: 'new-secret', toleranceSeconds: 60 } },
     });
-    const body = JSON.stringify({
-      type: 'CALLBACK',
-      callbackToken: cb.token,
-      callbackStatus: 'accept',
+    const path = `/callbacks/${cb.token}`;
+    let r = await signed(url, path, { method: 'GET', t: now() - 61 });
+    expect(r.status).toBe(401);
+    expect((await jsonOf(r)).message).toMatch(/outside the replay window of 60 s/);
+    r = await signed(url, path, { method: 'GET', t: now() + 61 });
+    expect(r.status).toBe(401);
+    const t = now();
+    r = await signed(url, path, { method: 'GET', t });
+    expect(r.status).toBe(200);
+    (fx.engine.clock as SimulatedClock).advance(61_000);
+    r = await signed(url, path, { method: 'GET', t });
+    expect(r.status).toBe(401);
+  });
+
+  it('with bearer and hmac configured, both must pass; the header name is configurable', async () => {
+    const { cb, url } = await start({
+      auth: { bearer: 'tok', hmac: { secret: 'new-secret', header: 'X-Signature' } },
     });
-    const post = (headers: Record<string, string>) =>
-      fetch(`${url}/callbacks`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...headers },
-        body,
-      });
-    expect((await post({ 'x-callback-signature': sign('s3cret', body) })).status).toBe(401);
-    expect((await post({ 'x-hub-signature-256': `sha256=${sign('s3cret', body)}` })).status).toBe(
-      200,
+    const path = `/callbacks/${cb.token}`;
+    const sig = () => signRequest({ secret: 'new-secret', method: 'GET', path, timestamp: now() });
+    let r = await fetch(`${url}${path}`, { headers: { 'x-signature': sig() } });
+    expect(r.status).toBe(401);
+    expect(r.headers.get('www-authenticate')).toMatch(/^Bearer /);
+    r = await fetch(`${url}${path}`, { headers: { authorization: 'Bearer tok' } });
+    expect(r.status).toBe(401);
+    expect(r.headers.get('www-authenticate')).toMatch(/^Signature .*x-signature/);
+    r = await fetch(`${url}${path}`, {
+      headers: { authorization: 'Bearer nope', 'x-signature': sig() },
+    });
+    expect(r.status).toBe(401);
+    r = await fetch(`${url}${path}`, {
+      headers: { authorization: 'Bearer tok', 'x-signature': sig() },
+    });
+    expect(r.status).toBe(200);
+  });
+});
+
+describe('signRequest()', () => {
+  it('is t=<seconds>,v1=<hex HMAC-SHA256 of "t.METHOD.path.body">', () => {
+    const header = signRequest({
+      secret: 's',
+      method: 'post',
+      path: '/callbacks/x/complete?a=1',
+      body: '{"a":1}',
+      timestamp: 1700000000,
+    });
+    const hex = createHmac('sha256', 's')
+      .update('1700000000.POST./callbacks/x/complete?a=1.{"a":1}')
+      .digest('hex');
+    expect(header).toBe(`t=1700000000,v1=${hex}`);
+  });
+
+  it('refuses a path that is not absolute', () => {
+    expect(() => signRequest({ secret: 's', method: 'GET', path: 'callbacks' })).toThrow(
+      expect.objectContaining({
+        code: 'CBE_ERR_INVALID_ARGUMENT',
+        message: 'signRequest: path must start with "/" (got "callbacks")',
+      }),
     );
-    expect((await post({ authorization: 'Bearer tok' })).status).toBe(200);
-    const wrong = await post({ authorization: 'Bearer nope' });
-    expect(wrong.status).toBe(401);
-    expect(wrong.headers.get('www-authenticate')).toMatch(/^Bearer /);
   });
 });

@@ -1,11 +1,15 @@
 import { CloudEvent, emitterFor, httpTransport, HTTP, Mode, type Message } from 'cloudevents';
 import { describe, expect, it } from 'vitest';
+import type { ServeOptions } from '../src/http/index.js';
 import type { CallbackEngine } from '../src/index.js';
 import { jsonOf, serviceFixture } from './helpers/http.js';
 
 const fx = serviceFixture();
 
-function start(): Promise<{ engine: CallbackEngine; url: string }> {
+/** Serves the test anchors; by default trusting correlation, as these tests exercise it. */
+function start(
+  options: ServeOptions = { cloudEvents: { trustCorrelation: true } },
+): Promise<{ engine: CallbackEngine; url: string }> {
   return fx.start((engine) => {
     engine.anchor('job');
     engine.anchor('order', {
@@ -15,7 +19,7 @@ function start(): Promise<{ engine: CallbackEngine; url: string }> {
         'com.example.order.delivered': 'complete',
       },
     });
-  });
+  }, options);
 }
 
 /** Sends an SDK-encoded message with fetch, to see the status code (the SDK transport hides it). */
@@ -49,6 +53,46 @@ const postStructured = (url: string, token: string, attrs: Record<string, unknow
       ...attrs,
     }),
   });
+
+describe('correlation without a token needs trust', () => {
+  it('refuses events found by callbackid or correlate keys with 403 CBE_ERR_UNTRUSTED_CORRELATION when the handler has no auth; callbacktoken still works', async () => {
+    const { engine, url } = await start({});
+    const job = await engine.create('job');
+    const order = await engine.create('order', { data: { orderId: 'A-1', region: 'eu' } });
+    for (const message of [
+      HTTP.binary(event({ callbackid: job.id, callbackstatus: 'cancel' })),
+      HTTP.structured(event({ callbackid: job.id, callbackstatus: 'cancel' })),
+      HTTP.binary(event({ type: 'com.example.order.delivered', orderid: 'A-1', region: 'eu' })),
+      HTTP.structured(event({ type: 'com.example.order.delivered', orderid: 'A-1', region: 'eu' })),
+    ]) {
+      const r = await send(url, message);
+      expect(r.status).toBe(403);
+      expect(r.body).toMatchObject({ code: 'CBE_ERR_UNTRUSTED_CORRELATION' });
+      expect((r.body as { message: string }).message).toMatch(/trustCorrelation/);
+    }
+    expect((await engine.get(job.token)).status).toBe('create');
+    expect((await engine.get(order.token)).status).toBe('create');
+
+    const r = await send(
+      url,
+      HTTP.structured(event({ callbacktoken: job.token, callbackstatus: 'accept' })),
+    );
+    expect(r).toMatchObject({ status: 200, body: { status: 'accept' } });
+  });
+
+  it('accepts correlated events when the handler has auth', async () => {
+    const { engine, url } = await start({ auth: { bearer: 'tok' } });
+    const job = await engine.create('job');
+    const m = HTTP.binary(event({ callbackid: job.id, callbackstatus: 'start' }));
+    const r = await fetch(`${url}/events`, {
+      method: 'POST',
+      headers: { ...(m.headers as Record<string, string>), authorization: 'Bearer tok' },
+      body: m.body as string,
+    });
+    expect(r.status).toBe(200);
+    expect((await engine.get(job.token)).status).toBe('start');
+  });
+});
 
 describe('POST /events with the official cloudevents SDK', () => {
   it('binary mode through emitterFor(httpTransport()) reaches the callback by callbacktoken', async () => {

@@ -34,7 +34,11 @@ beforeAll(async () => {
     ids.push(cb.id);
     created++;
   }
-  service = await serve(engine, { maxBodyBytes: 8192, maxBatchEvents: 5 });
+  service = await serve(engine, {
+    maxBodyBytes: 8192,
+    maxBatchEvents: 5,
+    cloudEvents: { trustCorrelation: true },
+  });
   url = new URL(service.url);
   agent = new Agent({ keepAlive: true, maxSockets: 4 });
 });

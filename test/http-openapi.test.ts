@@ -1,3 +1,4 @@
+import SwaggerParser from '@apidevtools/swagger-parser';
 import { describe, expect, it } from 'vitest';
 import { DISPATCH_STATUSES, type CallbackEngine } from '../src/index.js';
 import {
@@ -150,5 +151,50 @@ describe('the OpenAPI document', () => {
       await service?.close();
       await engine?.close();
     }
+  });
+});
+
+describe('the OpenAPI document passes a real validator (@apidevtools/swagger-parser)', () => {
+  it('is valid with defaults and with every option, and carries servers from baseUrl', async () => {
+    for (const doc of [
+      openApiDocument,
+      createOpenApiDocument({
+        basePath: '/hooks',
+        serverUrl: 'https://x.example/hooks',
+        auth: { bearer: true, hmac: { header: 'callback-signature' } },
+      }),
+    ]) {
+      // validate() dereferences in place: give it a copy.
+      await expect(SwaggerParser.validate(structuredClone(doc) as never)).resolves.toBeDefined();
+    }
+    let engine: CallbackEngine | undefined;
+    let service: DispatchServer | undefined;
+    try {
+      ({ engine } = makeEngine({ baseUrl: 'https://orders.example.com/hooks' }));
+      service = await serve(engine, { basePath: '/hooks' });
+      const served = await jsonOf(await fetch(`${service.url}/hooks/openapi.json`));
+      expect(served.servers).toEqual([{ url: 'https://orders.example.com' }]);
+      await expect(SwaggerParser.validate(served as never)).resolves.toBeDefined();
+    } finally {
+      await service?.close();
+      await engine?.close();
+    }
+  });
+
+  it('documents the Callback-Outcome header and the error codes of the edge', () => {
+    const paths = openApiDocument.paths as Record<string, Obj>;
+    const ok = ((paths['/callbacks']!.post as Obj).responses as Record<string, Obj>)['200']!;
+    const header = (ok.headers as Record<string, Obj>)['Callback-Outcome']!;
+    expect((header.schema as Obj).enum).toEqual([
+      'applied',
+      'ignored',
+      'replayed',
+      'conflict',
+      'notFound',
+      'read',
+      'queued',
+    ]);
+    const events = (paths['/events']!.post as Obj).responses as Record<string, Obj>;
+    expect(events['403']!.description).toContain('CBE_ERR_UNTRUSTED_CORRELATION');
   });
 });

@@ -131,7 +131,7 @@ describe('engine options are validated eagerly, one rule each', () => {
       engine.anchor('x', { attributes: { tokenAttribute: 'a', dataAttribute: 'a' } }),
     ).toThrow(/same name/);
     expect(() => engine.anchor('y', { attributes: { colour: 'x' } as never })).toThrow(
-      /unknown key "colour"/,
+      /unknown option "colour" in anchor "y" options.attributes/,
     );
     expect(() => engine.anchor('z', { correlate: ['order-id'] })).toThrow(
       /options\.correlate\[0\] must be 1-20 letters or digits/,

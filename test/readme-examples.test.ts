@@ -15,18 +15,28 @@ describe('README examples run as shown', () => {
   it('the quick-start in the README is examples/quick-start.ts, and it runs to "complete"', () => {
     const file = readFileSync(new URL('../examples/quick-start.ts', import.meta.url), 'utf8');
     expect(block('quick-start').trim()).toBe(file.trim());
-    const out = execFileSync(
-      process.execPath,
-      ['--import', 'tsx', '--conditions=source', 'examples/quick-start.ts'],
-      {
-        encoding: 'utf8',
-        timeout: 30_000,
-      },
-    );
+    const out = execFileSync(process.execPath, ['--import', 'tsx', 'examples/quick-start.ts'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     expect(out).toContain('created: create');
     expect(out).toMatch(
       /final: complete \{"orderId":7,.*"lastPct":100,"amount":42,"receipt":"R-7"\}/,
     );
+  });
+});
+
+describe('README framework recipes are the files the framework tests mount', () => {
+  it('the Express and Fastify recipes are examples/express.ts and examples/fastify.ts', () => {
+    for (const name of ['express', 'fastify']) {
+      const file = readFileSync(new URL(`../examples/${name}.ts`, import.meta.url), 'utf8');
+      expect(block(name).trim(), name).toBe(file.trim());
+    }
+  });
+
+  it('does not point Node users at createBrowserInspector()', () => {
+    expect(readme).toContain('createWebSocketInspector');
+    expect(readme).not.toMatch(/`createBrowserInspector\(\)\.inspect`/);
   });
 });
 
@@ -41,15 +51,11 @@ describe('README shows the real machine and a working HTTP service', () => {
     const file = readFileSync(new URL('../examples/http-service.ts', import.meta.url), 'utf8');
     expect(block('http-service').trim()).toBe(file.trim());
     const port = String(20_000 + Math.floor(Math.random() * 20_000));
-    const out = execFileSync(
-      process.execPath,
-      ['--import', 'tsx', '--conditions=source', 'examples/http-service.ts'],
-      {
-        encoding: 'utf8',
-        timeout: 30_000,
-        env: { ...process.env, PORT: port },
-      },
-    );
+    const out = execFileSync(process.execPath, ['--import', 'tsx', 'examples/http-service.ts'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { ...process.env, PORT: port },
+    });
     expect(out).toContain(`dashboard: http://127.0.0.1:${port}/dashboard`);
     expect(out).toMatch(
       /^200 \{"status":"complete","token":"[\w-]+","data":\{"orderId":7,"amount":42,"paid":42\}\}$/m,

@@ -8,7 +8,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CallbackEngine } from '../engine.js';
 import { PayloadTooLargeError, toError } from '../errors.js';
-import { bearerCheck, bearerOk, bearerRefused, signatureOk, signatureRefused } from './auth.js';
+import {
+  authCheck,
+  bearerOk,
+  bearerRefused,
+  checkSignature,
+  parsedBodyRefused,
+  type AuthCheck,
+} from './auth.js';
 import { ClientGoneError, prereadBody, readBody } from './body.js';
 import { createOpenApiDocument } from './openapi.js';
 import {
@@ -42,11 +49,23 @@ export type DispatchHandler = (
 
 const EMPTY = Buffer.alloc(0);
 
+/** Where a handler keeps its auth check, for `withDashboard` to protect its routes the same way. */
+const AUTH = Symbol.for('callback-engine.http.auth');
+
+/** The auth a dispatch handler was created with, or `undefined` (no auth, or not a dispatch handler). */
+export function handlerAuth(handler: unknown): AuthCheck | undefined {
+  return typeof handler === 'function'
+    ? (handler as { [AUTH]?: AuthCheck | undefined })[AUTH]
+    : undefined;
+}
+
 /** Per-handler state computed once from the options. */
 interface HandlerState {
   readonly engine: CallbackEngine;
   readonly options: ResolvedHandlerOptions;
-  readonly bearer: ReturnType<typeof bearerCheck>;
+  readonly auth: AuthCheck | undefined;
+  /** Whether CloudEvents may find a callback without its token. */
+  readonly trustCorrelation: boolean;
   readonly openApiJson: string;
 }
 
@@ -66,7 +85,12 @@ interface HandlerState {
  * over the engine's limit; 415 wrong content type; 503 pool saturated or
  * engine closed (`Retry-After`). Error bodies are `{ code, message }`.
  *
- * Mount it before any body parser: HMAC signatures need the raw body.
+ * Answers to reports and reads carry a `Callback-Outcome` header: `applied`,
+ * `ignored` (a backward or repeated `accept`/`start`: nothing changed),
+ * `replayed`, `conflict`, `notFound` or `read` (`queued` is reserved).
+ *
+ * Mount it before any body parser: HMAC signatures need the raw body (a
+ * signed request whose body a parser consumed is refused with a 401 that says so).
  *
  * @param engine - the engine to dispatch to.
  * @param options - base path, limits, auth.
@@ -89,10 +113,12 @@ export function createDispatchHandler(
   options?: DispatchHandlerOptions,
 ): DispatchHandler {
   const resolved = resolveHandlerOptions(options);
+  const auth = authCheck(resolved.bearer, resolved.hmac, engine.clock);
   const state: HandlerState = {
     engine,
     options: resolved,
-    bearer: bearerCheck(resolved),
+    auth,
+    trustCorrelation: auth !== undefined || resolved.trustCorrelation,
     openApiJson: JSON.stringify(
       createOpenApiDocument({
         basePath: resolved.basePath,
@@ -100,13 +126,16 @@ export function createDispatchHandler(
           bearer: resolved.bearer !== undefined,
           ...(resolved.hmac ? { hmac: { header: resolved.hmac.header } } : {}),
         },
+        ...(engine.baseUrl === undefined ? {} : { serverUrl: engine.baseUrl }),
       }),
     ),
   };
-  return (req, res, next) => {
+  const handler: DispatchHandler = (req, res, next) => {
     // `handle` catches everything itself; this catch only guards against a bug in that guard.
     handle(state, req, res, next).catch(reportBug);
   };
+  Object.defineProperty(handler, AUTH, { value: auth });
+  return handler;
 }
 
 function reportBug(err: unknown): void {
@@ -169,25 +198,25 @@ async function serveRequest(
   if (method === 'OPTIONS') return options(req, res, route, allowed);
   if (route.name === 'openapi') return openApi(req, res, state.openApiJson);
 
-  const { options: o } = state;
-  // Bearer first, before reading a byte of the body; with HMAC also configured, a signature suffices.
-  const bearerPassed = state.bearer !== undefined && bearerOk(state.bearer, req.headers);
-  if (state.bearer !== undefined && !bearerPassed && o.hmac === undefined)
+  const { options: o, auth } = state;
+  // Bearer first, before reading a byte of the body. With HMAC also configured, both must pass.
+  if (auth?.bearer !== undefined && !bearerOk(auth.bearer, req.headers))
     throw bearerRefused(req.headers);
 
   if (route.name === 'callbacks') checkMessageType(req.headers);
   else if (route.name === 'callbackUrl') checkReportType(req.headers);
   else if (route.name === 'events') checkEventType(req.headers);
 
-  const body: RouteInput['body'] = prereadBody(req) ?? {
+  const preread = prereadBody(req);
+  const body: RouteInput['body'] = preread ?? {
     raw: method === 'POST' ? await readBody(req, o.maxBodyBytes) : EMPTY,
   };
-  if (o.hmac !== undefined && !bearerPassed) {
-    if (!('raw' in body) || !signatureOk(o.hmac, req.headers, body.raw)) {
-      throw state.bearer !== undefined && req.headers.authorization !== undefined
-        ? bearerRefused(req.headers)
-        : signatureRefused(o.hmac.header);
-    }
+  if (auth?.hmac !== undefined) {
+    // A body parser ran first: the bytes the client signed are gone.
+    if (!('raw' in body) || (preread !== undefined && bodyLost(req, body.raw)))
+      throw parsedBodyRefused(auth.hmac.header);
+    const refused = checkSignature(auth.hmac, auth.clock, req, body.raw);
+    if (refused !== undefined) throw refused;
   }
   if ('raw' in body && body.raw.length > o.maxBodyBytes) {
     throw new PayloadTooLargeError(
@@ -196,7 +225,13 @@ async function serveRequest(
     );
   }
 
-  const input: RouteInput = { engine: state.engine, options: o, headers: req.headers, body };
+  const input: RouteInput = {
+    engine: state.engine,
+    options: o,
+    headers: req.headers,
+    body,
+    trustCorrelation: state.trustCorrelation,
+  };
   let reply: Reply;
   switch (route.name) {
     case 'callbacks':
@@ -213,6 +248,15 @@ async function serveRequest(
       break;
   }
   send(res, reply, !req.complete);
+}
+
+/** Whether a consumed stream left no body although the request declared one. */
+function bodyLost(req: IncomingMessage, raw: Buffer): boolean {
+  if (raw.length > 0) return false;
+  const declared = req.headers['content-length'];
+  return (
+    (declared !== undefined && declared !== '0') || req.headers['transfer-encoding'] !== undefined
+  );
 }
 
 function options(

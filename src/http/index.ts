@@ -8,6 +8,8 @@
  * @packageDocumentation
  */
 
+export { signRequest } from './auth.js';
+export type { SignRequestInput } from './auth.js';
 export { contentMode, CE_BATCH_JSON, CE_JSON } from './cloudevents.js';
 export type { ContentMode, IncomingEvent } from './cloudevents.js';
 export { createDispatchHandler } from './handler.js';
@@ -15,7 +17,18 @@ export type { DispatchHandler } from './handler.js';
 export { createOpenApiDocument, openApiDocument } from './openapi.js';
 export type { OpenApiDocument, OpenApiOptions } from './openapi.js';
 export { HTTP_DEFAULTS } from './options.js';
-export type { DispatchAuthOptions, DispatchHandlerOptions } from './options.js';
-export type { DispatchErrorCode, ErrorBody, HttpOnlyErrorCode } from './respond.js';
+export type {
+  CloudEventsOptions,
+  DispatchAuthOptions,
+  DispatchHandlerOptions,
+  DispatchHmacOptions,
+} from './options.js';
+export { OUTCOME_HEADER } from './respond.js';
+export type {
+  CallbackOutcome,
+  DispatchErrorCode,
+  ErrorBody,
+  HttpOnlyErrorCode,
+} from './respond.js';
 export { serve } from './serve.js';
 export type { DispatchServer, ServeOptions } from './serve.js';

@@ -15,7 +15,11 @@ export type OpenApiDocument = { readonly [key: string]: unknown };
 export interface OpenApiOptions {
   /** The routes' path prefix. @default '' */
   basePath?: string;
-  /** Server URL(s) to list under `servers`. @default none */
+  /**
+   * The service's public URL, listed under `servers` (a trailing base path is
+   * dropped: the paths carry it). The handler passes the engine's `baseUrl`.
+   * @default none
+   */
   serverUrl?: string;
   /** Which auth the service requires, for `security`. @default none */
   auth?: { bearer?: boolean; hmac?: { header: string } };
@@ -52,16 +56,33 @@ const ERROR_RESPONSES = {
   },
 } as const;
 
+/** The `Callback-Outcome` response header: how a report or read was handled. */
+const OUTCOME_HEADER = {
+  'Callback-Outcome': {
+    description:
+      'How the request was handled: `applied`, `ignored` (a backward or repeated accept/start: nothing changed, its data was dropped), `replayed` (the same terminal report again), `conflict`, `notFound`, `read`; `queued` (202) is reserved for a report accepted for later, in-order application.',
+    schema: {
+      type: 'string',
+      enum: ['applied', 'ignored', 'replayed', 'conflict', 'notFound', 'read', 'queued'],
+    },
+  },
+} as const;
+
+const withOutcome = (description: string, name: string) => ({
+  ...reply(description, name),
+  headers: OUTCOME_HEADER,
+});
+
 const DISPATCH_RESPONSES = {
-  '200': reply(
-    'Applied, ignored (repeated accept/start) or replayed: the status after handling.',
+  '200': withOutcome(
+    'Applied, ignored (repeated accept/start) or replayed: the status after handling; `Callback-Outcome` tells which.',
     'Answer',
   ),
-  '404': reply(
+  '404': withOutcome(
     'Unknown, forged or removed token (`CBE_ERR_NOT_FOUND`); `status` is `notFound`.',
     'AnswerError',
   ),
-  '409': reply(
+  '409': withOutcome(
     'The callback is no longer active (`CBE_ERR_ALREADY_SETTLED`); `status` is its current status.',
     'AnswerError',
   ),
@@ -186,6 +207,12 @@ const SCHEMAS = {
   },
 } as const;
 
+/** The server URL without the base path (the paths carry it), e.g. the engine's `baseUrl`. */
+function serverRoot(url: string, base: string): string {
+  const trimmed = url.replace(/\/+$/, '');
+  return base !== '' && trimmed.endsWith(base) ? trimmed.slice(0, -base.length) : trimmed;
+}
+
 /**
  * Builds the OpenAPI 3.1 document of the service.
  *
@@ -210,7 +237,7 @@ export function createOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocu
       in: 'header',
       name: options.auth.hmac.header,
       description:
-        'Hex HMAC-SHA256 of the raw request body with the shared secret, optionally prefixed `sha256=`.',
+        '`t=<unix seconds>,v1=<hex>`: the hex is HMAC-SHA256, with the shared secret, of `<t>.<METHOD>.<path?query>.<raw body>` (an empty body signs the empty string). The timestamp must be within the replay window (default 300 s). With bearer auth also required, a request needs both.',
     };
     security.push({ signature: [] });
   }
@@ -223,7 +250,9 @@ export function createOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocu
       description:
         'Outside parties report on pending work: with a CALLBACK message, by POSTing to a callback URL, or with a CloudEvent. Every answer is `{ status, token, data }`: the status after handling.',
     },
-    ...(options.serverUrl === undefined ? {} : { servers: [{ url: options.serverUrl }] }),
+    ...(options.serverUrl === undefined
+      ? {}
+      : { servers: [{ url: serverRoot(options.serverUrl, base) }] }),
     paths: {
       [`${base}/callbacks`]: {
         post: {
@@ -281,11 +310,16 @@ export function createOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocu
               'application/cloudevents-batch+json': {
                 schema: { type: 'array', items: ref('CloudEvent') },
               },
-              'application/json': { schema: ref('ReportData'), description: 'Binary mode data.' },
+              // Binary mode: the data as a JSON body, attributes in `ce-*` headers.
+              'application/json': { schema: ref('ReportData') },
             },
           },
           responses: {
             ...DISPATCH_RESPONSES,
+            '403': reply(
+              'The event names its callback by `callbackid` or `correlate` keys, not by its token, and the service has no auth and does not trust correlation (`CBE_ERR_UNTRUSTED_CORRELATION`).',
+              'Error',
+            ),
             '200': {
               description: 'One event: its answer. A batch: one result per event, in order.',
               content: jsonContent({ oneOf: [ref('Answer'), ref('BatchResult')] }),

@@ -6,25 +6,54 @@
  */
 
 import { InvalidArgumentError } from '../errors.js';
+import { checkKnownKeys } from '../keys.js';
+import type { ResolvedHmac } from './auth.js';
 
 /** Optional authentication of every dispatch route (`/openapi.json` stays public). */
 export interface DispatchAuthOptions {
   /**
    * Accepted bearer tokens (`Authorization: Bearer ...`); several allow rotation.
-   * Compared in constant time.
+   * Compared in constant time. With `hmac` also set, a request needs both.
    */
   bearer?: string | readonly string[];
   /**
-   * HMAC-SHA256 of the raw request body, sent hex-encoded (optionally prefixed
-   * `sha256=`) in a header. Several secrets allow rotation. Compared in constant time.
-   * A request without a body (GET) is signed as the empty string.
+   * Signed requests, in the style of Stripe's signatures: the header carries
+   * `t=<unix seconds>,v1=<hex>`, the hex being HMAC-SHA256 of
+   * `<t>.<METHOD>.<path?query>.<raw body>` (a request without a body signs the
+   * empty string like any other). `signRequest()` builds it. Several secrets
+   * allow rotation; compared in constant time. With `bearer` also set, a
+   * request needs both. The raw body is needed: mount the handler before any
+   * body parser.
    */
-  hmac?: {
-    /** The shared secret(s). */
-    secret: string | Buffer | readonly (string | Buffer)[];
-    /** @default 'x-callback-signature' */
-    header?: string;
-  };
+  hmac?: DispatchHmacOptions;
+}
+
+/** Options of HMAC request signatures. */
+export interface DispatchHmacOptions {
+  /** The shared secret(s); all verify (rotation). */
+  secret: string | Buffer | readonly (string | Buffer)[];
+  /** The header carrying the signature. @default 'callback-signature' */
+  header?: string;
+  /**
+   * Replay window: how far (seconds) the signature's timestamp may be from the
+   * engine clock's now, either way.
+   * @default 300
+   */
+  toleranceSeconds?: number;
+}
+
+/** How CloudEvents may find their callback (spec 11.3, 16). */
+export interface CloudEventsOptions {
+  /**
+   * Accept events that find their callback without its signed token (by
+   * extension `callbackid` or an anchor's `correlate` keys) although the
+   * handler has no `auth`. Anyone who knows or guesses an id or a correlation
+   * value (an order number) could then drive that callback: only set it when
+   * the network in front of the handler authenticates its callers.
+   * With `auth` configured such events are accepted anyway.
+   * @default false
+   */
+  trustCorrelation?: boolean;
 }
 
 /** Options of {@link createDispatchHandler}. */
@@ -63,7 +92,21 @@ export interface DispatchHandlerOptions {
    * @default true
    */
   openApi?: boolean;
+  /** CloudEvents options. */
+  cloudEvents?: CloudEventsOptions;
 }
+
+/** Every key of {@link DispatchHandlerOptions}, for the unknown-key check. */
+export const HANDLER_OPTION_KEYS: readonly string[] = Object.freeze([
+  'basePath',
+  'maxBodyBytes',
+  'maxJsonDepth',
+  'maxBatchEvents',
+  'retryAfterSeconds',
+  'auth',
+  'openApi',
+  'cloudEvents',
+]);
 
 /** Handler options after validation. */
 export interface ResolvedHandlerOptions {
@@ -73,8 +116,10 @@ export interface ResolvedHandlerOptions {
   readonly maxBatchEvents: number;
   readonly retryAfterSeconds: number;
   readonly bearer: readonly string[] | undefined;
-  readonly hmac: { readonly secrets: readonly Buffer[]; readonly header: string } | undefined;
+  readonly hmac: ResolvedHmac | undefined;
   readonly openApi: boolean;
+  /** Whether events found by `callbackid` or `correlate` keys are accepted. */
+  readonly trustCorrelation: boolean;
 }
 
 /** Frozen defaults of the handler options. */
@@ -83,7 +128,8 @@ export const HTTP_DEFAULTS = Object.freeze({
   maxJsonDepth: 64,
   maxBatchEvents: 100,
   retryAfterSeconds: 1,
-  hmacHeader: 'x-callback-signature',
+  hmacHeader: 'callback-signature',
+  hmacToleranceSeconds: 300,
 });
 
 const HEADER_NAME_RE = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
@@ -114,12 +160,18 @@ function list<T>(value: T | readonly T[]): readonly T[] {
   return Array.isArray(value) ? (value as readonly T[]) : [value as T];
 }
 
-function resolveAuth(auth: unknown): Pick<ResolvedHandlerOptions, 'bearer' | 'hmac'> {
+/**
+ * Validates auth options (of the handler, or of the dashboard).
+ *
+ * @throws {@link InvalidArgumentError} naming the first bad option and its value.
+ */
+export function resolveAuth(auth: unknown): Pick<ResolvedHandlerOptions, 'bearer' | 'hmac'> {
   if (auth === undefined) return { bearer: undefined, hmac: undefined };
   if (typeof auth !== 'object' || auth === null || Array.isArray(auth)) {
     throw new InvalidArgumentError(`options.auth must be an object (got ${show(auth)})`);
   }
   const a = auth as DispatchAuthOptions;
+  checkKnownKeys('options.auth', a, ['bearer', 'hmac']);
   if (a.bearer === undefined && a.hmac === undefined) {
     throw new InvalidArgumentError('options.auth must set bearer, hmac, or both');
   }
@@ -142,6 +194,7 @@ function resolveAuth(auth: unknown): Pick<ResolvedHandlerOptions, 'bearer' | 'hm
     if (typeof a.hmac !== 'object' || a.hmac === null) {
       throw new InvalidArgumentError(`options.auth.hmac must be an object (got ${show(a.hmac)})`);
     }
+    checkKnownKeys('options.auth.hmac', a.hmac, ['secret', 'header', 'toleranceSeconds']);
     const secrets = list(a.hmac.secret).map((s: unknown, i) => {
       if (!((typeof s === 'string' || Buffer.isBuffer(s)) && s.length > 0)) {
         throw new InvalidArgumentError(
@@ -158,9 +211,34 @@ function resolveAuth(auth: unknown): Pick<ResolvedHandlerOptions, 'bearer' | 'hm
         `options.auth.hmac.header must be an HTTP header name (got ${show(header)})`,
       );
     }
-    hmac = Object.freeze({ secrets: Object.freeze(secrets), header: header.toLowerCase() });
+    const toleranceSeconds = positiveInt(
+      'auth.hmac.toleranceSeconds',
+      a.hmac.toleranceSeconds,
+      HTTP_DEFAULTS.hmacToleranceSeconds,
+      86_400,
+    );
+    hmac = Object.freeze({
+      secrets: Object.freeze(secrets),
+      header: header.toLowerCase(),
+      toleranceSeconds,
+    });
   }
   return { bearer, hmac };
+}
+
+function resolveCloudEvents(value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidArgumentError(`options.cloudEvents must be an object (got ${show(value)})`);
+  }
+  checkKnownKeys('options.cloudEvents', value, ['trustCorrelation']);
+  const trust = (value as CloudEventsOptions).trustCorrelation;
+  if (trust !== undefined && typeof trust !== 'boolean') {
+    throw new InvalidArgumentError(
+      `options.cloudEvents.trustCorrelation must be a boolean (got ${show(trust)})`,
+    );
+  }
+  return trust ?? false;
 }
 
 /**
@@ -178,6 +256,7 @@ export function resolveHandlerOptions(
     throw new InvalidArgumentError(`options must be an object (got ${show(input)})`);
   }
   const o = input ?? {};
+  checkKnownKeys('handler options', o, HANDLER_OPTION_KEYS);
   const basePath = o.basePath ?? '';
   if (typeof basePath !== 'string' || (basePath !== '' && !BASE_PATH_RE.test(basePath))) {
     throw new InvalidArgumentError(
@@ -205,5 +284,6 @@ export function resolveHandlerOptions(
     ),
     ...resolveAuth(o.auth),
     openApi: o.openApi ?? true,
+    trustCorrelation: resolveCloudEvents(o.cloudEvents),
   });
 }

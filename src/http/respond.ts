@@ -11,7 +11,16 @@ import {
   CallbackEngineError,
   type CallbackEngineErrorCode,
 } from '../errors.js';
-import type { CallbackAnswer, DispatchResult } from '../types.js';
+import type { CallbackAnswer, DispatchOutcome, DispatchResult } from '../types.js';
+
+/**
+ * Values of the `Callback-Outcome` response header: how the report was handled.
+ * `queued` is reserved for a report accepted for later, in-order application (202).
+ */
+export type CallbackOutcome = DispatchOutcome | 'queued';
+
+/** The response header that says how a report was handled. */
+export const OUTCOME_HEADER = 'callback-outcome';
 
 /**
  * Error codes only the HTTP layer produces, for failures no engine error
@@ -28,6 +37,10 @@ export type HttpOnlyErrorCode =
   | 'CBE_ERR_UNSUPPORTED_MEDIA_TYPE'
   /** Missing or wrong bearer token or signature (401, with `WWW-Authenticate`). */
   | 'CBE_ERR_UNAUTHORIZED'
+  /** A CloudEvent found its callback without a token (`callbackid`, `correlate`) on a handler without auth (403). */
+  | 'CBE_ERR_UNTRUSTED_CORRELATION'
+  /** Too many dashboard event-stream subscribers (503, with `Retry-After`). */
+  | 'CBE_ERR_TOO_MANY_SUBSCRIBERS'
   /** The client took too long to send its request (408). */
   | 'CBE_ERR_REQUEST_TIMEOUT'
   /** An unexpected failure; details are not disclosed (500). */
@@ -74,6 +87,8 @@ export interface Reply {
   readonly statusCode: number;
   readonly body: unknown;
   readonly headers?: Readonly<Record<string, string>>;
+  /** Sent as the `Callback-Outcome` header (a constant string: nothing allocated per reply). */
+  readonly outcome?: CallbackOutcome;
 }
 
 /** The message of a `notFound` answer body. */
@@ -83,18 +98,27 @@ export const NOT_FOUND_MESSAGE =
 /**
  * Maps a dispatch result to a reply: `notFound` → 404 (body still carries
  * `status: 'notFound'`), `conflict` → 409 (body carries the current status),
- * every other outcome (`applied`, `ignored`, `replayed`, `read`) → 200.
+ * every other outcome (`applied`, `ignored`, `replayed`, `read`) → 200. Every
+ * such reply carries the outcome in the `Callback-Outcome` header.
  */
 export function resultReply(result: DispatchResult): Reply {
   const { answer, outcome } = result;
   if (outcome === 'notFound' || answer.status === 'notFound') {
-    return { statusCode: 404, body: answerBody(answer, 'CBE_ERR_NOT_FOUND', NOT_FOUND_MESSAGE) };
+    return {
+      statusCode: 404,
+      body: answerBody(answer, 'CBE_ERR_NOT_FOUND', NOT_FOUND_MESSAGE),
+      outcome: 'notFound',
+    };
   }
   if (outcome === 'conflict') {
     const err = new AlreadySettledError(answer.status);
-    return { statusCode: 409, body: answerBody(answer, err.code, err.message) };
+    return {
+      statusCode: 409,
+      body: answerBody(answer, err.code, err.message),
+      outcome: 'conflict',
+    };
   }
-  return { statusCode: 200, body: answerBody(answer) };
+  return { statusCode: 200, body: answerBody(answer), outcome };
 }
 
 /** `{ status, token, data }`, plus `code` and `message` when given. */
@@ -167,6 +191,7 @@ export function send(res: ServerResponse, reply: Reply, close = false): void {
     'cache-control': BASE_HEADERS['cache-control'],
     'x-content-type-options': BASE_HEADERS['x-content-type-options'],
   };
+  if (reply.outcome !== undefined) headers[OUTCOME_HEADER] = reply.outcome;
   if (reply.headers !== undefined) Object.assign(headers, reply.headers);
   if (close) headers.connection = 'close';
   try {

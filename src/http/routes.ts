@@ -21,7 +21,7 @@ import {
   type IncomingEvent,
 } from './cloudevents.js';
 import type { ResolvedHandlerOptions } from './options.js';
-import { errorReply, resultReply, type Reply } from './respond.js';
+import { errorReply, HttpError, resultReply, type Reply } from './respond.js';
 
 /** What a route gets: the engine, the options, the request headers and its body. */
 export interface RouteInput {
@@ -30,6 +30,8 @@ export interface RouteInput {
   readonly headers: IncomingHttpHeaders;
   /** The raw body, or a value a framework already parsed. */
   readonly body: { raw: Buffer } | { parsed: unknown };
+  /** Whether CloudEvents may find their callback without its token (auth configured, or opted in). */
+  readonly trustCorrelation: boolean;
 }
 
 function json(input: RouteInput, what: string): unknown {
@@ -105,11 +107,19 @@ export async function postEvents(input: RouteInput): Promise<Reply> {
   if (mode === 'binary') {
     const raw =
       'raw' in input.body ? input.body.raw : Buffer.from(JSON.stringify(input.body.parsed ?? null));
-    return dispatchEvent(engine, parseBinary(headers, raw, options.maxJsonDepth));
+    return dispatchEvent(
+      engine,
+      parseBinary(headers, raw, options.maxJsonDepth),
+      input.trustCorrelation,
+    );
   }
   const value = json(input, 'request body');
   if (mode === 'structured')
-    return dispatchEvent(engine, fromStructured(value, options.maxJsonDepth));
+    return dispatchEvent(
+      engine,
+      fromStructured(value, options.maxJsonDepth),
+      input.trustCorrelation,
+    );
   const entries = batchEntries(value, options.maxBatchEvents);
   const results: Record<string, unknown>[] = [];
   let retry = false;
@@ -121,6 +131,7 @@ export async function postEvents(input: RouteInput): Promise<Reply> {
       reply = await dispatchEvent(
         engine,
         fromStructured(entry, options.maxJsonDepth, `events[${i}]: `),
+        input.trustCorrelation,
       );
     } catch (err) {
       reply = errorReply(err, options.retryAfterSeconds);
@@ -146,11 +157,20 @@ export async function postEvents(input: RouteInput): Promise<Reply> {
  * extension `callbacktoken`, else `callbackid` (instance-id correlation), else
  * the anchors' `correlate` attributes; the status is extension
  * `callbackstatus`, else the anchor's `eventTypes` entry for the event type.
+ *
+ * @param trustCorrelation - whether an event may find its callback without its
+ *   signed token; when not, such an event is refused (403
+ *   `CBE_ERR_UNTRUSTED_CORRELATION`) before any lookup.
  */
-export async function dispatchEvent(engine: CallbackEngine, event: IncomingEvent): Promise<Reply> {
+export async function dispatchEvent(
+  engine: CallbackEngine,
+  event: IncomingEvent,
+  trustCorrelation: boolean,
+): Promise<Reply> {
   const ext = event.extensions;
   let token: string | undefined;
   if (ext.callbacktoken !== undefined) token = String(ext.callbacktoken);
+  else if (!trustCorrelation) throw untrustedCorrelation(ext.callbackid !== undefined);
   else if (ext.callbackid !== undefined) token = engine.tokenOf(String(ext.callbackid));
   else token = engine.correlate(ext);
   // Unmatched: a notFound answer, still through the engine (counted; rejects once closed).
@@ -175,6 +195,14 @@ export async function dispatchEvent(engine: CallbackEngine, event: IncomingEvent
     callbackData: event.data ?? undefined,
   };
   return resultReply(await engine.deliver(message as CallbackMessage));
+}
+
+function untrustedCorrelation(byId: boolean): HttpError {
+  return new HttpError(
+    'CBE_ERR_UNTRUSTED_CORRELATION',
+    403,
+    `this CloudEvent names its callback by ${byId ? 'extension callbackid' : "an anchor's correlate keys (or nothing)"}, not by its signed token, and the handler has no auth: send extension callbacktoken, configure auth, or opt in with cloudEvents: { trustCorrelation: true }`,
+  );
 }
 
 function notFound(answer: DispatchResult['answer']): Reply {

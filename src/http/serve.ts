@@ -16,7 +16,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { CallbackEngine } from '../engine.js';
 import { InvalidArgumentError } from '../errors.js';
 import { createDispatchHandler } from './handler.js';
-import { HTTP_DEFAULTS, type DispatchHandlerOptions } from './options.js';
+import { checkKnownKeys } from '../keys.js';
+import { HANDLER_OPTION_KEYS, HTTP_DEFAULTS, type DispatchHandlerOptions } from './options.js';
 import type { ErrorBody } from './respond.js';
 
 /** How often `close()` looks for keep-alive connections that became idle. */
@@ -41,6 +42,16 @@ export interface ServeOptions extends DispatchHandlerOptions {
   /** On `close()`, how long in-flight requests may finish before their connections are cut. @default 5000 */
   closeTimeoutMs?: number;
 }
+
+const SERVE_OPTION_KEYS: readonly string[] = Object.freeze([
+  ...HANDLER_OPTION_KEYS,
+  'port',
+  'host',
+  'requestTimeoutMs',
+  'headersTimeoutMs',
+  'keepAliveTimeoutMs',
+  'closeTimeoutMs',
+]);
 
 /** A running standalone service. */
 export interface DispatchServer {
@@ -107,6 +118,9 @@ export async function serve(
   engine: CallbackEngine,
   options: ServeOptions = {},
 ): Promise<DispatchServer> {
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    throw new InvalidArgumentError('serve options must be an object');
+  checkKnownKeys('serve options', options, SERVE_OPTION_KEYS);
   const {
     port = 0,
     host = '127.0.0.1',

@@ -7,15 +7,26 @@
  * - `GET {base}/callbacks/{token or id}`: one callback's history (404 if not tracked);
  * - `GET {base}/diagram.svg`, `{base}/diagram.mmd`: the lifecycle diagram with current counts.
  *
+ * Every route sits behind the same auth as the dispatch routes (spec 16), and
+ * none ever answers with a callback's token: callbacks are shown by id.
+ *
  * @module
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { systemClock } from '../clock.js';
+import { describe } from '../duration.js';
+import { InvalidArgumentError } from '../errors.js';
+import { authCheck, bearerOk, checkSignature, type AuthCheck } from '../http/auth.js';
+import { handlerAuth } from '../http/handler.js';
+import { resolveAuth, type DispatchAuthOptions } from '../http/options.js';
+import { errorReply, HttpError, send as sendJson } from '../http/respond.js';
+import { checkKnownKeys } from '../keys.js';
 import { toMermaid, toSvg } from '../lifecycle/diagram.js';
 import { dashboardPage } from './dashboard-page.js';
-import type { Monitor } from './monitor.js';
+import type { Monitor, MonitorView } from './monitor.js';
 
-/** Options of {@link createDashboard}. */
+/** Options of {@link createDashboard} and {@link withDashboard}. */
 export interface DashboardOptions {
   /** Where the routes live. @default '/dashboard' */
   basePath?: string;
@@ -23,10 +34,52 @@ export interface DashboardOptions {
   title?: string;
   /** Ms between SSE keep-alive comments. @default 15000 */
   keepAliveMs?: number;
+  /**
+   * Credentials every dashboard route requires: the same shape as the
+   * handler's `auth`. A bearer token may also come as the password of HTTP
+   * Basic auth, so a browser can open the page (it prompts). `false` serves the
+   * dashboard without auth.
+   * @default `withDashboard`: the dispatch handler's auth; `createDashboard`: none
+   */
+  auth?: DispatchAuthOptions | false;
+  /** Most concurrent `/events` subscribers; one more is answered 503. @default 100 */
+  maxSubscribers?: number;
+  /**
+   * Most bytes queued for one subscriber that does not keep up. While its
+   * connection is backed up, newer views replace the unsent one (latest view
+   * wins); past this bound it is disconnected.
+   * @default 65536
+   */
+  maxBufferedBytes?: number;
+  /** A subscriber whose connection stays backed up (does not read) this long is disconnected. @default 30000 */
+  idleTimeoutMs?: number;
 }
+
+const DASHBOARD_OPTION_KEYS: readonly string[] = Object.freeze([
+  'basePath',
+  'title',
+  'keepAliveMs',
+  'auth',
+  'maxSubscribers',
+  'maxBufferedBytes',
+  'idleTimeoutMs',
+]);
+
+/** Frozen defaults of the dashboard options. */
+export const DASHBOARD_DEFAULTS = Object.freeze({
+  basePath: '/dashboard',
+  title: 'callback-engine',
+  keepAliveMs: 15_000,
+  maxSubscribers: 100,
+  maxBufferedBytes: 64 * 1024,
+  idleTimeoutMs: 30_000,
+});
 
 /** A request handler that serves the dashboard routes and declines everything else. */
 export type DashboardHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+const EMPTY = Buffer.alloc(0);
+const REALM = 'callback-engine dashboard';
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
   res.writeHead(status, {
@@ -38,22 +91,168 @@ function send(res: ServerResponse, status: number, type: string, body: string): 
   res.end(body);
 }
 
+function int(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new InvalidArgumentError(
+      `dashboard options.${name} must be a positive integer (got ${describe(value)})`,
+    );
+  }
+  return value;
+}
+
+/** Whether `Authorization: Basic` carries a configured bearer token as its password. */
+function basicOk(digests: readonly Buffer[], header: string | undefined): boolean {
+  const m = header === undefined ? null : /^Basic[ ]+([A-Za-z0-9+/=]{1,2048})[ ]*$/i.exec(header);
+  if (!m) return false;
+  const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return bearerOk(digests, { authorization: `Bearer ${decoded.slice(colon + 1)}` });
+}
+
+/** The 401 for a dashboard request without the right credentials, or `undefined` when it passes. */
+function refusal(auth: AuthCheck, req: IncomingMessage): HttpError | undefined {
+  if (
+    auth.bearer !== undefined &&
+    !bearerOk(auth.bearer, req.headers) &&
+    !basicOk(auth.bearer, req.headers.authorization)
+  ) {
+    return new HttpError(
+      'CBE_ERR_UNAUTHORIZED',
+      401,
+      'the dashboard needs the service credentials: Authorization: Bearer <token>, or from a browser Basic auth with the token as password',
+      {
+        'www-authenticate':
+          auth.hmac === undefined
+            ? `Basic realm="${REALM}", charset="UTF-8"`
+            : `Bearer realm="${REALM}"`,
+      },
+    );
+  }
+  return auth.hmac === undefined ? undefined : checkSignature(auth.hmac, auth.clock, req, EMPTY);
+}
+
+interface Settings {
+  readonly base: string;
+  readonly title: string;
+  readonly keepAliveMs: number;
+  readonly maxSubscribers: number;
+  readonly maxBufferedBytes: number;
+  readonly idleTimeoutMs: number;
+}
+
+function resolveDashboardOptions(options: unknown): Settings {
+  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+    throw new InvalidArgumentError('dashboard options must be an object');
+  }
+  const o = (options ?? {}) as DashboardOptions;
+  checkKnownKeys('dashboard options', o, DASHBOARD_OPTION_KEYS);
+  const basePath = o.basePath ?? DASHBOARD_DEFAULTS.basePath;
+  if (typeof basePath !== 'string' || !basePath.startsWith('/')) {
+    throw new InvalidArgumentError(
+      `dashboard options.basePath must be a path such as "/dashboard" (got ${JSON.stringify(basePath)})`,
+    );
+  }
+  if (o.title !== undefined && typeof o.title !== 'string') {
+    throw new InvalidArgumentError('dashboard options.title must be a string');
+  }
+  return {
+    base: basePath.replace(/\/+$/, ''),
+    title: o.title ?? DASHBOARD_DEFAULTS.title,
+    keepAliveMs: int('keepAliveMs', o.keepAliveMs, DASHBOARD_DEFAULTS.keepAliveMs),
+    maxSubscribers: int('maxSubscribers', o.maxSubscribers, DASHBOARD_DEFAULTS.maxSubscribers),
+    maxBufferedBytes: int(
+      'maxBufferedBytes',
+      o.maxBufferedBytes,
+      DASHBOARD_DEFAULTS.maxBufferedBytes,
+    ),
+    idleTimeoutMs: int('idleTimeoutMs', o.idleTimeoutMs, DASHBOARD_DEFAULTS.idleTimeoutMs),
+  };
+}
+
+function ownAuth(auth: DashboardOptions['auth']): AuthCheck | undefined {
+  if (auth === undefined || auth === false) return undefined;
+  const { bearer, hmac } = resolveAuth(auth);
+  return authCheck(bearer, hmac, systemClock);
+}
+
 /**
- * Creates the dashboard routes for a monitor.
- *
- * @returns a handler that answers dashboard requests and returns `true`, or returns `false`
- *   (and leaves the response alone) for any other path.
+ * One SSE subscriber: writes a frame only while its connection keeps up; while
+ * it is backed up the latest view waits (older ones are dropped), and a
+ * subscriber backed up past the buffer bound or the idle timeout is cut off.
  */
-export function createDashboard(
-  monitor: Monitor,
-  options: DashboardOptions = {},
-): DashboardHandler {
-  const base = (options.basePath ?? '/dashboard').replace(/\/+$/, '');
-  const title = options.title ?? 'callback-engine';
-  const keepAliveMs = options.keepAliveMs ?? 15_000;
+class Subscriber {
+  #pending: MonitorView | undefined;
+  #stall: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly settings: Settings,
+    private readonly onClose: () => void,
+  ) {
+    res.on('drain', () => this.#drained());
+  }
+
+  push(view: MonitorView): void {
+    if (this.#closed) return;
+    if (this.res.writableNeedDrain) {
+      this.#pending = view;
+      return;
+    }
+    this.#write(`event: view\ndata: ${JSON.stringify(view)}\n\n`);
+  }
+
+  ping(): void {
+    if (!this.#closed && !this.res.writableNeedDrain) this.#write(': keep-alive\n\n');
+  }
+
+  #write(frame: string): void {
+    const ok = this.res.write(frame);
+    if (this.res.writableLength > this.settings.maxBufferedBytes) {
+      this.close();
+      return;
+    }
+    if (!ok && this.#stall === undefined) {
+      this.#stall = setTimeout(() => this.close(), this.settings.idleTimeoutMs);
+      this.#stall.unref();
+    }
+  }
+
+  #drained(): void {
+    clearTimeout(this.#stall);
+    this.#stall = undefined;
+    const view = this.#pending;
+    this.#pending = undefined;
+    if (view !== undefined) this.push(view);
+  }
+
+  /** Whether it was cut off or its client left. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#stall);
+    this.#pending = undefined;
+    this.onClose();
+    this.res.destroy();
+  }
+}
+
+function routes(monitor: Monitor, s: Settings, auth: AuthCheck | undefined): DashboardHandler {
+  const { base } = s;
+  let subscribers = 0;
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path !== base && !path.startsWith(`${base}/`)) return false;
+    const refused = auth === undefined ? undefined : refusal(auth, req);
+    if (refused !== undefined) {
+      sendJson(res, errorReply(refused, 1));
+      return true;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       send(
@@ -73,24 +272,44 @@ export function createDashboard(
         res,
         200,
         'text/html; charset=utf-8',
-        dashboardPage({ basePath: base, title, initial: monitor.tick() }),
+        dashboardPage({ basePath: base, title: s.title, initial: monitor.tick() }),
       );
     } else if (rest === '/events') {
+      if (subscribers >= s.maxSubscribers) {
+        sendJson(
+          res,
+          errorReply(
+            new HttpError(
+              'CBE_ERR_TOO_MANY_SUBSCRIBERS',
+              503,
+              `the dashboard already streams to ${s.maxSubscribers} subscribers (option maxSubscribers)`,
+              { 'retry-after': '5' },
+            ),
+            5,
+          ),
+        );
+        return true;
+      }
+      subscribers++;
       res.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-store',
         connection: 'keep-alive',
       });
-      const push = (view: unknown) => res.write(`event: view\ndata: ${JSON.stringify(view)}\n\n`);
-      push(monitor.view());
-      const unsubscribe = monitor.subscribe(push);
-      const ping = setInterval(() => res.write(': keep-alive\n\n'), keepAliveMs);
+      const ping = setInterval(() => subscriber.ping(), s.keepAliveMs);
       ping.unref();
-      const stop = () => {
+      let unsubscribe = (): void => {};
+      const subscriber = new Subscriber(res, s, () => {
+        subscribers--;
         clearInterval(ping);
         unsubscribe();
-      };
+      });
+      subscriber.push(monitor.view());
+      unsubscribe = monitor.subscribe((view) => subscriber.push(view));
+      if (subscriber.closed) unsubscribe();
+      const stop = () => subscriber.close();
       req.on('close', stop);
+      res.on('close', stop);
       res.on('error', stop);
     } else if (rest.startsWith('/callbacks/')) {
       let key: string;
@@ -111,7 +330,13 @@ export function createDashboard(
       monitor.history(key).then(
         (h) =>
           h
-            ? send(res, 200, 'application/json', JSON.stringify(h))
+            ? // By id only: a dashboard never hands out a callback's token.
+              send(
+                res,
+                200,
+                'application/json',
+                JSON.stringify({ id: h.id, status: h.status, events: h.events }),
+              )
             : send(
                 res,
                 404,
@@ -146,15 +371,46 @@ export function createDashboard(
 }
 
 /**
+ * Creates the dashboard routes for a monitor.
+ *
+ * @param monitor - the live view to serve.
+ * @param options - base path, title, `auth` (none unless given), subscriber limits.
+ * @returns a handler that answers dashboard requests and returns `true`, or returns `false`
+ *   (and leaves the response alone) for any other path.
+ * @throws `InvalidArgumentError` for an unknown or invalid option.
+ */
+export function createDashboard(
+  monitor: Monitor,
+  options: DashboardOptions = {},
+): DashboardHandler {
+  return routes(monitor, resolveDashboardOptions(options), ownAuth(options.auth));
+}
+
+/**
  * Puts the dashboard in front of a request handler (the Dispatch Callback
  * Service) and records how long each other request took in the monitor.
+ * Every dashboard route requires the dispatch handler's auth (when it has
+ * any), unless `options.auth` says otherwise.
+ *
+ * @param handler - the dispatch handler (from `createDispatchHandler`) or any request handler.
+ * @param monitor - the live view to serve.
+ * @param options - base path, title, `auth`, subscriber limits.
+ * @returns a node:http request handler.
+ * @throws `InvalidArgumentError` for an unknown or invalid option.
+ * @example
+ * ```ts
+ * const handler = createDispatchHandler(engine, { auth: { bearer: process.env.TOKEN! } });
+ * createServer(withDashboard(handler, createMonitor(engine))).listen(8080);
+ * ```
  */
 export function withDashboard(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
   monitor: Monitor,
-  options?: DashboardOptions,
+  options: DashboardOptions = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {
-  const dashboard = createDashboard(monitor, options);
+  const settings = resolveDashboardOptions(options);
+  const auth = options.auth === undefined ? handlerAuth(handler) : ownAuth(options.auth);
+  const dashboard = routes(monitor, settings, auth);
   return (req, res) => {
     if (dashboard(req, res)) return;
     const started = performance.now();

@@ -6,7 +6,7 @@
  * @packageDocumentation
  */
 
-export { createDashboard, withDashboard } from './dashboard.js';
+export { createDashboard, DASHBOARD_DEFAULTS, withDashboard } from './dashboard.js';
 export type { DashboardHandler, DashboardOptions } from './dashboard.js';
 export { dashboardPage } from './dashboard-page.js';
 export { createMonitor } from './monitor.js';

@@ -13,7 +13,10 @@
 import { createStore } from '@xstate/store';
 import { LRUCache } from 'lru-cache';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { describe } from '../duration.js';
 import type { CallbackEngine } from '../engine.js';
+import { InvalidArgumentError } from '../errors.js';
+import { checkKnownKeys } from '../keys.js';
 import { ACTIVE_STATUSES, TERMINAL_STATUSES, type CallbackStatus } from '../lifecycle/statuses.js';
 import { decodeToken } from '../token.js';
 import type { EngineEvent, EngineStats } from '../types.js';
@@ -101,9 +104,48 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+const MONITOR_OPTION_KEYS: readonly string[] = Object.freeze([
+  'clock',
+  'windowSeconds',
+  'recent',
+  'trackedCallbacks',
+  'eventsPerCallback',
+  'tickMs',
+]);
+
+function checkEngine(engine: unknown): void {
+  const e = engine as Partial<Record<'subscribe' | 'stats' | 'get' | 'tokenOf', unknown>> | null;
+  if (
+    typeof e !== 'object' ||
+    e === null ||
+    typeof e.subscribe !== 'function' ||
+    typeof e.stats !== 'function' ||
+    typeof e.get !== 'function' ||
+    typeof e.tokenOf !== 'function'
+  ) {
+    throw new InvalidArgumentError(
+      `createMonitor(engine) needs an engine from createCallbackEngine() (got ${describe(engine)})`,
+    );
+  }
+}
+
+function count(name: string, value: unknown, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new InvalidArgumentError(
+      `monitor options.${name} must be an integer of at least ${min} (got ${describe(value)})`,
+    );
+  }
+  return value;
+}
+
 /**
  * Starts watching an engine.
  *
+ * @param engine - the engine to watch.
+ * @param options - clock, window, history sizes, tick interval.
+ * @returns the monitor; `close()` it when done.
+ * @throws `InvalidArgumentError` when `engine` is not an engine, or for an unknown or invalid option.
  * @example
  * ```ts
  * const monitor = createMonitor(engine);
@@ -111,16 +153,27 @@ function percentile(sorted: readonly number[], p: number): number {
  * ```
  */
 export function createMonitor(engine: CallbackEngine, options: MonitorOptions = {}): Monitor {
+  checkEngine(engine);
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    throw new InvalidArgumentError(
+      `createMonitor options must be an object (got ${describe(options)})`,
+    );
+  checkKnownKeys('monitor options', options, MONITOR_OPTION_KEYS);
   const clock = options.clock ?? systemClock;
-  const windowSeconds = options.windowSeconds ?? 60;
-  const recentMax = options.recent ?? 40;
-  const perCallback = options.eventsPerCallback ?? 50;
-  const tickMs = options.tickMs ?? 250;
+  if (typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function')
+    throw new InvalidArgumentError(
+      'monitor options.clock must have now(), setTimeout() and clearTimeout() methods',
+    );
+  const windowSeconds = count('windowSeconds', options.windowSeconds, 60, 1);
+  const recentMax = count('recent', options.recent, 40, 1);
+  const perCallback = count('eventsPerCallback', options.eventsPerCallback, 50, 1);
+  const tickMs = count('tickMs', options.tickMs, 250, 0);
+  const tracked = count('trackedCallbacks', options.trackedCallbacks, 10_000, 1);
 
   const buckets: Bucket[] = [];
   const recent: TransitionRecord[] = [];
   const histories = new LRUCache<string, EngineEvent[]>({
-    max: options.trackedCallbacks ?? 10_000,
+    max: tracked,
   });
 
   const bucket = (): Bucket => {
