@@ -16,6 +16,7 @@ import {
   StoreUnavailableError,
 } from '../errors.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
+import { checkKnownKeys } from '../keys.js';
 import type {
   DurableStore,
   StoreBatch,
@@ -52,7 +53,12 @@ export interface SqliteStoreOptions {
   maxBytes?: number;
 }
 
-const SQLITE_OPTION_KEYS = new Set(['path', 'synchronous', 'busyTimeoutMs', 'maxBytes']);
+const SQLITE_OPTION_KEYS: readonly string[] = Object.freeze([
+  'path',
+  'synchronous',
+  'busyTimeoutMs',
+  'maxBytes',
+]);
 
 type Row = {
   id: string;
@@ -377,11 +383,7 @@ class SqliteStore implements DurableStore {
 export function sqliteStore(options: SqliteStoreOptions): DurableStore {
   if (typeof options !== 'object' || options === null)
     throw new InvalidArgumentError('sqliteStore() needs an options object with a path');
-  for (const key of Object.keys(options))
-    if (!SQLITE_OPTION_KEYS.has(key))
-      throw new InvalidArgumentError(
-        `unknown option "${key}" in sqliteStore options (known: ${[...SQLITE_OPTION_KEYS].join(', ')})`,
-      );
+  checkKnownKeys('sqliteStore options', options, SQLITE_OPTION_KEYS);
   if (typeof options.path !== 'string' || options.path.length === 0 || options.path === ':memory:')
     throw new InvalidArgumentError(
       `sqliteStore options.path must be a file path (got ${JSON.stringify(options.path)})`,
