@@ -11,6 +11,7 @@ import {
   type CallbackEngine,
   type SimulatedClock,
 } from '../src/index.js';
+import { serve } from '../src/http/index.js';
 import { sqliteStore, type SqliteStoreOptions } from '../src/store/sqlite.js';
 import { SECRET } from './helpers/engine.js';
 import { DurableFixture, NODE, report, turn } from './helpers/durable.js';
@@ -342,5 +343,32 @@ describe('store faults (issue 10 item 9)', () => {
     });
     expect((await engine.get(cb.token)).status).toBe('accept');
     expect(steps.length).toBeGreaterThan(0); // the transitions were tried, then undone
+  });
+  it('over HTTP, a report whose commit fails is answered 503 with Retry-After and the store code, never 2xx', async () => {
+    const path = fx.db();
+    const engine = engineOn(path, createSimulatedClock());
+    await engine.ready();
+    const cb = await engine.create('job', { data: { a: 1 } });
+    const service = await serve(engine);
+    try {
+      const ok = await fetch(`${service.url}/callbacks/${cb.token}/accept`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(ok.status).toBe(200);
+      for (const suffix of ['', '-wal', '-shm']) rmSync(path + suffix, { force: true });
+      const res = await fetch(`${service.url}/callbacks/${cb.token}/progress`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ p: 1 }),
+      });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toMatch(/^[1-9][0-9]*$/);
+      expect(await res.json()).toMatchObject({ code: 'CBE_ERR_STORE_UNAVAILABLE' });
+      expect((await engine.get(cb.token)).status).toBe('accept');
+    } finally {
+      await service.close();
+    }
   });
 });
