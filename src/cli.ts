@@ -3,6 +3,8 @@
  * `callback-engine` command line.
  *
  *   callback-engine diagram [--format mermaid|svg|json]
+ *   callback-engine demo [--callbacks N] [--concurrency N] [--port N] [--keep] [--memory]
+ *   callback-engine demo --crash [--concurrency N]
  *
  * @module
  */
@@ -11,10 +13,15 @@ import { parseArgs } from 'node:util';
 import { toMermaid, toStatelyJson, toSvg } from './lifecycle/diagram.js';
 
 const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
-       callback-engine demo [--callbacks N] [--concurrency N] [--port N] [--keep]
+       callback-engine demo [--callbacks N] [--concurrency N] [--port N] [--keep] [--memory]
+       callback-engine demo --crash [--concurrency N]
 
   diagram   print the callback lifecycle machine as Mermaid (default), SVG, or JSON for Stately tools
-  demo      run the simulation: engine + HTTP service + dashboard, N callbacks reported back over HTTP
+  demo      run the simulation: engine + HTTP service + dashboard, N callbacks reported back over HTTP,
+            on a SQLite store in a temp file (--memory: on the memory store)
+  demo --crash
+            run the engine in a child process on a SQLite file, SIGKILL it under HTTP load, restart it
+            on the same file, print the recovery time and check every acknowledged update is there
 `;
 
 /**
@@ -36,9 +43,11 @@ export function main(
       options: {
         format: { type: 'string', short: 'f', default: 'mermaid' },
         callbacks: { type: 'string', default: '20000' },
-        concurrency: { type: 'string', default: '128' },
+        concurrency: { type: 'string' },
         port: { type: 'string', default: '0' },
         keep: { type: 'boolean', default: false },
+        memory: { type: 'boolean', default: false },
+        crash: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -68,7 +77,14 @@ export function main(
 }
 
 async function demo(
-  values: { callbacks?: string; concurrency?: string; port?: string; keep?: boolean },
+  values: {
+    callbacks?: string;
+    concurrency?: string;
+    port?: string;
+    keep?: boolean;
+    memory?: boolean;
+    crash?: boolean;
+  },
   out: (text: string) => void,
   err: (text: string) => void,
 ): Promise<number> {
@@ -82,11 +98,19 @@ async function demo(
   let callbacks: number, concurrency: number, port: number;
   try {
     callbacks = int('callbacks', values.callbacks, 1);
-    concurrency = int('concurrency', values.concurrency, 1);
+    concurrency = int('concurrency', values.concurrency ?? (values.crash ? '32' : '128'), 1);
     port = int('port', values.port, 0);
   } catch (e) {
     err(`${(e as Error).message}\n${USAGE}`);
     return 2;
+  }
+  if (values.crash) {
+    const { runCrashDemo } = await import('./demo/crash.js');
+    const lost = await runCrashDemo({
+      clients: concurrency,
+      log: (l) => out(`${l}\n`),
+    });
+    return lost === 0 ? 0 : 1;
   }
   // Loaded here so `callback-engine diagram` does not load the HTTP service.
   const { runSimulation } = await import('./demo/simulation.js');
@@ -96,6 +120,7 @@ async function demo(
     concurrency,
     port,
     keep,
+    store: values.memory ? 'memory' : 'sqlite',
     log: (l) => out(`${l}\n`),
   });
   if (keep) {

@@ -20,3 +20,23 @@ describe('npm start (the demo)', () => {
     expect(stdout).toContain('lost updates: 0');
   }, 150_000);
 });
+
+describe('npm start -- --crash (the crash demo)', () => {
+  it('SIGKILLs the engine under load, restarts it on the same file, and loses nothing', async () => {
+    const { stdout } = await promisify(execFile)(
+      'npm',
+      ['start', '--silent', '--', '--crash', '--concurrency', '8'],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(stdout).toMatch(
+      /SIGKILL pid \d+ after [\d.]+ s under load: [\d,]+ creates and [\d,]+ progress reports acknowledged/,
+    );
+    expect(stdout).toMatch(
+      /restarted on the same file: pid \d+ ready [\d,]+ ms after spawn \(engine\.ready\(\) [\d.]+ ms, [\d,]+ active callbacks recovered\)/,
+    );
+    expect(stdout).toMatch(
+      /checked [1-9][\d,]* acknowledged creates and [\d,]+ acknowledged reports: 0 creates and 0 reports missing/,
+    );
+    expect(stdout).toContain('lost updates: 0');
+  }, 90_000);
+});

@@ -9,13 +9,17 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createCallbackEngine, type CallbackEngine } from '../engine.js';
 import { createDispatchHandler } from '../http/handler.js';
 import { ACTIVE_STATUSES, TERMINAL_STATUSES } from '../lifecycle/statuses.js';
 import { withDashboard } from '../observe/dashboard.js';
 import { createMonitor, type Monitor } from '../observe/monitor.js';
+import type { CallbackStore } from '../store/store.js';
 
 /** Options of {@link runSimulation}. */
 export interface SimulationOptions {
@@ -31,6 +35,11 @@ export interface SimulationOptions {
   log?: (line: string) => void;
   /** Draw a progress bar (on a TTY). @default process.stderr.isTTY */
   progressBar?: boolean;
+  /**
+   * Where callbacks live: `'sqlite'` (a SQLite file in a temp directory, removed at the end)
+   * or `'memory'`. @default 'sqlite'
+   */
+  store?: 'sqlite' | 'memory';
 }
 
 /** What the run measured. */
@@ -66,12 +75,30 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
   const log = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   const bar = options.progressBar ?? process.stderr.isTTY;
 
+  let store: CallbackStore | undefined;
+  let dir: string | undefined;
+  if ((options.store ?? 'sqlite') === 'sqlite') {
+    // Loaded only here: the memory demo runs without better-sqlite3 installed.
+    const { sqliteStore } = await import('../store/sqlite.js');
+    dir = mkdtempSync(join(tmpdir(), 'callback-engine-demo-'));
+    store = sqliteStore({ path: join(dir, 'callbacks.db') });
+  }
   const engine: CallbackEngine = createCallbackEngine({
     node: 'demo',
     secrets: [randomBytes(32)],
     timeout: 'PT2M',
     retention: 'PT30M',
+    ...(store ? { store } : {}),
   });
+  const removeDir = () => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await engine.ready();
+  } catch (err) {
+    removeDir();
+    throw err;
+  }
   const queue: { token: string; i: number }[] = [];
   engine.anchor('order', {
     next: {
@@ -91,6 +118,7 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
     `callback-engine demo: ${total.toLocaleString('en-US')} callbacks, ${concurrency} simulated services`,
   );
   log(`dashboard: ${dashboardUrl}`);
+  log(`store: ${store?.kind === 'durable' ? `${store.name} (synchronous full)` : 'memory'}`);
 
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const latencies: number[] = [];
@@ -263,6 +291,12 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
       .map(([s, n]) => `${s} ${n.toLocaleString('en-US')}`)
       .join(', ')}`,
   );
+  if (store) {
+    const { commits, rowsWritten } = engine.stats();
+    log(
+      `store: ${commits.toLocaleString('en-US')} group commits, ${rowsWritten.toLocaleString('en-US')} rows written (${(rowsWritten / Math.max(1, commits)).toFixed(1)} per commit)`,
+    );
+  }
   log(`lost updates: ${lost}${httpErrors ? `, HTTP errors: ${httpErrors}` : ''}`);
 
   const close = async () => {
@@ -271,6 +305,7 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
     server.closeAllConnections();
     monitor.close();
     await engine.close();
+    removeDir();
   };
   if (!options.keep) await close();
   else log(`\ndashboard stays up at ${dashboardUrl} (Ctrl-C to stop)`);
