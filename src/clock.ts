@@ -31,6 +31,55 @@ export const systemClock: Clock = Object.freeze({
   },
 });
 
+/** Longest delay `setTimeout` accepts; a longer wait fires early and is armed again by its owner. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * One clock timer armed for an absolute instant: arming it again replaces the
+ * previous one. The engine's deadline structures each keep one, for their
+ * earliest entry, instead of a timer per callback.
+ */
+export class Alarm {
+  readonly #clock: Clock;
+  readonly #fn: () => void;
+  #timer: TimerHandle = undefined;
+  /** The instant it is armed for, or `Infinity`. */
+  at = Infinity;
+
+  /**
+   * @param clock - the time source.
+   * @param fn - called when the alarm goes off (it is disarmed by then).
+   */
+  constructor(clock: Clock, fn: () => void) {
+    this.#clock = clock;
+    this.#fn = fn;
+  }
+
+  /** Whether a timer is pending. */
+  get armed(): boolean {
+    return this.#timer !== undefined;
+  }
+
+  /** Arms it for the absolute instant `at` (ms since epoch), replacing any earlier arming. */
+  set(at: number): void {
+    this.clear();
+    this.at = at;
+    const delay = Math.min(Math.max(0, at - this.#clock.now()), MAX_TIMER_MS);
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#timer = undefined;
+      this.at = Infinity;
+      this.#fn();
+    }, delay);
+  }
+
+  /** Disarms it. */
+  clear(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.at = Infinity;
+  }
+}
+
 /** A clock that only moves when told to; for deterministic tests. */
 export interface SimulatedClock extends Clock {
   /**

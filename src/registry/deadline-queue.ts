@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Clock, TimerHandle } from '../clock.js';
+import { Alarm, type Clock } from '../clock.js';
 
 /**
  * A scheduled deadline; keep it to {@link DeadlineQueue.cancel} it. It holds a
@@ -27,9 +27,6 @@ export interface Deadline<T = unknown> {
   index: number;
 }
 
-/** Longest delay `setTimeout` accepts; longer waits re-arm on wake-up. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /** Min-heap of deadlines driven by one clock timer. */
 export class DeadlineQueue<T> {
   readonly #clock: Clock;
@@ -37,8 +34,7 @@ export class DeadlineQueue<T> {
   readonly #onError: (err: unknown) => void;
   readonly #heap: Deadline<T>[] = [];
   #seq = 0;
-  #timer: TimerHandle = undefined;
-  #armedAt = Infinity;
+  readonly #alarm: Alarm;
   #closed = false;
   #firing = false;
 
@@ -55,6 +51,7 @@ export class DeadlineQueue<T> {
     this.#clock = clock;
     this.#fire = fire;
     this.#onError = onError;
+    this.#alarm = new Alarm(clock, () => this.#wake());
   }
 
   /** Number of scheduled deadlines. */
@@ -100,31 +97,20 @@ export class DeadlineQueue<T> {
     this.#closed = true;
     for (const e of this.#heap) e.index = -1;
     this.#heap.length = 0;
-    this.#disarm();
+    this.#alarm.clear();
   }
 
   #arm(): void {
     const head = this.#heap[0];
     if (this.#closed || !head) {
-      this.#disarm();
+      this.#alarm.clear();
       return;
     }
-    if (head.at === this.#armedAt && this.#timer !== undefined) return;
-    this.#disarm();
-    const delay = Math.min(Math.max(0, head.at - this.#clock.now()), MAX_TIMER_MS);
-    this.#armedAt = head.at;
-    this.#timer = this.#clock.setTimeout(() => this.#wake(), delay);
-  }
-
-  #disarm(): void {
-    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#armedAt = Infinity;
+    if (head.at === this.#alarm.at && this.#alarm.armed) return;
+    this.#alarm.set(head.at);
   }
 
   #wake(): void {
-    this.#timer = undefined;
-    this.#armedAt = Infinity;
     const now = this.#clock.now();
     this.#firing = true;
     // Fire in (at, seq) order; entries scheduled by a callback for `now` run in this pass too.

@@ -7,11 +7,9 @@
  * @module
  */
 
-import type { Clock, TimerHandle } from '../clock.js';
+import { Alarm, type Clock } from '../clock.js';
 import type { DurableStore } from '../store/store.js';
 
-/** Longest delay `setTimeout` accepts; longer waits re-arm on wake-up. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Due rows handled per wake-up; the rest in the next turn. */
 const DUE_PER_WAKE = 512;
 
@@ -23,8 +21,7 @@ export class StoreScheduler {
   readonly #fire: (id: string) => boolean;
   /** Receives what the store or `fire` throws: never thrown into the engine. */
   readonly #warn: (err: unknown) => void;
-  #timer: TimerHandle = undefined;
-  #armedAt = Infinity;
+  readonly #alarm: Alarm;
   #running = false;
 
   constructor(
@@ -37,6 +34,7 @@ export class StoreScheduler {
     this.#store = store;
     this.#fire = fire;
     this.#warn = warn;
+    this.#alarm = new Alarm(clock, () => this.#wake());
   }
 
   /** Starts: arms for the earliest due row (rows that fell due while down fire at once). */
@@ -60,22 +58,11 @@ export class StoreScheduler {
 
   /** Makes sure the timer fires no later than `at`. */
   armAt(at: number): void {
-    if (!this.#running || at >= this.#armedAt) return;
-    this.#disarm();
-    this.#armedAt = at;
-    const delay = Math.min(Math.max(0, at - this.#clock.now()), MAX_TIMER_MS);
-    this.#timer = this.#clock.setTimeout(() => this.#wake(), delay);
-  }
-
-  #disarm(): void {
-    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#armedAt = Infinity;
+    if (!this.#running || at >= this.#alarm.at) return;
+    this.#alarm.set(at);
   }
 
   #wake(): void {
-    this.#timer = undefined;
-    this.#armedAt = Infinity;
     if (!this.#running) return;
     const now = this.#clock.now();
     let ids: string[];
@@ -114,6 +101,6 @@ export class StoreScheduler {
   /** Stops: no deadline fires afterwards. */
   stop(): void {
     this.#running = false;
-    this.#disarm();
+    this.#alarm.clear();
   }
 }
