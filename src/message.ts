@@ -6,6 +6,7 @@
 
 import { describe } from './duration.js';
 import { InvalidMessageError } from './errors.js';
+import { nearestKey } from './keys.js';
 import { DISPATCH_STATUSES, isDispatchStatus, type DispatchStatus } from './lifecycle/statuses.js';
 
 /** A validated message. `data` is still untrusted until ingested. */
@@ -14,6 +15,14 @@ export type ParsedMessage =
   | { kind: 'read'; token: string };
 
 const ACTIONS = new Set(['getCallback']);
+const FIELDS: readonly string[] = [
+  'type',
+  'callbackToken',
+  'callbackStatus',
+  'callbackData',
+  'callbackAction',
+];
+const FIELD_SET: ReadonlySet<string> = new Set(FIELDS);
 
 /**
  * Checks the shape of a CALLBACK message.
@@ -27,6 +36,14 @@ export function parseMessage(message: unknown): ParsedMessage {
     );
   }
   const m = message as Record<string, unknown>;
+  // A misspelt field (`callbackdata`) would silently drop the report's data: refuse it.
+  for (const key in m) {
+    if (FIELD_SET.has(key)) continue;
+    const near = nearestKey(key, FIELDS);
+    throw new InvalidMessageError(
+      `unknown field ${JSON.stringify(key)} in the message${near === undefined ? `; known fields: ${FIELDS.join(', ')}` : ` (did you mean ${JSON.stringify(near)}?)`}`,
+    );
+  }
   if (m.type !== 'CALLBACK') {
     throw new InvalidMessageError(`message.type must be "CALLBACK" (got ${describe(m.type)})`);
   }

@@ -21,6 +21,40 @@ const invalid = (message: string): unknown =>
   expect.objectContaining({ code: 'CBE_ERR_INVALID_ARGUMENT', message });
 
 describe('unknown option keys are refused, naming the key and the nearest valid one', () => {
+  it('CALLBACK messages: a misspelt field is refused (CBE_ERR_INVALID_MESSAGE), in process and over HTTP', async () => {
+    const e = started();
+    const cb = await e.create('job');
+    await expect(
+      e.deliver({
+        type: 'CALLBACK',
+        callbackToken: cb.token,
+        callbackStatus: 'progress',
+        callbackdata: { pct: 5 },
+      } as never),
+    ).rejects.toMatchObject({
+      code: 'CBE_ERR_INVALID_MESSAGE',
+      message: 'unknown field "callbackdata" in the message (did you mean "callbackData"?)',
+    });
+    const service = await serve(e);
+    try {
+      const res = await fetch(`${service.url}/callbacks`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          type: 'CALLBACK',
+          callbackToken: cb.token,
+          callbackStatus: 'progress',
+          extra: 1,
+        }),
+      });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({ code: 'CBE_ERR_INVALID_MESSAGE' });
+    } finally {
+      await service.close();
+    }
+    expect((await e.get(cb.token)).status).toBe('create');
+  });
+
   it('engine options', () => {
     expect(() => createCallbackEngine({ secret: [SECRET] } as never)).toThrow(
       invalid('unknown option "secret" in engine options (did you mean "secrets"?)'),
