@@ -52,6 +52,7 @@ export function ingestData(what: string, value: unknown, maxBytes: number): Call
       `${what} must be a JSON object (got ${Array.isArray(value) ? 'an array' : typeof value})`,
     );
   }
+  checkJson(what, value, 0);
   let json: string | undefined;
   try {
     json = JSON.stringify(value);
@@ -85,8 +86,8 @@ export function ingestParsed(what: string, value: unknown): CallbackData {
       `${what} must be a JSON object (got ${Array.isArray(value) ? 'an array' : typeof value})`,
     );
   }
-  const out = dropForbidden(value as Record<string, JsonValue>);
-  deepFreeze(out);
+  const out = value as Record<string, JsonValue>;
+  freezeClean(out);
   return out;
 }
 
@@ -126,23 +127,65 @@ function ingestFlat(value: unknown, maxBytes: number): CallbackData | undefined 
 }
 
 function parseFrozen(json: string): CallbackData {
-  const parsed = JSON.parse(json) as Record<string, JsonValue>;
-  const out = dropForbidden(parsed);
-  deepFreeze(out);
+  const out = JSON.parse(json) as Record<string, JsonValue>;
+  freezeClean(out);
   return out;
 }
 
-function dropForbidden(obj: Record<string, JsonValue>): Record<string, JsonValue> {
-  if (
-    Object.hasOwn(obj, '__proto__') ||
-    Object.hasOwn(obj, 'constructor') ||
-    Object.hasOwn(obj, 'prototype')
-  ) {
-    const clean: Record<string, JsonValue> = {};
-    for (const key of Object.keys(obj)) if (!FORBIDDEN_KEYS.has(key)) clean[key] = obj[key]!;
-    return clean;
+/** Deepest nesting of report data accepted (beyond it, a JSON tree is more likely an attack). */
+const MAX_DEPTH = 256;
+
+/**
+ * Refuses what JSON would silently change or drop: functions, symbols, BigInts,
+ * non-finite numbers and objects that are not plain (`Date`, `Map`, class
+ * instances). `undefined` object members are dropped, as JSON does.
+ *
+ * @throws {@link InvalidDataError} naming the path of the first bad value.
+ */
+function checkJson(what: string, value: unknown, depth: number, path = what): void {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return;
+  if (typeof value === 'number') {
+    if (Number.isFinite(value)) return;
+    throw new InvalidDataError(`${path} is ${String(value)}, which JSON cannot hold`);
   }
-  return obj;
+  if (typeof value !== 'object') {
+    if (value === undefined && depth > 0) return;
+    throw new InvalidDataError(`${path} is a ${typeof value}, which is not JSON`);
+  }
+  if (depth > MAX_DEPTH)
+    throw new InvalidDataError(`${what} is nested deeper than ${MAX_DEPTH} levels`);
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      if (value[i] === undefined)
+        throw new InvalidDataError(`${path}[${i}] is undefined, which is not JSON`);
+      checkJson(what, value[i], depth + 1, `${path}[${i}]`);
+    }
+    return;
+  }
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) {
+    const name = (value as { constructor?: { name?: string } }).constructor?.name ?? 'object';
+    throw new InvalidDataError(
+      `${path} is a ${name}, not a plain object: convert it to JSON values first`,
+    );
+  }
+  for (const key of Object.keys(value))
+    checkJson(what, (value as Record<string, unknown>)[key], depth + 1, `${path}.${key}`);
+}
+
+/**
+ * Removes `__proto__`, `constructor` and `prototype` keys at every depth (an own
+ * `__proto__` key nested in data would change the prototype of whatever user
+ * code `Object.assign`s it into) and freezes everything.
+ */
+function freezeClean(value: unknown): void {
+  if (typeof value !== 'object' || value === null) return;
+  if (!Array.isArray(value)) {
+    const obj = value as Record<string, unknown>;
+    for (const key of FORBIDDEN_KEYS) if (Object.hasOwn(obj, key)) delete obj[key];
+  }
+  Object.freeze(value);
+  for (const key of Object.keys(value)) freezeClean((value as Record<string, unknown>)[key]);
 }
 
 /**

@@ -15,6 +15,31 @@ describe('data (spec 8)', () => {
     expect((await engine.get(cb.token)).data).toEqual({ a: 10, b: 2, nested: { x: 5 } });
   });
 
+  it('refuses what JSON would silently change, naming the path; nested forbidden keys are dropped', async () => {
+    ({ engine } = makeEngine());
+    engine.anchor('job');
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ d: new Date(0) }, /options\.data\.d is a Date, not a plain object/],
+      [{ m: new Map([[1, 2]]) }, /options\.data\.m is a Map/],
+      [{ n: { f: () => 1 } }, /options\.data\.n\.f is a function/],
+      [{ x: Number.NaN }, /options\.data\.x is NaN/],
+      [{ list: [1, undefined] }, /options\.data\.list\[1\] is undefined/],
+    ];
+    for (const [data, message] of cases) {
+      const err = await engine.create('job', { data }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidDataError);
+      expect((err as Error).message).toMatch(message);
+    }
+    expect(engine.stats().created).toBe(0);
+    const cb = await engine.create('job', { data: { keep: 1, gone: undefined } });
+    const hostile = JSON.parse(
+      '{"n":{"__proto__":{"polluted":1},"ok":[{"prototype":1,"v":2}]}}',
+    ) as Record<string, unknown>;
+    const r = await engine.dispatch(report(cb.token, 'progress', hostile));
+    expect(r.data).toEqual({ keep: 1, n: { ok: [{ v: 2 }] } });
+    expect(Object.hasOwn(r.data.n as object, '__proto__')).toBe(false);
+  });
+
   it('never merges __proto__, constructor or prototype, and never pollutes prototypes', async () => {
     ({ engine } = makeEngine());
     engine.anchor('job');

@@ -136,7 +136,7 @@ describe('anchors and steps (spec 6)', () => {
     });
     const r = await engine.dispatch(report(c.token, 'progress'));
     expect(r.status).toBe('error');
-    expect(r.data.message).toMatch(/not JSON-serializable/);
+    expect(r.data.message).toMatch(/step\.fn is a function, which is not JSON/);
   });
 
   it('a failing terminal step does not change the terminal status', async () => {

@@ -143,12 +143,19 @@ describe('POST /callbacks (the CALLBACK message)', () => {
     });
     expect(r.status).toBe(400);
     expect(((await r.json()) as { message: string }).message).toMatch(/UTF-8/);
-    const body = `{"type":"CALLBACK","callbackToken":"${cb.token}","callbackStatus":"progress","callbackData":{"__proto__":{"polluted":true},"constructor":1,"big":1e999,"n":123456789012345678901234567890}}`;
+    // A number JSON.parse turns into Infinity cannot be stored as JSON: refused, nothing applied.
+    const huge = `{"type":"CALLBACK","callbackToken":"${cb.token}","callbackStatus":"progress","callbackData":{"big":1e999}}`;
+    r = await postJson(`${url}/callbacks`, huge);
+    expect(r.status).toBe(400);
+    expect(await r.json()).toMatchObject({ code: 'CBE_ERR_INVALID_DATA' });
+    const body = `{"type":"CALLBACK","callbackToken":"${cb.token}","callbackStatus":"progress","callbackData":{"__proto__":{"polluted":true},"constructor":1,"nested":{"__proto__":{"polluted":true},"ok":1},"n":123456789012345678901234567890}}`;
     r = await postJson(`${url}/callbacks`, body);
     expect(r.status).toBe(200);
     const answer = (await r.json()) as { data: Record<string, unknown> };
-    expect(Object.keys(answer.data).sort()).toEqual(['big', 'n']);
-    expect(answer.data.big).toBeNull();
+    expect(Object.keys(answer.data).sort()).toEqual(['n', 'nested']);
+    // Forbidden keys are dropped at every depth, not only the top level.
+    expect(answer.data.nested).toEqual({ ok: 1 });
+    expect(Object.keys((await engine.get(cb.token)).data.nested as object)).toEqual(['ok']);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
