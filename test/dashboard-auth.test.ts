@@ -117,6 +117,10 @@ describe('dashboard auth', () => {
     await engine!.close();
     ({ base } = await start({ auth: { bearer: 'tok' } }, { auth: false }));
     expect((await fetch(`${base}/dashboard/diagram.mmd`)).status).toBe(200);
+    // An unknown dashboard route is a route error, like the dispatch handler's, not notFound.
+    const missing = await fetch(`${base}/dashboard/nope`);
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toMatchObject({ code: 'CBE_ERR_ROUTE_NOT_FOUND' });
   });
 });
 

@@ -218,14 +218,15 @@ describe('POST /events: batch mode and malformed events', () => {
       statusCode: number;
       status?: string;
       code?: string;
+      outcome?: string;
     }[];
-    expect(results.map((x) => [x.id, x.statusCode, x.status ?? x.code])).toEqual([
-      ['e1', 200, 'progress'],
-      ['e2', 200, 'progress'],
-      ['e3', 400, 'CBE_ERR_INVALID_MESSAGE'],
-      ['e4', 404, 'notFound'],
-      ['e5', 200, 'complete'],
-      ['e6', 409, 'complete'],
+    expect(results.map((x) => [x.id, x.statusCode, x.status ?? x.code, x.outcome])).toEqual([
+      ['e1', 200, 'progress', 'applied'],
+      ['e2', 200, 'progress', 'applied'],
+      ['e3', 400, 'CBE_ERR_INVALID_MESSAGE', undefined],
+      ['e4', 404, 'notFound', 'notFound'],
+      ['e5', 200, 'complete', 'applied'],
+      ['e6', 409, 'complete', 'conflict'],
     ]);
     expect((await engine.get(cb.token)).data).toEqual({ step: 2, done: true });
   });

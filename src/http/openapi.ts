@@ -197,6 +197,11 @@ const SCHEMAS = {
           type: 'integer',
           description: 'The HTTP status this event alone would have been answered with.',
         },
+        outcome: {
+          type: 'string',
+          enum: ['applied', 'ignored', 'replayed', 'conflict', 'notFound', 'read', 'queued'],
+          description: 'What the Callback-Outcome header says for this event alone.',
+        },
         status: { type: 'string' },
         token: { type: 'string' },
         data: { type: 'object' },

@@ -142,6 +142,8 @@ export async function postEvents(input: RouteInput): Promise<Reply> {
     results.push({
       id: typeof id === 'string' ? id : null,
       statusCode: reply.statusCode,
+      // What the Callback-Outcome header says for a single event, per entry.
+      ...(reply.outcome !== undefined && { outcome: reply.outcome }),
       ...(reply.body as object),
     });
   }

@@ -363,7 +363,7 @@ function routes(monitor: Monitor, s: Settings, auth: AuthCheck | undefined): Das
         res,
         404,
         'application/json',
-        JSON.stringify({ code: 'CBE_ERR_NOT_FOUND', message: `no route ${path}` }),
+        JSON.stringify({ code: 'CBE_ERR_ROUTE_NOT_FOUND', message: `no route ${path}` }),
       );
     }
     return true;
