@@ -226,7 +226,12 @@ describe('GET /callbacks/{token} and the callback URL', () => {
     });
     r = await postJson(`${url}/callbacks/${cb.token}/finish`, {});
     expect(r.status).toBe(400);
-    expect((await jsonOf(r)).code).toBe('CBE_ERR_INVALID_MESSAGE');
+    expect(await jsonOf(r)).toMatchObject({
+      code: 'CBE_ERR_INVALID_MESSAGE',
+      message: expect.stringMatching(
+        /^the status in a callback URL .* \(got "finish"\)$/,
+      ) as unknown,
+    });
     r = await postJson(`${url}/callbacks/${cb.token}/progress`, '"text"');
     expect(r.status).toBe(400);
     expect((await jsonOf(r)).code).toBe('CBE_ERR_INVALID_DATA');

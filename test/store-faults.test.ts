@@ -171,7 +171,10 @@ describe('store faults (issue 10 item 9)', () => {
       { path: 'x.db', a: 1 },
     ])
       expect(bad(o)).toThrow(expect.objectContaining({ code: 'CBE_ERR_INVALID_ARGUMENT' }));
-    expect(() => sqliteStore({ path: 'x.db', synchronous: 'normal', maxBytes: 0 })).not.toThrow();
+    expect(bad({ path: 'x.db', maxBytes: 4096 })).toThrow(/maxBytes must be at least 65536/);
+    expect(() =>
+      sqliteStore({ path: 'x.db', synchronous: 'normal', maxBytes: 65536 }),
+    ).not.toThrow();
 
     // A path that cannot be opened fails at ready(), as unavailable.
     const path = join(fx.db(), 'no-such-dir', 'x.db');

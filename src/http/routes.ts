@@ -8,6 +8,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { CallbackEngine } from '../engine.js';
 import { InvalidMessageError } from '../errors.js';
+import { DISPATCH_STATUSES, isDispatchStatus } from '../lifecycle/statuses.js';
 import { decodeToken } from '../token.js';
 import type { CallbackMessage, DispatchResult } from '../types.js';
 import { checkCharset, parseJson, requireJson, unsupported } from './body.js';
@@ -76,6 +77,10 @@ export function checkReportType(headers: IncomingHttpHeaders): void {
 
 /** `POST /callbacks/{token}/{status}`: the callback URL; the body is the report data (empty means `{}`). */
 export async function postReport(input: RouteInput, token: string, status: string): Promise<Reply> {
+  if (!isDispatchStatus(status))
+    throw new InvalidMessageError(
+      `the status in a callback URL (POST /callbacks/{token}/{status}) must be one of ${DISPATCH_STATUSES.join(', ')} (got ${JSON.stringify(status)})`,
+    );
   const data = json(input, 'report data');
   const message = {
     type: 'CALLBACK',

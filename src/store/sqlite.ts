@@ -393,6 +393,10 @@ export function sqliteStore(options: SqliteStoreOptions): DurableStore {
     throw new InvalidArgumentError(
       `sqliteStore options.synchronous must be "full" or "normal" (got ${JSON.stringify(sync)})`,
     );
+  if (options.maxBytes !== undefined && options.maxBytes < 65536)
+    throw new InvalidArgumentError(
+      `sqliteStore options.maxBytes must be at least 65536 (64 KiB: the schema alone needs several pages) (got ${String(options.maxBytes)})`,
+    );
   for (const key of ['busyTimeoutMs', 'maxBytes'] as const) {
     const v = options[key];
     if (v !== undefined && (!Number.isSafeInteger(v) || v < 0))
