@@ -249,6 +249,30 @@ describe('recovery from the SQLite store (issue 10 item 7)', () => {
     ]);
   });
 
+  it('a status change and a body-only write of one callback in one group commit keep the stored status right', async () => {
+    const path = fx.db();
+    const clock = createSimulatedClock();
+    let engine = engineOn(path, clock);
+    await engine.ready();
+    const cb = await engine.create('job', { timeout: 'PT1H' });
+    await engine.dispatch(report(cb.token, 'accept'));
+    // One turn: accept → progress moves the status (status column and index), the second
+    // progress only changes the body. The batch must still write the status.
+    const both = await Promise.all([
+      engine.dispatch(report(cb.token, 'progress', { a: 1 })),
+      engine.dispatch(report(cb.token, 'progress', { b: 2 })),
+      engine.dispatch(report(cb.token, 'progress', { c: 3 })),
+    ]);
+    expect(both.map((x) => x.status)).toEqual(['progress', 'progress', 'progress']);
+    const commits = engine.stats().commits;
+    engine = await restart(engine, path, clock);
+    expect(commits).toBeGreaterThan(0);
+    expect(engine.list({ status: 'progress' }).items.map((i) => i.id)).toEqual([cb.id]);
+    expect(engine.list({ status: 'accept' }).items).toHaveLength(0);
+    expect(engine.stats().byStatus).toMatchObject({ accept: 0, progress: 1 });
+    expect((await engine.get(cb.token)).data).toEqual({ a: 1, b: 2, c: 3 });
+  });
+
   it('restores stats() counts by status and by anchor', async () => {
     const path = fx.db();
     const clock = createSimulatedClock();

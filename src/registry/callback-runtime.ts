@@ -147,6 +147,10 @@ export class CallbackRuntime implements CommitMember {
   batch: CommitBatch | undefined = undefined;
   /** Durable mode: the store has a row of it (its create committed). */
   committed = false;
+  /** Durable mode: the status of its newest row written, or `undefined` before its first write. */
+  storedStatus: string | undefined = undefined;
+  /** Durable mode: the due time of its newest row written. */
+  storedDue: number | null = null;
   /** Durable mode: a commit of its state failed; it is dropped once its mailbox drains. */
   invalid: StoreUnavailableError | undefined = undefined;
 

@@ -40,11 +40,15 @@ export function dueAt(record: CallbackRecord, lastActivity: number): number | nu
 /**
  * The row of a record. `snapshot` is the live actor's snapshot if it has one;
  * the persisted snapshot is the machine's own (`getPersistedSnapshot()`).
+ * `storedStatus` and `storedDue` describe the row the store holds (none: a new
+ * row), so the store can update only what changed.
  */
 export function encodeRecord(
   record: CallbackRecord,
   lastActivity: number,
   snapshot: LifecycleSnapshot | undefined,
+  storedStatus?: string,
+  storedDue: number | null = null,
 ): StoredCallback {
   const body: Body = {
     token: record.token,
@@ -60,12 +64,19 @@ export function encodeRecord(
   if (record.terminalReport !== undefined) body.terminalReport = record.terminalReport;
   if (record.removeAt !== undefined) body.removeAt = record.removeAt;
   if (record.stepError !== undefined) body.stepError = record.stepError;
+  const due = dueAt(record, lastActivity);
   return {
+    change:
+      storedStatus === undefined
+        ? 'insert'
+        : storedStatus !== record.status || storedDue !== due
+          ? 'index'
+          : 'body',
     id: record.id,
     seq: record.seq,
     anchor: record.anchor,
     status: record.status,
-    dueAt: dueAt(record, lastActivity),
+    dueAt: due,
     idempotencyKey: record.idempotencyKey ?? null,
     correlationKey: record.correlationKey ?? null,
     parentId: record.parentId ?? null,

@@ -194,7 +194,16 @@ export class CallbackRegistry {
       commit.remove(record.id, rt);
       return;
     }
-    commit.write(rt, encodeRecord(record, rt.lastActivity, rt.actor?.getSnapshot()));
+    const row = encodeRecord(
+      record,
+      rt.lastActivity,
+      rt.actor?.getSnapshot(),
+      rt.storedStatus,
+      rt.storedDue,
+    );
+    rt.storedStatus = row.status;
+    rt.storedDue = row.dueAt;
+    commit.write(rt, row);
   }
 
   /**
@@ -302,9 +311,11 @@ export class CallbackRegistry {
   }
 
   /** Makes a stored active callback resident. */
-  #resident(record: CallbackRecord, lastActivity: number): CallbackRuntime {
+  #resident(record: CallbackRecord, lastActivity: number, dueAt: number | null): CallbackRuntime {
     const rt = new CallbackRuntime(record, lastActivity);
     rt.committed = true;
+    rt.storedStatus = record.status;
+    rt.storedDue = dueAt;
     record.children = this.#durable!.childrenOf(record.id);
     if (record.children.length === 0) record.children = undefined;
     this.#live.set(record.id, rt);
@@ -323,7 +334,7 @@ export class CallbackRegistry {
     if (!row) return undefined;
     const { record, lastActivity } = decodeRecord(row);
     if (isTerminal(record.status)) return { kind: 'retained', record };
-    return { kind: 'live', rt: this.#resident(record, lastActivity) };
+    return { kind: 'live', rt: this.#resident(record, lastActivity, row.dueAt) };
   }
 
   // ---- membership ---------------------------------------------------------------------------

@@ -9,6 +9,17 @@
 import { StoreUnavailableError, toError } from '../errors.js';
 import type { DurableStore, StoredCallback } from './store.js';
 
+const CHANGE_RANK = { body: 0, index: 1, insert: 2 } as const;
+
+/** The change that covers both (`undefined`: unknown, so a full upsert). */
+function strongerChange(
+  a: StoredCallback['change'],
+  b: StoredCallback['change'],
+): StoredCallback['change'] {
+  if (a === undefined || b === undefined) return undefined;
+  return CHANGE_RANK[a] >= CHANGE_RANK[b] ? a : b;
+}
+
 /** Something whose writes are tracked: a callback's runtime. */
 export interface CommitMember {
   /** The newest batch holding one of its writes, until that batch committed or failed. */
@@ -82,7 +93,12 @@ export class GroupCommit {
   write(member: CommitMember, row: StoredCallback): void {
     const b = this.#batch();
     const prev = b.rows.get(row.id);
-    if (prev) b.bytes -= prev.body.length;
+    if (prev) {
+      b.bytes -= prev.body.length;
+      // The store still holds the row before `prev`: keep the stronger change of the two.
+      const change = strongerChange(prev.change, row.change);
+      if (change !== row.change) row = { ...row, change };
+    }
     b.rows.set(row.id, row);
     b.deletes.delete(row.id);
     b.bytes += row.body.length;

@@ -123,6 +123,9 @@ class SqliteStore implements DurableStore {
   #ino = 0;
   #s!: {
     upsert: BetterSqlite3.Statement;
+    insert: BetterSqlite3.Statement;
+    update: BetterSqlite3.Statement;
+    updateBody: BetterSqlite3.Statement;
     del: BetterSqlite3.Statement;
     load: BetterSqlite3.Statement;
     byIdem: BetterSqlite3.Statement;
@@ -239,6 +242,10 @@ class SqliteStore implements DurableStore {
         `INSERT INTO callbacks (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, due_at = excluded.due_at, body = excluded.body`,
       ),
+      insert: db.prepare(`INSERT INTO callbacks (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      update: db.prepare('UPDATE callbacks SET status = ?, due_at = ?, body = ? WHERE id = ?'),
+      // Only the body: the indexes on status and due time are not touched (3× cheaper a row).
+      updateBody: db.prepare('UPDATE callbacks SET body = ? WHERE id = ?'),
       del: db.prepare('DELETE FROM callbacks WHERE id = ?'),
       load: db.prepare(`SELECT ${COLUMNS} FROM callbacks WHERE id = ?`),
       byIdem: db.prepare(`SELECT ${COLUMNS} FROM callbacks WHERE idem_key = ?`),
@@ -253,10 +260,20 @@ class SqliteStore implements DurableStore {
         )
         .pluck(),
     };
-    const { upsert, del } = this.#s;
+    const { upsert, insert, update, updateBody, del } = this.#s;
     this.#write = db.transaction((batch: StoreBatch) => {
-      for (const r of batch.upserts)
-        upsert.run(
+      for (const r of batch.upserts) {
+        const c = r.change;
+        if (c === 'body' || c === 'index') {
+          const done =
+            c === 'body'
+              ? updateBody.run(r.body, r.id)
+              : update.run(r.status, r.dueAt, r.body, r.id);
+          // The engine's view of the file is wrong: fail the batch rather than lose the write.
+          if (done.changes !== 1) throw new Error(`callback ${r.id} has no row to update`);
+          continue;
+        }
+        (c === 'insert' ? insert : upsert).run(
           r.id,
           r.seq,
           r.anchor,
@@ -267,6 +284,7 @@ class SqliteStore implements DurableStore {
           r.parentId,
           r.body,
         );
+      }
       for (const id of batch.deletes) del.run(id);
     });
   }

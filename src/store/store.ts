@@ -31,6 +31,12 @@ export interface StoredCallback {
   readonly parentId: string | null;
   /** Everything else, including the machine's persisted snapshot, as JSON. */
   readonly body: string;
+  /**
+   * On writes, what changed since the row the store holds (a hint: a store may always upsert):
+   * `insert` (no row yet), `index` (status or due time changed too), `body` (only the body).
+   * Absent on rows a store returns.
+   */
+  readonly change?: 'insert' | 'index' | 'body' | undefined;
 }
 
 /** What the engine hands a store when it opens it. */
