@@ -7,6 +7,7 @@
  */
 
 import type { Actor } from 'xstate';
+import type { RunningStep } from '../mailbox/step-runner.js';
 import type { StoreUnavailableError } from '../errors.js';
 import type { CommitBatch, CommitMember } from '../store/group-commit.js';
 import type { CallbackData } from '../data.js';
@@ -73,48 +74,6 @@ export interface Job {
   readonly data: CallbackData;
   /** Who gets the answer once the job (and anything it hands over to) is done. */
   readonly followers: Follower[];
-}
-
-/**
- * The abort signal of a step, made only if the step reads it: most steps never
- * do, and an `AbortController` per step is a measurable cost on the hot path.
- */
-export class LazyAbort {
-  #controller: AbortController | undefined;
-  #reason: unknown;
-  #aborted = false;
-
-  /** The step's signal; already aborted if the step was aborted before asking. */
-  get signal(): AbortSignal {
-    if (!this.#controller) {
-      this.#controller = new AbortController();
-      if (this.#aborted) this.#controller.abort(this.#reason);
-    }
-    return this.#controller.signal;
-  }
-
-  /** Aborts the step (once). */
-  abort(reason: unknown): void {
-    if (this.#aborted) return;
-    this.#aborted = true;
-    this.#reason = reason;
-    this.#controller?.abort(reason);
-  }
-}
-
-/** A step in flight. */
-export interface RunningStep {
-  readonly status: CallbackStatus;
-  readonly abort: LazyAbort;
-  /** Runs on the worker pool (so `close()` with `pool.close: 'drain'` lets it finish). */
-  readonly onPool: boolean;
-  /**
-   * Set while an asynchronous step is pending: stops waiting for it, as if it had returned
-   * nothing (`err` undefined) or failed with `err`, and lets the mailbox move on. Whatever the
-   * step does later is ignored. For terminal transitions and `close()`, which must not wait for a
-   * step that ignores its abort signal.
-   */
-  release: ((err?: Error) => void) | undefined;
 }
 
 /** Runtime state of one active callback. */

@@ -9,7 +9,6 @@
  */
 
 import { Answer, buildAttributes, notFoundAnswer } from '../answer.js';
-import type { TimerHandle } from '../clock.js';
 import {
   admitPatch,
   canonicalJson,
@@ -19,7 +18,7 @@ import {
   patchBytesBound,
   type CallbackData,
 } from '../data.js';
-import { EngineClosedError, StepTimeoutError, toError } from '../errors.js';
+import { EngineClosedError, toError } from '../errors.js';
 import { STATUS_EVENT, statusOf } from '../lifecycle/machine.js';
 import {
   ACTIVE_STATUSES,
@@ -30,22 +29,14 @@ import {
 } from '../lifecycle/statuses.js';
 import type { ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
 import { LazyPool } from '../pool/lazy-pool.js';
+import { StepRunner } from '../mailbox/step-runner.js';
 import { isWorkerStep } from '../pool/worker-step.js';
 import type { DispatchResult, StepInput, StepOutput } from '../types.js';
-import {
-  LazyAbort,
-  type CallbackRuntime,
-  type Follower,
-  type Job,
-  type RunningStep,
-} from './callback-runtime.js';
+import type { CallbackRuntime, Follower, Job } from './callback-runtime.js';
 import { warn, type EventHub } from './event-hub.js';
 import type { CallbackRecord } from './record.js';
 import type { CallbackRegistry } from './registry.js';
 import type { Stats } from './stats.js';
-
-const isPromiseLike = (v: unknown): v is PromiseLike<unknown> =>
-  typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 
 /** What the processor needs from the engine. */
 export interface ProcessorDeps {
@@ -63,6 +54,8 @@ export class MailboxProcessor {
   readonly #registry: CallbackRegistry;
   readonly #stats: Stats;
   readonly #events: EventHub;
+  /** Runs steps (in process or on the worker pool) with their signal and time limit. */
+  readonly #steps: StepRunner;
   /** The worker pool, loaded on the first worker step so the root import stays light. */
   readonly #pool: LazyPool;
   /** Anchors already warned about a step failing after its callback was terminal. */
@@ -76,6 +69,7 @@ export class MailboxProcessor {
     this.#stats = deps.stats;
     this.#events = deps.events;
     this.#pool = new LazyPool(deps.options.pool);
+    this.#steps = new StepRunner(deps.options.clock, this.#pool, warn);
   }
 
   /** Whether a report with `status` would run a worker step while the pool's queue is full. */
@@ -362,91 +356,9 @@ export class MailboxProcessor {
     const anchor = this.#anchors.get(rt.record.anchor)!;
     const step = lookupStep(anchor.next, status);
     if (!step) return void done();
-    const abort = new LazyAbort();
-    const running: RunningStep = { status, abort, onPool: isWorkerStep(step), release: undefined };
-    rt.step = running;
-    const record = rt.record;
-    const version = record.data;
-    const input: StepInput = {
-      status,
-      token: record.token,
-      id: record.id,
-      get data() {
-        return version.value;
-      },
-      report: job.data,
-      parentToken: record.parentToken,
-      get attributes() {
-        return buildAttributes(
-          anchor.attributes,
-          record.status,
-          record.token,
-          record.id,
-          version.value,
-          record.parentToken,
-        );
-      },
-      get signal() {
-        return abort.signal;
-      },
-    };
-    const settle = (ok: boolean, value: unknown) => {
-      if (rt.step === running) rt.step = undefined;
+    return this.#steps.run(rt, anchor, step, status, job.data, (ok, value) => {
       if (ok) this.#stepDone(rt, status, value as StepOutput, job, done);
       else this.#stepFailed(rt, status, value, job, done);
-    };
-    let out: StepOutput | Promise<StepOutput>;
-    try {
-      out = isWorkerStep(step) ? this.#pool.run(step, input, abort.signal) : step(input);
-    } catch (err) {
-      return void settle(false, err);
-    }
-    if (!isPromiseLike(out)) return void settle(true, out);
-    return this.#awaitStep(running, out, anchor, settle);
-  }
-
-  /**
-   * Waits for a pending step, at most the anchor's `stepTimeout` (one timer, armed only for
-   * steps that return a pending promise). Resolves once the step settled, timed out or was
-   * released by a terminal transition or `close()`; only the first of these counts.
-   */
-  #awaitStep(
-    running: RunningStep,
-    out: PromiseLike<StepOutput>,
-    anchor: ResolvedAnchor,
-    settle: (ok: boolean, value: unknown) => void,
-  ): Promise<void> {
-    const clock = this.#o.clock;
-    return new Promise<void>((resolve) => {
-      let timer: TimerHandle;
-      let armed = false;
-      let open = true;
-      const finish = (ok: boolean, value: unknown): void => {
-        if (!open) return;
-        open = false;
-        running.release = undefined;
-        if (armed) clock.clearTimeout(timer);
-        try {
-          settle(ok, value);
-        } catch (err) {
-          warn(err);
-        }
-        resolve();
-      };
-      running.release = (err) => finish(err === undefined, err);
-      out.then(
-        (v) => finish(true, v),
-        (e: unknown) => finish(false, e),
-      );
-      if (open && anchor.stepTimeoutMs !== false) {
-        armed = true;
-        timer = clock.setTimeout(() => {
-          armed = false;
-          const reason = new StepTimeoutError(running.status, String(anchor.stepTimeout));
-          running.abort.abort(reason);
-          finish(false, reason);
-        }, anchor.stepTimeoutMs);
-      }
     });
   }
 

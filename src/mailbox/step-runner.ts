@@ -1,0 +1,191 @@
+/**
+ * Runs one step of a callback: in process or on the worker pool, with its
+ * lazily made AbortSignal and its time limit (`stepTimeout`). The mailbox
+ * decides what a step's result means; this file only runs it and says how it
+ * ended, once.
+ *
+ * @module
+ */
+
+import { buildAttributes } from '../answer.js';
+import type { Clock, TimerHandle } from '../clock.js';
+import type { CallbackData, DataVersion } from '../data.js';
+import { StepTimeoutError } from '../errors.js';
+import type { CallbackStatus } from '../lifecycle/statuses.js';
+import type { ResolvedAnchor } from '../options.js';
+import type { LazyPool } from '../pool/lazy-pool.js';
+import { isWorkerStep } from '../pool/worker-step.js';
+import type { StepEntry, StepInput, StepOutput } from '../types.js';
+
+const isPromiseLike = (v: unknown): v is PromiseLike<unknown> =>
+  typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+
+/**
+ * The abort signal of a step, made only if the step reads it: most steps never
+ * do, and an `AbortController` per step is a measurable cost on the hot path.
+ */
+export class LazyAbort {
+  #controller: AbortController | undefined;
+  #reason: unknown;
+  #aborted = false;
+
+  /** The step's signal; already aborted if the step was aborted before asking. */
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  /** Aborts the step (once). */
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
+}
+
+/** A step in flight. */
+export interface RunningStep {
+  readonly status: CallbackStatus;
+  readonly abort: LazyAbort;
+  /** Runs on the worker pool (so `close()` with `pool.close: 'drain'` lets it finish). */
+  readonly onPool: boolean;
+  /**
+   * Set while an asynchronous step is pending: stops waiting for it, as if it had returned
+   * nothing (`err` undefined) or failed with `err`, and lets the mailbox move on. Whatever the
+   * step does later is ignored. For terminal transitions and `close()`, which must not wait for a
+   * step that ignores its abort signal.
+   */
+  release: ((err?: Error) => void) | undefined;
+}
+
+/** What a step runs for: a callback's runtime (its record, and where its running step is kept). */
+export interface StepHost {
+  readonly record: {
+    readonly id: string;
+    readonly token: string;
+    readonly status: CallbackStatus;
+    readonly data: DataVersion;
+    readonly parentToken: string | undefined;
+  };
+  step: RunningStep | undefined;
+}
+
+/** How a step ended: `ok` with its output, or not with what it threw (or why it was stopped). */
+export type StepSettle = (ok: boolean, value: unknown) => void;
+
+/** Runs steps with their signal and time limit. */
+export class StepRunner {
+  readonly #clock: Clock;
+  readonly #warn: (err: unknown) => void;
+  /** The worker pool, loaded on the first worker step so the root import stays light. */
+  readonly pool: LazyPool;
+
+  constructor(clock: Clock, pool: LazyPool, warn: (err: unknown) => void) {
+    this.#clock = clock;
+    this.pool = pool;
+    this.#warn = warn;
+  }
+
+  /**
+   * Runs `step` for `status` on `rt` (recorded as `rt.step` while it runs) and calls `settle`
+   * once. Returns a promise only when the step is asynchronous; it resolves once the step
+   * settled, timed out, or was released by a terminal transition or `close()`.
+   */
+  run(
+    rt: StepHost,
+    anchor: ResolvedAnchor,
+    step: Exclude<StepEntry, false>,
+    status: CallbackStatus,
+    report: CallbackData,
+    settle: StepSettle,
+  ): Promise<void> | undefined {
+    const abort = new LazyAbort();
+    const running: RunningStep = { status, abort, onPool: isWorkerStep(step), release: undefined };
+    rt.step = running;
+    const record = rt.record;
+    const version = record.data;
+    const input: StepInput = {
+      status,
+      token: record.token,
+      id: record.id,
+      get data() {
+        return version.value;
+      },
+      report,
+      parentToken: record.parentToken,
+      get attributes() {
+        return buildAttributes(
+          anchor.attributes,
+          record.status,
+          record.token,
+          record.id,
+          version.value,
+          record.parentToken,
+        );
+      },
+      get signal() {
+        return abort.signal;
+      },
+    };
+    const done: StepSettle = (ok, value) => {
+      if (rt.step === running) rt.step = undefined;
+      settle(ok, value);
+    };
+    let out: StepOutput | Promise<StepOutput>;
+    try {
+      out = isWorkerStep(step) ? this.pool.run(step, input, abort.signal) : step(input);
+    } catch (err) {
+      return void done(false, err);
+    }
+    if (!isPromiseLike(out)) return void done(true, out);
+    return this.#await(running, out, anchor, done);
+  }
+
+  /**
+   * Waits for a pending step, at most the anchor's `stepTimeout` (one timer, armed only for
+   * steps that return a pending promise). Only the first of settle, time-out or release counts.
+   */
+  #await(
+    running: RunningStep,
+    out: PromiseLike<StepOutput>,
+    anchor: ResolvedAnchor,
+    settle: StepSettle,
+  ): Promise<void> {
+    const clock = this.#clock;
+    return new Promise<void>((resolve) => {
+      let timer: TimerHandle;
+      let armed = false;
+      let open = true;
+      const finish = (ok: boolean, value: unknown): void => {
+        if (!open) return;
+        open = false;
+        running.release = undefined;
+        if (armed) clock.clearTimeout(timer);
+        try {
+          settle(ok, value);
+        } catch (err) {
+          this.#warn(err);
+        }
+        resolve();
+      };
+      running.release = (err) => finish(err === undefined, err);
+      out.then(
+        (v) => finish(true, v),
+        (e: unknown) => finish(false, e),
+      );
+      if (open && anchor.stepTimeoutMs !== false) {
+        armed = true;
+        timer = clock.setTimeout(() => {
+          armed = false;
+          const reason = new StepTimeoutError(running.status, String(anchor.stepTimeout));
+          running.abort.abort(reason);
+          finish(false, reason);
+        }, anchor.stepTimeoutMs);
+      }
+    });
+  }
+}
