@@ -408,7 +408,12 @@ class Engine implements CallbackEngine {
       const outcome = answer.status === 'notFound' ? 'notFound' : 'read';
       return Promise.resolve(map({ answer, outcome }));
     }
-    return this.#report(parsed.token, parsed.status, data, map);
+    try {
+      return this.#report(parsed.token, parsed.status, data, map);
+    } catch (err) {
+      // A durable store that cannot be read (a cold callback's point read): reject, never throw.
+      return Promise.reject(toError(err));
+    }
   }
 
   #report<T>(
@@ -470,7 +475,12 @@ class Engine implements CallbackEngine {
     } catch (err) {
       return Promise.reject(toError(err));
     }
-    const found = this.#registry.find(token);
+    let found;
+    try {
+      found = this.#registry.find(token);
+    } catch (err) {
+      return Promise.reject(toError(err));
+    }
     if (found.kind === 'notFound') return Promise.resolve(notFoundAnswer(token));
     if (found.kind === 'retained')
       return Promise.resolve(

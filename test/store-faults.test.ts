@@ -9,6 +9,7 @@ import {
   InvalidArgumentError,
   StoreUnavailableError,
   type CallbackEngine,
+  type DurableStore,
   type SimulatedClock,
 } from '../src/index.js';
 import { serve } from '../src/http/index.js';
@@ -373,5 +374,58 @@ describe('store faults (issue 10 item 9)', () => {
     } finally {
       await service.close();
     }
+  });
+  it('a cold read that fails rejects the call with CBE_ERR_STORE_UNAVAILABLE (never a synchronous throw)', async () => {
+    const path = fx.db();
+    const real = sqliteStore({ path });
+    let broken = false;
+    const load = (id: string) => {
+      if (broken) throw new StoreUnavailableError('reading the store failed: disk I/O error');
+      return real.load(id);
+    };
+    const store: DurableStore = {
+      kind: 'durable',
+      name: real.name,
+      open: (c) => real.open(c),
+      load,
+      findByIdempotencyKey: (k) => real.findByIdempotencyKey(k),
+      findByCorrelationKey: (k) => real.findByCorrelationKey(k),
+      childrenOf: (id) => real.childrenOf(id),
+      nextDueAt: () => real.nextDueAt(),
+      dueIds: (now, limit) => real.dueIds(now, limit),
+      list: (q) => real.list(q),
+      commit: (b) => real.commit(b),
+      close: () => real.close(),
+    };
+    const engine = createCallbackEngine({
+      node: NODE,
+      secrets: [SECRET],
+      store,
+      maxLiveActors: 1,
+      clock: createSimulatedClock(),
+    });
+    engine.anchor('job');
+    await engine.ready();
+    const cold = await engine.create('job', { data: { a: 1 } });
+    await engine.create('job'); // pushes the first out of the live set: it is read back cold
+    await turn();
+    broken = true;
+    let dispatched: Promise<unknown> | undefined;
+    expect(() => {
+      dispatched = engine.dispatch(report(cold.token, 'progress', { p: 1 }));
+    }).not.toThrow();
+    await expect(dispatched).rejects.toMatchObject({ code: 'CBE_ERR_STORE_UNAVAILABLE' });
+    await expect(engine.cancel(cold.token)).rejects.toMatchObject({
+      code: 'CBE_ERR_STORE_UNAVAILABLE',
+    });
+    await expect(engine.get(cold.token)).rejects.toMatchObject({
+      code: 'CBE_ERR_STORE_UNAVAILABLE',
+    });
+    broken = false;
+    expect(await engine.dispatch(report(cold.token, 'progress', { p: 2 }))).toMatchObject({
+      status: 'progress',
+      data: { a: 1, p: 2 },
+    });
+    await engine.close();
   });
 });
