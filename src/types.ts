@@ -11,7 +11,6 @@ import type {
   DispatchStatus,
   StepKey,
 } from './lifecycle/statuses.js';
-import type { WorkerStep } from './pool/worker-step.js';
 
 /** A report from an outside party (spec 11.1). */
 export interface CallbackReportMessage {
@@ -112,6 +111,15 @@ export type StepOutput = Record<string, unknown> | undefined | void;
 
 /** An in-process step. */
 export type StepFunction = (input: StepInput) => StepOutput | Promise<StepOutput>;
+
+/** A step that runs on the engine's worker-thread pool. Make one with `workerStep()`. */
+export interface WorkerStep {
+  readonly kind: 'worker';
+  /** `file:` URL of the module. */
+  readonly module: string;
+  /** The export to call. */
+  readonly exportName: string;
+}
 
 /** A step entry in an anchor's `next` map: a function, a worker step, or `false` for "explicitly nothing". */
 export type StepEntry = StepFunction | WorkerStep | false;

@@ -5,17 +5,16 @@
  * @module
  */
 
-import type { ResolvedEngineOptions } from '../options.js';
 import type { StepInput, StepOutput } from '../types.js';
-import type { StepRunner, WorkerStep } from './worker-step.js';
+import type { PoolOptions, StepRunner, WorkerStep } from './worker-step.js';
 
 /** A {@link StepRunner} created on first use. */
 export class LazyPool {
-  readonly #options: ResolvedEngineOptions['pool'];
+  readonly #options: Readonly<Required<PoolOptions>>;
   #loading: Promise<StepRunner> | undefined;
   #ready: StepRunner | undefined;
 
-  constructor(options: ResolvedEngineOptions['pool']) {
+  constructor(options: Readonly<Required<PoolOptions>>) {
     this.#options = options;
   }
 

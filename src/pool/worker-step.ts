@@ -9,16 +9,9 @@ import { pathToFileURL } from 'node:url';
 import { InvalidArgumentError } from '../errors.js';
 import type { CallbackData } from '../data.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
-import type { CallbackAttributes, StepOutput } from '../types.js';
+import type { CallbackAttributes, StepOutput, WorkerStep } from '../types.js';
 
-/** A step that runs on the engine's worker-thread pool. Make one with {@link workerStep}. */
-export interface WorkerStep {
-  readonly kind: 'worker';
-  /** `file:` URL of the module. */
-  readonly module: string;
-  /** The export to call. */
-  readonly exportName: string;
-}
+export type { WorkerStep } from '../types.js';
 
 /** What a worker step's function receives: the step input without the signal (structured-cloned). */
 export interface WorkerStepInput {
