@@ -286,18 +286,21 @@ async function dispatchWorkload(): Promise<void> {
   for (const f of Object.values(floors)) f.db.close();
 }
 
+/** One row of the latency workload. */
+interface LatencyRow {
+  name: string;
+  acks: number;
+  opsPerSec: number;
+  p50ms: number;
+  p99ms: number;
+  p999ms: number;
+}
+
 // ---- latency ----------------------------------------------------------------------------------
 
 async function latencyWorkload(): Promise<void> {
   const pending = QUICK ? 2_000 : 10_000;
-  const out: {
-    name: string;
-    acks: number;
-    opsPerSec: number;
-    p50ms: number;
-    p99ms: number;
-    p999ms: number;
-  }[] = [];
+  const out: LatencyRow[] = [];
   for (const kind of ['memory', 'normal', 'full'] as const) {
     const engine = engineOn(
       kind === 'memory'
@@ -494,14 +497,7 @@ type Results = {
   };
   latency: {
     pending: number;
-    rows: {
-      name: string;
-      acks: number;
-      opsPerSec: number;
-      p50ms: number;
-      p99ms: number;
-      p999ms: number;
-    }[];
+    rows: LatencyRow[];
   };
   restart: {
     pending: number;

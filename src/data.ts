@@ -102,6 +102,19 @@ const FLAT_MAX_KEYS = 32;
  *
  * @returns the frozen copy, or `undefined` to take the general path.
  */
+/**
+ * An upper bound on the JSON bytes of one flat entry (`"key":value,`): 6 bytes per UTF-16 unit
+ * covers `\uXXXX` escapes. `-1` when the value is not a flat JSON scalar (an object, an array, a
+ * non-finite number, anything not JSON).
+ */
+function flatEntryBound(key: string, v: unknown): number {
+  const k = key.length * 6 + 4;
+  if (typeof v === 'string') return k + v.length * 6 + 2;
+  if (typeof v === 'number') return Number.isFinite(v) ? k + 24 : -1;
+  if (typeof v === 'boolean' || v === null) return k + 5;
+  return -1;
+}
+
 function ingestFlat(value: unknown, maxBytes: number): CallbackData | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const proto = Object.getPrototypeOf(value) as unknown;
@@ -114,14 +127,10 @@ function ingestFlat(value: unknown, maxBytes: number): CallbackData | undefined 
   for (const key of keys) {
     if (FORBIDDEN_KEYS.has(key)) continue;
     const v = src[key];
-    bound += key.length * 6 + 4;
-    if (typeof v === 'string') bound += v.length * 6 + 2;
-    else if (typeof v === 'number') {
-      if (!Number.isFinite(v)) return undefined;
-      bound += 24;
-    } else if (typeof v === 'boolean' || v === null) bound += 5;
-    else return undefined;
-    out[key] = v;
+    const entry = flatEntryBound(key, v);
+    if (entry < 0) return undefined;
+    bound += entry;
+    out[key] = v as JsonValue;
   }
   return bound <= maxBytes ? Object.freeze(out) : undefined;
 }
@@ -221,16 +230,12 @@ export function patchBytesBound(patch: CallbackData): number {
   if (keys.length <= FLAT_MAX_KEYS) {
     let bound = 0;
     for (const key of keys) {
-      const v = patch[key];
-      // "key": value, — 6 bytes per UTF-16 unit covers `\uXXXX` escapes.
-      bound += key.length * 6 + 4;
-      if (typeof v === 'string') bound += v.length * 6 + 2;
-      else if (typeof v === 'number') bound += 24;
-      else if (typeof v === 'boolean' || v === null) bound += 5;
-      else {
+      const entry = flatEntryBound(key, patch[key]);
+      if (entry < 0) {
         bound = Number.POSITIVE_INFINITY;
         break;
       }
+      bound += entry;
     }
     if (bound <= ESTIMATE_MAX_BYTES) return bound;
   }

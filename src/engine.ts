@@ -252,8 +252,10 @@ class Engine implements CallbackEngine {
 
   async create(anchorName: string, options: CreateOptions = {}): Promise<CreatedCallback> {
     this.#assertOpen();
-    if (!this.#isReady) await this.#afterReady(() => Promise.resolve());
-    this.#assertOpen();
+    if (!this.#isReady) {
+      await this.#afterReady(() => Promise.resolve());
+      this.#assertOpen(); // closed while recovery ran
+    }
     const anchor = this.#anchors.get(anchorName);
     if (!anchor) throw new UnknownAnchorError(String(anchorName));
     if (typeof options !== 'object' || options === null)
@@ -454,13 +456,7 @@ class Engine implements CallbackEngine {
    * @returns whether it timed out.
    */
   #overdue(rt: CallbackRuntime, now: number): boolean {
-    const { deadlineAt, heartbeatMs } = rt.record;
-    const reason =
-      deadlineAt !== undefined && deadlineAt <= now
-        ? 'deadline'
-        : heartbeatMs !== undefined && rt.lastActivity + heartbeatMs <= now
-          ? 'heartbeat'
-          : undefined;
+    const reason = this.#registry.overdue(rt, now);
     if (reason === undefined) return false;
     this.#mailboxes.end(rt, 'timeout', { reason }, []);
     return true;

@@ -58,13 +58,7 @@ export function persistSnapshot(
       context: { data: data.value },
     };
   }
-  return {
-    status: isTerminal(status) ? 'done' : 'active',
-    value: valueOf(status) as LifecycleSnapshot['value'],
-    historyValue: {},
-    children: {},
-    context: { data: data.value },
-  };
+  return snapshotOf(status, data.value) as PersistedLifecycle;
 }
 
 /** A stored snapshot read back: its status (from the state value) and data. */
@@ -94,11 +88,16 @@ export function restoreSnapshot(persisted: PersistedLifecycle): RestoredLifecycl
  * {@link DataVersion}, as the running machine does.
  */
 export function actorSnapshot(status: CallbackStatus, data: DataVersion): Snapshot<unknown> {
+  return snapshotOf(status, data) as Snapshot<unknown>;
+}
+
+/** The persisted shape of a snapshot in `status` (this machine has no history states or children). */
+function snapshotOf(status: CallbackStatus, data: unknown): unknown {
   return {
     status: isTerminal(status) ? 'done' : 'active',
     value: valueOf(status),
     historyValue: {},
     children: {},
     context: { data },
-  } as unknown as Snapshot<unknown>;
+  };
 }

@@ -21,7 +21,6 @@ import {
 import { EngineClosedError, toError } from '../errors.js';
 import { STATUS_EVENT, statusOf } from '../lifecycle/machine.js';
 import {
-  ACTIVE_STATUSES,
   isTerminal,
   lookupStep,
   type CallbackStatus,
@@ -183,15 +182,24 @@ export class MailboxProcessor {
    * With a durable store nothing is answered as done before it is in the store.
    */
   #resolve(rt: CallbackRuntime, followers: readonly Follower[], result: DispatchResult): void {
-    if (followers.length === 0) return;
     if (!this.#registry.durable) {
       for (const f of followers) f.resolve(result);
       return;
     }
+    this.#afterCommit(rt, followers, (f) => f.resolve(result));
+  }
+
+  /** Durable mode: runs `answer` for each follower once `rt`'s writes are committed; else rejects them. */
+  #afterCommit(
+    rt: CallbackRuntime,
+    followers: readonly Follower[],
+    answer: (f: Follower) => void,
+  ): void {
+    if (followers.length === 0) return;
     this.#registry.release(
       rt,
       () => {
-        for (const f of followers) f.resolve(result);
+        for (const f of followers) answer(f);
       },
       (err) => {
         for (const f of followers) f.reject(err);
@@ -311,13 +319,9 @@ export class MailboxProcessor {
         this.#o.maxCallbackBytes,
       );
     } catch (err) {
-      const from = rt.record.status as (typeof ACTIVE_STATUSES)[number];
-      const to = status as (typeof ACTIVE_STATUSES)[number];
-      const ignored =
-        !isTerminal(to) &&
-        to !== 'progress' &&
-        ACTIVE_STATUSES.indexOf(to) <= ACTIVE_STATUSES.indexOf(from);
-      if (ignored) return 0;
+      // A report the machine would ignore (a late accept/start) changes nothing: not refused.
+      const event = { type: STATUS_EVENT[status as keyof typeof STATUS_EVENT], data: patch };
+      if (!this.#registry.activate(rt).getSnapshot().can(event)) return 0;
       for (const f of followers) f.reject(toError(err));
       this.#events.rejected(toError(err).message);
       return -1;
@@ -333,12 +337,7 @@ export class MailboxProcessor {
       for (const f of job.followers) f.resolve({ answer, outcome: f.outcome });
       return;
     }
-    for (const f of job.followers)
-      this.#registry.release(
-        rt,
-        () => f.resolve({ answer, outcome: f.outcome }),
-        (err) => f.reject(err),
-      );
+    this.#afterCommit(rt, job.followers, (f) => f.resolve({ answer, outcome: f.outcome }));
   }
 
   // ---- steps --------------------------------------------------------------------------------

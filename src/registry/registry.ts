@@ -20,12 +20,12 @@ import { createActor, type Actor } from 'xstate';
 import { DataVersion } from '../data.js';
 import type { StoreUnavailableError } from '../errors.js';
 import { lifecycleMachine, type LifecycleMachine } from '../lifecycle/machine.js';
-import { actorSnapshot } from '../lifecycle/persist.js';
+import { actorSnapshot, MACHINE_VERSION } from '../lifecycle/persist.js';
 import { isTerminal } from '../lifecycle/statuses.js';
 import type { ResolvedEngineOptions } from '../options.js';
 import { createMemoryStore, type CallbackStore } from './retained-records.js';
 import { GroupCommit, type CommitBatch } from '../store/group-commit.js';
-import type { DurableStore, StoreRecovery } from '../store/store.js';
+import type { DurableStore, StoredCallback, StoreRecovery } from '../store/store.js';
 import { StoreScheduler } from '../timers/store-scheduler.js';
 import { decodeToken, safeEqual, type TokenCodec } from '../token.js';
 import type { ListPage } from '../types.js';
@@ -173,7 +173,6 @@ export class CallbackRegistry {
   async recover(): Promise<number> {
     const store = this.#durable;
     if (!store) return 0;
-    const { MACHINE_VERSION } = await import('../lifecycle/persist.js');
     const recovery: StoreRecovery = await store.open({
       machineVersion: MACHINE_VERSION,
       node: this.#o.node,
@@ -250,13 +249,14 @@ export class CallbackRegistry {
     const waiters = rt.waiters;
     rt.waiters = undefined;
     this.#onInvalidated(rt, err);
-    let stored: CallbackRecord | undefined;
+    let row: StoredCallback | undefined;
     try {
-      const row = this.#durable!.load(record.id);
-      stored = row && decodeRecord(row).record;
+      row = this.#durable!.load(record.id);
     } catch {
-      stored = undefined;
+      row = undefined;
     }
+    const decoded = row && decodeRecord(row);
+    const stored = decoded?.record;
     if (stored) this.#stats.move(record.anchor, record.status, stored.status);
     else if (!rt.committed) {
       this.#stats.remove(record.anchor, record.status);
@@ -268,14 +268,11 @@ export class CallbackRegistry {
     }
     this.#drop(rt);
     if (!waiters?.length) return;
-    let fresh: CallbackRuntime | undefined;
-    try {
-      fresh = stored && !isTerminal(stored.status) ? this.runtime(record.id) : undefined;
-    } catch {
-      fresh = undefined;
-    }
-    if (fresh) (fresh.waiters ??= []).push(...waiters);
-    else for (const w of waiters) w.reject(err);
+    // The callback as stored, made resident again from the row just read, keeps the waiters.
+    if (row && decoded && !isTerminal(decoded.record.status)) {
+      const fresh = this.#resident(decoded.record, decoded.lastActivity, row.dueAt);
+      (fresh.waiters ??= []).push(...waiters);
+    } else for (const w of waiters) w.reject(err);
   }
 
   /** Lets a resident runtime leave the heap if nothing pins it (durable mode). */
@@ -331,7 +328,11 @@ export class CallbackRegistry {
   /** Reads a callback's row: a resident runtime for an active one, the record for a retained one. */
   #loadStored(id: string): Exclude<Found, { kind: 'notFound' }> | undefined {
     const row = this.#durable!.load(id);
-    if (!row) return undefined;
+    return row && this.#fromRow(row);
+  }
+
+  /** A stored row: a resident runtime for an active callback, the record for a retained one. */
+  #fromRow(row: StoredCallback): Exclude<Found, { kind: 'notFound' }> {
     const { record, lastActivity } = decodeRecord(row);
     if (isTerminal(record.status)) return { kind: 'retained', record };
     return { kind: 'live', rt: this.#resident(record, lastActivity, row.dueAt) };
@@ -382,7 +383,8 @@ export class CallbackRegistry {
     const id = this.#idempotency.get(key);
     if (id === undefined) {
       const row = this.#durable?.findByIdempotencyKey(key);
-      return row && this.record(row.id);
+      const found = row && this.#fromRow(row);
+      return found && (found.kind === 'live' ? found.rt.record : found.record);
     }
     const record = this.record(id);
     if (!record) this.#idempotency.delete(key);
@@ -609,6 +611,18 @@ export class CallbackRegistry {
   }
 
   /**
+   * Which of an active callback's times has passed at `now`, if any: its deadline, else its
+   * heartbeat window. The one rule for the store's due rows and for reports that reach a
+   * callback before its timer ran.
+   */
+  overdue(rt: CallbackRuntime, now: number): 'deadline' | 'heartbeat' | undefined {
+    const { deadlineAt, heartbeatMs } = rt.record;
+    if (deadlineAt !== undefined && deadlineAt <= now) return 'deadline';
+    if (heartbeatMs !== undefined && rt.lastActivity + heartbeatMs <= now) return 'heartbeat';
+    return undefined;
+  }
+
+  /**
    * A stored row is due (durable mode).
    * @returns whether anything was done (so the scheduler knows it is not spinning on it).
    */
@@ -641,16 +655,10 @@ export class CallbackRegistry {
     const record = rt.record;
     // A busy or finishing callback writes its row again when done; that write re-arms.
     if (isTerminal(record.status) || rt.batch !== undefined) return false;
-    if (record.deadlineAt !== undefined && record.deadlineAt <= now) {
-      this.#onTimeout(rt, 'deadline');
-      return true;
-    }
-    if (record.heartbeatMs !== undefined && rt.lastActivity + record.heartbeatMs <= now) {
-      this.#onTimeout(rt, 'heartbeat');
-      return true;
-    }
+    const reason = this.overdue(rt, now);
     // The stored due time is stale (activity since): store the right one.
-    this.write(rt);
+    if (reason === undefined) this.write(rt);
+    else this.#onTimeout(rt, reason);
     return true;
   }
 

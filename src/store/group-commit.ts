@@ -35,8 +35,6 @@ export class CommitBatch {
   readonly members: CommitMember[] = [];
   readonly waiters: Waiter[] = [];
   bytes = 0;
-  /** Earliest `dueAt` among its rows. */
-  minDue = Infinity;
 }
 
 /** What the group commit tells the engine after each batch. */
@@ -102,7 +100,6 @@ export class GroupCommit {
     b.rows.set(row.id, row);
     b.deletes.delete(row.id);
     b.bytes += row.body.length;
-    if (row.dueAt !== null && row.dueAt < b.minDue) b.minDue = row.dueAt;
     if (member.batch !== b) {
       member.batch = b;
       b.members.push(member);
