@@ -8,8 +8,11 @@
  * @module
  */
 
+import { randomUUID } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { Clock } from './clock.js';
-import { CreatedAnswer, notFoundAnswer, type Answer } from './answer.js';
+import { Answer, CreatedAnswer, notFoundAnswer } from './answer.js';
+import { Cluster, notOwned, type ForwardReply, type ForwardRequest } from './cluster/cluster.js';
 import {
   admitPatch,
   DataVersion,
@@ -20,8 +23,12 @@ import {
 } from './data.js';
 import { deadlineAt, durationMs } from './duration.js';
 import {
+  CallbackEngineError,
+  DuplicateKeyError,
   EngineClosedError,
   InvalidArgumentError,
+  LeaseLostError,
+  StoreUnavailableError,
   PoolSaturatedError,
   ParentInactiveError,
   ParentNotFoundError,
@@ -43,13 +50,16 @@ import {
   type ResolvedEngineOptions,
 } from './options.js';
 import { CallbackRuntime, Pending, type Follower, type Job } from './registry/callback-runtime.js';
-import { EventHub, type XStateInspector } from './registry/event-hub.js';
-import type { ListOptions } from './registry/list-callbacks.js';
+import { EventHub, warn, type XStateInspector } from './registry/event-hub.js';
+import { listStoredAsync, type ListOptions } from './registry/list-callbacks.js';
 import { MailboxProcessor } from './registry/mailbox-processor.js';
 import type { CallbackRecord } from './registry/record.js';
+import { decodeRecord } from './registry/record-codec.js';
 import { CallbackRegistry } from './registry/registry.js';
 import { Stats } from './registry/stats.js';
-import { newCallbackId, TokenCodec } from './token.js';
+import { PostgresStore } from './store/postgres.js';
+import { shardOf } from './store/shards.js';
+import { decodeToken, newCallbackId, TokenCodec } from './token.js';
 import type {
   CallbackAnswer,
   CallbackMessage,
@@ -116,8 +126,14 @@ export interface CallbackEngine {
   wait(token: string, options?: WaitOptions): Promise<CallbackAnswer>;
   /** Caller-side cancel: takes effect at once, aborting a running step (spec 3). */
   cancel(token: string, data?: Record<string, unknown>): Promise<CallbackAnswer>;
-  /** Pages of callbacks in creation order. */
+  /**
+   * Pages of callbacks in creation order.
+   * @throws {@link InvalidArgumentError} with `postgresStore()`, whose reads are asynchronous:
+   *   use {@link CallbackEngine.listAsync}.
+   */
   list(options?: ListOptions): ListPage;
+  /** Pages of callbacks in creation order; works with every store (from any replica). */
+  listAsync(options?: ListOptions): Promise<ListPage>;
   /** Counters by status and anchor (spec 13). */
   stats(): EngineStats;
   /** Listens to engine events; returns the function that stops listening. */
@@ -142,6 +158,13 @@ export interface CallbackEngine {
    * anchor's `correlate` list (keys lower-cased, values compared as strings), or `undefined`.
    */
   correlate(attributes: Readonly<Record<string, unknown>>): string | undefined;
+  /**
+   * Like {@link CallbackEngine.tokenOf} and {@link CallbackEngine.correlate}, for every store:
+   * with `postgresStore()` it reads the database, so it finds callbacks of every replica.
+   */
+  findToken(
+    query: { readonly id: string } | { readonly attributes: Readonly<Record<string, unknown>> },
+  ): Promise<string | undefined>;
   /** The status an anchor's `eventTypes` maps a CloudEvent type to, or `undefined`. */
   eventStatus(anchor: string, type: string): DispatchStatus | undefined;
   /** Stops every timer and actor; later calls reject with {@link EngineClosedError}. */
@@ -168,6 +191,7 @@ function correlationKey(
 
 const toAnswer = (r: DispatchResult): CallbackAnswer => r.answer;
 const toResult = (r: DispatchResult): DispatchResult => r;
+const replayed = (r: DispatchResult): DispatchResult => ({ answer: r.answer, outcome: 'replayed' });
 
 class Engine implements CallbackEngine {
   readonly node: string;
@@ -182,6 +206,12 @@ class Engine implements CallbackEngine {
   readonly #mailboxes: MailboxProcessor;
   #seq = 0;
   #closed = false;
+  /** The replica's part in a cluster (a `postgresStore()`), else `undefined`. */
+  readonly #cluster: Cluster | undefined;
+  readonly #pg: PostgresStore | undefined;
+  /** Deduplication keys of reports being applied, and of reports applied lately. */
+  readonly #dedupInflight = new Map<string, Promise<DispatchResult>>();
+  readonly #dedupSeen = new LRUCache<string, true>({ max: 100_000 });
   /** Recovery from the store: settled once the engine can answer. */
   readonly #ready: Promise<void>;
   #isReady = false;
@@ -193,7 +223,13 @@ class Engine implements CallbackEngine {
     this.node = this.#o.node;
     this.clock = this.#o.clock;
     this.baseUrl = this.#o.baseUrl;
-    this.#codec = new TokenCodec(this.node, this.#o.secrets);
+    const store = this.#o.store;
+    this.#pg = store instanceof PostgresStore ? store : undefined;
+    this.#cluster = this.#pg ? new Cluster(this.#pg, this.node) : undefined;
+    // Replicas share secrets: a token minted by any of them verifies on every one.
+    this.#codec = new TokenCodec(this.node, this.#o.secrets, {
+      anyNode: this.#cluster !== undefined,
+    });
     this.#events = new EventHub(this.#o.clock);
     this.#registry = new CallbackRegistry({
       options: this.#o,
@@ -213,8 +249,9 @@ class Engine implements CallbackEngine {
     if (this.#o.inspect) this.#events.subscribe(this.#o.inspect);
     if (this.#registry.durable) {
       this.#ready = this.#registry.recover().then(
-        (seq) => {
+        async (seq) => {
           this.#seq = seq;
+          if (this.#cluster) await this.#cluster.start(this.#clusterHost());
           this.#isReady = true;
         },
         (err: unknown) => {
@@ -265,6 +302,19 @@ class Engine implements CallbackEngine {
     const idempotencyKey = checkIdempotencyKey(options.idempotencyKey);
     const idemKey =
       idempotencyKey === undefined ? undefined : `${anchor.name}\u0000${idempotencyKey}`;
+    if (this.#cluster) {
+      // The parent's owner creates the child (same shard: one owner for the family).
+      const parentId = decodeToken(options.parentToken)?.id;
+      if (parentId !== undefined && !this.#cluster.owns(parentId))
+        return this.#forwardCreate(parentId, anchorName, options);
+    }
+    if (this.#registry.prefetching)
+      await this.#registry.warm({
+        ...(options.parentToken !== undefined
+          ? { ids: [decodeToken(options.parentToken)?.id ?? ''] }
+          : {}),
+        ...(idemKey !== undefined ? { idempotencyKey: idemKey } : {}),
+      });
     if (idemKey !== undefined) {
       const existing = this.#existingByIdempotency(idemKey, anchor);
       if (existing) return existing;
@@ -294,7 +344,7 @@ class Engine implements CallbackEngine {
         this.#o.maxCallbackBytes,
       ) + createBytes;
 
-    const id = newCallbackId();
+    const id = this.#cluster ? this.#clusterId(parent?.record.id) : newCallbackId();
     const record: CallbackRecord = {
       id,
       token: this.#codec.mint(anchor.name, id),
@@ -346,7 +396,15 @@ class Engine implements CallbackEngine {
           reject(err);
         },
       );
+    }).catch(async (err: unknown) => {
+      // Another replica created it first with the same idempotency key: that one is the answer.
+      if (!(err instanceof DuplicateKeyError) || idemKey === undefined) throw err;
+      await this.#registry.warm({ idempotencyKey: idemKey });
+      const existing = this.#existingByIdempotency(idemKey, anchor);
+      if (!existing) throw err;
+      return existing;
     });
+    if (!('outcome' in result)) return result;
     return new CreatedAnswer(result.answer as Answer, id, anchor.attributes, record.parentToken);
   }
 
@@ -406,11 +464,20 @@ class Engine implements CallbackEngine {
       return Promise.reject(toError(err));
     }
     if (parsed.kind === 'read') {
-      const answer = this.#read(parsed.token);
-      const outcome = answer.status === 'notFound' ? 'notFound' : 'read';
-      return Promise.resolve(map({ answer, outcome }));
+      const read = (answer: Answer): T =>
+        map({ answer, outcome: answer.status === 'notFound' ? 'notFound' : 'read' });
+      if (this.#cluster) return this.#clusterRead(parsed.token).then(read);
+      return Promise.resolve(read(this.#read(parsed.token)));
     }
     try {
+      if (this.#cluster)
+        return this.#clusterReport(parsed.token, parsed.status, data, parsed.dedupKey).then(map);
+      if (parsed.dedupKey !== undefined)
+        return this.#once(
+          parsed.dedupKey,
+          () => this.#report(parsed.token, parsed.status, data, toResult, parsed.dedupKey),
+          () => Promise.resolve(this.#read(parsed.token)),
+        ).then(map);
       return this.#report(parsed.token, parsed.status, data, map);
     } catch (err) {
       // A durable store that cannot be read (a cold callback's point read): reject, never throw.
@@ -423,6 +490,7 @@ class Engine implements CallbackEngine {
     status: CallbackStatus,
     data: CallbackData,
     map: (result: DispatchResult) => T,
+    dedupKey?: string,
   ): Promise<T> {
     this.#stats.dispatched++;
     const found = this.#registry.find(token);
@@ -434,6 +502,7 @@ class Engine implements CallbackEngine {
     const rt = found.rt;
     if (!isTerminal(rt.record.status)) this.#touch(rt);
     const pending = new Pending('applied', map);
+    pending.dedupKey = dedupKey;
     if (status === 'cancel') {
       this.#cancelLive(rt, data, pending);
       return pending.promise();
@@ -471,6 +540,8 @@ class Engine implements CallbackEngine {
     } catch (err) {
       return Promise.reject(toError(err));
     }
+    if (this.#cluster)
+      return this.#clusterReport(token, 'cancel', ingested, undefined).then(toAnswer);
     let found;
     try {
       found = this.#registry.find(token);
@@ -503,6 +574,7 @@ class Engine implements CallbackEngine {
   get(token: string): Promise<CallbackAnswer> {
     if (this.#closed) return Promise.reject(new EngineClosedError());
     if (!this.#isReady) return this.#afterReady(() => this.get(token));
+    if (this.#cluster) return this.#clusterRead(token);
     try {
       return Promise.resolve(this.#read(token));
     } catch (err) {
@@ -513,6 +585,10 @@ class Engine implements CallbackEngine {
   exists(token: string): Promise<'exists' | 'notFound'> {
     if (this.#closed) return Promise.reject(new EngineClosedError());
     if (!this.#isReady) return this.#afterReady(() => this.exists(token));
+    if (this.#cluster)
+      return this.#clusterRead(token).then((a) =>
+        a.status === 'notFound' ? 'notFound' : 'exists',
+      );
     try {
       const found = this.#registry.find(token);
       if (found.kind === 'live') this.#registry.settle(found.rt);
@@ -536,6 +612,7 @@ class Engine implements CallbackEngine {
   async wait(token: string, options: WaitOptions = {}): Promise<CallbackAnswer> {
     this.#assertOpen();
     if (!this.#isReady) await this.#afterReady(() => Promise.resolve());
+    if (this.#cluster) return this.#clusterWait(token, options);
     const found = this.#registry.find(token);
     if (found.kind === 'notFound') return notFoundAnswer(token);
     const record = found.kind === 'live' ? found.rt.record : found.record;
@@ -591,7 +668,23 @@ class Engine implements CallbackEngine {
 
   list(options: ListOptions = {}): ListPage {
     this.#assertOpen();
+    if (this.#pg)
+      throw new InvalidArgumentError(
+        'list() reads synchronously; with postgresStore() use listAsync()',
+      );
     return this.#registry.list(options);
+  }
+
+  async listAsync(options: ListOptions = {}): Promise<ListPage> {
+    this.#assertOpen();
+    if (!this.#isReady) await this.#afterReady(() => Promise.resolve());
+    const pg = this.#pg;
+    if (!pg) return this.#registry.list(options);
+    return listStoredAsync(
+      options,
+      (q) => pg.listAsync(q),
+      (row) => decodeRecord(row).record,
+    );
   }
 
   callbackUrl(token: string): string {
@@ -604,10 +697,41 @@ class Engine implements CallbackEngine {
 
   tokenOf(id: string): string | undefined {
     if (typeof id !== 'string') return undefined;
+    // A replica answers synchronously only for callbacks in its memory: see findToken().
+    if (this.#pg) return this.#registry.resident(id)?.token;
     return this.#registry.record(id)?.token;
   }
 
+  async findToken(
+    query: { readonly id: string } | { readonly attributes: Readonly<Record<string, unknown>> },
+  ): Promise<string | undefined> {
+    this.#assertOpen();
+    if (!this.#isReady) await this.#afterReady(() => Promise.resolve());
+    const pg = this.#pg;
+    if ('id' in query) {
+      if (typeof query.id !== 'string') return undefined;
+      if (!pg) return this.tokenOf(query.id);
+      const row = await pg.read(query.id);
+      return row && decodeRecord(row).record.token;
+    }
+    if (!pg) return this.correlate(query.attributes);
+    for (const anchor of this.#anchors.values()) {
+      const key = correlationKey(anchor, (k) => query.attributes[k.toLowerCase()]);
+      const row = key === undefined ? undefined : await pg.readByCorrelation(key);
+      if (row) return decodeRecord(row).record.token;
+    }
+    return undefined;
+  }
+
   correlate(attributes: Readonly<Record<string, unknown>>): string | undefined {
+    if (this.#pg) {
+      for (const anchor of this.#anchors.values()) {
+        const key = correlationKey(anchor, (k) => attributes[k.toLowerCase()]);
+        const token = key === undefined ? undefined : this.#registry.residentByCorrelation(key);
+        if (token !== undefined) return token;
+      }
+      return undefined;
+    }
     for (const anchor of this.#anchors.values()) {
       const key = correlationKey(anchor, (k) => attributes[k.toLowerCase()]);
       const id = key === undefined ? undefined : this.#registry.byCorrelationKey(key);
@@ -624,7 +748,8 @@ class Engine implements CallbackEngine {
   // ---- observing ----------------------------------------------------------------------------
 
   stats(): EngineStats {
-    return this.#stats.snapshot(...this.#registry.sizes, this.#registry.commits);
+    const stats = this.#stats.snapshot(...this.#registry.sizes, this.#registry.commits);
+    return this.#cluster ? { ...stats, cluster: this.#cluster.stats } : stats;
   }
 
   inspect(inspector: XStateInspector): () => void {
@@ -658,10 +783,266 @@ class Engine implements CallbackEngine {
     try {
       // A close during recovery waits for it, so the store's lock is released.
       await this.#ready.catch(() => {});
+      // A replica hands its shards over at once, once its writes are committed.
+      if (this.#isReady) await this.#cluster?.leave();
       if (this.#isReady) await this.#registry.closeStore();
     } finally {
+      await this.#cluster?.close();
       this.#registry.clear();
     }
+  }
+
+  // ---- several replicas (postgresStore) ------------------------------------------------------
+
+  /** What the cluster asks of this engine. */
+  #clusterHost() {
+    return {
+      serve: (request: ForwardRequest, inboxSeq?: number) => this.#serve(request, inboxSeq),
+      ownershipChanged: () => this.#ownershipChanged(),
+      flush: () => this.#registry.flush(),
+      warn,
+    };
+  }
+
+  /** A new callbackId in a shard this replica owns (the parent's shard for a child). */
+  #clusterId(parentId: string | undefined): string {
+    const cluster = this.#cluster!;
+    const n = this.#pg!.cluster.shards;
+    const owned = new Set(cluster.ownedShards);
+    const want = parentId === undefined ? undefined : shardOf(parentId, n);
+    if (owned.size === 0 || (want !== undefined && !owned.has(want))) throw notOwned();
+    // Expected tries: shards / owned shards (or shards, for a child); each is a few hundred ns.
+    for (;;) {
+      const id = newCallbackId();
+      const shard = shardOf(id, n);
+      if (want === undefined ? owned.has(shard) : shard === want) return id;
+    }
+  }
+
+  /**
+   * Applies a report once per deduplication key: a second delivery while the first runs gets
+   * its answer; one after it (or one the store knows) gets the callback's state, as `replayed`.
+   */
+  #once(
+    key: string,
+    apply: () => Promise<DispatchResult>,
+    replay: () => Promise<Answer>,
+  ): Promise<DispatchResult> {
+    const prior = this.#dedupInflight.get(key);
+    if (prior) return prior.then(replayed);
+    const run = (async (): Promise<DispatchResult> => {
+      if (this.#dedupSeen.has(key) || (this.#pg && (await this.#pg.appliedKeys([key])).has(key)))
+        return { answer: await replay(), outcome: 'replayed' };
+      return apply();
+    })();
+    this.#dedupInflight.set(key, run);
+    run.then(
+      () => {
+        this.#dedupInflight.delete(key);
+        this.#dedupSeen.set(key, true);
+      },
+      () => this.#dedupInflight.delete(key),
+    );
+    return run;
+  }
+
+  /** A report at the owner of its callback: deduplicated, then applied in order. */
+  async #ownedReport(
+    token: string,
+    id: string,
+    status: CallbackStatus,
+    data: CallbackData,
+    dedupKey: string | undefined,
+  ): Promise<DispatchResult> {
+    const apply = async (): Promise<DispatchResult> => {
+      await this.#registry.warm({ ids: [id] });
+      if (!this.#cluster!.owns(id)) throw notOwned();
+      return this.#report(token, status, data, toResult, dedupKey);
+    };
+    if (dedupKey === undefined) return apply();
+    return this.#once(dedupKey, apply, () => this.#clusterRead(token));
+  }
+
+  /** A report at any replica: applied here if this replica owns the callback, else at its owner. */
+  async #clusterReport(
+    token: string,
+    status: CallbackStatus,
+    data: CallbackData,
+    dedupKey: string | undefined,
+  ): Promise<DispatchResult> {
+    const fields = decodeToken(token);
+    // A malformed or forged token is answered here, as by one engine (no store read).
+    if (!fields || !this.#codec.verify(fields)) return this.#report(token, status, data, toResult);
+    const cluster = this.#cluster!;
+    if (cluster.owns(fields.id)) return this.#ownedReport(token, fields.id, status, data, dedupKey);
+    // Handed to another replica: a key makes a retry through the inbox apply it once.
+    const reply = await cluster.route(fields.id, {
+      op: 'report',
+      id: fields.id,
+      token,
+      status,
+      data,
+      dedupKey: dedupKey ?? `~${randomUUID()}`,
+    });
+    if (reply.kind === 'queued')
+      return { answer: await this.#clusterRead(token), outcome: 'queued' };
+    return this.#fromReply(reply, fields.anchor, token);
+  }
+
+  /** Reads a callback from any replica: from memory at its owner, else as committed. */
+  async #clusterRead(token: string): Promise<Answer> {
+    const fields = decodeToken(token);
+    if (!fields || !this.#codec.verify(fields)) return this.#read(token);
+    if (this.#cluster!.owns(fields.id)) {
+      await this.#registry.warm({ ids: [fields.id] });
+      return this.#read(token);
+    }
+    const row = await this.#pg!.read(fields.id);
+    if (!row || row.anchor !== fields.anchor) {
+      this.#stats.notFound++;
+      return notFoundAnswer(token);
+    }
+    return this.#mailboxes.answer(decodeRecord(row).record);
+  }
+
+  /** wait() from any replica: event-driven at the owner, polling the store elsewhere. */
+  async #clusterWait(token: string, options: WaitOptions): Promise<CallbackAnswer> {
+    const fields = decodeToken(token);
+    if (!fields || !this.#codec.verify(fields)) return this.#read(token);
+    const poll = Math.min(250, this.#pg!.cluster.renewIntervalMs);
+    let answer: Answer;
+    for (;;) {
+      options.signal?.throwIfAborted();
+      this.#assertOpen();
+      if (this.#cluster!.owns(fields.id)) {
+        await this.#registry.warm({ ids: [fields.id] });
+        try {
+          answer = (await this.#waitFor(fields.id, options.signal)) as Answer;
+          break;
+        } catch (err) {
+          // Ownership moved while waiting: wait from the store instead.
+          if (!(err instanceof LeaseLostError)) throw err;
+          continue;
+        }
+      }
+      answer = await this.#clusterRead(token);
+      if (answer.status === 'notFound' || isTerminal(answer.status)) break;
+      await new Promise<void>((resolve) => setTimeout(resolve, poll));
+    }
+    if (options.children)
+      for (const row of await this.#pg!.childrenRows(fields.id))
+        await this.#clusterWait(decodeRecord(row).record.token, options);
+    return answer;
+  }
+
+  /** A child at another replica: its parent's owner creates it. */
+  async #forwardCreate(
+    parentId: string,
+    anchorName: string,
+    options: CreateOptions,
+  ): Promise<CreatedCallback> {
+    const reply = await this.#cluster!.route(parentId, {
+      op: 'create',
+      id: parentId,
+      anchor: anchorName,
+      options,
+    });
+    const result = this.#fromReply(reply, anchorName, '');
+    if (reply.kind !== 'answer' || reply.id === undefined)
+      throw new StoreUnavailableError('the parent owner did not answer the creation; retry');
+    const anchor = this.#anchors.get(anchorName)!;
+    return new CreatedAnswer(
+      result.answer as Answer,
+      reply.id,
+      anchor.attributes,
+      reply.parentToken,
+    );
+  }
+
+  /** Serves a request forwarded by another replica, or queued in the inbox. */
+  async #serve(request: ForwardRequest, inboxSeq?: number): Promise<ForwardReply> {
+    if (!this.#cluster!.owns(request.id) || this.#closed) return { kind: 'notOwner' };
+    let reply: ForwardReply;
+    try {
+      if (request.op === 'create') {
+        const created = await this.create(request.anchor, request.options as CreateOptions);
+        reply = {
+          kind: 'answer',
+          outcome: 'applied',
+          answer: (created as unknown as Answer).toJSON(),
+          id: created.id,
+        };
+      } else {
+        // Reports queued for this shard go first (unless this is one of them).
+        if (inboxSeq === undefined) await this.#cluster!.settled(request.id);
+        const data = ingestData('callbackData', request.data, this.#o.maxDataBytes);
+        const r = await this.#ownedReport(
+          request.token,
+          request.id,
+          request.status as CallbackStatus,
+          data,
+          request.dedupKey,
+        );
+        reply = { kind: 'answer', outcome: r.outcome, answer: (r.answer as Answer).toJSON() };
+      }
+    } catch (err) {
+      const e = toError(err);
+      if (e instanceof LeaseLostError) return { kind: 'notOwner' };
+      const ce = e instanceof CallbackEngineError ? e : undefined;
+      reply = {
+        kind: 'error',
+        code: ce?.code ?? 'CBE_ERR_STORE_UNAVAILABLE',
+        statusCode: ce?.statusCode ?? 503,
+        message: e.message,
+        retryable: ce ? ce.retryable : true,
+      };
+    }
+    // A queued report is done unless it may succeed later.
+    if (inboxSeq !== undefined && !(reply.kind === 'error' && reply.retryable))
+      this.#registry.inboxDone(inboxSeq);
+    return reply;
+  }
+
+  /** The owner's reply as this engine's own result. */
+  #fromReply(reply: ForwardReply, anchorName: string, token: string): DispatchResult {
+    if (reply.kind === 'error') {
+      if (reply.code === 'CBE_ERR_STORE_UNAVAILABLE')
+        throw new StoreUnavailableError(reply.message);
+      throw new CallbackEngineError(
+        reply.code as CallbackEngineError['code'],
+        reply.statusCode,
+        reply.message,
+        { retryable: reply.retryable },
+      );
+    }
+    if (reply.kind !== 'answer')
+      throw new StoreUnavailableError('the owner of the callback did not answer; retry');
+    const a = reply.answer;
+    const anchor = this.#anchors.get(anchorName);
+    const data = ingestData('answer data', a.data, Number.MAX_SAFE_INTEGER);
+    const answer = new Answer(
+      a.status as Answer['status'],
+      a.token || token,
+      DataVersion.of(data),
+      anchor?.attributes,
+      reply.id,
+      reply.parentToken,
+      a.stepError as Answer['stepError'],
+    );
+    return { answer, outcome: reply.outcome as DispatchResult['outcome'] };
+  }
+
+  /** The shards this replica owns changed: forget the others, recount, re-read due times. */
+  async #ownershipChanged(): Promise<void> {
+    const cluster = this.#cluster!;
+    const n = this.#pg!.cluster.shards;
+    this.#registry.disown((id) => cluster.ownsShard(shardOf(id, n)), notOwned());
+    try {
+      this.#stats.resetCounts(await this.#pg!.shardCounts(cluster.ownedShards));
+    } catch (err) {
+      warn(err);
+    }
+    this.#registry.pokeScheduler();
   }
 
   #assertOpen(): void {

@@ -23,7 +23,8 @@ export type CallbackEngineErrorCode =
   | 'CBE_ERR_STEP_TIMEOUT'
   | 'CBE_ERR_STORE_UNAVAILABLE'
   | 'CBE_ERR_STORE_LOCKED'
-  | 'CBE_ERR_STORE_INCOMPATIBLE';
+  | 'CBE_ERR_STORE_INCOMPATIBLE'
+  | 'CBE_ERR_DUPLICATE_KEY';
 
 /** Options accepted by every error constructor. */
 export interface CallbackEngineErrorOptions {
@@ -176,6 +177,22 @@ export class StoreUnavailableError extends CallbackEngineError {
   ) {
     super('CBE_ERR_STORE_UNAVAILABLE', 503, message, { ...options, retryable: true });
     this.retryAfterSeconds = 1;
+  }
+}
+
+/**
+ * This replica no longer owns the shard of a callback (its lease ended or was taken over), so it
+ * commits nothing for it. The same call, retried, reaches the new owner. HTTP 503, retryable.
+ */
+export class LeaseLostError extends StoreUnavailableError {}
+
+/**
+ * A callback could not be created because another active callback holds the same correlation
+ * key (keys are unique across a cluster, enforced by the database). HTTP 409.
+ */
+export class DuplicateKeyError extends CallbackEngineError {
+  constructor(message: string, options?: CallbackEngineErrorOptions) {
+    super('CBE_ERR_DUPLICATE_KEY', 409, message, options);
   }
 }
 

@@ -11,7 +11,13 @@ import { DISPATCH_STATUSES, isDispatchStatus, type DispatchStatus } from './life
 
 /** A validated message. `data` is still untrusted until ingested. */
 export type ParsedMessage =
-  | { kind: 'report'; token: string; status: DispatchStatus; data: unknown }
+  | {
+      kind: 'report';
+      token: string;
+      status: DispatchStatus;
+      data: unknown;
+      dedupKey: string | undefined;
+    }
   | { kind: 'read'; token: string };
 
 const ACTIONS = new Set(['getCallback']);
@@ -21,6 +27,7 @@ const FIELDS: readonly string[] = [
   'callbackStatus',
   'callbackData',
   'callbackAction',
+  'dedupKey',
 ];
 const FIELD_SET: ReadonlySet<string> = new Set(FIELDS);
 
@@ -73,7 +80,18 @@ export function parseMessage(message: unknown): ParsedMessage {
     );
   }
   if (m.callbackStatus === 'error') checkErrorData(m.callbackData);
-  return { kind: 'report', token: m.callbackToken, status: m.callbackStatus, data: m.callbackData };
+  const key = m.dedupKey;
+  if (key !== undefined && (typeof key !== 'string' || key.length === 0 || key.length > 200))
+    throw new InvalidMessageError(
+      `message.dedupKey must be a string of 1 to 200 characters (got ${describe(key)})`,
+    );
+  return {
+    kind: 'report',
+    token: m.callbackToken,
+    status: m.callbackStatus,
+    data: m.callbackData,
+    dedupKey: key,
+  };
 }
 
 function checkErrorData(data: unknown): void {

@@ -88,15 +88,23 @@ export class TokenCodec {
    * @param node - this engine's node name.
    * @param secrets - HMAC keys; the first signs, all verify. Must be non-empty.
    */
-  constructor(node: string, secrets: readonly (string | Buffer)[]) {
+  /** Whether tokens minted by other nodes with the same secrets verify (replicas of a cluster). */
+  readonly #anyNode: boolean;
+
+  constructor(
+    node: string,
+    secrets: readonly (string | Buffer)[],
+    options?: { anyNode?: boolean },
+  ) {
     this.node = node;
+    this.#anyNode = options?.anyNode ?? false;
     this.#keys = secrets.map((s) =>
       createSecretKey(typeof s === 'string' ? Buffer.from(s, 'utf8') : s),
     );
   }
 
-  #sign(key: KeyObject, anchor: string, id: string): Buffer {
-    return createHmac('sha256', key).update(`${this.node}\n${anchor}\n${id}`).digest();
+  #sign(key: KeyObject, node: string, anchor: string, id: string): Buffer {
+    return createHmac('sha256', key).update(`${node}\n${anchor}\n${id}`).digest();
   }
 
   /**
@@ -107,7 +115,7 @@ export class TokenCodec {
    * @returns the encoded token.
    */
   mint(anchor: string, id: string): string {
-    const sig = this.#sign(this.#keys[0]!, anchor, id).toString('base64url');
+    const sig = this.#sign(this.#keys[0]!, this.node, anchor, id).toString('base64url');
     return Buffer.from(JSON.stringify({ node: this.node, anchor, id, sig }), 'utf8').toString(
       'base64url',
     );
@@ -119,13 +127,14 @@ export class TokenCodec {
    * @returns `true` if it was signed by this node with one of its secrets.
    */
   verify(fields: CallbackTokenFields): boolean {
-    if (fields.node !== this.node || !BASE64URL_RE.test(fields.sig)) return false;
+    if ((!this.#anyNode && fields.node !== this.node) || !BASE64URL_RE.test(fields.sig))
+      return false;
     const given = Buffer.from(fields.sig, 'base64url');
     if (given.length !== SIG_BYTES) return false;
     let ok = false;
     // Check every key (no early exit) so timing does not reveal which key matched.
     for (const key of this.#keys) {
-      if (timingSafeEqual(given, this.#sign(key, fields.anchor, fields.id))) ok = true;
+      if (timingSafeEqual(given, this.#sign(key, fields.node, fields.anchor, fields.id))) ok = true;
     }
     return ok;
   }

@@ -21,6 +21,12 @@ export interface CallbackReportMessage {
   callbackStatus: DispatchStatus;
   /** Report data, shallow-merged into the callback's data. */
   callbackData?: Record<string, unknown> | undefined;
+  /**
+   * A deduplication key (1–200 characters): a report delivered again with the same key (a
+   * retry, a second replica) is applied once. Kept in the store with a durable store that
+   * supports it (PostgreSQL), else for the engine's lifetime in a bounded set.
+   */
+  dedupKey?: string | undefined;
 }
 
 /** A read request through the dispatch call-in point (spec 11.1). */
@@ -75,7 +81,12 @@ export type DispatchOutcome =
   /** Unknown, forged or removed token. */
   | 'notFound'
   /** A read (`getCallback`). */
-  | 'read';
+  | 'read'
+  /**
+   * Several replicas: the callback's owner did not answer in time, so the report was queued
+   * durably and is applied in order by the owner (HTTP 202). The answer is the last known state.
+   */
+  | 'queued';
 
 /** A dispatch answer together with how it was handled. */
 export interface DispatchResult {
@@ -188,6 +199,16 @@ export interface EngineStats {
   readonly commits: number;
   /** Durable store: rows written or removed by those commits. */
   readonly rowsWritten: number;
+  /** Several replicas (`postgresStore()`): this replica's shards and forwarding counters. */
+  readonly cluster?: {
+    readonly shards: number;
+    readonly forwarded: number;
+    readonly served: number;
+    readonly queued: number;
+    readonly inboxApplied: number;
+    readonly leaseRounds: number;
+    readonly stepDowns: number;
+  };
 }
 
 /** A callback in a {@link ListPage}. */

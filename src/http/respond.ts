@@ -14,10 +14,10 @@ import {
 import type { CallbackAnswer, DispatchOutcome, DispatchResult } from '../types.js';
 
 /**
- * Values of the `Callback-Outcome` response header: how the report was handled.
- * `queued` is reserved for a report accepted for later, in-order application (202).
+ * Values of the `Callback-Outcome` response header: how the report was handled
+ * (`queued`: accepted durably for later, in-order application by the callback's owner, 202).
  */
-export type CallbackOutcome = DispatchOutcome | 'queued';
+export type CallbackOutcome = DispatchOutcome;
 
 /** The response header that says how a report was handled. */
 export const OUTCOME_HEADER = 'callback-outcome';
@@ -118,6 +118,7 @@ export function resultReply(result: DispatchResult): Reply {
       outcome: 'conflict',
     };
   }
+  if (outcome === 'queued') return { statusCode: 202, body: answerBody(answer), outcome };
   return { statusCode: 200, body: answerBody(answer), outcome };
 }
 

@@ -46,11 +46,28 @@ export function checkMessageType(headers: IncomingHttpHeaders): void {
   requireJson(headers);
 }
 
+/** The request header carrying a report's deduplication key. */
+export const DEDUP_HEADER = 'callback-dedup-key';
+
+/** The `Callback-Dedup-Key` header, if sent. */
+function dedupHeader(input: RouteInput): string | undefined {
+  const v = input.headers[DEDUP_HEADER];
+  return typeof v === 'string' ? v : undefined;
+}
+
 /** `POST /callbacks`: the CALLBACK message as JSON → the engine's answer. */
 export async function postMessage(input: RouteInput): Promise<Reply> {
-  const message = json(input, 'request body');
+  let message = json(input, 'request body');
   if (message === undefined)
     throw new InvalidMessageError('request body is empty: send the CALLBACK message as JSON');
+  const key = dedupHeader(input);
+  if (
+    key !== undefined &&
+    typeof message === 'object' &&
+    message !== null &&
+    !Array.isArray(message)
+  )
+    message = { ...message, dedupKey: key };
   return resultReply(await input.engine.deliver(message as CallbackMessage));
 }
 
@@ -87,6 +104,7 @@ export async function postReport(input: RouteInput, token: string, status: strin
     callbackToken: token,
     callbackStatus: status,
     callbackData: data ?? undefined,
+    dedupKey: dedupHeader(input),
   };
   return resultReply(await input.engine.deliver(message as CallbackMessage));
 }
@@ -178,8 +196,9 @@ export async function dispatchEvent(
   let token: string | undefined;
   if (ext.callbacktoken !== undefined) token = String(ext.callbacktoken);
   else if (!trustCorrelation) throw untrustedCorrelation(ext.callbackid !== undefined);
-  else if (ext.callbackid !== undefined) token = engine.tokenOf(String(ext.callbackid));
-  else token = engine.correlate(ext);
+  else if (ext.callbackid !== undefined)
+    token = await engine.findToken({ id: String(ext.callbackid) });
+  else token = await engine.findToken({ attributes: ext });
   // Unmatched: a notFound answer, still through the engine (counted; rejects once closed).
   if (token === undefined) return notFound(await engine.get(''));
   let status: string | undefined =
@@ -200,6 +219,8 @@ export async function dispatchEvent(
     callbackToken: token,
     callbackStatus: status,
     callbackData: event.data ?? undefined,
+    // source + id identify an event (CloudEvents 1.0): a redelivered event is applied once.
+    dedupKey: `${event.source.slice(0, 100)} ${event.id.slice(0, 99)}`,
   };
   return resultReply(await engine.deliver(message as CallbackMessage));
 }

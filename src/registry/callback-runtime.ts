@@ -22,6 +22,8 @@ export interface Follower {
   readonly resolve: (result: DispatchResult) => void;
   readonly reject: (err: Error) => void;
   readonly outcome: DispatchOutcome;
+  /** The report's deduplication key: stored with its effect, in the same commit. */
+  readonly dedupKey?: string | undefined;
 }
 
 /**
@@ -31,6 +33,7 @@ export interface Follower {
  */
 export class Pending<T> implements Follower {
   readonly outcome: DispatchOutcome;
+  dedupKey: string | undefined;
   readonly #map: (result: DispatchResult) => T;
   #result: DispatchResult | undefined;
   #error: Error | undefined;

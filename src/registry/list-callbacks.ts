@@ -77,6 +77,34 @@ export function listStored(
   return toPage(matches, limit);
 }
 
+/** {@link listStored} over a store read asynchronously. */
+export async function listStoredAsync(
+  options: ListOptions,
+  query: (q: StoreListQuery) => Promise<StoredCallback[]>,
+  decode: (row: StoredCallback) => CallbackRecord,
+): Promise<ListPage> {
+  const { limit, after, statuses, tags } = listParams(options);
+  const matches: CallbackRecord[] = [];
+  let afterSeq = after;
+  const chunk = Math.min(1000, limit + 1);
+  while (matches.length <= limit) {
+    const rows = await query({
+      afterSeq,
+      anchor: options.anchor,
+      statuses: statuses && ([...statuses] as CallbackStatus[]),
+      limit: chunk,
+    });
+    for (const row of rows) {
+      afterSeq = row.seq;
+      const record = decode(row);
+      if (tags.every((t) => record.tags.includes(t))) matches.push(record);
+      if (matches.length > limit) break;
+    }
+    if (rows.length < chunk) break;
+  }
+  return toPage(matches, limit);
+}
+
 function toPage(matches: CallbackRecord[], limit: number): ListPage {
   const page = matches.slice(0, limit);
   const items: ListedCallback[] = page.map((r) => ({

@@ -196,6 +196,7 @@ export class MailboxProcessor {
     answer: (f: Follower) => void,
   ): void {
     if (followers.length === 0) return;
+    for (const f of followers) if (f.dedupKey !== undefined) this.#registry.dedup(rt, f.dedupKey);
     this.#registry.release(
       rt,
       () => {

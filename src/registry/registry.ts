@@ -18,14 +18,14 @@
 import { LRUCache } from 'lru-cache';
 import { createActor, type Actor } from 'xstate';
 import { DataVersion } from '../data.js';
-import type { StoreUnavailableError } from '../errors.js';
+import { DuplicateKeyError, StoreUnavailableError } from '../errors.js';
 import { lifecycleMachine, type LifecycleMachine } from '../lifecycle/machine.js';
 import { actorSnapshot, MACHINE_VERSION } from '../lifecycle/persist.js';
 import { isTerminal } from '../lifecycle/statuses.js';
 import type { ResolvedEngineOptions } from '../options.js';
 import { createMemoryStore, type CallbackStore } from './retained-records.js';
-import { GroupCommit, type CommitBatch } from '../store/group-commit.js';
-import type { DurableStore, StoredCallback, StoreRecovery } from '../store/store.js';
+import { GroupCommit, type CommitBatch, type CommitMember } from '../store/group-commit.js';
+import type { DurableStore, Prefetch, StoredCallback, StoreRecovery } from '../store/store.js';
 import { StoreScheduler } from '../timers/store-scheduler.js';
 import { decodeToken, safeEqual, type TokenCodec } from '../token.js';
 import type { ListPage } from '../types.js';
@@ -126,6 +126,7 @@ export class CallbackRegistry {
         {
           committed: (batch) => this.#committed(batch),
           failed: (batch, err) => this.#failed(batch, err),
+          conflicts: (batch, ids) => this.#conflicts(batch, ids),
         },
         { maxRows: BATCH_ROWS, maxBytes: BATCH_BYTES },
       );
@@ -230,6 +231,106 @@ export class CallbackRegistry {
     this.#scheduler?.poke();
   }
 
+  /** Inserted callbacks the store refused (a unique key is held by another callback). */
+  #conflicts(batch: CommitBatch, ids: readonly string[]): Map<CommitMember, Error> {
+    const refused = new Set(ids);
+    const out = new Map<CommitMember, Error>();
+    for (const rt of batch.members) {
+      if (!(rt instanceof CallbackRuntime) || !refused.has(rt.record.id)) continue;
+      const err = new DuplicateKeyError(
+        'another callback holds the same idempotency or correlation key',
+      );
+      // Never stored: the runtime leaves; its waiters learn why.
+      rt.invalid = new StoreUnavailableError(err.message);
+      out.set(rt, err);
+    }
+    return out;
+  }
+
+  // ---- asynchronous stores (cluster) ---------------------------------------------------------
+
+  /** Whether the store's reads are asynchronous (fetch before the synchronous path). */
+  get prefetching(): boolean {
+    return this.#durable?.prefetch !== undefined;
+  }
+
+  /**
+   * Fetches what the next synchronous lookups need from an asynchronous store: rows of callbacks
+   * not resident, or a key. Retries a read that raced a commit.
+   */
+  async warm(request: Prefetch): Promise<void> {
+    const store = this.#durable;
+    if (!store?.prefetch) return;
+    const ids = request.ids?.filter((id) => !this.#live.has(id));
+    const idem =
+      request.idempotencyKey !== undefined && !this.#idempotency.has(request.idempotencyKey)
+        ? request.idempotencyKey
+        : undefined;
+    const corr =
+      request.correlationKey !== undefined && !this.#correlation.has(request.correlationKey)
+        ? request.correlationKey
+        : undefined;
+    if (!ids?.length && idem === undefined && corr === undefined) return;
+    const req: Prefetch = {
+      ...(ids?.length ? { ids } : {}),
+      ...(idem !== undefined ? { idempotencyKey: idem } : {}),
+      ...(corr !== undefined ? { correlationKey: corr } : {}),
+    };
+    for (let i = 0; i < 3; i++) if (await store.prefetch(req)) return;
+  }
+
+  /** The record of a resident callback (no store read). */
+  resident(id: string): CallbackRecord | undefined {
+    return this.#live.get(id)?.record;
+  }
+
+  /** The token of the resident callback holding a correlation key (no store read). */
+  residentByCorrelation(key: string): string | undefined {
+    const id = this.#correlation.get(key);
+    return id === undefined ? undefined : this.#live.get(id)?.record.token;
+  }
+
+  /** Resolves once every pending write is committed. */
+  async flush(): Promise<void> {
+    await this.#commit?.drain();
+  }
+
+  /** Records a report's deduplication key with the callback's effect (same transaction). */
+  dedup(rt: CallbackRuntime, key: string): void {
+    this.#commit?.dedup(rt, key, rt.record.id);
+  }
+
+  /** A queued report was applied: take it out of the inbox. */
+  inboxDone(seq: number): void {
+    this.#commit?.inboxDone(seq);
+  }
+
+  /**
+   * This replica no longer owns these callbacks (a lease was lost or handed over): their
+   * resident runtimes leave at once (a busy one once its mailbox drains); nothing more of
+   * theirs is committed here.
+   */
+  disown(owned: (id: string) => boolean, err: StoreUnavailableError): void {
+    for (const rt of [...this.#live.values()]) {
+      if (owned(rt.record.id)) continue;
+      rt.invalid ??= err;
+      if (!rt.busy) this.#invalidate(rt);
+    }
+    this.#idempotency.clear();
+    this.#correlation.clear();
+    for (const rt of this.#live.values()) {
+      const r = rt.record;
+      if (r.idempotencyKey !== undefined) this.#idempotency.set(r.idempotencyKey, r.id);
+      if (r.correlationKey !== undefined) this.#correlation.set(r.correlationKey, r.id);
+    }
+    this.#scheduler?.poke();
+  }
+
+  /** Re-reads due times (the set of owned shards changed). */
+  pokeScheduler(): void {
+    this.#scheduler?.poke();
+  }
+
   /** A batch failed: nothing of it is stored, so memory goes back to what is. */
   #failed(batch: CommitBatch, err: StoreUnavailableError): void {
     for (const rt of batch.members) {
@@ -251,7 +352,8 @@ export class CallbackRegistry {
     this.#onInvalidated(rt, err);
     let row: StoredCallback | undefined;
     try {
-      row = this.#durable!.load(record.id);
+      // An asynchronous store cannot be read here: the callback is read back on its next use.
+      row = this.prefetching ? undefined : this.#durable!.load(record.id);
     } catch {
       row = undefined;
     }

@@ -47,6 +47,13 @@ export class Stats {
     this.#anchor(anchor)[status] += count;
   }
 
+  /** Replaces every count by status (a replica's shards changed). */
+  resetCounts(counts: readonly { anchor: string; status: CallbackStatus; count: number }[]): void {
+    for (const k of Object.keys(this.#byStatus) as CallbackStatus[]) this.#byStatus[k] = 0;
+    this.#byAnchor.clear();
+    for (const c of counts) this.addMany(c.anchor, c.status, c.count);
+  }
+
   /** Numbers of active and of inactive callbacks, from the counts by status. */
   activeInactive(): [active: number, inactive: number] {
     let active = 0;

@@ -7,7 +7,7 @@
  */
 
 import { StoreUnavailableError, toError } from '../errors.js';
-import type { DurableStore, StoredCallback } from './store.js';
+import type { CommitResult, DurableStore, StoredCallback } from './store.js';
 
 const CHANGE_RANK = { body: 0, index: 1, insert: 2 } as const;
 
@@ -26,7 +26,7 @@ export interface CommitMember {
   batch: CommitBatch | undefined;
 }
 
-type Waiter = { ok: () => void; fail: (err: Error) => void };
+type Waiter = { ok: () => void; fail: (err: Error) => void; member: CommitMember | undefined };
 
 /** One batch of writes. */
 export class CommitBatch {
@@ -34,6 +34,10 @@ export class CommitBatch {
   readonly deletes = new Set<string>();
   readonly members: CommitMember[] = [];
   readonly waiters: Waiter[] = [];
+  /** Deduplication keys of reports whose effect is in this batch. */
+  readonly dedup: { key: string; id: string }[] = [];
+  /** Inbox entries applied. */
+  readonly inboxDone: number[] = [];
   bytes = 0;
 }
 
@@ -43,6 +47,11 @@ export interface GroupCommitHooks {
   committed(batch: CommitBatch): void;
   /** A batch failed: nothing of it is in the store; its waiters got `err`. */
   failed(batch: CommitBatch, err: StoreUnavailableError): void;
+  /**
+   * The store refused some inserted rows (a unique key held elsewhere): the error for each of
+   * their members, whose waiters fail with it (called before any waiter is released).
+   */
+  conflicts?(batch: CommitBatch, ids: readonly string[]): Map<CommitMember, Error>;
 }
 
 /** Bounds of one batch: when either is reached, the batch commits without waiting for the turn's end. */
@@ -104,7 +113,38 @@ export class GroupCommit {
       member.batch = b;
       b.members.push(member);
     }
-    if (b.rows.size >= this.#limits.maxRows || b.bytes >= this.#limits.maxBytes) this.flush();
+    // Full: commit at the end of this synchronous run (not now: a deduplication key of the
+    // report whose effect this row is still joins the same batch).
+    if (b.rows.size >= this.#limits.maxRows || b.bytes >= this.#limits.maxBytes) this.#flushSoon();
+  }
+
+  #flushQueued = false;
+  #flushSoon(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.flush();
+    });
+  }
+
+  /**
+   * Records a report's deduplication key with its effect: in the open batch that holds the
+   * member's newest write (the same transaction), else in the next batch.
+   */
+  dedup(member: CommitMember, key: string, id: string): void {
+    const b =
+      member.batch !== undefined && member.batch === this.#open ? member.batch : this.#batch();
+    b.dedup.push({ key, id });
+    if (member.batch !== b) {
+      member.batch = b;
+      b.members.push(member);
+    }
+  }
+
+  /** Takes an applied report out of the inbox in the next batch. */
+  inboxDone(seq: number): void {
+    this.#batch().inboxDone.push(seq);
   }
 
   /** Removes a callback's row in the open batch. */
@@ -128,7 +168,7 @@ export class GroupCommit {
    */
   after(member: CommitMember | undefined, ok: () => void, fail: (err: Error) => void): void {
     const b = member?.batch;
-    if (b) b.waiters.push({ ok, fail });
+    if (b) b.waiters.push({ ok, fail, member });
     else ok();
   }
 
@@ -143,30 +183,42 @@ export class GroupCommit {
     const b = this.#open;
     if (!b) return;
     this.#open = undefined;
-    let result: void | Promise<void>;
+    let result: void | CommitResult | Promise<void | CommitResult>;
     try {
-      result = this.#store.commit({ upserts: [...b.rows.values()], deletes: [...b.deletes] });
+      result = this.#store.commit({
+        upserts: [...b.rows.values()],
+        deletes: [...b.deletes],
+        ...(b.dedup.length > 0 ? { dedup: b.dedup } : {}),
+        ...(b.inboxDone.length > 0 ? { inboxDone: b.inboxDone } : {}),
+      });
     } catch (err) {
-      this.#settle(b, err);
+      this.#settle(b, err, undefined);
       return;
     }
-    if (result && typeof result.then === 'function') {
-      this.#inflight = result.then(
-        () => this.#settle(b, undefined),
-        (err: unknown) => this.#settle(b, err ?? new Error('commit failed')),
+    if (result && typeof (result as Promise<unknown>).then === 'function') {
+      this.#inflight = (result as Promise<void | CommitResult>).then(
+        (r) => this.#settle(b, undefined, r),
+        (err: unknown) => this.#settle(b, err ?? new Error('commit failed'), undefined),
       );
       return;
     }
-    this.#settle(b, undefined);
+    this.#settle(b, undefined, result as void | CommitResult);
   }
 
-  #settle(b: CommitBatch, err: unknown): void {
+  #settle(b: CommitBatch, err: unknown, result: void | CommitResult): void {
     this.#inflight = undefined;
     for (const m of b.members) if (m.batch === b) m.batch = undefined;
     if (err === undefined) {
       this.commits++;
       this.rowsWritten += b.rows.size + b.deletes.size;
-      for (const w of b.waiters) w.ok();
+      const conflicts = result?.conflicts;
+      const refused =
+        conflicts && conflicts.length > 0 ? this.#hooks.conflicts?.(b, conflicts) : undefined;
+      for (const w of b.waiters) {
+        const e = refused && w.member ? refused.get(w.member) : undefined;
+        if (e) w.fail(e);
+        else w.ok();
+      }
       this.#hooks.committed(b);
     } else {
       const e =

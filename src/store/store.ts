@@ -61,6 +61,37 @@ export interface StoreBatch {
   readonly upserts: readonly StoredCallback[];
   /** Ids to remove. */
   readonly deletes: readonly string[];
+  /** Deduplication keys of reports applied in this batch (stores that keep them). */
+  readonly dedup?: readonly { key: string; id: string }[];
+  /** Queued reports applied in this batch, to take out of the inbox. */
+  readonly inboxDone?: readonly number[];
+}
+
+/** What a commit reports back. */
+export interface CommitResult {
+  /**
+   * Ids of inserted rows the store refused because a unique key (idempotency, correlation) is
+   * held by another callback; the rest of the batch committed.
+   */
+  readonly conflicts?: readonly string[];
+}
+
+/** What an asynchronous store fetches before the engine's synchronous reads. */
+export interface Prefetch {
+  /** Rows by id, with the ids of their children. */
+  readonly ids?: readonly string[];
+  readonly idempotencyKey?: string;
+  readonly correlationKey?: string;
+}
+
+/** A report queued durably for the owner of its callback. */
+export interface InboxEntry {
+  /** Queue order. */
+  readonly seq: number;
+  readonly callbackId: string;
+  readonly dedupKey: string;
+  /** The report as JSON: `{ token, status, data }`. */
+  readonly message: string;
 }
 
 /** Filters of a store listing, in creation order. */
@@ -105,7 +136,19 @@ export interface DurableStore {
   /** A page of rows in creation order. */
   list(query: StoreListQuery): StoredCallback[];
   /** Writes one batch in one transaction. */
-  commit(batch: StoreBatch): void | Promise<void>;
+  commit(batch: StoreBatch): void | CommitResult | Promise<void | CommitResult>;
+  /**
+   * For a store whose reads are asynchronous: fetches what the next synchronous reads of this
+   * turn need; resolves `false` if a row changed while it was read (fetch again).
+   */
+  prefetch?(request: Prefetch): Promise<boolean>;
+  /** For an asynchronous store: the earliest due time (in place of {@link nextDueAt}). */
+  nextDueAsync?(): Promise<number | undefined>;
+  /**
+   * For an asynchronous store: ids due at `now`, earliest first, at most `limit`, with their
+   * rows fetched for the synchronous path (in place of {@link dueIds}).
+   */
+  dueAsync?(now: number, limit: number): Promise<string[]>;
   /** Releases the store (and its lock). */
   close(): void | Promise<void>;
 }

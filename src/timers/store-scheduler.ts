@@ -46,6 +46,18 @@ export class StoreScheduler {
   /** Re-reads the earliest due time from the store and arms for it. */
   poke(): void {
     if (!this.#running) return;
+    if (this.#store.nextDueAsync) {
+      void this.#store.nextDueAsync().then(
+        (next) => {
+          if (next !== undefined) this.armAt(next);
+        },
+        (err: unknown) => {
+          this.#warn(err);
+          this.armAt(this.#clock.now() + 1000);
+        },
+      );
+      return;
+    }
     let next: number | undefined;
     try {
       next = this.#store.nextDueAt();
@@ -64,6 +76,10 @@ export class StoreScheduler {
 
   #wake(): void {
     if (!this.#running) return;
+    if (this.#store.dueAsync) {
+      void this.#wakeAsync();
+      return;
+    }
     const now = this.#clock.now();
     let ids: string[];
     try {
@@ -87,6 +103,34 @@ export class StoreScheduler {
       const next = this.#safeNext();
       if (next !== undefined && next > now) this.armAt(next);
       else if (next !== undefined && ids.length === DUE_PER_WAKE) this.armAt(now);
+    }
+  }
+
+  /** The same for a store read asynchronously: due rows are fetched, then fired in one turn. */
+  async #wakeAsync(): Promise<void> {
+    const now = this.#clock.now();
+    let ids: string[];
+    try {
+      ids = await this.#store.dueAsync!(now, DUE_PER_WAKE);
+    } catch (err) {
+      this.#warn(err);
+      this.armAt(now + 1000);
+      return;
+    }
+    if (!this.#running) return;
+    let progressed = false;
+    for (const id of ids) {
+      try {
+        if (this.#fire(id)) progressed = true;
+      } catch (err) {
+        this.#warn(err);
+      }
+    }
+    if (ids.length === DUE_PER_WAKE) this.armAt(now);
+    else if (progressed || ids.length === 0) {
+      // Rows still due that nobody could act on wait for the commit that rewrites them.
+      const next = await this.#store.nextDueAsync!().catch(() => undefined);
+      if (next !== undefined && next > now) this.armAt(next);
     }
   }
 

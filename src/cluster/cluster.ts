@@ -1,0 +1,444 @@
+/**
+ * A replica's part in a cluster on one PostgreSQL schema: it leases a fair
+ * share of the shards (with an epoch, fenced in every commit by the store),
+ * renews them, gives some back when a replica joins, hands everything over at
+ * once when it closes, and reaches the owner of any other callback over the
+ * forwarding transport, or queues the report durably when the owner does not
+ * answer in time.
+ *
+ * Ownership here is a local belief with a deadline: a replica that has not
+ * renewed its leases within their TTL (paused, cut off from the database)
+ * stops believing it owns anything before anyone else may take over, and the
+ * fence in every commit makes sure nothing it still tries is written.
+ *
+ * @module
+ */
+
+import { LeaseLostError, StoreUnavailableError, toError } from '../errors.js';
+import type { PostgresStore } from '../store/postgres.js';
+import { shardOf } from '../store/shards.js';
+import { NatsTransport, type Transport } from './transport.js';
+
+/** A request one replica sends the owner of a callback. */
+export type ForwardRequest =
+  | {
+      readonly op: 'report';
+      /** The callbackId (routing). */
+      readonly id: string;
+      readonly token: string;
+      readonly status: string;
+      readonly data: unknown;
+      readonly dedupKey: string;
+    }
+  | {
+      readonly op: 'create';
+      /** The parent's callbackId (routing). */
+      readonly id: string;
+      readonly anchor: string;
+      readonly options: unknown;
+    };
+
+/** The owner's reply. */
+export type ForwardReply =
+  | {
+      readonly kind: 'answer';
+      readonly outcome: string;
+      readonly answer: {
+        status: string;
+        token: string;
+        data: unknown;
+        stepError?: unknown;
+      };
+      readonly id?: string;
+      readonly parentToken?: string;
+    }
+  | {
+      readonly kind: 'error';
+      readonly code: string;
+      readonly statusCode: number;
+      readonly message: string;
+      readonly retryable: boolean;
+    }
+  | { readonly kind: 'notOwner' }
+  | { readonly kind: 'queued' };
+
+/** What the cluster needs from its engine. */
+export interface ClusterHost {
+  /** At the owner: applies a forwarded or queued request and answers it. */
+  serve(request: ForwardRequest, inboxSeq?: number): Promise<ForwardReply>;
+  /** The set of owned shards changed (drop what is no longer owned, recount). */
+  ownershipChanged(): Promise<void>;
+  /** Resolves once every pending write is committed (before shards are handed over). */
+  flush(): Promise<void>;
+  /** Receives background failures (never thrown). */
+  warn(err: unknown): void;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Counters of a replica's cluster work. */
+export interface ClusterStats {
+  readonly shards: number;
+  readonly forwarded: number;
+  readonly served: number;
+  readonly queued: number;
+  readonly inboxApplied: number;
+  readonly leaseRounds: number;
+  readonly stepDowns: number;
+}
+
+/** One replica's membership in a cluster. */
+export class Cluster {
+  readonly #store: PostgresStore;
+  readonly #node: string;
+  #host: ClusterHost | undefined;
+  #transport: Transport | undefined;
+  /** Until when (performance.now) the held leases are known valid. */
+  #validUntil = 0;
+  #owners = new Map<number, string>();
+  /** Shards just taken over whose queued reports are being applied. */
+  readonly #drainingShards = new Map<number, Promise<void>>();
+  /** Shards being handed over: no new work is taken for them. */
+  readonly #yielding = new Set<number>();
+  #timer: NodeJS.Timeout | undefined;
+  #round: Promise<void> | undefined;
+  #again = false;
+  #closing = false;
+  #draining = false;
+  #forwarded = 0;
+  #served = 0;
+  #queued = 0;
+  #inboxApplied = 0;
+  #leaseRounds = 0;
+  #stepDowns = 0;
+  #lastError: Error | undefined;
+
+  constructor(store: PostgresStore, node: string) {
+    this.#store = store;
+    this.#node = node;
+  }
+
+  get #settings() {
+    return this.#store.cluster;
+  }
+
+  /** Counters, for stats and tests. */
+  get stats(): ClusterStats {
+    return {
+      shards: this.#store.held().size,
+      forwarded: this.#forwarded,
+      served: this.#served,
+      queued: this.#queued,
+      inboxApplied: this.#inboxApplied,
+      leaseRounds: this.#leaseRounds,
+      stepDowns: this.#stepDowns,
+    };
+  }
+
+  /**
+   * Joins: connects the transport, takes a share of the shards, and starts renewing. Resolves
+   * once this replica holds shards (or after a few rounds if every shard stays taken).
+   */
+  async start(host: ClusterHost): Promise<void> {
+    this.#host = host;
+    const nats = this.#settings.nats;
+    if (nats) {
+      try {
+        this.#transport = await NatsTransport.connect(
+          nats.servers,
+          this.#settings.subject,
+          `callback-engine:${this.#node}`,
+        );
+      } catch (err) {
+        throw new StoreUnavailableError(
+          `cannot connect to NATS (${String(nats.servers)}): ${toError(err).message}`,
+          { cause: err },
+        );
+      }
+      this.#transport.serve(this.#node, (payload) => this.#onRequest(payload));
+      this.#transport.onBroadcast(() => this.#kick());
+    }
+    const renew = this.#settings.renewIntervalMs;
+    for (let i = 0; i < 4; i++) {
+      await this.#runRound();
+      if (this.#store.held().size > 0) break;
+      await sleep(Math.min(renew, 250 * (i + 1)));
+    }
+    if (this.#lastError && this.#store.held().size === 0) {
+      await this.#transport?.close();
+      throw this.#lastError;
+    }
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#closing) return;
+    this.#timer = setTimeout(() => {
+      void this.#runRound().finally(() => this.#schedule());
+    }, this.#settings.renewIntervalMs);
+    this.#timer.unref();
+  }
+
+  /** Runs a lease round now (another replica broadcast a change). */
+  #kick(): void {
+    if (this.#closing) return;
+    void this.#runRound();
+  }
+
+  #runRound(): Promise<void> {
+    if (this.#round) {
+      this.#again = true;
+      return this.#round;
+    }
+    this.#round = this.#leaseRound().finally(() => {
+      this.#round = undefined;
+      if (this.#again && !this.#closing) {
+        this.#again = false;
+        void this.#runRound();
+      }
+    });
+    return this.#round;
+  }
+
+  async #leaseRound(): Promise<void> {
+    const host = this.#host!;
+    const started = performance.now();
+    this.#leaseRounds++;
+    let round;
+    try {
+      round = await this.#store.leaseRound({ give: !this.#closing });
+      this.#lastError = undefined;
+    } catch (err) {
+      this.#lastError = toError(err);
+      host.warn(err);
+      // Cut off from the database: once the leases may have ended, stop owning.
+      if (performance.now() >= this.#validUntil) await this.#stepDown();
+      return;
+    }
+    const ttl = this.#settings.leaseTtlMs;
+    this.#validUntil = started + ttl - Math.min(500, ttl / 10);
+    this.#owners = round.owners;
+    if (round.lost.length > 0) this.#stepDowns++;
+    // Reports queued while these shards had no owner go first: direct ones wait for them.
+    const gained = round.gained.map((g) => g.shard);
+    let drained: Promise<void> | undefined;
+    if (gained.length > 0) {
+      let open!: () => void;
+      drained = new Promise<void>((resolve) => (open = resolve));
+      for (const s of gained) this.#drainingShards.set(s, drained);
+      drained
+        .finally(() => {
+          for (const s of gained)
+            if (this.#drainingShards.get(s) === drained) this.#drainingShards.delete(s);
+        })
+        .catch(() => {});
+      void (async () => {
+        try {
+          await host.ownershipChanged();
+          await this.#drainInbox(gained);
+        } finally {
+          open();
+        }
+      })();
+    }
+    if (round.released.length > 0) await this.#handOver(round.released);
+    if (round.lost.length > 0 || round.released.length > 0) await host.ownershipChanged();
+    if (round.released.length > 0) this.#transport?.broadcast();
+    await drained;
+    if (this.#store.held().size > 0) void this.#drainInbox();
+  }
+
+  /** Leases may have ended without renewal: own nothing until the next successful round. */
+  async #stepDown(): Promise<void> {
+    if (this.#store.held().size === 0) return;
+    this.#stepDowns++;
+    this.#store.drop([...this.#store.held().keys()]);
+    await this.#host!.ownershipChanged();
+  }
+
+  /** Gives shards back at once: no new work, pending writes committed, leases ended. */
+  async #handOver(shards: readonly number[]): Promise<void> {
+    for (const s of shards) this.#yielding.add(s);
+    try {
+      await this.#host!.ownershipChanged();
+      await this.#host!.flush();
+      await this.#store.release(shards);
+    } finally {
+      for (const s of shards) this.#yielding.delete(s);
+    }
+  }
+
+  /** Whether this replica owns the callback now (a valid lease on its shard). */
+  owns(id: string): boolean {
+    const shard = shardOf(id, this.#settings.shards);
+    if (!this.#store.held().has(shard) || this.#yielding.has(shard)) return false;
+    if (performance.now() < this.#validUntil) return true;
+    // Paused past the lease (SIGSTOP, a long GC): step down before anything else.
+    void this.#stepDown();
+    return false;
+  }
+
+  /** Whether this replica may commit for the shard (a held, unexpired, not yielding lease). */
+  ownsShard(shard: number): boolean {
+    return (
+      this.#store.held().has(shard) &&
+      !this.#yielding.has(shard) &&
+      performance.now() < this.#validUntil
+    );
+  }
+
+  /** A shard this replica owns, for a new callback's id, or `undefined`. */
+  get ownedShards(): number[] {
+    return [...this.#store.held().keys()].filter((s) => this.ownsShard(s));
+  }
+
+  /**
+   * Resolves once queued reports of the callback's shard, taken over just now, are applied
+   * (`undefined` when none are pending): a direct report must not overtake them.
+   */
+  settled(id: string): Promise<void> | undefined {
+    if (this.#drainingShards.size === 0) return undefined;
+    return this.#drainingShards.get(shardOf(id, this.#settings.shards));
+  }
+
+  /**
+   * Sends a request to the owner of `id` and returns its reply: forwarded over the transport;
+   * for a report whose shard has no live owner (its owner died or froze past its lease),
+   * queued durably for the next owner. A live owner that cannot be reached within
+   * `forwardTimeout` is a retryable `StoreUnavailableError`.
+   */
+  async route(id: string, request: ForwardRequest): Promise<ForwardReply> {
+    const shard = shardOf(id, this.#settings.shards);
+    const deadline = performance.now() + this.#settings.forwardTimeoutMs;
+    const payload = JSON.stringify(request);
+    for (let attempt = 0; ; attempt++) {
+      if (this.owns(id)) {
+        await this.settled(id);
+        return this.#host!.serve(request);
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      const owner = this.#owners.get(shard);
+      if (owner !== undefined && owner !== this.#node && this.#transport) {
+        try {
+          this.#forwarded++;
+          const reply = JSON.parse(
+            await this.#transport.request(owner, payload, Math.max(100, left / 2)),
+          ) as ForwardReply;
+          if (reply.kind !== 'notOwner') return reply;
+        } catch {
+          // No answer in time, or nobody serves that replica any more.
+        }
+      }
+      if (request.op === 'report') {
+        const queued = await this.#store.enqueue({
+          callbackId: id,
+          dedupKey: request.dedupKey,
+          message: payload,
+        });
+        if (queued !== 'owned') {
+          if (queued === 'queued') this.#queued++;
+          return { kind: 'queued' };
+        }
+      }
+      // A live owner elsewhere: learn who it is now, and try again.
+      const now = await this.#store.ownerOf(shard);
+      if (now === undefined || now === this.#node) {
+        this.#owners.delete(shard);
+        this.#kick();
+      } else this.#owners.set(shard, now);
+      await sleep(
+        Math.min(Math.max(0, deadline - performance.now()), 20 * 2 ** Math.min(attempt, 3)),
+      );
+    }
+    throw new StoreUnavailableError(
+      `the replica that owns callback ${id} did not answer within forwardTimeout; retry`,
+    );
+  }
+
+  /** A request from another replica. */
+  async #onRequest(payload: string): Promise<string> {
+    let reply: ForwardReply;
+    try {
+      const request = JSON.parse(payload) as ForwardRequest;
+      this.#served++;
+      reply = await this.#host!.serve(request);
+    } catch (err) {
+      const e = toError(err) as Error & { code?: string; statusCode?: number; retryable?: boolean };
+      reply = {
+        kind: 'error',
+        code: e.code ?? 'CBE_ERR_STORE_UNAVAILABLE',
+        statusCode: e.statusCode ?? 503,
+        message: e.message,
+        retryable: e.retryable ?? true,
+      };
+    }
+    return JSON.stringify(reply);
+  }
+
+  /** Applies queued reports of the owned shards (or of `only`), in queue order per callback. */
+  async #drainInbox(only?: readonly number[]): Promise<void> {
+    if (!only) {
+      if (this.#draining) return;
+      this.#draining = true;
+    }
+    try {
+      for (;;) {
+        const entries = await this.#store.inbox(256, only);
+        if (entries.length === 0) return;
+        const chains = new Map<string, Promise<void>>();
+        for (const e of entries) {
+          if (!this.ownsShard(shardOf(e.callbackId, this.#settings.shards))) continue;
+          const prev = chains.get(e.callbackId) ?? Promise.resolve();
+          chains.set(
+            e.callbackId,
+            prev.then(async () => {
+              const request = JSON.parse(e.message) as ForwardRequest;
+              const reply = await this.#host!.serve(request, e.seq);
+              if (reply.kind === 'error' && reply.retryable) throw new Error(reply.message);
+              this.#inboxApplied++;
+            }),
+          );
+        }
+        const results = await Promise.allSettled(chains.values());
+        // Failures stay queued; they are tried again on the next lease round.
+        if (results.some((r) => r.status === 'rejected') || entries.length < 256) return;
+        // Applied entries leave the inbox with the next commit: wait for it before re-reading.
+        await this.#host!.flush();
+      }
+    } catch (err) {
+      this.#host!.warn(err);
+    } finally {
+      if (!only) this.#draining = false;
+    }
+  }
+
+  /**
+   * Leaves the cluster: no new work, pending writes committed, every shard given back at
+   * once, and the other replicas told to take them.
+   */
+  async leave(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    clearTimeout(this.#timer);
+    await this.#round;
+    for (const s of this.#store.held().keys()) this.#yielding.add(s);
+    try {
+      await this.#host?.flush();
+      await this.#store.leave();
+      this.#transport?.broadcast();
+    } catch (err) {
+      this.#host?.warn(err);
+    }
+  }
+
+  /** Closes the transport (after {@link leave}). */
+  async close(): Promise<void> {
+    await this.#transport?.close().catch(() => {});
+    this.#transport = undefined;
+  }
+}
+
+/** The error of a report whose callback this replica no longer owns. */
+export const notOwned = (): LeaseLostError =>
+  new LeaseLostError('this replica no longer owns the callback; retry');

@@ -1,0 +1,1007 @@
+/**
+ * `postgresStore()`: a durable store in one PostgreSQL schema, on postgres.js,
+ * shared by every replica of a service. Each group commit is one pipelined
+ * transaction (`sql.begin`), fenced by the shard leases the committing replica
+ * holds: a replica that lost a lease commits nothing more for its callbacks.
+ *
+ * PostgreSQL answers reads asynchronously, so the engine fetches what a
+ * report needs first (`prefetch`) and then runs its synchronous path on what
+ * was fetched; a read that was not fetched is refused rather than guessed.
+ *
+ * @module
+ */
+
+import type postgres from 'postgres';
+import { durationMs } from '../duration.js';
+import {
+  InvalidArgumentError,
+  LeaseLostError,
+  StoreIncompatibleError,
+  StoreLockedError,
+  StoreUnavailableError,
+  toError,
+} from '../errors.js';
+import type { CallbackStatus } from '../lifecycle/statuses.js';
+import { TERMINAL_STATUSES } from '../lifecycle/statuses.js';
+import { checkKnownKeys } from '../keys.js';
+import { DEFAULT_SHARDS, shardOf, type ShardLease } from './shards.js';
+import type {
+  CommitResult,
+  DurableStore,
+  InboxEntry,
+  Prefetch,
+  StoreBatch,
+  StoredCallback,
+  StoreListQuery,
+  StoreOpenContext,
+  StoreRecovery,
+} from './store.js';
+
+/** Schema version kept in the `meta` table; a newer schema is refused. */
+export const POSTGRES_SCHEMA_VERSION = 1;
+
+/** Options of {@link postgresStore}. */
+export interface PostgresStoreOptions {
+  /** A PostgreSQL connection string, e.g. `postgres://app@db:5432/app`. */
+  connectionString: string;
+  /** The schema holding the tables; created on open. Replicas of one cluster share it. */
+  schema: string;
+  /** Number of shards (fixed when the schema is created). @default 64 */
+  shards?: number;
+  /** How long a shard lease lasts without renewal (ms, or an ISO 8601 duration such as `"PT10S"`). @default 10000 */
+  leaseTtl?: number | string;
+  /** How often a replica renews its leases and rebalances. @default 3000 */
+  renewInterval?: number | string;
+  /** How long a forwarded report waits for its owner before it is queued durably. @default 2000 */
+  forwardTimeout?: number | string;
+  /**
+   * The forwarding transport: NATS request-reply. Without it, a report for a callback another
+   * replica owns is queued durably (202) and applied by its owner from the inbox.
+   */
+  nats?: { servers: string | string[] } | undefined;
+  /** Connections in the pool. @default 8 */
+  maxConnections?: number;
+}
+
+const OPTION_KEYS: readonly string[] = Object.freeze([
+  'connectionString',
+  'schema',
+  'shards',
+  'leaseTtl',
+  'renewInterval',
+  'forwardTimeout',
+  'nats',
+  'maxConnections',
+]);
+
+/** The resolved cluster settings of a PostgreSQL store. */
+export interface ClusterSettings {
+  readonly shards: number;
+  readonly leaseTtlMs: number;
+  readonly renewIntervalMs: number;
+  readonly forwardTimeoutMs: number;
+  readonly nats: { servers: string | string[] } | undefined;
+  /** A prefix for transport subjects, unique per database and schema. */
+  readonly subject: string;
+}
+
+type Row = {
+  id: string;
+  seq: number;
+  anchor: string;
+  status: string;
+  due_at: number | null;
+  idem_key: string | null;
+  corr_key: string | null;
+  parent_id: string | null;
+  body: string;
+};
+
+const COLUMNS =
+  'id, seq::float8 AS seq, anchor, status, due_at::float8 AS due_at, idem_key, corr_key, parent_id, body';
+
+const toStored = (r: Row): StoredCallback => ({
+  id: r.id,
+  seq: r.seq,
+  anchor: r.anchor,
+  status: r.status as CallbackStatus,
+  dueAt: r.due_at,
+  idempotencyKey: r.idem_key,
+  correlationKey: r.corr_key,
+  parentId: r.parent_id,
+  body: r.body,
+});
+
+const TERMINAL_SQL = TERMINAL_STATUSES.map((s) => `'${s}'`).join(', ');
+
+/** The schema, version 1. Every statement is idempotent. */
+const SCHEMA_V1 = (shards: number): string => `
+CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS callbacks (
+  id text PRIMARY KEY,
+  shard int NOT NULL,
+  seq bigserial NOT NULL,
+  anchor text NOT NULL,
+  status text NOT NULL,
+  due_at bigint,
+  idem_key text,
+  corr_key text,
+  parent_id text,
+  body text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS callbacks_seq ON callbacks (seq);
+CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS callbacks_shard ON callbacks (shard, anchor, status);
+CREATE UNIQUE INDEX IF NOT EXISTS callbacks_idem ON callbacks (idem_key) WHERE idem_key IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS callbacks_corr ON callbacks (corr_key)
+  WHERE corr_key IS NOT NULL AND status NOT IN (${TERMINAL_SQL});
+CREATE INDEX IF NOT EXISTS callbacks_corr_seq ON callbacks (corr_key, seq) WHERE corr_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS callbacks_parent ON callbacks (parent_id, seq) WHERE parent_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS shards (
+  shard int PRIMARY KEY,
+  owner text,
+  epoch bigint NOT NULL DEFAULT 0,
+  expires_at timestamptz NOT NULL DEFAULT '-infinity'
+);
+INSERT INTO shards (shard) SELECT generate_series(0, ${shards - 1}) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS members (node text PRIMARY KEY, seen_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS inbox (
+  seq bigserial PRIMARY KEY,
+  shard int NOT NULL,
+  callback_id text NOT NULL,
+  dedup_key text NOT NULL UNIQUE,
+  message text NOT NULL,
+  queued_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS inbox_shard ON inbox (shard, seq);
+CREATE TABLE IF NOT EXISTS dedup (
+  key text PRIMARY KEY,
+  callback_id text NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE FUNCTION fence(p_node text, p_shards int[], p_epochs bigint[]) RETURNS void AS $f$
+DECLARE n int;
+BEGIN
+  SELECT count(*) INTO n FROM (
+    SELECT 1 FROM shards s
+    JOIN unnest(p_shards, p_epochs) AS f(shard, epoch) ON s.shard = f.shard AND s.epoch = f.epoch
+    WHERE s.owner = p_node AND s.expires_at > now()
+    FOR SHARE OF s) held;
+  IF n <> cardinality(p_shards) THEN
+    RAISE EXCEPTION 'lease lost' USING ERRCODE = 'CB001';
+  END IF;
+END $f$ LANGUAGE plpgsql;
+`;
+
+const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** Error codes of a PostgreSQL server that is going away or not there. */
+const pgCode = (err: unknown): string | undefined =>
+  typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string'
+    ? (err as { code: string }).code
+    : undefined;
+
+/** What one prefetch brought in; read by the synchronous calls of the same turn. */
+interface Fetched {
+  rows: Map<string, StoredCallback | null>;
+  children: Map<string, string[]>;
+  idem: Map<string, StoredCallback | null>;
+  corr: Map<string, StoredCallback | null>;
+}
+
+const emptyFetched = (): Fetched => ({
+  rows: new Map(),
+  children: new Map(),
+  idem: new Map(),
+  corr: new Map(),
+});
+
+/** The PostgreSQL store; see {@link postgresStore}. */
+export class PostgresStore implements DurableStore {
+  readonly kind = 'durable' as const;
+  readonly name: string;
+  readonly cluster: ClusterSettings;
+  readonly #url: string;
+  readonly #schema: string;
+  readonly #max: number;
+  #sql: postgres.Sql | undefined;
+  #node = '';
+  /** Shards this replica holds, with their epochs (the fence of every commit). */
+  readonly #held = new Map<number, number>();
+  /** Fetched rows, valid until the end of the turn that fetched them. */
+  #fetched = emptyFetched();
+  #clearScheduled = false;
+  /** Commits completed; and for ids written while a prefetch was in flight, the commit number. */
+  #commitNo = 0;
+  #readsInFlight = 0;
+  readonly #writtenAt = new Map<string, number>();
+  #closed = false;
+
+  constructor(options: PostgresStoreOptions, settings: ClusterSettings) {
+    this.#url = options.connectionString;
+    this.#schema = options.schema;
+    this.#max = options.maxConnections ?? 8;
+    this.cluster = settings;
+    let where = 'postgres';
+    try {
+      const u = new URL(options.connectionString);
+      where = `postgres://${u.host}${u.pathname}`;
+    } catch {
+      // not a URL: keep the generic name (never print credentials)
+    }
+    this.name = `${where}#${options.schema}`;
+  }
+
+  /** The connection pool (open). */
+  get sql(): postgres.Sql {
+    if (!this.#sql || this.#closed) throw new StoreUnavailableError(`${this.name} is not open`);
+    return this.#sql;
+  }
+
+  /** Wraps a driver failure as a typed, retryable error. */
+  #unavailable(what: string, err: unknown): StoreUnavailableError {
+    if (err instanceof StoreUnavailableError) return err;
+    const code = pgCode(err);
+    if (code === 'CB001')
+      return new LeaseLostError(`${what}: this replica no longer owns the shard`, { cause: err });
+    return new StoreUnavailableError(
+      `${what} on ${this.name} failed${code ? ` (${code})` : ''}: ${toError(err).message}`,
+      { cause: err },
+    );
+  }
+
+  async open(context: StoreOpenContext): Promise<StoreRecovery> {
+    let pg: typeof postgres;
+    try {
+      pg = (await import('postgres')).default;
+    } catch (err) {
+      throw new StoreUnavailableError(
+        'postgresStore() needs the package postgres (postgres.js 3.x): npm install postgres',
+        { cause: err },
+      );
+    }
+    this.#node = context.node;
+    const ttl = this.cluster.leaseTtlMs;
+    const sql = pg(this.#url, {
+      max: this.#max,
+      onnotice: () => {},
+      connect_timeout: Math.max(1, Math.ceil(ttl / 2000)),
+      idle_timeout: 60,
+      connection: {
+        application_name: `callback-engine:${context.node}`,
+        search_path: this.#schema,
+        // A paused replica's open transaction (and its share lock on a lease) ends on its own.
+        idle_in_transaction_session_timeout: Math.max(1000, Math.floor(ttl / 2)),
+      },
+    });
+    this.#sql = sql;
+    try {
+      await this.#migrate(sql, context);
+      const live = await sql<{ node: string }[]>`
+        SELECT node FROM members
+        WHERE node = ${context.node} AND seen_at > now() - ${ttl} * interval '1 millisecond'`;
+      if (live.length > 0)
+        throw new StoreLockedError(
+          `another live replica is named ${JSON.stringify(context.node)} in ${this.name} (node names must be distinct)`,
+        );
+      await sql`INSERT INTO members (node, seen_at) VALUES (${context.node}, now())
+        ON CONFLICT (node) DO UPDATE SET seen_at = now()`;
+      const maxSeq = await sql<{ m: number | null }[]>`SELECT max(seq)::float8 AS m FROM callbacks`;
+      // Counts come with the shards this replica takes (see shardCounts).
+      return { counts: [], maxSeq: maxSeq[0]?.m ?? -1 };
+    } catch (err) {
+      await sql.end({ timeout: 1 }).catch(() => {});
+      this.#sql = undefined;
+      if (err instanceof StoreLockedError || err instanceof StoreIncompatibleError) throw err;
+      throw this.#unavailable('opening', err);
+    }
+  }
+
+  async #migrate(sql: postgres.Sql, context: StoreOpenContext): Promise<void> {
+    await sql.begin(async (tx) => {
+      // One migrator at a time across replicas.
+      await tx`SELECT pg_advisory_xact_lock(hashtext(${'callback-engine:' + this.#schema}))`;
+      await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS "${this.#schema}"`);
+      const hasMeta = await tx<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM information_schema.tables
+        WHERE table_schema = ${this.#schema} AND table_name = 'meta'`;
+      if (hasMeta[0]!.n === 0) {
+        await tx.unsafe(SCHEMA_V1(this.cluster.shards));
+        await tx`INSERT INTO meta (key, value) VALUES
+          ('schema_version', ${String(POSTGRES_SCHEMA_VERSION)}),
+          ('machine_version', ${context.machineVersion}),
+          ('shards', ${String(this.cluster.shards)})`;
+        return;
+      }
+      const meta = new Map(
+        (await tx<{ key: string; value: string }[]>`SELECT key, value FROM meta`).map((r) => [
+          r.key,
+          r.value,
+        ]),
+      );
+      const version = Number(meta.get('schema_version') ?? 0);
+      if (version > POSTGRES_SCHEMA_VERSION)
+        throw new StoreIncompatibleError(
+          `${this.name} has schema version ${version}; this engine understands up to ${POSTGRES_SCHEMA_VERSION} (upgrade callback-engine)`,
+        );
+      if (meta.get('machine_version') !== context.machineVersion)
+        throw new StoreIncompatibleError(
+          `${this.name} was written by lifecycle machine version ${meta.get('machine_version') ?? '(none)'}; this engine runs ${context.machineVersion}`,
+        );
+      if (Number(meta.get('shards')) !== this.cluster.shards)
+        throw new StoreIncompatibleError(
+          `${this.name} has ${meta.get('shards')} shards; this engine was given ${this.cluster.shards} (the number is fixed per schema)`,
+        );
+    });
+  }
+
+  // ---- synchronous reads of what was fetched --------------------------------------------------
+
+  #miss(what: string): never {
+    throw new StoreUnavailableError(
+      `${this.name}: ${what} was read without being fetched first (an engine bug); retry`,
+    );
+  }
+
+  load(id: string): StoredCallback | undefined {
+    const row = this.#fetched.rows.get(id);
+    if (row === undefined) this.#miss(`callback ${id}`);
+    return row ?? undefined;
+  }
+
+  findByIdempotencyKey(key: string): StoredCallback | undefined {
+    const row = this.#fetched.idem.get(key);
+    if (row === undefined) this.#miss('an idempotency key');
+    return row ?? undefined;
+  }
+
+  findByCorrelationKey(key: string): StoredCallback | undefined {
+    const row = this.#fetched.corr.get(key);
+    if (row === undefined) this.#miss('a correlation key');
+    return row ?? undefined;
+  }
+
+  childrenOf(id: string): string[] {
+    const ids = this.#fetched.children.get(id);
+    if (ids === undefined) this.#miss(`the children of ${id}`);
+    return [...ids];
+  }
+
+  /** Due times are asked for asynchronously ({@link nextDueAsync}); nothing synchronous is due. */
+  nextDueAt(): number | undefined {
+    return undefined;
+  }
+
+  dueIds(): string[] {
+    return [];
+  }
+
+  list(): StoredCallback[] {
+    this.#miss('a listing');
+  }
+
+  // ---- asynchronous reads ---------------------------------------------------------------------
+
+  #keep(): void {
+    if (this.#clearScheduled) return;
+    this.#clearScheduled = true;
+    setImmediate(() => {
+      this.#clearScheduled = false;
+      this.#fetched = emptyFetched();
+    });
+  }
+
+  /** Runs a read; rows written by a commit that completed meanwhile are not kept (stale). */
+  async #fresh<T>(read: () => Promise<T>): Promise<{ value: T; since: number }> {
+    const since = this.#commitNo;
+    this.#readsInFlight++;
+    try {
+      return { value: await read(), since };
+    } catch (err) {
+      throw this.#unavailable('reading', err);
+    } finally {
+      if (--this.#readsInFlight === 0) this.#writtenAt.clear();
+    }
+  }
+
+  #stale(id: string, since: number): boolean {
+    const at = this.#writtenAt.get(id);
+    return at !== undefined && at > since;
+  }
+
+  /**
+   * Fetches what the engine's next synchronous reads need: rows by id (with their children),
+   * by idempotency key or by correlation key.
+   * @returns `false` if a row changed while it was read (fetch again).
+   */
+  async prefetch(request: Prefetch): Promise<boolean> {
+    const sql = this.sql;
+    const ids = request.ids ?? [];
+    const { value, since } = await this.#fresh(async () => {
+      const [rows, idem, corr] = await Promise.all([
+        ids.length === 0
+          ? Promise.resolve([] as Row[])
+          : sql.unsafe<Row[]>(
+              `SELECT ${COLUMNS} FROM callbacks WHERE id = ANY($1::text[])
+               UNION ALL SELECT ${COLUMNS} FROM callbacks WHERE parent_id = ANY($1::text[])`,
+              [ids],
+            ),
+        request.idempotencyKey === undefined
+          ? Promise.resolve([] as Row[])
+          : sql.unsafe<Row[]>(`SELECT ${COLUMNS} FROM callbacks WHERE idem_key = $1`, [
+              request.idempotencyKey,
+            ]),
+        request.correlationKey === undefined
+          ? Promise.resolve([] as Row[])
+          : sql.unsafe<Row[]>(
+              `SELECT ${COLUMNS} FROM callbacks WHERE corr_key = $1 ORDER BY seq DESC LIMIT 1`,
+              [request.correlationKey],
+            ),
+      ]);
+      return { rows, idem, corr };
+    });
+    const f = this.#fetched;
+    let fresh = true;
+    const asked = new Set(ids);
+    const kids = new Map<string, { seq: number; id: string }[]>();
+    for (const id of ids) {
+      f.rows.set(id, null);
+      kids.set(id, []);
+    }
+    for (const r of value.rows) {
+      if (this.#stale(r.id, since)) {
+        fresh = false;
+        f.rows.delete(r.id);
+        continue;
+      }
+      if (asked.has(r.id)) f.rows.set(r.id, toStored(r));
+      if (r.parent_id !== null && asked.has(r.parent_id)) {
+        kids.get(r.parent_id)!.push({ seq: r.seq, id: r.id });
+        if (!f.rows.has(r.id)) f.rows.set(r.id, toStored(r));
+      }
+    }
+    for (const [id, list] of kids) {
+      // A parent written meanwhile may have gained children: not fresh.
+      if (this.#stale(id, since)) {
+        fresh = false;
+        f.rows.delete(id);
+      }
+      f.children.set(
+        id,
+        list.sort((a, b) => a.seq - b.seq).map((k) => k.id),
+      );
+    }
+    if (request.idempotencyKey !== undefined) {
+      const r = value.idem[0];
+      if (r && this.#stale(r.id, since)) fresh = false;
+      else f.idem.set(request.idempotencyKey, r ? toStored(r) : null);
+      if (r) {
+        f.rows.set(r.id, toStored(r));
+        if (!f.children.has(r.id)) await this.#children(r.id);
+      }
+    }
+    if (request.correlationKey !== undefined) {
+      const r = value.corr[0];
+      if (r && this.#stale(r.id, since)) fresh = false;
+      else f.corr.set(request.correlationKey, r ? toStored(r) : null);
+    }
+    this.#keep();
+    return fresh;
+  }
+
+  async #children(id: string): Promise<void> {
+    const rows = await this.#fresh(
+      () =>
+        this.sql<{ id: string }[]>`SELECT id FROM callbacks WHERE parent_id = ${id} ORDER BY seq`,
+    );
+    this.#fetched.children.set(
+      id,
+      rows.value.map((r) => r.id),
+    );
+    this.#keep();
+  }
+
+  /** Reads one row as committed (no prefetch bookkeeping): for replicas that do not own it. */
+  async read(id: string): Promise<StoredCallback | undefined> {
+    const { value } = await this.#fresh(() =>
+      this.sql.unsafe<Row[]>(`SELECT ${COLUMNS} FROM callbacks WHERE id = $1`, [id]),
+    );
+    return value[0] && toStored(value[0]);
+  }
+
+  /** Rows of a callback's children, in creation order, as committed. */
+  async childrenRows(id: string): Promise<StoredCallback[]> {
+    const { value } = await this.#fresh(() =>
+      this.sql.unsafe<Row[]>(`SELECT ${COLUMNS} FROM callbacks WHERE parent_id = $1 ORDER BY seq`, [
+        id,
+      ]),
+    );
+    return value.map(toStored);
+  }
+
+  /** The active callback holding this correlation key (or the newest), as committed. */
+  async readByCorrelation(key: string): Promise<StoredCallback | undefined> {
+    const { value } = await this.#fresh(() =>
+      this.sql.unsafe<Row[]>(
+        `SELECT ${COLUMNS} FROM callbacks WHERE corr_key = $1 ORDER BY seq DESC LIMIT 1`,
+        [key],
+      ),
+    );
+    return value[0] && toStored(value[0]);
+  }
+
+  /** A page of rows in creation order, as committed. */
+  async listAsync(query: StoreListQuery): Promise<StoredCallback[]> {
+    const where = ['seq > $1'];
+    const params: unknown[] = [query.afterSeq];
+    if (query.anchor !== undefined) {
+      params.push(query.anchor);
+      where.push(`anchor = $${params.length}`);
+    }
+    if (query.statuses && query.statuses.length > 0) {
+      params.push([...query.statuses]);
+      where.push(`status = ANY($${params.length}::text[])`);
+    }
+    params.push(query.limit);
+    const text = `SELECT ${COLUMNS} FROM callbacks WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${params.length}`;
+    const { value } = await this.#fresh(() =>
+      this.sql.unsafe<Row[]>(text, params as postgres.ParameterOrJSON<never>[]),
+    );
+    return value.map(toStored);
+  }
+
+  /** The earliest due time among the shards this replica holds. */
+  async nextDueAsync(): Promise<number | undefined> {
+    const shards = [...this.#held.keys()];
+    if (shards.length === 0) return undefined;
+    const { value } = await this.#fresh(
+      () => this.sql<{ at: number | null }[]>`
+        SELECT due_at::float8 AS at FROM callbacks
+        WHERE due_at IS NOT NULL AND shard = ANY(${shards}::int[]) ORDER BY due_at LIMIT 1`,
+    );
+    return value[0]?.at ?? undefined;
+  }
+
+  /** Ids due at `now` in the held shards, fetched (rows and children) for the synchronous path. */
+  async dueAsync(now: number, limit: number): Promise<string[]> {
+    const shards = [...this.#held.keys()];
+    if (shards.length === 0) return [];
+    const { value } = await this.#fresh(
+      () => this.sql<{ id: string }[]>`
+        SELECT id FROM callbacks
+        WHERE due_at IS NOT NULL AND due_at <= ${now} AND shard = ANY(${shards}::int[])
+        ORDER BY due_at LIMIT ${limit}`,
+    );
+    const ids = value.map((r) => r.id);
+    if (ids.length === 0) return ids;
+    const fresh = await this.prefetch({ ids });
+    // A stale row is simply due again next time.
+    return fresh ? ids : ids.filter((id) => this.#fetched.rows.has(id));
+  }
+
+  /** Counts per anchor and status of the given shards (as committed). */
+  async shardCounts(
+    shards: readonly number[],
+  ): Promise<{ anchor: string; status: CallbackStatus; count: number }[]> {
+    if (shards.length === 0) return [];
+    const { value } = await this.#fresh(
+      () => this.sql<{ anchor: string; status: CallbackStatus; count: number }[]>`
+        SELECT anchor, status, count(*)::int AS count FROM callbacks
+        WHERE shard = ANY(${[...shards]}::int[]) GROUP BY anchor, status`,
+    );
+    return value;
+  }
+
+  /** Which of these deduplication keys were applied already. */
+  async appliedKeys(keys: readonly string[]): Promise<Set<string>> {
+    if (keys.length === 0) return new Set();
+    const { value } = await this.#fresh(
+      () =>
+        this.sql<{ key: string }[]>`SELECT key FROM dedup WHERE key = ANY(${[...keys]}::text[])`,
+    );
+    return new Set(value.map((r) => r.key));
+  }
+
+  // ---- writes ---------------------------------------------------------------------------------
+
+  shardOf(id: string): number {
+    return shardOf(id, this.cluster.shards);
+  }
+
+  async commit(batch: StoreBatch): Promise<CommitResult> {
+    const sql = this.sql;
+    const n = this.cluster.shards;
+    const shards = new Set<number>();
+    const ins: StoredCallback[] = [];
+    const upd: StoredCallback[] = [];
+    const ups: StoredCallback[] = [];
+    for (const r of batch.upserts) {
+      shards.add(shardOf(r.id, n));
+      if (r.change === 'insert') ins.push(r);
+      else if (r.change === 'body' || r.change === 'index') upd.push(r);
+      else ups.push(r);
+    }
+    for (const id of batch.deletes) shards.add(shardOf(id, n));
+    for (const d of batch.dedup ?? []) shards.add(shardOf(d.id, n));
+    const fenceShards: number[] = [];
+    const fenceEpochs: number[] = [];
+    for (const s of shards) {
+      const epoch = this.#held.get(s);
+      if (epoch === undefined)
+        throw new LeaseLostError(`this replica does not own shard ${s} (${this.name})`);
+      fenceShards.push(s);
+      fenceEpochs.push(epoch);
+    }
+    const cols = (rows: StoredCallback[]) => ({
+      id: rows.map((r) => r.id),
+      shard: rows.map((r) => shardOf(r.id, n)),
+      anchor: rows.map((r) => r.anchor),
+      status: rows.map((r) => r.status),
+      due: rows.map((r) => r.dueAt),
+      idem: rows.map((r) => r.idempotencyKey),
+      corr: rows.map((r) => r.correlationKey),
+      parent: rows.map((r) => r.parentId),
+      body: rows.map((r) => r.body),
+    });
+    let results: unknown[];
+    try {
+      results = await sql.begin((tx) => {
+        const q: postgres.PendingQuery<postgres.Row[]>[] = [];
+        if (fenceShards.length > 0)
+          q.push(tx`SELECT fence(${this.#node}, ${fenceShards}::int[], ${fenceEpochs}::bigint[])`);
+        if (ins.length > 0) {
+          const c = cols(ins);
+          q.push(tx`
+            INSERT INTO callbacks (id, shard, anchor, status, due_at, idem_key, corr_key, parent_id, body)
+            SELECT * FROM unnest(${c.id}::text[], ${c.shard}::int[], ${c.anchor}::text[],
+              ${c.status}::text[], ${c.due as never}::bigint[], ${c.idem as never}::text[],
+              ${c.corr as never}::text[], ${c.parent as never}::text[], ${c.body}::text[])
+            ON CONFLICT DO NOTHING RETURNING id`);
+        }
+        if (upd.length > 0) {
+          const c = cols(upd);
+          q.push(tx`
+            UPDATE callbacks AS t SET status = u.status, due_at = u.due_at, body = u.body
+            FROM unnest(${c.id}::text[], ${c.status}::text[], ${c.due as never}::bigint[], ${c.body}::text[])
+              AS u(id, status, due_at, body)
+            WHERE t.id = u.id`);
+        }
+        if (ups.length > 0) {
+          const c = cols(ups);
+          q.push(tx`
+            INSERT INTO callbacks (id, shard, anchor, status, due_at, idem_key, corr_key, parent_id, body)
+            SELECT * FROM unnest(${c.id}::text[], ${c.shard}::int[], ${c.anchor}::text[],
+              ${c.status}::text[], ${c.due as never}::bigint[], ${c.idem as never}::text[],
+              ${c.corr as never}::text[], ${c.parent as never}::text[], ${c.body}::text[])
+            ON CONFLICT (id) DO UPDATE SET status = excluded.status, due_at = excluded.due_at,
+              body = excluded.body`);
+        }
+        if (batch.deletes.length > 0)
+          q.push(tx`DELETE FROM callbacks WHERE id = ANY(${[...batch.deletes]}::text[])`);
+        const dedup = batch.dedup ?? [];
+        if (dedup.length > 0)
+          q.push(tx`
+            INSERT INTO dedup (key, callback_id)
+            SELECT * FROM unnest(${dedup.map((d) => d.key)}::text[], ${dedup.map((d) => d.id)}::text[])
+            ON CONFLICT DO NOTHING`);
+        const done = batch.inboxDone ?? [];
+        if (done.length > 0) q.push(tx`DELETE FROM inbox WHERE seq = ANY(${[...done]}::bigint[])`);
+        // Pipelined: every statement is sent at once, one round trip for the transaction.
+        return q;
+      });
+    } catch (err) {
+      throw this.#unavailable('commit', err);
+    }
+    this.#commitNo++;
+    if (this.#readsInFlight > 0) {
+      for (const r of batch.upserts) this.#writtenAt.set(r.id, this.#commitNo);
+      for (const id of batch.deletes) this.#writtenAt.set(id, this.#commitNo);
+    }
+    for (const r of batch.upserts) this.#fetched.rows.delete(r.id);
+    if (ins.length === 0) return {};
+    const inserted = new Set(
+      (results[fenceShards.length > 0 ? 1 : 0] as { id: string }[]).map((r) => r.id),
+    );
+    const conflicts = ins.filter((r) => !inserted.has(r.id)).map((r) => r.id);
+    return conflicts.length > 0 ? { conflicts } : {};
+  }
+
+  // ---- inbox ------------------------------------------------------------------------------------
+
+  /**
+   * Queues a report durably for the next owner of its callback's shard (committed when this
+   * resolves). Only while the shard has no live owner: a report queued behind the back of a
+   * live owner could be overtaken by a later report sent to that owner directly. The shard's
+   * row is share-locked, so a takeover waits for the report and then finds it in the inbox.
+   * @returns `queued`; `duplicate` if this deduplication key was queued or applied already;
+   *   `owned` if the shard has a live owner (forward to it instead).
+   */
+  async enqueue(entry: {
+    callbackId: string;
+    dedupKey: string;
+    message: string;
+  }): Promise<'queued' | 'duplicate' | 'owned'> {
+    const shard = shardOf(entry.callbackId, this.cluster.shards);
+    try {
+      return await this.sql.begin(async (tx) => {
+        const free = await tx`
+          SELECT shard FROM shards
+          WHERE shard = ${shard} AND (owner IS NULL OR expires_at <= now()) FOR SHARE`;
+        if (free.length === 0) return 'owned' as const;
+        const rows = await tx`
+          INSERT INTO inbox (shard, callback_id, dedup_key, message)
+          SELECT ${shard}, ${entry.callbackId}, ${entry.dedupKey}, ${entry.message}
+          WHERE NOT EXISTS (SELECT 1 FROM dedup WHERE key = ${entry.dedupKey})
+          ON CONFLICT (dedup_key) DO NOTHING RETURNING seq`;
+        return rows.length > 0 ? ('queued' as const) : ('duplicate' as const);
+      });
+    } catch (err) {
+      throw this.#unavailable('queueing a report', err);
+    }
+  }
+
+  /** The live owner of a shard, as the database has it now. */
+  async ownerOf(shard: number): Promise<string | undefined> {
+    const { value } = await this.#fresh(
+      () => this.sql<{ owner: string }[]>`
+        SELECT owner FROM shards WHERE shard = ${shard} AND owner IS NOT NULL AND expires_at > now()`,
+    );
+    return value[0]?.owner;
+  }
+
+  /** Queued reports of the given shards (default: every held shard), oldest first. */
+  async inbox(limit: number, only?: readonly number[]): Promise<InboxEntry[]> {
+    const shards = only ? [...only] : [...this.#held.keys()];
+    if (shards.length === 0) return [];
+    const { value } = await this.#fresh(
+      () => this.sql<{ seq: number; callback_id: string; dedup_key: string; message: string }[]>`
+        SELECT seq::float8 AS seq, callback_id, dedup_key, message FROM inbox
+        WHERE shard = ANY(${shards}::int[]) ORDER BY seq LIMIT ${limit}`,
+    );
+    return value.map((r) => ({
+      seq: r.seq,
+      callbackId: r.callback_id,
+      dedupKey: r.dedup_key,
+      message: r.message,
+    }));
+  }
+
+  // ---- leases -----------------------------------------------------------------------------------
+
+  /** The shards this replica holds and their epochs. */
+  held(): ReadonlyMap<number, number> {
+    return this.#held;
+  }
+
+  /** Whether this replica holds the shard of `id`. */
+  owns(id: string): boolean {
+    return this.#held.has(shardOf(id, this.cluster.shards));
+  }
+
+  /**
+   * One lease round: heartbeat, renew what is held, take a fair share of free or expired
+   * shards, and give back what exceeds the fair share (a replica joined).
+   * @returns what changed.
+   */
+  async leaseRound(options: { give: boolean }): Promise<{
+    lost: number[];
+    gained: ShardLease[];
+    released: number[];
+    members: string[];
+    owners: Map<number, string>;
+  }> {
+    const sql = this.sql;
+    const node = this.#node;
+    const ttl = this.cluster.leaseTtlMs;
+    const held = [...this.#held.entries()];
+    let lost: number[] = [];
+    let gained: ShardLease[] = [];
+    let released: number[] = [];
+    let members: string[] = [];
+    const owners = new Map<number, string>();
+    try {
+      await sql.begin(async (tx) => {
+        await tx`SELECT set_config('lock_timeout', ${String(Math.max(200, Math.floor(ttl / 4)))}, true)`;
+        await tx`INSERT INTO members (node, seen_at) VALUES (${node}, now())
+          ON CONFLICT (node) DO UPDATE SET seen_at = now()`;
+        const renewed = await tx<{ shard: number }[]>`
+          UPDATE shards SET expires_at = now() + ${ttl} * interval '1 millisecond'
+          FROM unnest(${held.map((h) => h[0])}::int[], ${held.map((h) => h[1])}::bigint[]) AS h(shard, epoch)
+          WHERE shards.shard = h.shard AND shards.epoch = h.epoch AND shards.owner = ${node}
+            AND shards.expires_at > now()
+          RETURNING shards.shard`;
+        const kept = new Set(renewed.map((r) => r.shard));
+        lost = held.map((h) => h[0]).filter((s) => !kept.has(s));
+        members = (
+          await tx<{ node: string }[]>`
+            SELECT node FROM members WHERE seen_at > now() - ${ttl} * interval '1 millisecond'
+            ORDER BY node`
+        ).map((r) => r.node);
+        const total = this.cluster.shards;
+        const fair = Math.ceil(total / Math.max(1, members.length));
+        const want = options.give ? fair - kept.size : 0;
+        if (want > 0) {
+          gained = (
+            await tx<{ shard: number; epoch: number }[]>`
+              UPDATE shards SET owner = ${node}, epoch = epoch + 1,
+                expires_at = now() + ${ttl} * interval '1 millisecond'
+              WHERE shard IN (
+                SELECT shard FROM shards WHERE owner IS NULL OR expires_at <= now()
+                ORDER BY shard LIMIT ${want} FOR UPDATE SKIP LOCKED)
+              RETURNING shard, epoch::float8 AS epoch`
+          ).map((r) => ({ shard: r.shard, epoch: r.epoch }));
+        } else if (options.give && kept.size > fair) {
+          // Another replica joined: give back the excess (the highest shards).
+          const excess = [...kept].sort((a, b) => b - a).slice(0, kept.size - fair);
+          released = excess;
+        }
+        for (const r of await tx<{ shard: number; owner: string | null }[]>`
+          SELECT shard, owner FROM shards WHERE owner IS NOT NULL AND expires_at > now()`)
+          if (r.owner !== null) owners.set(r.shard, r.owner);
+      });
+    } catch (err) {
+      throw this.#unavailable('renewing leases', err);
+    }
+    for (const s of lost) this.#held.delete(s);
+    for (const g of gained) this.#held.set(g.shard, g.epoch);
+    return { lost, gained, released, members, owners };
+  }
+
+  /** Stops committing for these shards (locally, at once): the lease is treated as lost. */
+  drop(shards: readonly number[]): void {
+    for (const s of shards) this.#held.delete(s);
+  }
+
+  /**
+   * Gives shards back at once (graceful handover): their leases end now, so another replica
+   * takes them without waiting for expiry. Call after their writes committed.
+   */
+  async release(shards: readonly number[]): Promise<void> {
+    const pairs = shards
+      .map((s) => [s, this.#held.get(s)] as const)
+      .filter((p): p is readonly [number, number] => p[1] !== undefined);
+    for (const s of shards) this.#held.delete(s);
+    if (pairs.length === 0) return;
+    try {
+      await this.sql`
+        UPDATE shards SET owner = NULL, expires_at = '-infinity'
+        FROM unnest(${pairs.map((p) => p[0])}::int[], ${pairs.map((p) => p[1])}::bigint[]) AS h(shard, epoch)
+        WHERE shards.shard = h.shard AND shards.epoch = h.epoch AND shards.owner = ${this.#node}`;
+    } catch (err) {
+      throw this.#unavailable('releasing leases', err);
+    }
+  }
+
+  /** Leaves the cluster: gives back every shard and removes this replica's heartbeat. */
+  async leave(): Promise<void> {
+    await this.release([...this.#held.keys()]);
+    try {
+      await this.sql`DELETE FROM members WHERE node = ${this.#node}`;
+    } catch (err) {
+      throw this.#unavailable('leaving', err);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#held.clear();
+    const sql = this.#sql;
+    this.#sql = undefined;
+    await sql?.end({ timeout: 2 });
+  }
+}
+
+/** Resolves and checks {@link PostgresStoreOptions}. */
+function settings(options: PostgresStoreOptions): ClusterSettings {
+  const shards = options.shards ?? DEFAULT_SHARDS;
+  if (!Number.isSafeInteger(shards) || shards < 1 || shards > 4096)
+    throw new InvalidArgumentError(
+      `postgresStore options.shards must be an integer from 1 to 4096 (got ${String(options.shards)})`,
+    );
+  const ms = (key: 'leaseTtl' | 'renewInterval' | 'forwardTimeout', dflt: number): number => {
+    const v = options[key];
+    const out =
+      v === undefined
+        ? dflt
+        : typeof v === 'number'
+          ? v
+          : durationMs(`postgresStore options.${key}`, v, 0);
+    if (!Number.isFinite(out))
+      throw new InvalidArgumentError(
+        `postgresStore options.${key} must be a number of ms or an ISO 8601 duration`,
+      );
+    if (!(out > 0))
+      throw new InvalidArgumentError(`postgresStore options.${key} must be longer than zero`);
+    return out;
+  };
+  const leaseTtlMs = ms('leaseTtl', 10_000);
+  const renewIntervalMs = ms('renewInterval', 3_000);
+  if (renewIntervalMs * 2 > leaseTtlMs)
+    throw new InvalidArgumentError(
+      `postgresStore options.renewInterval (${renewIntervalMs} ms) must be at most half of leaseTtl (${leaseTtlMs} ms), so a lease is renewed before it ends`,
+    );
+  const nats = options.nats;
+  if (
+    nats !== undefined &&
+    (typeof nats !== 'object' ||
+      nats === null ||
+      !(typeof nats.servers === 'string' || Array.isArray(nats.servers)))
+  )
+    throw new InvalidArgumentError(
+      'postgresStore options.nats must be { servers: string | string[] }',
+    );
+  let db = 'db';
+  try {
+    db = new URL(options.connectionString).pathname.replace(/\W/g, '') || 'db';
+  } catch {
+    // keep 'db'
+  }
+  return {
+    shards,
+    leaseTtlMs,
+    renewIntervalMs,
+    forwardTimeoutMs: ms('forwardTimeout', 2_000),
+    nats,
+    subject: `cbe.${db}.${options.schema}`,
+  };
+}
+
+/**
+ * A durable store in a PostgreSQL schema, shared by every replica of a
+ * service: engines with distinct `node` names and the same `secrets` on one
+ * schema form a cluster. Each callback belongs to one of `shards` shards,
+ * leased by one replica at a time; every commit is fenced by its leases.
+ * Needs the package `postgres` (postgres.js 3.x), loaded when the store opens.
+ *
+ * @param options - connection, schema and cluster settings.
+ * @returns the store, for `createCallbackEngine({ store })`.
+ * @throws {@link InvalidArgumentError} for a bad option.
+ * @example
+ * ```ts
+ * import { createCallbackEngine } from 'callback-engine';
+ * import { postgresStore } from 'callback-engine/postgres';
+ *
+ * const engine = createCallbackEngine({
+ *   node: process.env.HOSTNAME!, // distinct per replica
+ *   secrets: [process.env.CALLBACK_SECRET!], // the same on every replica
+ *   store: postgresStore({
+ *     connectionString: process.env.DATABASE_URL!,
+ *     schema: 'callbacks',
+ *     nats: { servers: process.env.NATS_URL! },
+ *   }),
+ * });
+ * await engine.ready(); // this replica holds its share of the shards
+ * ```
+ */
+export function postgresStore(options: PostgresStoreOptions): PostgresStore {
+  if (typeof options !== 'object' || options === null)
+    throw new InvalidArgumentError(
+      'postgresStore() needs an options object with connectionString and schema',
+    );
+  checkKnownKeys('postgresStore options', options, OPTION_KEYS);
+  if (typeof options.connectionString !== 'string' || options.connectionString.length === 0)
+    throw new InvalidArgumentError('postgresStore options.connectionString must be a string');
+  if (typeof options.schema !== 'string' || !SCHEMA_RE.test(options.schema))
+    throw new InvalidArgumentError(
+      `postgresStore options.schema must be a lower-case SQL identifier (got ${JSON.stringify(options.schema)})`,
+    );
+  const max = options.maxConnections;
+  if (max !== undefined && (!Number.isSafeInteger(max) || max < 2 || max > 100))
+    throw new InvalidArgumentError(
+      `postgresStore options.maxConnections must be an integer from 2 to 100 (got ${String(max)})`,
+    );
+  return new PostgresStore(options, settings(options));
+}
+
+/** Drops a schema and everything in it (for tests and demos). */
+export async function dropSchema(connectionString: string, schema: string): Promise<void> {
+  if (!SCHEMA_RE.test(schema)) throw new InvalidArgumentError(`not a schema name: ${schema}`);
+  const pg = (await import('postgres')).default;
+  const sql = pg(connectionString, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
