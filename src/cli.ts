@@ -5,6 +5,7 @@
  *   callback-engine diagram [--format mermaid|svg|json]
  *   callback-engine demo [--callbacks N] [--concurrency N] [--port N] [--keep] [--memory]
  *   callback-engine demo --crash [--concurrency N]
+ *   callback-engine demo --replicas N [--callbacks N] [--concurrency N]
  *
  * @module
  */
@@ -15,6 +16,7 @@ import { toMermaid, toStatelyJson, toSvg } from './lifecycle/diagram.js';
 const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
        callback-engine demo [--callbacks N] [--concurrency N] [--port N] [--keep] [--memory]
        callback-engine demo --crash [--concurrency N]
+       callback-engine demo --replicas N [--callbacks N] [--concurrency N]
 
   diagram   print the callback lifecycle machine as Mermaid (default), SVG, or JSON for Stately tools
   demo      run the simulation: engine + HTTP service + dashboard, N callbacks reported back over HTTP,
@@ -22,6 +24,12 @@ const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
   demo --crash
             run the engine in a child process on a SQLite file, SIGKILL it under HTTP load, restart it
             on the same file, print the recovery time and check every acknowledged update is there
+  demo --replicas N
+            run N engine processes on one PostgreSQL schema (CBE_PG, default
+            postgres://postgres@127.0.0.1:5432/test) with NATS forwarding (CBE_NATS, default
+            nats://127.0.0.1:4222), send ordered reports round-robin across them, SIGKILL one
+            mid-run, print the takeover time and check every acknowledged report was applied
+            exactly once and in order (default 400 callbacks × 20 reports)
 `;
 
 /**
@@ -42,12 +50,13 @@ export function main(
       allowPositionals: true,
       options: {
         format: { type: 'string', short: 'f', default: 'mermaid' },
-        callbacks: { type: 'string', default: '20000' },
+        callbacks: { type: 'string' },
         concurrency: { type: 'string' },
         port: { type: 'string', default: '0' },
         keep: { type: 'boolean', default: false },
         memory: { type: 'boolean', default: false },
         crash: { type: 'boolean', default: false },
+        replicas: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -84,6 +93,7 @@ async function demo(
     keep?: boolean;
     memory?: boolean;
     crash?: boolean;
+    replicas?: string;
   },
   out: (text: string) => void,
   err: (text: string) => void,
@@ -95,14 +105,35 @@ async function demo(
     }
     return n;
   };
-  let callbacks: number, concurrency: number, port: number;
+  let callbacks: number, concurrency: number, port: number, replicas: number | undefined;
+  const cluster = values.replicas !== undefined;
   try {
-    callbacks = int('callbacks', values.callbacks, 1);
-    concurrency = int('concurrency', values.concurrency ?? (values.crash ? '32' : '128'), 1);
+    callbacks = int('callbacks', values.callbacks ?? (cluster ? '400' : '20000'), 1);
+    concurrency = int(
+      'concurrency',
+      values.concurrency ?? (values.crash || cluster ? '32' : '128'),
+      1,
+    );
     port = int('port', values.port, 0);
+    replicas = cluster ? int('replicas', values.replicas, 2) : undefined;
   } catch (e) {
     err(`${(e as Error).message}\n${USAGE}`);
     return 2;
+  }
+  if (replicas !== undefined) {
+    const { runReplicasDemo } = await import('./demo/replicas-demo.js');
+    try {
+      const bad = await runReplicasDemo({
+        replicas,
+        callbacks,
+        concurrency,
+        log: (l) => out(`${l}\n`),
+      });
+      return bad === 0 ? 0 : 1;
+    } catch (e) {
+      err(`cluster demo: ${(e as Error).message}\n`);
+      return 1;
+    }
   }
   if (values.crash) {
     const { runCrashDemo } = await import('./demo/crash.js');

@@ -874,7 +874,11 @@ class Engine implements CallbackEngine {
     // A malformed or forged token is answered here, as by one engine (no store read).
     if (!fields || !this.#codec.verify(fields)) return this.#report(token, status, data, toResult);
     const cluster = this.#cluster!;
-    if (cluster.owns(fields.id)) return this.#ownedReport(token, fields.id, status, data, dedupKey);
+    if (cluster.owns(fields.id)) {
+      // Reports queued while its shard had no owner go first.
+      await cluster.settled(fields.id);
+      return this.#ownedReport(token, fields.id, status, data, dedupKey);
+    }
     // Handed to another replica: a key makes a retry through the inbox apply it once.
     const reply = await cluster.route(fields.id, {
       op: 'report',

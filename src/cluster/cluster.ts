@@ -185,18 +185,21 @@ export class Cluster {
     void this.#runRound();
   }
 
+  /** Runs one lease round (or joins the running one); never rejects. */
   #runRound(): Promise<void> {
     if (this.#round) {
       this.#again = true;
       return this.#round;
     }
-    this.#round = this.#leaseRound().finally(() => {
-      this.#round = undefined;
-      if (this.#again && !this.#closing) {
-        this.#again = false;
-        void this.#runRound();
-      }
-    });
+    this.#round = this.#leaseRound()
+      .catch((err: unknown) => this.#host!.warn(err))
+      .finally(() => {
+        this.#round = undefined;
+        if (this.#again && !this.#closing) {
+          this.#again = false;
+          void this.#runRound();
+        }
+      });
     return this.#round;
   }
 
@@ -223,6 +226,9 @@ export class Cluster {
     const gained = round.gained.map((g) => g.shard);
     let drained: Promise<void> | undefined;
     if (gained.length > 0) {
+      // In the same synchronous step as the drain mark: no report sees these shards as owned
+      // before the reports queued for them are known to go first.
+      this.#store.adopt(round.gained);
       let open!: () => void;
       drained = new Promise<void>((resolve) => (open = resolve));
       for (const s of gained) this.#drainingShards.set(s, drained);
@@ -236,6 +242,8 @@ export class Cluster {
         try {
           await host.ownershipChanged();
           await this.#drainInbox(gained);
+        } catch (err) {
+          host.warn(err);
         } finally {
           open();
         }
@@ -274,7 +282,7 @@ export class Cluster {
     if (!this.#store.held().has(shard) || this.#yielding.has(shard)) return false;
     if (performance.now() < this.#validUntil) return true;
     // Paused past the lease (SIGSTOP, a long GC): step down before anything else.
-    void this.#stepDown();
+    this.#stepDown().catch((err: unknown) => this.#host!.warn(err));
     return false;
   }
 

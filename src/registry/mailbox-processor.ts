@@ -196,9 +196,11 @@ export class MailboxProcessor {
     answer: (f: Follower) => void,
   ): void {
     if (followers.length === 0) return;
-    for (const f of followers) if (f.dedupKey !== undefined) this.#registry.dedup(rt, f.dedupKey);
-    this.#registry.release(
+    const keys: string[] = [];
+    for (const f of followers) if (f.dedupKey !== undefined) keys.push(f.dedupKey);
+    this.#registry.dedupThenRelease(
       rt,
+      keys,
       () => {
         for (const f of followers) answer(f);
       },

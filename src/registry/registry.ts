@@ -295,9 +295,24 @@ export class CallbackRegistry {
     await this.#commit?.drain();
   }
 
-  /** Records a report's deduplication key with the callback's effect (same transaction). */
-  dedup(rt: CallbackRuntime, key: string): void {
-    this.#commit?.dedup(rt, key, rt.record.id);
+  /**
+   * Records reports' deduplication keys with the callback's effect, in the same transaction,
+   * then calls `ok` once committed (or `fail`). If an earlier write of the callback is being
+   * committed right now, the keys wait for it and go in the next batch; the answer waits too.
+   */
+  dedupThenRelease(
+    rt: CallbackRuntime,
+    keys: readonly string[],
+    ok: () => void,
+    fail: (err: Error) => void,
+  ): void {
+    const commit = this.#commit;
+    if (!commit || keys.length === 0) return this.release(rt, ok, fail);
+    if (rt.invalid) return fail(rt.invalid);
+    if (!commit.canDedup(rt))
+      return this.release(rt, () => this.dedupThenRelease(rt, keys, ok, fail), fail);
+    for (const key of keys) commit.dedup(rt, key, rt.record.id);
+    this.release(rt, ok, fail);
   }
 
   /** A queued report was applied: take it out of the inbox. */
@@ -336,6 +351,8 @@ export class CallbackRegistry {
     for (const rt of batch.members) {
       if (!(rt instanceof CallbackRuntime) || this.#live.get(rt.record.id) !== rt) continue;
       rt.invalid = err;
+      // Writes made since, on top of what failed, must not be committed either.
+      this.#commit!.discard(rt, rt.record.id, err);
       // A runtime in the middle of its mailbox is dropped when the mailbox drains; the rest now.
       if (!rt.busy) this.#invalidate(rt);
     }

@@ -129,17 +129,45 @@ export class GroupCommit {
   }
 
   /**
-   * Records a report's deduplication key with its effect: in the open batch that holds the
-   * member's newest write (the same transaction), else in the next batch.
+   * Whether a deduplication key recorded now lands in the same transaction as every write of
+   * `member` not yet committed: it has none, or only in the open batch.
+   */
+  canDedup(member: CommitMember): boolean {
+    return member.batch === undefined || member.batch === this.#open;
+  }
+
+  /**
+   * Records a report's deduplication key with its effect: in the open batch, which holds the
+   * member's writes not yet committed (check {@link canDedup} first).
    */
   dedup(member: CommitMember, key: string, id: string): void {
-    const b =
-      member.batch !== undefined && member.batch === this.#open ? member.batch : this.#batch();
+    const b = this.#batch();
     b.dedup.push({ key, id });
     if (member.batch !== b) {
       member.batch = b;
       b.members.push(member);
     }
+  }
+
+  /**
+   * A member's earlier batch failed: its writes in the open batch were made on state the
+   * store does not have, so they leave that batch, and whoever waits for them gets `err`.
+   */
+  discard(member: CommitMember, id: string, err: Error): void {
+    const b = this.#open;
+    if (!b || member.batch !== b) return;
+    const row = b.rows.get(id);
+    if (row) {
+      b.bytes -= row.body.length;
+      b.rows.delete(id);
+    }
+    for (let i = b.dedup.length - 1; i >= 0; i--) if (b.dedup[i]!.id === id) b.dedup.splice(i, 1);
+    member.batch = undefined;
+    const gone = b.waiters.filter((w) => w.member === member);
+    const keep = b.waiters.filter((w) => w.member !== member);
+    b.waiters.length = 0;
+    b.waiters.push(...keep);
+    for (const w of gone) w.fail(err);
   }
 
   /** Takes an applied report out of the inbox in the next batch. */

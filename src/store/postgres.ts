@@ -1,8 +1,9 @@
 /**
- * `postgresStore()`: a durable store in one PostgreSQL schema, on postgres.js,
- * shared by every replica of a service. Each group commit is one pipelined
- * transaction (`sql.begin`), fenced by the shard leases the committing replica
- * holds: a replica that lost a lease commits nothing more for its callbacks.
+ * `postgresStore()`: a durable store in one PostgreSQL schema, on node-postgres
+ * (`pg`), shared by every replica of a service. Each group commit is one
+ * statement (one round trip, one implicit transaction: data-modifying CTEs),
+ * fenced by the shard leases the committing replica holds: a replica that lost
+ * a lease commits nothing more for its callbacks.
  *
  * PostgreSQL answers reads asynchronously, so the engine fetches what a
  * report needs first (`prefetch`) and then runs its synchronous path on what
@@ -11,7 +12,7 @@
  * @module
  */
 
-import type postgres from 'postgres';
+import type pg from 'pg';
 import { durationMs } from '../duration.js';
 import {
   InvalidArgumentError,
@@ -204,7 +205,7 @@ export class PostgresStore implements DurableStore {
   readonly #url: string;
   readonly #schema: string;
   readonly #max: number;
-  #sql: postgres.Sql | undefined;
+  #pool: pg.Pool | undefined;
   #node = '';
   /** Shards this replica holds, with their epochs (the fence of every commit). */
   readonly #held = new Map<number, number>();
@@ -233,9 +234,40 @@ export class PostgresStore implements DurableStore {
   }
 
   /** The connection pool (open). */
-  get sql(): postgres.Sql {
-    if (!this.#sql || this.#closed) throw new StoreUnavailableError(`${this.name} is not open`);
-    return this.#sql;
+  get #db(): pg.Pool {
+    if (!this.#pool || this.#closed) throw new StoreUnavailableError(`${this.name} is not open`);
+    return this.#pool;
+  }
+
+  /** One statement (its own transaction). */
+  async #q<T>(text: string, params: unknown[] = []): Promise<T[]> {
+    return (await this.#db.query(text, params)).rows as T[];
+  }
+
+  /** Statements in one transaction on one connection. */
+  async #tx<T>(
+    fn: (q: <R>(text: string, params?: unknown[]) => Promise<R[]>) => Promise<T>,
+  ): Promise<T> {
+    const client = await this.#db.connect();
+    let broken: Error | undefined;
+    // A connection that dies between two statements must not throw from an event emitter.
+    const onError = (err: Error) => (broken = err);
+    client.on('error', onError);
+    try {
+      await client.query('BEGIN');
+      const out = await fn(
+        async <R>(text: string, params: unknown[] = []) =>
+          (await client.query(text, params)).rows as R[],
+      );
+      await client.query('COMMIT');
+      return out;
+    } catch (err) {
+      await client.query('ROLLBACK').catch((e: unknown) => (broken = toError(e)));
+      throw err;
+    } finally {
+      client.off('error', onError);
+      client.release(broken);
+    }
   }
 
   /** Wraps a driver failure as a typed, retryable error. */
@@ -251,70 +283,77 @@ export class PostgresStore implements DurableStore {
   }
 
   async open(context: StoreOpenContext): Promise<StoreRecovery> {
-    let pg: typeof postgres;
+    let Pool: typeof pg.Pool;
     try {
-      pg = (await import('postgres')).default;
+      Pool = (await import('pg')).default.Pool;
     } catch (err) {
       throw new StoreUnavailableError(
-        'postgresStore() needs the package postgres (postgres.js 3.x): npm install postgres',
+        'postgresStore() needs the package pg (node-postgres 8.x): npm install pg',
         { cause: err },
       );
     }
     this.#node = context.node;
     const ttl = this.cluster.leaseTtlMs;
-    const sql = pg(this.#url, {
+    const pool = new Pool({
+      connectionString: this.#url,
       max: this.#max,
-      onnotice: () => {},
-      connect_timeout: Math.max(1, Math.ceil(ttl / 2000)),
-      idle_timeout: 60,
-      connection: {
-        application_name: `callback-engine:${context.node}`,
-        search_path: this.#schema,
-        // A paused replica's open transaction (and its share lock on a lease) ends on its own.
-        idle_in_transaction_session_timeout: Math.max(1000, Math.floor(ttl / 2)),
-      },
+      application_name: `callback-engine:${context.node}`,
+      connectionTimeoutMillis: Math.max(1000, Math.floor(ttl / 2)),
+      idleTimeoutMillis: 60_000,
+      // A paused replica's open transaction (and its share lock on a lease) ends on its own.
+      options: `-c search_path=${this.#schema} -c idle_in_transaction_session_timeout=${Math.max(1000, Math.floor(ttl / 2))}`,
     });
-    this.#sql = sql;
+    // An idle connection that breaks (the server restarted) is dropped; the next query reconnects.
+    pool.on('error', () => {});
+    this.#pool = pool;
     try {
-      await this.#migrate(sql, context);
-      const live = await sql<{ node: string }[]>`
-        SELECT node FROM members
-        WHERE node = ${context.node} AND seen_at > now() - ${ttl} * interval '1 millisecond'`;
+      await this.#migrate(context);
+      const live = await this.#q<{ node: string }>(
+        `SELECT node FROM members WHERE node = $1 AND seen_at > now() - $2 * interval '1 millisecond'`,
+        [context.node, ttl],
+      );
       if (live.length > 0)
         throw new StoreLockedError(
           `another live replica is named ${JSON.stringify(context.node)} in ${this.name} (node names must be distinct)`,
         );
-      await sql`INSERT INTO members (node, seen_at) VALUES (${context.node}, now())
-        ON CONFLICT (node) DO UPDATE SET seen_at = now()`;
-      const maxSeq = await sql<{ m: number | null }[]>`SELECT max(seq)::float8 AS m FROM callbacks`;
+      await this.#q(
+        `INSERT INTO members (node, seen_at) VALUES ($1, now())
+         ON CONFLICT (node) DO UPDATE SET seen_at = now()`,
+        [context.node],
+      );
+      const maxSeq = await this.#q<{ m: number | null }>(
+        'SELECT max(seq)::float8 AS m FROM callbacks',
+      );
       // Counts come with the shards this replica takes (see shardCounts).
       return { counts: [], maxSeq: maxSeq[0]?.m ?? -1 };
     } catch (err) {
-      await sql.end({ timeout: 1 }).catch(() => {});
-      this.#sql = undefined;
+      this.#pool = undefined;
+      await pool.end().catch(() => {});
       if (err instanceof StoreLockedError || err instanceof StoreIncompatibleError) throw err;
       throw this.#unavailable('opening', err);
     }
   }
 
-  async #migrate(sql: postgres.Sql, context: StoreOpenContext): Promise<void> {
-    await sql.begin(async (tx) => {
+  async #migrate(context: StoreOpenContext): Promise<void> {
+    await this.#tx(async (q) => {
       // One migrator at a time across replicas.
-      await tx`SELECT pg_advisory_xact_lock(hashtext(${'callback-engine:' + this.#schema}))`;
-      await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS "${this.#schema}"`);
-      const hasMeta = await tx<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM information_schema.tables
-        WHERE table_schema = ${this.#schema} AND table_name = 'meta'`;
+      await q('SELECT pg_advisory_xact_lock(hashtext($1))', [`callback-engine:${this.#schema}`]);
+      await q(`CREATE SCHEMA IF NOT EXISTS "${this.#schema}"`);
+      const hasMeta = await q<{ n: number }>(
+        `SELECT count(*)::int AS n FROM information_schema.tables
+         WHERE table_schema = $1 AND table_name = 'meta'`,
+        [this.#schema],
+      );
       if (hasMeta[0]!.n === 0) {
-        await tx.unsafe(SCHEMA_V1(this.cluster.shards));
-        await tx`INSERT INTO meta (key, value) VALUES
-          ('schema_version', ${String(POSTGRES_SCHEMA_VERSION)}),
-          ('machine_version', ${context.machineVersion}),
-          ('shards', ${String(this.cluster.shards)})`;
+        await q(SCHEMA_V1(this.cluster.shards));
+        await q(
+          `INSERT INTO meta (key, value) VALUES ('schema_version', $1), ('machine_version', $2), ('shards', $3)`,
+          [String(POSTGRES_SCHEMA_VERSION), context.machineVersion, String(this.cluster.shards)],
+        );
         return;
       }
       const meta = new Map(
-        (await tx<{ key: string; value: string }[]>`SELECT key, value FROM meta`).map((r) => [
+        (await q<{ key: string; value: string }>('SELECT key, value FROM meta')).map((r) => [
           r.key,
           r.value,
         ]),
@@ -415,25 +454,25 @@ export class PostgresStore implements DurableStore {
    * @returns `false` if a row changed while it was read (fetch again).
    */
   async prefetch(request: Prefetch): Promise<boolean> {
-    const sql = this.sql;
     const ids = request.ids ?? [];
+    const none = Promise.resolve([] as Row[]);
     const { value, since } = await this.#fresh(async () => {
       const [rows, idem, corr] = await Promise.all([
         ids.length === 0
-          ? Promise.resolve([] as Row[])
-          : sql.unsafe<Row[]>(
+          ? none
+          : this.#q<Row>(
               `SELECT ${COLUMNS} FROM callbacks WHERE id = ANY($1::text[])
                UNION ALL SELECT ${COLUMNS} FROM callbacks WHERE parent_id = ANY($1::text[])`,
               [ids],
             ),
         request.idempotencyKey === undefined
-          ? Promise.resolve([] as Row[])
-          : sql.unsafe<Row[]>(`SELECT ${COLUMNS} FROM callbacks WHERE idem_key = $1`, [
+          ? none
+          : this.#q<Row>(`SELECT ${COLUMNS} FROM callbacks WHERE idem_key = $1`, [
               request.idempotencyKey,
             ]),
         request.correlationKey === undefined
-          ? Promise.resolve([] as Row[])
-          : sql.unsafe<Row[]>(
+          ? none
+          : this.#q<Row>(
               `SELECT ${COLUMNS} FROM callbacks WHERE corr_key = $1 ORDER BY seq DESC LIMIT 1`,
               [request.correlationKey],
             ),
@@ -468,16 +507,20 @@ export class PostgresStore implements DurableStore {
       }
       f.children.set(
         id,
-        list.sort((a, b) => a.seq - b.seq).map((k) => k.id),
+        list.sort((x, y) => x.seq - y.seq).map((k) => k.id),
       );
     }
     if (request.idempotencyKey !== undefined) {
       const r = value.idem[0];
       if (r && this.#stale(r.id, since)) fresh = false;
       else f.idem.set(request.idempotencyKey, r ? toStored(r) : null);
-      if (r) {
+      if (r && !f.children.has(r.id)) {
+        const children = await this.childrenRows(r.id);
         f.rows.set(r.id, toStored(r));
-        if (!f.children.has(r.id)) await this.#children(r.id);
+        f.children.set(
+          r.id,
+          children.map((c) => c.id),
+        );
       }
     }
     if (request.correlationKey !== undefined) {
@@ -489,22 +532,10 @@ export class PostgresStore implements DurableStore {
     return fresh;
   }
 
-  async #children(id: string): Promise<void> {
-    const rows = await this.#fresh(
-      () =>
-        this.sql<{ id: string }[]>`SELECT id FROM callbacks WHERE parent_id = ${id} ORDER BY seq`,
-    );
-    this.#fetched.children.set(
-      id,
-      rows.value.map((r) => r.id),
-    );
-    this.#keep();
-  }
-
   /** Reads one row as committed (no prefetch bookkeeping): for replicas that do not own it. */
   async read(id: string): Promise<StoredCallback | undefined> {
     const { value } = await this.#fresh(() =>
-      this.sql.unsafe<Row[]>(`SELECT ${COLUMNS} FROM callbacks WHERE id = $1`, [id]),
+      this.#q<Row>(`SELECT ${COLUMNS} FROM callbacks WHERE id = $1`, [id]),
     );
     return value[0] && toStored(value[0]);
   }
@@ -512,9 +543,7 @@ export class PostgresStore implements DurableStore {
   /** Rows of a callback's children, in creation order, as committed. */
   async childrenRows(id: string): Promise<StoredCallback[]> {
     const { value } = await this.#fresh(() =>
-      this.sql.unsafe<Row[]>(`SELECT ${COLUMNS} FROM callbacks WHERE parent_id = $1 ORDER BY seq`, [
-        id,
-      ]),
+      this.#q<Row>(`SELECT ${COLUMNS} FROM callbacks WHERE parent_id = $1 ORDER BY seq`, [id]),
     );
     return value.map(toStored);
   }
@@ -522,7 +551,7 @@ export class PostgresStore implements DurableStore {
   /** The active callback holding this correlation key (or the newest), as committed. */
   async readByCorrelation(key: string): Promise<StoredCallback | undefined> {
     const { value } = await this.#fresh(() =>
-      this.sql.unsafe<Row[]>(
+      this.#q<Row>(
         `SELECT ${COLUMNS} FROM callbacks WHERE corr_key = $1 ORDER BY seq DESC LIMIT 1`,
         [key],
       ),
@@ -544,9 +573,7 @@ export class PostgresStore implements DurableStore {
     }
     params.push(query.limit);
     const text = `SELECT ${COLUMNS} FROM callbacks WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${params.length}`;
-    const { value } = await this.#fresh(() =>
-      this.sql.unsafe<Row[]>(text, params as postgres.ParameterOrJSON<never>[]),
-    );
+    const { value } = await this.#fresh(() => this.#q<Row>(text, params));
     return value.map(toStored);
   }
 
@@ -554,10 +581,12 @@ export class PostgresStore implements DurableStore {
   async nextDueAsync(): Promise<number | undefined> {
     const shards = [...this.#held.keys()];
     if (shards.length === 0) return undefined;
-    const { value } = await this.#fresh(
-      () => this.sql<{ at: number | null }[]>`
-        SELECT due_at::float8 AS at FROM callbacks
-        WHERE due_at IS NOT NULL AND shard = ANY(${shards}::int[]) ORDER BY due_at LIMIT 1`,
+    const { value } = await this.#fresh(() =>
+      this.#q<{ at: number | null }>(
+        `SELECT due_at::float8 AS at FROM callbacks
+         WHERE due_at IS NOT NULL AND shard = ANY($1::int[]) ORDER BY due_at LIMIT 1`,
+        [shards],
+      ),
     );
     return value[0]?.at ?? undefined;
   }
@@ -566,11 +595,13 @@ export class PostgresStore implements DurableStore {
   async dueAsync(now: number, limit: number): Promise<string[]> {
     const shards = [...this.#held.keys()];
     if (shards.length === 0) return [];
-    const { value } = await this.#fresh(
-      () => this.sql<{ id: string }[]>`
-        SELECT id FROM callbacks
-        WHERE due_at IS NOT NULL AND due_at <= ${now} AND shard = ANY(${shards}::int[])
-        ORDER BY due_at LIMIT ${limit}`,
+    const { value } = await this.#fresh(() =>
+      this.#q<{ id: string }>(
+        `SELECT id FROM callbacks
+         WHERE due_at IS NOT NULL AND due_at <= $1 AND shard = ANY($2::int[])
+         ORDER BY due_at LIMIT $3`,
+        [now, shards, limit],
+      ),
     );
     const ids = value.map((r) => r.id);
     if (ids.length === 0) return ids;
@@ -584,10 +615,12 @@ export class PostgresStore implements DurableStore {
     shards: readonly number[],
   ): Promise<{ anchor: string; status: CallbackStatus; count: number }[]> {
     if (shards.length === 0) return [];
-    const { value } = await this.#fresh(
-      () => this.sql<{ anchor: string; status: CallbackStatus; count: number }[]>`
-        SELECT anchor, status, count(*)::int AS count FROM callbacks
-        WHERE shard = ANY(${[...shards]}::int[]) GROUP BY anchor, status`,
+    const { value } = await this.#fresh(() =>
+      this.#q<{ anchor: string; status: CallbackStatus; count: number }>(
+        `SELECT anchor, status, count(*)::int AS count FROM callbacks
+         WHERE shard = ANY($1::int[]) GROUP BY anchor, status`,
+        [[...shards]],
+      ),
     );
     return value;
   }
@@ -595,9 +628,8 @@ export class PostgresStore implements DurableStore {
   /** Which of these deduplication keys were applied already. */
   async appliedKeys(keys: readonly string[]): Promise<Set<string>> {
     if (keys.length === 0) return new Set();
-    const { value } = await this.#fresh(
-      () =>
-        this.sql<{ key: string }[]>`SELECT key FROM dedup WHERE key = ANY(${[...keys]}::text[])`,
+    const { value } = await this.#fresh(() =>
+      this.#q<{ key: string }>('SELECT key FROM dedup WHERE key = ANY($1::text[])', [[...keys]]),
     );
     return new Set(value.map((r) => r.key));
   }
@@ -608,8 +640,15 @@ export class PostgresStore implements DurableStore {
     return shardOf(id, this.cluster.shards);
   }
 
+  /** Commits refused by the fence (a lease lost or taken over), for stats and tests. */
+  fencedOut = 0;
+
+  /**
+   * One group commit in one statement: the fence (share-locks the leases of every shard
+   * touched, raises if one is not held at its epoch) and every write as data-modifying CTEs,
+   * so the batch is one round trip and one implicit transaction.
+   */
   async commit(batch: StoreBatch): Promise<CommitResult> {
-    const sql = this.sql;
     const n = this.cluster.shards;
     const shards = new Set<number>();
     const ins: StoredCallback[] = [];
@@ -627,69 +666,68 @@ export class PostgresStore implements DurableStore {
     const fenceEpochs: number[] = [];
     for (const s of shards) {
       const epoch = this.#held.get(s);
-      if (epoch === undefined)
+      if (epoch === undefined) {
+        this.fencedOut++;
         throw new LeaseLostError(`this replica does not own shard ${s} (${this.name})`);
+      }
       fenceShards.push(s);
       fenceEpochs.push(epoch);
     }
-    const cols = (rows: StoredCallback[]) => ({
-      id: rows.map((r) => r.id),
-      shard: rows.map((r) => shardOf(r.id, n)),
-      anchor: rows.map((r) => r.anchor),
-      status: rows.map((r) => r.status),
-      due: rows.map((r) => r.dueAt),
-      idem: rows.map((r) => r.idempotencyKey),
-      corr: rows.map((r) => r.correlationKey),
-      parent: rows.map((r) => r.parentId),
-      body: rows.map((r) => r.body),
-    });
-    let results: unknown[];
+    const params: unknown[] = [];
+    const p = (v: unknown) => `$${params.push(v)}`;
+    const ctes: string[] = [];
+    const unnestRows = (rows: StoredCallback[]) =>
+      `unnest(${p(rows.map((r) => r.id))}::text[], ${p(rows.map((r) => shardOf(r.id, n)))}::int[],
+        ${p(rows.map((r) => r.anchor))}::text[], ${p(rows.map((r) => r.status))}::text[],
+        ${p(rows.map((r) => r.dueAt))}::bigint[], ${p(rows.map((r) => r.idempotencyKey))}::text[],
+        ${p(rows.map((r) => r.correlationKey))}::text[], ${p(rows.map((r) => r.parentId))}::text[],
+        ${p(rows.map((r) => r.body))}::text[])`;
+    const COLS = 'id, shard, anchor, status, due_at, idem_key, corr_key, parent_id, body';
+    ctes.push(
+      `f AS (SELECT fence(${p(this.#node)}, ${p(fenceShards)}::int[], ${p(fenceEpochs)}::bigint[]) AS ok)`,
+    );
+    if (ins.length > 0)
+      ctes.push(
+        `ins AS (INSERT INTO callbacks (${COLS}) SELECT * FROM ${unnestRows(ins)}
+          ON CONFLICT DO NOTHING RETURNING id)`,
+      );
+    if (upd.length > 0)
+      ctes.push(
+        `upd AS (UPDATE callbacks AS t SET status = u.status, due_at = u.due_at, body = u.body
+          FROM unnest(${p(upd.map((r) => r.id))}::text[], ${p(upd.map((r) => r.status))}::text[],
+            ${p(upd.map((r) => r.dueAt))}::bigint[], ${p(upd.map((r) => r.body))}::text[])
+            AS u(id, status, due_at, body)
+          WHERE t.id = u.id RETURNING 1)`,
+      );
+    if (ups.length > 0)
+      ctes.push(
+        `ups AS (INSERT INTO callbacks (${COLS}) SELECT * FROM ${unnestRows(ups)}
+          ON CONFLICT (id) DO UPDATE SET status = excluded.status, due_at = excluded.due_at,
+            body = excluded.body RETURNING 1)`,
+      );
+    if (batch.deletes.length > 0)
+      ctes.push(
+        `del AS (DELETE FROM callbacks WHERE id = ANY(${p([...batch.deletes])}::text[]) RETURNING 1)`,
+      );
+    const dedup = batch.dedup ?? [];
+    if (dedup.length > 0)
+      ctes.push(
+        `dd AS (INSERT INTO dedup (key, callback_id)
+          SELECT * FROM unnest(${p(dedup.map((d) => d.key))}::text[], ${p(dedup.map((d) => d.id))}::text[])
+          ON CONFLICT DO NOTHING RETURNING 1)`,
+      );
+    const done = batch.inboxDone ?? [];
+    if (done.length > 0)
+      ctes.push(`ib AS (DELETE FROM inbox WHERE seq = ANY(${p([...done])}::bigint[]) RETURNING 1)`);
+    // The fence is referenced, so it runs; the data-modifying CTEs always run.
+    const text = `WITH ${ctes.join(',\n')}
+      SELECT (SELECT count(*) FROM f WHERE ok IS NULL)::int AS fenced,
+        ${ins.length > 0 ? '(SELECT array_agg(id) FROM ins)' : 'NULL::text[]'} AS inserted`;
+    let result: { fenced: number; inserted: string[] | null }[];
     try {
-      results = await sql.begin((tx) => {
-        const q: postgres.PendingQuery<postgres.Row[]>[] = [];
-        if (fenceShards.length > 0)
-          q.push(tx`SELECT fence(${this.#node}, ${fenceShards}::int[], ${fenceEpochs}::bigint[])`);
-        if (ins.length > 0) {
-          const c = cols(ins);
-          q.push(tx`
-            INSERT INTO callbacks (id, shard, anchor, status, due_at, idem_key, corr_key, parent_id, body)
-            SELECT * FROM unnest(${c.id}::text[], ${c.shard}::int[], ${c.anchor}::text[],
-              ${c.status}::text[], ${c.due as never}::bigint[], ${c.idem as never}::text[],
-              ${c.corr as never}::text[], ${c.parent as never}::text[], ${c.body}::text[])
-            ON CONFLICT DO NOTHING RETURNING id`);
-        }
-        if (upd.length > 0) {
-          const c = cols(upd);
-          q.push(tx`
-            UPDATE callbacks AS t SET status = u.status, due_at = u.due_at, body = u.body
-            FROM unnest(${c.id}::text[], ${c.status}::text[], ${c.due as never}::bigint[], ${c.body}::text[])
-              AS u(id, status, due_at, body)
-            WHERE t.id = u.id`);
-        }
-        if (ups.length > 0) {
-          const c = cols(ups);
-          q.push(tx`
-            INSERT INTO callbacks (id, shard, anchor, status, due_at, idem_key, corr_key, parent_id, body)
-            SELECT * FROM unnest(${c.id}::text[], ${c.shard}::int[], ${c.anchor}::text[],
-              ${c.status}::text[], ${c.due as never}::bigint[], ${c.idem as never}::text[],
-              ${c.corr as never}::text[], ${c.parent as never}::text[], ${c.body}::text[])
-            ON CONFLICT (id) DO UPDATE SET status = excluded.status, due_at = excluded.due_at,
-              body = excluded.body`);
-        }
-        if (batch.deletes.length > 0)
-          q.push(tx`DELETE FROM callbacks WHERE id = ANY(${[...batch.deletes]}::text[])`);
-        const dedup = batch.dedup ?? [];
-        if (dedup.length > 0)
-          q.push(tx`
-            INSERT INTO dedup (key, callback_id)
-            SELECT * FROM unnest(${dedup.map((d) => d.key)}::text[], ${dedup.map((d) => d.id)}::text[])
-            ON CONFLICT DO NOTHING`);
-        const done = batch.inboxDone ?? [];
-        if (done.length > 0) q.push(tx`DELETE FROM inbox WHERE seq = ANY(${[...done]}::bigint[])`);
-        // Pipelined: every statement is sent at once, one round trip for the transaction.
-        return q;
-      });
+      result = await this.#q(text, params);
     } catch (err) {
+      if (pgCode(err) === 'CB001') this.fencedOut++;
       throw this.#unavailable('commit', err);
     }
     this.#commitNo++;
@@ -699,9 +737,7 @@ export class PostgresStore implements DurableStore {
     }
     for (const r of batch.upserts) this.#fetched.rows.delete(r.id);
     if (ins.length === 0) return {};
-    const inserted = new Set(
-      (results[fenceShards.length > 0 ? 1 : 0] as { id: string }[]).map((r) => r.id),
-    );
+    const inserted = new Set(result[0]?.inserted ?? []);
     const conflicts = ins.filter((r) => !inserted.has(r.id)).map((r) => r.id);
     return conflicts.length > 0 ? { conflicts } : {};
   }
@@ -723,16 +759,19 @@ export class PostgresStore implements DurableStore {
   }): Promise<'queued' | 'duplicate' | 'owned'> {
     const shard = shardOf(entry.callbackId, this.cluster.shards);
     try {
-      return await this.sql.begin(async (tx) => {
-        const free = await tx`
-          SELECT shard FROM shards
-          WHERE shard = ${shard} AND (owner IS NULL OR expires_at <= now()) FOR SHARE`;
+      return await this.#tx(async (q) => {
+        const free = await q(
+          `SELECT shard FROM shards
+           WHERE shard = $1 AND (owner IS NULL OR expires_at <= now()) FOR SHARE`,
+          [shard],
+        );
         if (free.length === 0) return 'owned' as const;
-        const rows = await tx`
-          INSERT INTO inbox (shard, callback_id, dedup_key, message)
-          SELECT ${shard}, ${entry.callbackId}, ${entry.dedupKey}, ${entry.message}
-          WHERE NOT EXISTS (SELECT 1 FROM dedup WHERE key = ${entry.dedupKey})
-          ON CONFLICT (dedup_key) DO NOTHING RETURNING seq`;
+        const rows = await q(
+          `INSERT INTO inbox (shard, callback_id, dedup_key, message)
+           SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM dedup WHERE key = $3)
+           ON CONFLICT (dedup_key) DO NOTHING RETURNING seq`,
+          [shard, entry.callbackId, entry.dedupKey, entry.message],
+        );
         return rows.length > 0 ? ('queued' as const) : ('duplicate' as const);
       });
     } catch (err) {
@@ -742,9 +781,11 @@ export class PostgresStore implements DurableStore {
 
   /** The live owner of a shard, as the database has it now. */
   async ownerOf(shard: number): Promise<string | undefined> {
-    const { value } = await this.#fresh(
-      () => this.sql<{ owner: string }[]>`
-        SELECT owner FROM shards WHERE shard = ${shard} AND owner IS NOT NULL AND expires_at > now()`,
+    const { value } = await this.#fresh(() =>
+      this.#q<{ owner: string }>(
+        'SELECT owner FROM shards WHERE shard = $1 AND owner IS NOT NULL AND expires_at > now()',
+        [shard],
+      ),
     );
     return value[0]?.owner;
   }
@@ -753,10 +794,12 @@ export class PostgresStore implements DurableStore {
   async inbox(limit: number, only?: readonly number[]): Promise<InboxEntry[]> {
     const shards = only ? [...only] : [...this.#held.keys()];
     if (shards.length === 0) return [];
-    const { value } = await this.#fresh(
-      () => this.sql<{ seq: number; callback_id: string; dedup_key: string; message: string }[]>`
-        SELECT seq::float8 AS seq, callback_id, dedup_key, message FROM inbox
-        WHERE shard = ANY(${shards}::int[]) ORDER BY seq LIMIT ${limit}`,
+    const { value } = await this.#fresh(() =>
+      this.#q<{ seq: number; callback_id: string; dedup_key: string; message: string }>(
+        `SELECT seq::float8 AS seq, callback_id, dedup_key, message FROM inbox
+         WHERE shard = ANY($1::int[]) ORDER BY seq LIMIT $2`,
+        [shards, limit],
+      ),
     );
     return value.map((r) => ({
       seq: r.seq,
@@ -790,7 +833,6 @@ export class PostgresStore implements DurableStore {
     members: string[];
     owners: Map<number, string>;
   }> {
-    const sql = this.sql;
     const node = this.#node;
     const ttl = this.cluster.leaseTtlMs;
     const held = [...this.#held.entries()];
@@ -800,51 +842,70 @@ export class PostgresStore implements DurableStore {
     let members: string[] = [];
     const owners = new Map<number, string>();
     try {
-      await sql.begin(async (tx) => {
-        await tx`SELECT set_config('lock_timeout', ${String(Math.max(200, Math.floor(ttl / 4)))}, true)`;
-        await tx`INSERT INTO members (node, seen_at) VALUES (${node}, now())
-          ON CONFLICT (node) DO UPDATE SET seen_at = now()`;
-        const renewed = await tx<{ shard: number }[]>`
-          UPDATE shards SET expires_at = now() + ${ttl} * interval '1 millisecond'
-          FROM unnest(${held.map((h) => h[0])}::int[], ${held.map((h) => h[1])}::bigint[]) AS h(shard, epoch)
-          WHERE shards.shard = h.shard AND shards.epoch = h.epoch AND shards.owner = ${node}
-            AND shards.expires_at > now()
-          RETURNING shards.shard`;
+      await this.#tx(async (q) => {
+        await q("SELECT set_config('lock_timeout', $1, true)", [
+          String(Math.max(200, Math.floor(ttl / 4))),
+        ]);
+        await q(
+          `INSERT INTO members (node, seen_at) VALUES ($1, now())
+           ON CONFLICT (node) DO UPDATE SET seen_at = now()`,
+          [node],
+        );
+        const renewed = await q<{ shard: number }>(
+          `UPDATE shards SET expires_at = now() + $1 * interval '1 millisecond'
+           FROM unnest($2::int[], $3::bigint[]) AS h(shard, epoch)
+           WHERE shards.shard = h.shard AND shards.epoch = h.epoch AND shards.owner = $4
+             AND shards.expires_at > now()
+           RETURNING shards.shard`,
+          [ttl, held.map((h) => h[0]), held.map((h) => h[1]), node],
+        );
         const kept = new Set(renewed.map((r) => r.shard));
         lost = held.map((h) => h[0]).filter((s) => !kept.has(s));
         members = (
-          await tx<{ node: string }[]>`
-            SELECT node FROM members WHERE seen_at > now() - ${ttl} * interval '1 millisecond'
-            ORDER BY node`
+          await q<{ node: string }>(
+            `SELECT node FROM members WHERE seen_at > now() - $1 * interval '1 millisecond'
+             ORDER BY node`,
+            [ttl],
+          )
         ).map((r) => r.node);
-        const total = this.cluster.shards;
-        const fair = Math.ceil(total / Math.max(1, members.length));
+        const fair = Math.ceil(this.cluster.shards / Math.max(1, members.length));
         const want = options.give ? fair - kept.size : 0;
         if (want > 0) {
-          gained = (
-            await tx<{ shard: number; epoch: number }[]>`
-              UPDATE shards SET owner = ${node}, epoch = epoch + 1,
-                expires_at = now() + ${ttl} * interval '1 millisecond'
-              WHERE shard IN (
-                SELECT shard FROM shards WHERE owner IS NULL OR expires_at <= now()
-                ORDER BY shard LIMIT ${want} FOR UPDATE SKIP LOCKED)
-              RETURNING shard, epoch::float8 AS epoch`
-          ).map((r) => ({ shard: r.shard, epoch: r.epoch }));
+          gained = await q<{ shard: number; epoch: number }>(
+            `UPDATE shards SET owner = $1, epoch = epoch + 1,
+               expires_at = now() + $2 * interval '1 millisecond'
+             WHERE shard IN (
+               SELECT shard FROM shards WHERE owner IS NULL OR expires_at <= now()
+               ORDER BY shard LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING shard, epoch::float8 AS epoch`,
+            [node, ttl, want],
+          );
         } else if (options.give && kept.size > fair) {
           // Another replica joined: give back the excess (the highest shards).
-          const excess = [...kept].sort((a, b) => b - a).slice(0, kept.size - fair);
-          released = excess;
+          released = [...kept].sort((x, y) => y - x).slice(0, kept.size - fair);
         }
-        for (const r of await tx<{ shard: number; owner: string | null }[]>`
-          SELECT shard, owner FROM shards WHERE owner IS NOT NULL AND expires_at > now()`)
-          if (r.owner !== null) owners.set(r.shard, r.owner);
+        for (const r of await q<{ shard: number; owner: string }>(
+          'SELECT shard, owner FROM shards WHERE owner IS NOT NULL AND expires_at > now()',
+        ))
+          owners.set(r.shard, r.owner);
+        // Deduplication keys are kept a day (a retry comes within minutes, not days).
+        if (Math.random() < 0.01)
+          await q(
+            `DELETE FROM dedup WHERE key IN (SELECT key FROM dedup
+             WHERE applied_at < now() - interval '1 day' LIMIT 10000)`,
+          );
       });
     } catch (err) {
       throw this.#unavailable('renewing leases', err);
     }
     for (const s of lost) this.#held.delete(s);
-    for (const g of gained) this.#held.set(g.shard, g.epoch);
+    // Gained shards are adopted by the caller, together with whatever must precede their use.
     return { lost, gained, released, members, owners };
+  }
+
+  /** Starts committing for shards a lease round gained, at their epochs. */
+  adopt(leases: readonly ShardLease[]): void {
+    for (const g of leases) this.#held.set(g.shard, g.epoch);
   }
 
   /** Stops committing for these shards (locally, at once): the lease is treated as lost. */
@@ -859,14 +920,16 @@ export class PostgresStore implements DurableStore {
   async release(shards: readonly number[]): Promise<void> {
     const pairs = shards
       .map((s) => [s, this.#held.get(s)] as const)
-      .filter((p): p is readonly [number, number] => p[1] !== undefined);
+      .filter((x): x is readonly [number, number] => x[1] !== undefined);
     for (const s of shards) this.#held.delete(s);
     if (pairs.length === 0) return;
     try {
-      await this.sql`
-        UPDATE shards SET owner = NULL, expires_at = '-infinity'
-        FROM unnest(${pairs.map((p) => p[0])}::int[], ${pairs.map((p) => p[1])}::bigint[]) AS h(shard, epoch)
-        WHERE shards.shard = h.shard AND shards.epoch = h.epoch AND shards.owner = ${this.#node}`;
+      await this.#q(
+        `UPDATE shards SET owner = NULL, expires_at = '-infinity'
+         FROM unnest($1::int[], $2::bigint[]) AS h(shard, epoch)
+         WHERE shards.shard = h.shard AND shards.epoch = h.epoch AND shards.owner = $3`,
+        [pairs.map((x) => x[0]), pairs.map((x) => x[1]), this.#node],
+      );
     } catch (err) {
       throw this.#unavailable('releasing leases', err);
     }
@@ -876,7 +939,7 @@ export class PostgresStore implements DurableStore {
   async leave(): Promise<void> {
     await this.release([...this.#held.keys()]);
     try {
-      await this.sql`DELETE FROM members WHERE node = ${this.#node}`;
+      await this.#q('DELETE FROM members WHERE node = $1', [this.#node]);
     } catch (err) {
       throw this.#unavailable('leaving', err);
     }
@@ -886,9 +949,9 @@ export class PostgresStore implements DurableStore {
     if (this.#closed) return;
     this.#closed = true;
     this.#held.clear();
-    const sql = this.#sql;
-    this.#sql = undefined;
-    await sql?.end({ timeout: 2 });
+    const pool = this.#pool;
+    this.#pool = undefined;
+    await pool?.end().catch(() => {});
   }
 }
 
@@ -952,7 +1015,8 @@ function settings(options: PostgresStoreOptions): ClusterSettings {
  * service: engines with distinct `node` names and the same `secrets` on one
  * schema form a cluster. Each callback belongs to one of `shards` shards,
  * leased by one replica at a time; every commit is fenced by its leases.
- * Needs the package `postgres` (postgres.js 3.x), loaded when the store opens.
+ * Needs the package `pg` (node-postgres 8.x), loaded when the store opens, and
+ * for forwarding between replicas the package `nats`.
  *
  * @param options - connection, schema and cluster settings.
  * @returns the store, for `createCallbackEngine({ store })`.
@@ -997,11 +1061,13 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
 /** Drops a schema and everything in it (for tests and demos). */
 export async function dropSchema(connectionString: string, schema: string): Promise<void> {
   if (!SCHEMA_RE.test(schema)) throw new InvalidArgumentError(`not a schema name: ${schema}`);
-  const pg = (await import('postgres')).default;
-  const sql = pg(connectionString, { max: 1, onnotice: () => {} });
+  const { Client } = (await import('pg')).default;
+  const client = new Client({ connectionString });
+  client.on('error', () => {});
+  await client.connect();
   try {
-    await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   } finally {
-    await sql.end({ timeout: 1 });
+    await client.end().catch(() => {});
   }
 }
