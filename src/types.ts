@@ -207,7 +207,10 @@ export interface EngineStats {
     readonly queued: number;
     readonly inboxApplied: number;
     readonly leaseRounds: number;
+    /** Times this replica stopped owning shards it thought it had (lease lost or expired). */
     readonly stepDowns: number;
+    /** Commits refused by the lease fence (nothing of them was written). */
+    readonly fenced: number;
   };
 }
 

@@ -206,6 +206,14 @@ describe.skipIf(!available)('cluster of engine processes on PostgreSQL', () => {
     expect(pidExists(zombie.pid)).toBe(true);
     const stats = await l.send(zombie.port, 'GET', '/stats');
     expect(typeof stats === 'object' && stats.status).toBe(200);
+    // It noticed its leases had ended and stepped down; any commit it still tried was fenced.
+    const thawed = (
+      stats as unknown as { body: { stats: { cluster: { stepDowns: number; fenced: number } } } }
+    ).body.stats.cluster;
+    expect(thawed.stepDowns, 'the thawed owner stepped down').toBeGreaterThan(0);
+    process.stdout.write(
+      `zombie after thaw: stepDowns ${thawed.stepDowns}, fenced commits ${thawed.fenced}\n`,
+    );
     expectClean(v, l);
     expect(
       rec.takeoverMs,

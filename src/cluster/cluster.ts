@@ -85,6 +85,8 @@ export interface ClusterStats {
   readonly inboxApplied: number;
   readonly leaseRounds: number;
   readonly stepDowns: number;
+  /** Commits the fence refused: this replica's lease on a shard had ended or been taken over. */
+  readonly fenced: number;
 }
 
 /** One replica's membership in a cluster. */
@@ -132,6 +134,7 @@ export class Cluster {
       inboxApplied: this.#inboxApplied,
       leaseRounds: this.#leaseRounds,
       stepDowns: this.#stepDowns,
+      fenced: this.#store.fencedOut,
     };
   }
 

@@ -60,7 +60,7 @@ const ERROR_RESPONSES = {
 const OUTCOME_HEADER = {
   'Callback-Outcome': {
     description:
-      'How the request was handled: `applied`, `ignored` (a backward or repeated accept/start: nothing changed, its data was dropped), `replayed` (the same terminal report again), `conflict`, `notFound`, `read`; `queued` (202) is reserved for a report accepted for later, in-order application.',
+      'How the request was handled: `applied`, `ignored` (a backward or repeated accept/start: nothing changed, its data was dropped), `replayed` (the same terminal report again), `conflict`, `notFound`, `read`; `queued` (202: several replicas, the owner of the callback was down, so the report was stored durably and is applied in order by the next owner).',
     schema: {
       type: 'string',
       enum: ['applied', 'ignored', 'replayed', 'conflict', 'notFound', 'read', 'queued'],
@@ -78,6 +78,10 @@ const DISPATCH_RESPONSES = {
     'Applied, ignored (repeated accept/start) or replayed: the status after handling; `Callback-Outcome` tells which.',
     'Answer',
   ),
+  '202': withOutcome(
+    'Queued (several replicas): the owner of the callback did not answer, so the report was stored durably and is applied, in order, by the next owner. `status` is the last known status.',
+    'Answer',
+  ),
   '404': withOutcome(
     'Unknown, forged or removed token (`CBE_ERR_NOT_FOUND`); `status` is `notFound`.',
     'AnswerError',
@@ -87,6 +91,15 @@ const DISPATCH_RESPONSES = {
     'AnswerError',
   ),
   ...ERROR_RESPONSES,
+} as const;
+
+const DEDUP_PARAM = {
+  name: 'Callback-Dedup-Key',
+  in: 'header',
+  required: false,
+  description:
+    'A deduplication key (1–200 characters): the same report delivered again with the same key (a retry, through another replica) is applied once; the repeat is answered `replayed`.',
+  schema: { type: 'string', minLength: 1, maxLength: 200 },
 } as const;
 
 const TOKEN_PARAM = {
@@ -136,6 +149,12 @@ const SCHEMAS = {
           callbackToken: { type: 'string' },
           callbackStatus: { type: 'string', enum: [...DISPATCH_STATUSES] },
           callbackData: ref('ReportData'),
+          dedupKey: {
+            type: 'string',
+            minLength: 1,
+            maxLength: 200,
+            description: 'Deduplication key (as the `Callback-Dedup-Key` header).',
+          },
         },
       },
       {
@@ -264,6 +283,7 @@ export function createOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocu
           operationId: 'dispatch',
           summary: 'Deliver a CALLBACK message (a report, or a getCallback read)',
           ...secured,
+          parameters: [DEDUP_PARAM],
           requestBody: { required: true, content: jsonContent(ref('CallbackMessage')) },
           responses: DISPATCH_RESPONSES,
         },
@@ -286,7 +306,7 @@ export function createOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocu
                 post: {
                   ...REPORT_OPERATION,
                   description: `This operation's URL is the callback URL. ${REPORT_OPERATION.description}`,
-                  parameters: [STATUS_PARAM],
+                  parameters: [STATUS_PARAM, DEDUP_PARAM],
                 },
               },
             },
@@ -298,7 +318,7 @@ export function createOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocu
           operationId: 'report',
           ...REPORT_OPERATION,
           ...secured,
-          parameters: [TOKEN_PARAM, STATUS_PARAM],
+          parameters: [TOKEN_PARAM, STATUS_PARAM, DEDUP_PARAM],
         },
       },
       [`${base}/events`]: {
@@ -351,7 +371,7 @@ export function createOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocu
       callbacks: {
         callbackUrl: {
           '{$request.body#/callbackUrl}/{status}': {
-            post: { ...REPORT_OPERATION, parameters: [STATUS_PARAM] },
+            post: { ...REPORT_OPERATION, parameters: [STATUS_PARAM, DEDUP_PARAM] },
           },
         },
       },

@@ -1,0 +1,128 @@
+import { connect } from 'node:net';
+import pg from 'pg';
+import {
+  createCallbackEngine,
+  type CallbackEngine,
+  type CallbackEngineOptions,
+} from '../../src/index.js';
+import {
+  dropSchema,
+  postgresStore,
+  type PostgresStore,
+  type PostgresStoreOptions,
+} from '../../src/store/postgres.js';
+import { SECRET } from './engine.js';
+
+/** The PostgreSQL server of these tests (trust auth). */
+export const PG = process.env.CBE_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
+/** The NATS server of these tests. */
+export const NATS = process.env.CBE_NATS ?? 'nats://127.0.0.1:4222';
+/** Lease settings small enough for fast tests (renewInterval at most half of leaseTtl). */
+export const TTL = 2000;
+export const RENEW = 500;
+
+/** Whether something listens at a URL's host and port. */
+export function listening(url: string, defaultPort: number): Promise<boolean> {
+  const u = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect({ host: u.hostname, port: Number(u.port || defaultPort) });
+    socket.setTimeout(1000);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
+
+/** Options of {@link PgFixture.engine}: the store's cluster settings and the engine's own. */
+export interface ReplicaOptions {
+  /** Use NATS forwarding. @default true */
+  nats?: boolean;
+  store?: Partial<Omit<PostgresStoreOptions, 'connectionString' | 'schema' | 'nats'>>;
+  engine?: CallbackEngineOptions;
+}
+
+let counter = 0;
+
+/**
+ * PostgreSQL schemas, engines, stores and a SQL client of one test file: `fresh()` starts a new
+ * schema `cbe_ps_<pid>_<n>` for the next test; `engine()` opens a replica on it, `store()` a bare
+ * store; `cleanup()` (in afterEach) closes every engine and store and drops every schema used.
+ */
+export class PgFixture {
+  schema = '';
+  readonly #schemas: string[] = [];
+  readonly #engines: CallbackEngine[] = [];
+  readonly #stores: PostgresStore[] = [];
+  #client: pg.Client | undefined;
+
+  /** A new schema for the next test. */
+  fresh(): string {
+    this.schema = `cbe_ps_${process.pid}_${++counter}`;
+    this.#schemas.push(this.schema);
+    return this.schema;
+  }
+
+  /** A replica named `node` on this test's schema (same secrets on every one). */
+  engine(node: string, options: ReplicaOptions = {}): CallbackEngine {
+    const engine = createCallbackEngine({
+      node,
+      secrets: [SECRET],
+      store: postgresStore({
+        connectionString: PG,
+        schema: this.schema,
+        leaseTtl: TTL,
+        renewInterval: RENEW,
+        maxConnections: 4,
+        ...(options.nats === false ? {} : { nats: { servers: NATS } }),
+        ...options.store,
+      }),
+      ...options.engine,
+    });
+    this.#engines.push(engine);
+    return engine;
+  }
+
+  /** A bare store on this test's schema (not opened), closed by cleanup. */
+  store(options: Partial<Omit<PostgresStoreOptions, 'connectionString' | 'schema'>> = {}) {
+    const store = postgresStore({
+      connectionString: PG,
+      schema: this.schema,
+      leaseTtl: TTL,
+      renewInterval: RENEW,
+      maxConnections: 2,
+      ...options,
+    });
+    this.#stores.push(store);
+    return store;
+  }
+
+  /** Runs one SQL statement on the test database (search_path is this test's schema). */
+  async sql<R extends object = Record<string, unknown>>(
+    text: string,
+    params: unknown[] = [],
+  ): Promise<R[]> {
+    if (!this.#client) {
+      const client = new pg.Client({ connectionString: PG });
+      client.on('error', () => {});
+      await client.connect();
+      this.#client = client;
+    }
+    await this.#client.query(`SET search_path TO "${this.schema}"`);
+    return (await this.#client.query(text, params)).rows as R[];
+  }
+
+  /** Closes every engine and store (errors ignored: some never opened), drops every schema. */
+  async cleanup(): Promise<void> {
+    await Promise.allSettled(this.#engines.splice(0).map((e) => e.close()));
+    await Promise.allSettled(this.#stores.splice(0).map((s) => s.close()));
+    await this.#client?.end().catch(() => {});
+    this.#client = undefined;
+    for (const schema of this.#schemas.splice(0)) await dropSchema(PG, schema);
+  }
+}
