@@ -193,6 +193,11 @@ const toAnswer = (r: DispatchResult): CallbackAnswer => r.answer;
 const toResult = (r: DispatchResult): DispatchResult => r;
 const replayed = (r: DispatchResult): DispatchResult => ({ answer: r.answer, outcome: 'replayed' });
 
+/** A report in its callback's mailbox, with the promise of its answer. */
+interface Admitted {
+  readonly result: Promise<DispatchResult>;
+}
+
 class Engine implements CallbackEngine {
   readonly node: string;
   readonly clock: Clock;
@@ -212,6 +217,8 @@ class Engine implements CallbackEngine {
   /** Deduplication keys of reports being applied, and of reports applied lately. */
   readonly #dedupInflight = new Map<string, Promise<DispatchResult>>();
   readonly #dedupSeen = new LRUCache<string, true>({ max: 100_000 });
+  /** Per callback, the admission of the latest report (several replicas: arrival order). */
+  readonly #gates = new Map<string, Promise<void>>();
   /** Recovery from the store: settled once the engine can answer. */
   readonly #ready: Promise<void>;
   #isReady = false;
@@ -475,9 +482,12 @@ class Engine implements CallbackEngine {
       if (parsed.dedupKey !== undefined)
         return this.#once(
           parsed.dedupKey,
-          () => this.#report(parsed.token, parsed.status, data, toResult, parsed.dedupKey),
+          () =>
+            Promise.resolve({
+              result: this.#report(parsed.token, parsed.status, data, toResult, parsed.dedupKey),
+            }),
           () => Promise.resolve(this.#read(parsed.token)),
-        ).then(map);
+        ).then((admitted) => admitted.result.then(map));
       return this.#report(parsed.token, parsed.status, data, map);
     } catch (err) {
       // A durable store that cannot be read (a cold callback's point read): reject, never throw.
@@ -822,45 +832,80 @@ class Engine implements CallbackEngine {
   /**
    * Applies a report once per deduplication key: a second delivery while the first runs gets
    * its answer; one after it (or one the store knows) gets the callback's state, as `replayed`.
+   * `admit` puts the report in its callback's mailbox and hands back the promise of its answer.
    */
-  #once(
+  async #once(
     key: string,
-    apply: () => Promise<DispatchResult>,
+    admit: () => Promise<Admitted>,
     replay: () => Promise<Answer>,
-  ): Promise<DispatchResult> {
+  ): Promise<Admitted> {
     const prior = this.#dedupInflight.get(key);
-    if (prior) return prior.then(replayed);
-    const run = (async (): Promise<DispatchResult> => {
-      if (this.#dedupSeen.has(key) || (this.#pg && (await this.#pg.appliedKeys([key])).has(key)))
-        return { answer: await replay(), outcome: 'replayed' };
-      return apply();
-    })();
-    this.#dedupInflight.set(key, run);
-    run.then(
+    if (prior) return { result: prior.then(replayed) };
+    // Claimed before anything is awaited: a concurrent delivery of the key waits for this one.
+    let settle!: (result: Promise<DispatchResult>) => void;
+    const slot = new Promise<DispatchResult>((resolve) => (settle = resolve));
+    this.#dedupInflight.set(key, slot);
+    slot.then(
       () => {
         this.#dedupInflight.delete(key);
         this.#dedupSeen.set(key, true);
       },
       () => this.#dedupInflight.delete(key),
     );
-    return run;
+    try {
+      if (this.#dedupSeen.has(key) || (this.#pg && (await this.#pg.appliedKeys([key])).has(key))) {
+        const result = replay().then((answer): DispatchResult => ({ answer, outcome: 'replayed' }));
+        settle(result);
+        return { result };
+      }
+      const admitted = await admit();
+      settle(admitted.result);
+      return admitted;
+    } catch (err) {
+      settle(Promise.reject(toError(err)));
+      throw err;
+    }
   }
 
-  /** A report at the owner of its callback: deduplicated, then applied in order. */
-  async #ownedReport(
+  /**
+   * Admits reports for one callback in the order they arrived, although each may first await
+   * the store (a deduplication check, a cold row): the next one starts once this one is in the
+   * mailbox, which then applies them one at a time.
+   */
+  async #inOrder(id: string, admit: () => Promise<Admitted>): Promise<DispatchResult> {
+    const prev = this.#gates.get(id);
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    this.#gates.set(id, gate);
+    let admitted: Admitted;
+    try {
+      if (prev) await prev;
+      admitted = await admit();
+    } finally {
+      open();
+      if (this.#gates.get(id) === gate) this.#gates.delete(id);
+    }
+    return admitted.result;
+  }
+
+  /** A report at the owner of its callback: deduplicated, then applied in arrival order. */
+  #ownedReport(
     token: string,
     id: string,
     status: CallbackStatus,
     data: CallbackData,
     dedupKey: string | undefined,
   ): Promise<DispatchResult> {
-    const apply = async (): Promise<DispatchResult> => {
+    const admit = async (): Promise<Admitted> => {
       await this.#registry.warm({ ids: [id] });
       if (!this.#cluster!.owns(id)) throw notOwned();
-      return this.#report(token, status, data, toResult, dedupKey);
+      return { result: this.#report(token, status, data, toResult, dedupKey) };
     };
-    if (dedupKey === undefined) return apply();
-    return this.#once(dedupKey, apply, () => this.#clusterRead(token));
+    return this.#inOrder(id, () =>
+      dedupKey === undefined
+        ? admit()
+        : this.#once(dedupKey, admit, () => this.#clusterRead(token)),
+    );
   }
 
   /** A report at any replica: applied here if this replica owns the callback, else at its owner. */
