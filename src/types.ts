@@ -200,18 +200,26 @@ export interface EngineStats {
   /** Durable store: rows written or removed by those commits. */
   readonly rowsWritten: number;
   /** Several replicas (`postgresStore()`): this replica's shards and forwarding counters. */
-  readonly cluster?: {
-    readonly shards: number;
-    readonly forwarded: number;
-    readonly served: number;
-    readonly queued: number;
-    readonly inboxApplied: number;
-    readonly leaseRounds: number;
-    /** Times this replica stopped owning shards it thought it had (lease lost or expired). */
-    readonly stepDowns: number;
-    /** Commits refused by the lease fence (nothing of them was written). */
-    readonly fenced: number;
-  };
+  readonly cluster?: ClusterStats;
+}
+
+/** A replica's part in a cluster, in {@link EngineStats}. */
+export interface ClusterStats {
+  /** Shards this replica holds a lease on. */
+  readonly shards: number;
+  /** Reports and creations sent to another replica. */
+  readonly forwarded: number;
+  /** Requests other replicas sent here. */
+  readonly served: number;
+  /** Reports this replica stored in the inbox (their shard had no live owner). */
+  readonly queued: number;
+  /** Queued reports this replica applied. */
+  readonly inboxApplied: number;
+  readonly leaseRounds: number;
+  /** Times this replica stopped owning shards it thought it had (lease lost or expired). */
+  readonly stepDowns: number;
+  /** Commits refused by the lease fence (nothing of them was written). */
+  readonly fenced: number;
 }
 
 /** A callback in a {@link ListPage}. */

@@ -17,6 +17,7 @@
 import { LeaseLostError, StoreUnavailableError, toError } from '../errors.js';
 import type { PostgresStore } from '../store/postgres.js';
 import { shardOf } from '../store/shards.js';
+import type { ClusterStats } from '../types.js';
 import { NatsTransport, type Transport } from './transport.js';
 
 /** A request one replica sends the owner of a callback. */
@@ -75,19 +76,6 @@ export interface ClusterHost {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Counters of a replica's cluster work. */
-export interface ClusterStats {
-  readonly shards: number;
-  readonly forwarded: number;
-  readonly served: number;
-  readonly queued: number;
-  readonly inboxApplied: number;
-  readonly leaseRounds: number;
-  readonly stepDowns: number;
-  /** Commits the fence refused: this replica's lease on a shard had ended or been taken over. */
-  readonly fenced: number;
-}
 
 /** One replica's membership in a cluster. */
 export class Cluster {

@@ -47,25 +47,25 @@ export function listCallbacks(
 }
 
 /**
- * One page of a durable store's rows matching `options`, in creation order: the store filters
- * by anchor and status on its indexes, tags are checked here.
+ * The paging of a durable store's rows, as a generator: it yields each query and is sent the
+ * rows, so the same loop serves a store read synchronously and one read asynchronously. The
+ * store filters by anchor and status on its indexes; tags are checked here.
  */
-export function listStored(
+function* storedPages(
   options: ListOptions,
-  query: (q: StoreListQuery) => StoredCallback[],
   decode: (row: StoredCallback) => CallbackRecord,
-): ListPage {
+): Generator<StoreListQuery, ListPage, StoredCallback[]> {
   const { limit, after, statuses, tags } = listParams(options);
   const matches: CallbackRecord[] = [];
   let afterSeq = after;
   const chunk = Math.min(1000, limit + 1);
   while (matches.length <= limit) {
-    const rows = query({
+    const rows: StoredCallback[] = yield {
       afterSeq,
       anchor: options.anchor,
       statuses: statuses && ([...statuses] as CallbackStatus[]),
       limit: chunk,
-    });
+    };
     for (const row of rows) {
       afterSeq = row.seq;
       const record = decode(row);
@@ -77,32 +77,26 @@ export function listStored(
   return toPage(matches, limit);
 }
 
+/** One page of a durable store's rows matching `options`, in creation order. */
+export function listStored(
+  options: ListOptions,
+  query: (q: StoreListQuery) => StoredCallback[],
+  decode: (row: StoredCallback) => CallbackRecord,
+): ListPage {
+  const pages = storedPages(options, decode);
+  for (let step = pages.next(); ; step = pages.next(query(step.value)))
+    if (step.done) return step.value;
+}
+
 /** {@link listStored} over a store read asynchronously. */
 export async function listStoredAsync(
   options: ListOptions,
   query: (q: StoreListQuery) => Promise<StoredCallback[]>,
   decode: (row: StoredCallback) => CallbackRecord,
 ): Promise<ListPage> {
-  const { limit, after, statuses, tags } = listParams(options);
-  const matches: CallbackRecord[] = [];
-  let afterSeq = after;
-  const chunk = Math.min(1000, limit + 1);
-  while (matches.length <= limit) {
-    const rows = await query({
-      afterSeq,
-      anchor: options.anchor,
-      statuses: statuses && ([...statuses] as CallbackStatus[]),
-      limit: chunk,
-    });
-    for (const row of rows) {
-      afterSeq = row.seq;
-      const record = decode(row);
-      if (tags.every((t) => record.tags.includes(t))) matches.push(record);
-      if (matches.length > limit) break;
-    }
-    if (rows.length < chunk) break;
-  }
-  return toPage(matches, limit);
+  const pages = storedPages(options, decode);
+  for (let step = pages.next(); ; step = pages.next(await query(step.value)))
+    if (step.done) return step.value;
 }
 
 function toPage(matches: CallbackRecord[], limit: number): ListPage {

@@ -25,6 +25,7 @@ import {
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import { TERMINAL_STATUSES } from '../lifecycle/statuses.js';
 import { checkKnownKeys } from '../keys.js';
+import { toStored, type Row } from './row.js';
 import { DEFAULT_SHARDS, shardOf, type ShardLease } from './shards.js';
 import type {
   CommitResult,
@@ -86,32 +87,8 @@ export interface ClusterSettings {
   readonly subject: string;
 }
 
-type Row = {
-  id: string;
-  seq: number;
-  anchor: string;
-  status: string;
-  due_at: number | null;
-  idem_key: string | null;
-  corr_key: string | null;
-  parent_id: string | null;
-  body: string;
-};
-
 const COLUMNS =
   'id, seq::float8 AS seq, anchor, status, due_at::float8 AS due_at, idem_key, corr_key, parent_id, body';
-
-const toStored = (r: Row): StoredCallback => ({
-  id: r.id,
-  seq: r.seq,
-  anchor: r.anchor,
-  status: r.status as CallbackStatus,
-  dueAt: r.due_at,
-  idempotencyKey: r.idem_key,
-  correlationKey: r.corr_key,
-  parentId: r.parent_id,
-  body: r.body,
-});
 
 const TERMINAL_SQL = TERMINAL_STATUSES.map((s) => `'${s}'`).join(', ');
 

@@ -17,6 +17,7 @@ import {
 } from '../errors.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import { checkKnownKeys } from '../keys.js';
+import { toStored, type Row } from './row.js';
 import type {
   DurableStore,
   StoreBatch,
@@ -60,31 +61,7 @@ const SQLITE_OPTION_KEYS: readonly string[] = Object.freeze([
   'maxBytes',
 ]);
 
-type Row = {
-  id: string;
-  seq: number;
-  anchor: string;
-  status: string;
-  due_at: number | null;
-  idem_key: string | null;
-  corr_key: string | null;
-  parent_id: string | null;
-  body: string;
-};
-
 const COLUMNS = 'id, seq, anchor, status, due_at, idem_key, corr_key, parent_id, body';
-
-const toStored = (r: Row): StoredCallback => ({
-  id: r.id,
-  seq: r.seq,
-  anchor: r.anchor,
-  status: r.status as CallbackStatus,
-  dueAt: r.due_at,
-  idempotencyKey: r.idem_key,
-  correlationKey: r.corr_key,
-  parentId: r.parent_id,
-  body: r.body,
-});
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;

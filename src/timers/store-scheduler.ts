@@ -90,14 +90,7 @@ export class StoreScheduler {
       this.armAt(now + 1000);
       return;
     }
-    let progressed = false;
-    for (const id of ids) {
-      try {
-        if (this.#fire(id)) progressed = true;
-      } catch (err) {
-        this.#warn(err);
-      }
-    }
+    const progressed = this.#fireAll(ids);
     // Rows still due that nobody could act on wait for the commit that rewrites them (it re-arms).
     if (progressed || ids.length === 0) {
       const next = this.#safeNext();
@@ -118,6 +111,17 @@ export class StoreScheduler {
       return;
     }
     if (!this.#running) return;
+    const progressed = this.#fireAll(ids);
+    if (ids.length === DUE_PER_WAKE) this.armAt(now);
+    else if (progressed || ids.length === 0) {
+      // Rows still due that nobody could act on wait for the commit that rewrites them.
+      const next = await this.#store.nextDueAsync!().catch(() => undefined);
+      if (next !== undefined && next > now) this.armAt(next);
+    }
+  }
+
+  /** Fires each due id. @returns whether any of them did something. */
+  #fireAll(ids: readonly string[]): boolean {
     let progressed = false;
     for (const id of ids) {
       try {
@@ -126,12 +130,7 @@ export class StoreScheduler {
         this.#warn(err);
       }
     }
-    if (ids.length === DUE_PER_WAKE) this.armAt(now);
-    else if (progressed || ids.length === 0) {
-      // Rows still due that nobody could act on wait for the commit that rewrites them.
-      const next = await this.#store.nextDueAsync!().catch(() => undefined);
-      if (next !== undefined && next > now) this.armAt(next);
-    }
+    return progressed;
   }
 
   #safeNext(): number | undefined {
