@@ -8,11 +8,9 @@
  * @module
  */
 
-import { randomUUID } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
 import type { Clock } from './clock.js';
-import { Answer, CreatedAnswer, notFoundAnswer } from './answer.js';
-import { Cluster, notOwned, type ForwardReply, type ForwardRequest } from './cluster/cluster.js';
+import { CreatedAnswer, notFoundAnswer, type Answer } from './answer.js';
+import { Replica, type ReplicaHost } from './cluster/replica.js';
 import {
   admitPatch,
   DataVersion,
@@ -23,12 +21,9 @@ import {
 } from './data.js';
 import { deadlineAt, durationMs } from './duration.js';
 import {
-  CallbackEngineError,
   DuplicateKeyError,
   EngineClosedError,
   InvalidArgumentError,
-  LeaseLostError,
-  StoreUnavailableError,
   PoolSaturatedError,
   ParentInactiveError,
   ParentNotFoundError,
@@ -50,7 +45,8 @@ import {
   type ResolvedEngineOptions,
 } from './options.js';
 import { CallbackRuntime, Pending, type Follower, type Job } from './registry/callback-runtime.js';
-import { EventHub, warn, type XStateInspector } from './registry/event-hub.js';
+import { Deduplicator } from './registry/dedup.js';
+import { EventHub, type XStateInspector } from './registry/event-hub.js';
 import { listStoredAsync, type ListOptions } from './registry/list-callbacks.js';
 import { MailboxProcessor } from './registry/mailbox-processor.js';
 import type { CallbackRecord } from './registry/record.js';
@@ -58,7 +54,6 @@ import { decodeRecord } from './registry/record-codec.js';
 import { CallbackRegistry } from './registry/registry.js';
 import { Stats } from './registry/stats.js';
 import { PostgresStore } from './store/postgres.js';
-import { shardOf } from './store/shards.js';
 import { decodeToken, newCallbackId, TokenCodec } from './token.js';
 import type {
   CallbackAnswer,
@@ -191,12 +186,6 @@ function correlationKey(
 
 const toAnswer = (r: DispatchResult): CallbackAnswer => r.answer;
 const toResult = (r: DispatchResult): DispatchResult => r;
-const replayed = (r: DispatchResult): DispatchResult => ({ answer: r.answer, outcome: 'replayed' });
-
-/** A report in its callback's mailbox, with the promise of its answer. */
-interface Admitted {
-  readonly result: Promise<DispatchResult>;
-}
 
 class Engine implements CallbackEngine {
   readonly node: string;
@@ -211,14 +200,10 @@ class Engine implements CallbackEngine {
   readonly #mailboxes: MailboxProcessor;
   #seq = 0;
   #closed = false;
-  /** The replica's part in a cluster (a `postgresStore()`), else `undefined`. */
-  readonly #cluster: Cluster | undefined;
+  /** The store of several replicas (`postgresStore()`), and this engine's part in them. */
   readonly #pg: PostgresStore | undefined;
-  /** Deduplication keys of reports being applied, and of reports applied lately. */
-  readonly #dedupInflight = new Map<string, Promise<DispatchResult>>();
-  readonly #dedupSeen = new LRUCache<string, true>({ max: 100_000 });
-  /** Per callback, the admission of the latest report (several replicas: arrival order). */
-  readonly #gates = new Map<string, Promise<void>>();
+  readonly #replica: Replica | undefined;
+  readonly #dedup: Deduplicator;
   /** Recovery from the store: settled once the engine can answer. */
   readonly #ready: Promise<void>;
   #isReady = false;
@@ -231,12 +216,12 @@ class Engine implements CallbackEngine {
     this.clock = this.#o.clock;
     this.baseUrl = this.#o.baseUrl;
     const store = this.#o.store;
-    this.#pg = store instanceof PostgresStore ? store : undefined;
-    this.#cluster = this.#pg ? new Cluster(this.#pg, this.node) : undefined;
+    const pg = (this.#pg = store instanceof PostgresStore ? store : undefined);
     // Replicas share secrets: a token minted by any of them verifies on every one.
-    this.#codec = new TokenCodec(this.node, this.#o.secrets, {
-      anyNode: this.#cluster !== undefined,
-    });
+    this.#codec = new TokenCodec(this.node, this.#o.secrets, { anyNode: pg !== undefined });
+    this.#dedup = new Deduplicator(
+      pg && ((key) => pg.appliedKeys([key]).then((applied) => applied.has(key))),
+    );
     this.#events = new EventHub(this.#o.clock);
     this.#registry = new CallbackRegistry({
       options: this.#o,
@@ -245,6 +230,7 @@ class Engine implements CallbackEngine {
       events: this.#events,
       onTimeout: (rt, reason) => this.#mailboxes.end(rt, 'timeout', { reason }, []),
       onInvalidated: (rt, err) => this.#mailboxes.invalidated(rt, err),
+      ...(pg ? { mayHold: (id: string) => this.#replica?.ownsShardOf(id) ?? false } : {}),
     });
     this.#mailboxes = new MailboxProcessor({
       options: this.#o,
@@ -253,12 +239,13 @@ class Engine implements CallbackEngine {
       stats: this.#stats,
       events: this.#events,
     });
+    this.#replica = pg && new Replica(pg, this.#replicaHost());
     if (this.#o.inspect) this.#events.subscribe(this.#o.inspect);
     if (this.#registry.durable) {
       this.#ready = this.#registry.recover().then(
         async (seq) => {
           this.#seq = seq;
-          if (this.#cluster) await this.#cluster.start(this.#clusterHost());
+          await this.#replica?.start();
           this.#isReady = true;
         },
         (err: unknown) => {
@@ -309,11 +296,11 @@ class Engine implements CallbackEngine {
     const idempotencyKey = checkIdempotencyKey(options.idempotencyKey);
     const idemKey =
       idempotencyKey === undefined ? undefined : `${anchor.name}\u0000${idempotencyKey}`;
-    if (this.#cluster) {
+    if (this.#replica) {
       // The parent's owner creates the child (same shard: one owner for the family).
       const parentId = decodeToken(options.parentToken)?.id;
-      if (parentId !== undefined && !this.#cluster.owns(parentId))
-        return this.#forwardCreate(parentId, anchorName, options);
+      if (parentId !== undefined && !this.#replica.owns(parentId))
+        return this.#replica.createAt(parentId, anchorName, options);
     }
     if (this.#registry.prefetching)
       await this.#registry.warm({
@@ -351,7 +338,7 @@ class Engine implements CallbackEngine {
         this.#o.maxCallbackBytes,
       ) + createBytes;
 
-    const id = this.#cluster ? this.#clusterId(parent?.record.id) : newCallbackId();
+    const id = this.#replica ? this.#replica.newId(parent?.record.id) : newCallbackId();
     const record: CallbackRecord = {
       id,
       token: this.#codec.mint(anchor.name, id),
@@ -399,8 +386,9 @@ class Engine implements CallbackEngine {
         },
         (err) => {
           rt.busy = false;
-          this.#registry.settle(rt);
+          // First: settling drops the runtime and rejects its queued jobs with the store's error.
           reject(err);
+          this.#registry.settle(rt);
         },
       );
     }).catch(async (err: unknown) => {
@@ -473,21 +461,23 @@ class Engine implements CallbackEngine {
     if (parsed.kind === 'read') {
       const read = (answer: Answer): T =>
         map({ answer, outcome: answer.status === 'notFound' ? 'notFound' : 'read' });
-      if (this.#cluster) return this.#clusterRead(parsed.token).then(read);
+      if (this.#replica) return this.#replica.read(parsed.token).then(read);
       return Promise.resolve(read(this.#read(parsed.token)));
     }
     try {
-      if (this.#cluster)
-        return this.#clusterReport(parsed.token, parsed.status, data, parsed.dedupKey).then(map);
+      if (this.#replica)
+        return this.#replica.report(parsed.token, parsed.status, data, parsed.dedupKey).then(map);
       if (parsed.dedupKey !== undefined)
-        return this.#once(
-          parsed.dedupKey,
-          () =>
-            Promise.resolve({
-              result: this.#report(parsed.token, parsed.status, data, toResult, parsed.dedupKey),
-            }),
-          () => Promise.resolve(this.#read(parsed.token)),
-        ).then((admitted) => admitted.result.then(map));
+        return this.#dedup
+          .once(
+            parsed.dedupKey,
+            () =>
+              Promise.resolve({
+                result: this.#report(parsed.token, parsed.status, data, toResult, parsed.dedupKey),
+              }),
+            () => Promise.resolve(this.#read(parsed.token)),
+          )
+          .then((admitted) => admitted.result.then(map));
       return this.#report(parsed.token, parsed.status, data, map);
     } catch (err) {
       // A durable store that cannot be read (a cold callback's point read): reject, never throw.
@@ -550,8 +540,8 @@ class Engine implements CallbackEngine {
     } catch (err) {
       return Promise.reject(toError(err));
     }
-    if (this.#cluster)
-      return this.#clusterReport(token, 'cancel', ingested, undefined).then(toAnswer);
+    if (this.#replica)
+      return this.#replica.report(token, 'cancel', ingested, undefined).then(toAnswer);
     let found;
     try {
       found = this.#registry.find(token);
@@ -584,7 +574,7 @@ class Engine implements CallbackEngine {
   get(token: string): Promise<CallbackAnswer> {
     if (this.#closed) return Promise.reject(new EngineClosedError());
     if (!this.#isReady) return this.#afterReady(() => this.get(token));
-    if (this.#cluster) return this.#clusterRead(token);
+    if (this.#replica) return this.#replica.read(token);
     try {
       return Promise.resolve(this.#read(token));
     } catch (err) {
@@ -595,10 +585,10 @@ class Engine implements CallbackEngine {
   exists(token: string): Promise<'exists' | 'notFound'> {
     if (this.#closed) return Promise.reject(new EngineClosedError());
     if (!this.#isReady) return this.#afterReady(() => this.exists(token));
-    if (this.#cluster)
-      return this.#clusterRead(token).then((a) =>
-        a.status === 'notFound' ? 'notFound' : 'exists',
-      );
+    if (this.#replica)
+      return this.#replica
+        .read(token)
+        .then((a) => (a.status === 'notFound' ? 'notFound' : 'exists'));
     try {
       const found = this.#registry.find(token);
       if (found.kind === 'live') this.#registry.settle(found.rt);
@@ -622,7 +612,7 @@ class Engine implements CallbackEngine {
   async wait(token: string, options: WaitOptions = {}): Promise<CallbackAnswer> {
     this.#assertOpen();
     if (!this.#isReady) await this.#afterReady(() => Promise.resolve());
-    if (this.#cluster) return this.#clusterWait(token, options);
+    if (this.#replica) return this.#replica.wait(token, options);
     const found = this.#registry.find(token);
     if (found.kind === 'notFound') return notFoundAnswer(token);
     const record = found.kind === 'live' ? found.rt.record : found.record;
@@ -759,7 +749,7 @@ class Engine implements CallbackEngine {
 
   stats(): EngineStats {
     const stats = this.#stats.snapshot(...this.#registry.sizes, this.#registry.commits);
-    return this.#cluster ? { ...stats, cluster: this.#cluster.stats } : stats;
+    return this.#replica ? { ...stats, cluster: this.#replica.stats } : stats;
   }
 
   inspect(inspector: XStateInspector): () => void {
@@ -794,304 +784,36 @@ class Engine implements CallbackEngine {
       // A close during recovery waits for it, so the store's lock is released.
       await this.#ready.catch(() => {});
       // A replica hands its shards over at once, once its writes are committed.
-      if (this.#isReady) await this.#cluster?.leave();
+      if (this.#isReady) await this.#replica?.leave();
       if (this.#isReady) await this.#registry.closeStore();
     } finally {
-      await this.#cluster?.close();
+      await this.#replica?.close();
       this.#registry.clear();
     }
   }
 
-  // ---- several replicas (postgresStore) ------------------------------------------------------
-
-  /** What the cluster asks of this engine. */
-  #clusterHost() {
+  /** What this engine's part in a cluster needs of it. */
+  #replicaHost(): ReplicaHost {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- a getter below reads the live flag
+    const engine = this;
     return {
-      serve: (request: ForwardRequest, inboxSeq?: number) => this.#serve(request, inboxSeq),
-      ownershipChanged: () => this.#ownershipChanged(),
-      flush: () => this.#registry.flush(),
-      warn,
-    };
-  }
-
-  /** A new callbackId in a shard this replica owns (the parent's shard for a child). */
-  #clusterId(parentId: string | undefined): string {
-    const cluster = this.#cluster!;
-    const n = this.#pg!.cluster.shards;
-    const owned = new Set(cluster.ownedShards);
-    const want = parentId === undefined ? undefined : shardOf(parentId, n);
-    if (owned.size === 0 || (want !== undefined && !owned.has(want))) throw notOwned();
-    // Expected tries: shards / owned shards (or shards, for a child); each is a few hundred ns.
-    for (;;) {
-      const id = newCallbackId();
-      const shard = shardOf(id, n);
-      if (want === undefined ? owned.has(shard) : shard === want) return id;
-    }
-  }
-
-  /**
-   * Applies a report once per deduplication key: a second delivery while the first runs gets
-   * its answer; one after it (or one the store knows) gets the callback's state, as `replayed`.
-   * `admit` puts the report in its callback's mailbox and hands back the promise of its answer.
-   */
-  async #once(
-    key: string,
-    admit: () => Promise<Admitted>,
-    replay: () => Promise<Answer>,
-  ): Promise<Admitted> {
-    const prior = this.#dedupInflight.get(key);
-    if (prior) return { result: prior.then(replayed) };
-    // Claimed before anything is awaited: a concurrent delivery of the key waits for this one.
-    let settle!: (result: Promise<DispatchResult>) => void;
-    const slot = new Promise<DispatchResult>((resolve) => (settle = resolve));
-    this.#dedupInflight.set(key, slot);
-    slot.then(
-      () => {
-        this.#dedupInflight.delete(key);
-        this.#dedupSeen.set(key, true);
+      node: this.node,
+      registry: this.#registry,
+      stats: this.#stats,
+      codec: this.#codec,
+      dedup: this.#dedup,
+      maxDataBytes: this.#o.maxDataBytes,
+      report: (token, status, data, dedupKey) =>
+        this.#report(token, status, data, toResult, dedupKey),
+      read: (token) => this.#read(token),
+      answer: (record) => this.#mailboxes.answer(record),
+      waitLocal: (id, signal) => this.#waitFor(id, signal),
+      create: (anchor, options) => this.create(anchor, options),
+      attributes: (anchor) => this.#anchors.get(anchor)?.attributes,
+      get closed() {
+        return engine.#closed;
       },
-      () => this.#dedupInflight.delete(key),
-    );
-    try {
-      if (this.#dedupSeen.has(key) || (this.#pg && (await this.#pg.appliedKeys([key])).has(key))) {
-        const result = replay().then((answer): DispatchResult => ({ answer, outcome: 'replayed' }));
-        settle(result);
-        return { result };
-      }
-      const admitted = await admit();
-      settle(admitted.result);
-      return admitted;
-    } catch (err) {
-      settle(Promise.reject(toError(err)));
-      throw err;
-    }
-  }
-
-  /**
-   * Admits reports for one callback in the order they arrived, although each may first await
-   * the store (a deduplication check, a cold row): the next one starts once this one is in the
-   * mailbox, which then applies them one at a time.
-   */
-  async #inOrder(id: string, admit: () => Promise<Admitted>): Promise<DispatchResult> {
-    const prev = this.#gates.get(id);
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => (open = resolve));
-    this.#gates.set(id, gate);
-    let admitted: Admitted;
-    try {
-      if (prev) await prev;
-      admitted = await admit();
-    } finally {
-      open();
-      if (this.#gates.get(id) === gate) this.#gates.delete(id);
-    }
-    return admitted.result;
-  }
-
-  /** A report at the owner of its callback: deduplicated, then applied in arrival order. */
-  #ownedReport(
-    token: string,
-    id: string,
-    status: CallbackStatus,
-    data: CallbackData,
-    dedupKey: string | undefined,
-  ): Promise<DispatchResult> {
-    const admit = async (): Promise<Admitted> => {
-      await this.#registry.warm({ ids: [id] });
-      if (!this.#cluster!.owns(id)) throw notOwned();
-      return { result: this.#report(token, status, data, toResult, dedupKey) };
     };
-    return this.#inOrder(id, () =>
-      dedupKey === undefined
-        ? admit()
-        : this.#once(dedupKey, admit, () => this.#clusterRead(token)),
-    );
-  }
-
-  /** A report at any replica: applied here if this replica owns the callback, else at its owner. */
-  async #clusterReport(
-    token: string,
-    status: CallbackStatus,
-    data: CallbackData,
-    dedupKey: string | undefined,
-  ): Promise<DispatchResult> {
-    const fields = decodeToken(token);
-    // A malformed or forged token is answered here, as by one engine (no store read).
-    if (!fields || !this.#codec.verify(fields)) return this.#report(token, status, data, toResult);
-    const cluster = this.#cluster!;
-    if (cluster.owns(fields.id)) {
-      // Reports queued while its shard had no owner go first.
-      await cluster.settled(fields.id);
-      return this.#ownedReport(token, fields.id, status, data, dedupKey);
-    }
-    // Handed to another replica: a key makes a retry through the inbox apply it once.
-    const reply = await cluster.route(fields.id, {
-      op: 'report',
-      id: fields.id,
-      token,
-      status,
-      data,
-      dedupKey: dedupKey ?? `~${randomUUID()}`,
-    });
-    if (reply.kind === 'queued')
-      return { answer: await this.#clusterRead(token), outcome: 'queued' };
-    return this.#fromReply(reply, fields.anchor, token);
-  }
-
-  /** Reads a callback from any replica: from memory at its owner, else as committed. */
-  async #clusterRead(token: string): Promise<Answer> {
-    const fields = decodeToken(token);
-    if (!fields || !this.#codec.verify(fields)) return this.#read(token);
-    if (this.#cluster!.owns(fields.id)) {
-      await this.#registry.warm({ ids: [fields.id] });
-      return this.#read(token);
-    }
-    const row = await this.#pg!.read(fields.id);
-    if (!row || row.anchor !== fields.anchor) {
-      this.#stats.notFound++;
-      return notFoundAnswer(token);
-    }
-    return this.#mailboxes.answer(decodeRecord(row).record);
-  }
-
-  /** wait() from any replica: event-driven at the owner, polling the store elsewhere. */
-  async #clusterWait(token: string, options: WaitOptions): Promise<CallbackAnswer> {
-    const fields = decodeToken(token);
-    if (!fields || !this.#codec.verify(fields)) return this.#read(token);
-    const poll = Math.min(250, this.#pg!.cluster.renewIntervalMs);
-    let answer: Answer;
-    for (;;) {
-      options.signal?.throwIfAborted();
-      this.#assertOpen();
-      if (this.#cluster!.owns(fields.id)) {
-        await this.#registry.warm({ ids: [fields.id] });
-        try {
-          answer = (await this.#waitFor(fields.id, options.signal)) as Answer;
-          break;
-        } catch (err) {
-          // Ownership moved while waiting: wait from the store instead.
-          if (!(err instanceof LeaseLostError)) throw err;
-          continue;
-        }
-      }
-      answer = await this.#clusterRead(token);
-      if (answer.status === 'notFound' || isTerminal(answer.status)) break;
-      await new Promise<void>((resolve) => setTimeout(resolve, poll));
-    }
-    if (options.children)
-      for (const row of await this.#pg!.childrenRows(fields.id))
-        await this.#clusterWait(decodeRecord(row).record.token, options);
-    return answer;
-  }
-
-  /** A child at another replica: its parent's owner creates it. */
-  async #forwardCreate(
-    parentId: string,
-    anchorName: string,
-    options: CreateOptions,
-  ): Promise<CreatedCallback> {
-    const reply = await this.#cluster!.route(parentId, {
-      op: 'create',
-      id: parentId,
-      anchor: anchorName,
-      options,
-    });
-    const result = this.#fromReply(reply, anchorName, '');
-    if (reply.kind !== 'answer' || reply.id === undefined)
-      throw new StoreUnavailableError('the parent owner did not answer the creation; retry');
-    const anchor = this.#anchors.get(anchorName)!;
-    return new CreatedAnswer(
-      result.answer as Answer,
-      reply.id,
-      anchor.attributes,
-      reply.parentToken,
-    );
-  }
-
-  /** Serves a request forwarded by another replica, or queued in the inbox. */
-  async #serve(request: ForwardRequest, inboxSeq?: number): Promise<ForwardReply> {
-    if (!this.#cluster!.owns(request.id) || this.#closed) return { kind: 'notOwner' };
-    let reply: ForwardReply;
-    try {
-      if (request.op === 'create') {
-        const created = await this.create(request.anchor, request.options as CreateOptions);
-        reply = {
-          kind: 'answer',
-          outcome: 'applied',
-          answer: (created as unknown as Answer).toJSON(),
-          id: created.id,
-        };
-      } else {
-        // Reports queued for this shard go first (unless this is one of them).
-        if (inboxSeq === undefined) await this.#cluster!.settled(request.id);
-        const data = ingestData('callbackData', request.data, this.#o.maxDataBytes);
-        const r = await this.#ownedReport(
-          request.token,
-          request.id,
-          request.status as CallbackStatus,
-          data,
-          request.dedupKey,
-        );
-        reply = { kind: 'answer', outcome: r.outcome, answer: (r.answer as Answer).toJSON() };
-      }
-    } catch (err) {
-      const e = toError(err);
-      if (e instanceof LeaseLostError) return { kind: 'notOwner' };
-      const ce = e instanceof CallbackEngineError ? e : undefined;
-      reply = {
-        kind: 'error',
-        code: ce?.code ?? 'CBE_ERR_STORE_UNAVAILABLE',
-        statusCode: ce?.statusCode ?? 503,
-        message: e.message,
-        retryable: ce ? ce.retryable : true,
-      };
-    }
-    // A queued report is done unless it may succeed later.
-    if (inboxSeq !== undefined && !(reply.kind === 'error' && reply.retryable))
-      this.#registry.inboxDone(inboxSeq);
-    return reply;
-  }
-
-  /** The owner's reply as this engine's own result. */
-  #fromReply(reply: ForwardReply, anchorName: string, token: string): DispatchResult {
-    if (reply.kind === 'error') {
-      if (reply.code === 'CBE_ERR_STORE_UNAVAILABLE')
-        throw new StoreUnavailableError(reply.message);
-      throw new CallbackEngineError(
-        reply.code as CallbackEngineError['code'],
-        reply.statusCode,
-        reply.message,
-        { retryable: reply.retryable },
-      );
-    }
-    if (reply.kind !== 'answer')
-      throw new StoreUnavailableError('the owner of the callback did not answer; retry');
-    const a = reply.answer;
-    const anchor = this.#anchors.get(anchorName);
-    const data = ingestData('answer data', a.data, Number.MAX_SAFE_INTEGER);
-    const answer = new Answer(
-      a.status as Answer['status'],
-      a.token || token,
-      DataVersion.of(data),
-      anchor?.attributes,
-      reply.id,
-      reply.parentToken,
-      a.stepError as Answer['stepError'],
-    );
-    return { answer, outcome: reply.outcome as DispatchResult['outcome'] };
-  }
-
-  /** The shards this replica owns changed: forget the others, recount, re-read due times. */
-  async #ownershipChanged(): Promise<void> {
-    const cluster = this.#cluster!;
-    const n = this.#pg!.cluster.shards;
-    this.#registry.disown((id) => cluster.ownsShard(shardOf(id, n)), notOwned());
-    try {
-      this.#stats.resetCounts(await this.#pg!.shardCounts(cluster.ownedShards));
-    } catch (err) {
-      warn(err);
-    }
-    this.#registry.pokeScheduler();
   }
 
   #assertOpen(): void {

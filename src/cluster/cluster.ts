@@ -51,7 +51,6 @@ export type ForwardReply =
         stepError?: unknown;
       };
       readonly id?: string;
-      readonly parentToken?: string;
     }
   | {
       readonly kind: 'error';

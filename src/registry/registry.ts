@@ -58,6 +58,11 @@ export interface RegistryDeps {
   readonly codec: TokenCodec;
   readonly stats: Stats;
   readonly events: EventHub;
+  /**
+   * Whether this engine may hold a callback in memory (several replicas: only its owner may;
+   * a copy elsewhere would go stale). Absent: always.
+   */
+  readonly mayHold?: (id: string) => boolean;
   /** An active callback's deadline or heartbeat passed: end it with `timeout`. */
   readonly onTimeout: (rt: CallbackRuntime, reason: 'deadline' | 'heartbeat') => void;
   /** A callback dropped after a failed commit: reject what waits in its mailbox. */
@@ -72,6 +77,7 @@ export class CallbackRegistry {
   readonly #events: EventHub;
   readonly #onTimeout: RegistryDeps['onTimeout'];
   readonly #onInvalidated: RegistryDeps['onInvalidated'];
+  readonly #mayHold: (id: string) => boolean;
   /** Active (memory mode) or resident (durable mode) callbacks by id. */
   readonly #live = new Map<string, CallbackRuntime>();
   /** Exact token → resident callback: a byte-identical token is one this engine minted, so no decode or HMAC. */
@@ -108,6 +114,7 @@ export class CallbackRegistry {
     this.#events = deps.events;
     this.#onTimeout = deps.onTimeout;
     this.#onInvalidated = deps.onInvalidated;
+    this.#mayHold = deps.mayHold ?? (() => true);
     this.#deadlines = new DeadlineQueue<CallbackRuntime | CallbackRecord>(
       this.#o.clock,
       (target, kind) => this.#onDeadline(target, kind),
@@ -450,10 +457,13 @@ export class CallbackRegistry {
     return row && this.#fromRow(row);
   }
 
-  /** A stored row: a resident runtime for an active callback, the record for a retained one. */
+  /**
+   * A stored row: a resident runtime for an active callback, the record for a retained one, or
+   * for one this engine may not hold (another replica owns it): its record, read-only.
+   */
   #fromRow(row: StoredCallback): Exclude<Found, { kind: 'notFound' }> {
     const { record, lastActivity } = decodeRecord(row);
-    if (isTerminal(record.status)) return { kind: 'retained', record };
+    if (isTerminal(record.status) || !this.#mayHold(record.id)) return { kind: 'retained', record };
     return { kind: 'live', rt: this.#resident(record, lastActivity, row.dueAt) };
   }
 
@@ -467,7 +477,12 @@ export class CallbackRegistry {
     if (parent) (parent.record.children ??= []).push(record.id);
     if (record.idempotencyKey !== undefined)
       this.#idempotency.set(record.idempotencyKey, record.id);
-    if (record.correlationKey !== undefined)
+    // Several replicas: a correlation key is unique, so a second one is refused at commit and
+    // must not take the index from the callback that holds it.
+    if (
+      record.correlationKey !== undefined &&
+      !(this.prefetching && this.#correlation.has(record.correlationKey))
+    )
       this.#correlation.set(record.correlationKey, record.id);
     if (this.#durable) {
       this.#liveActors.set(record.id, rt);

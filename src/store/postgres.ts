@@ -153,6 +153,22 @@ END $f$ LANGUAGE plpgsql;
 
 const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 
+/**
+ * PostgreSQL text cannot hold NUL, which the engine's keys use as a separator
+ * (`anchor \0 key`): keys are stored with `\` doubled and NUL as `\0`.
+ */
+const encodeKey = (key: string | null): string | null =>
+  key === null ? null : key.replaceAll('\\', '\\\\').replaceAll('\u0000', '\\0');
+const decodeKey = (key: string | null): string | null =>
+  key === null ? null : key.replace(/\\(\\|0)/g, (_, c: string) => (c === '0' ? '\u0000' : '\\'));
+
+/** A row as read from PostgreSQL (its keys decoded). */
+const fromPg = (r: Row): StoredCallback => ({
+  ...toStored(r),
+  idempotencyKey: decodeKey(r.idem_key),
+  correlationKey: decodeKey(r.corr_key),
+});
+
 /** Error codes of a PostgreSQL server that is going away or not there. */
 const pgCode = (err: unknown): string | undefined =>
   typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string'
@@ -444,14 +460,17 @@ export class PostgresStore implements DurableStore {
             ),
         request.idempotencyKey === undefined
           ? none
-          : this.#q<Row>(`SELECT ${COLUMNS} FROM callbacks WHERE idem_key = $1`, [
-              request.idempotencyKey,
-            ]),
+          : this.#q<Row>(
+              `SELECT ${COLUMNS} FROM callbacks WHERE idem_key = $1
+               UNION ALL SELECT ${COLUMNS} FROM callbacks
+               WHERE parent_id = (SELECT id FROM callbacks WHERE idem_key = $1)`,
+              [encodeKey(request.idempotencyKey)],
+            ),
         request.correlationKey === undefined
           ? none
           : this.#q<Row>(
               `SELECT ${COLUMNS} FROM callbacks WHERE corr_key = $1 ORDER BY seq DESC LIMIT 1`,
-              [request.correlationKey],
+              [encodeKey(request.correlationKey)],
             ),
       ]);
       return { rows, idem, corr };
@@ -470,10 +489,10 @@ export class PostgresStore implements DurableStore {
         f.rows.delete(r.id);
         continue;
       }
-      if (asked.has(r.id)) f.rows.set(r.id, toStored(r));
+      if (asked.has(r.id)) f.rows.set(r.id, fromPg(r));
       if (r.parent_id !== null && asked.has(r.parent_id)) {
         kids.get(r.parent_id)!.push({ seq: r.seq, id: r.id });
-        if (!f.rows.has(r.id)) f.rows.set(r.id, toStored(r));
+        if (!f.rows.has(r.id)) f.rows.set(r.id, fromPg(r));
       }
     }
     for (const [id, list] of kids) {
@@ -488,22 +507,26 @@ export class PostgresStore implements DurableStore {
       );
     }
     if (request.idempotencyKey !== undefined) {
-      const r = value.idem[0];
+      // The row with the key first, then its children (in creation order).
+      const key = encodeKey(request.idempotencyKey);
+      const r = value.idem.find((x) => x.idem_key === key);
       if (r && this.#stale(r.id, since)) fresh = false;
-      else f.idem.set(request.idempotencyKey, r ? toStored(r) : null);
-      if (r && !f.children.has(r.id)) {
-        const children = await this.childrenRows(r.id);
-        f.rows.set(r.id, toStored(r));
+      else f.idem.set(request.idempotencyKey, r ? fromPg(r) : null);
+      if (r && !this.#stale(r.id, since) && !f.children.has(r.id)) {
+        f.rows.set(r.id, fromPg(r));
         f.children.set(
           r.id,
-          children.map((c) => c.id),
+          value.idem
+            .filter((x) => x.parent_id === r.id)
+            .sort((x, y) => x.seq - y.seq)
+            .map((x) => x.id),
         );
       }
     }
     if (request.correlationKey !== undefined) {
       const r = value.corr[0];
       if (r && this.#stale(r.id, since)) fresh = false;
-      else f.corr.set(request.correlationKey, r ? toStored(r) : null);
+      else f.corr.set(request.correlationKey, r ? fromPg(r) : null);
     }
     this.#keep();
     return fresh;
@@ -514,7 +537,7 @@ export class PostgresStore implements DurableStore {
     const { value } = await this.#fresh(() =>
       this.#q<Row>(`SELECT ${COLUMNS} FROM callbacks WHERE id = $1`, [id]),
     );
-    return value[0] && toStored(value[0]);
+    return value[0] && fromPg(value[0]);
   }
 
   /** Rows of a callback's children, in creation order, as committed. */
@@ -522,7 +545,7 @@ export class PostgresStore implements DurableStore {
     const { value } = await this.#fresh(() =>
       this.#q<Row>(`SELECT ${COLUMNS} FROM callbacks WHERE parent_id = $1 ORDER BY seq`, [id]),
     );
-    return value.map(toStored);
+    return value.map(fromPg);
   }
 
   /** The active callback holding this correlation key (or the newest), as committed. */
@@ -530,10 +553,10 @@ export class PostgresStore implements DurableStore {
     const { value } = await this.#fresh(() =>
       this.#q<Row>(
         `SELECT ${COLUMNS} FROM callbacks WHERE corr_key = $1 ORDER BY seq DESC LIMIT 1`,
-        [key],
+        [encodeKey(key)],
       ),
     );
-    return value[0] && toStored(value[0]);
+    return value[0] && fromPg(value[0]);
   }
 
   /** A page of rows in creation order, as committed. */
@@ -551,7 +574,7 @@ export class PostgresStore implements DurableStore {
     params.push(query.limit);
     const text = `SELECT ${COLUMNS} FROM callbacks WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${params.length}`;
     const { value } = await this.#fresh(() => this.#q<Row>(text, params));
-    return value.map(toStored);
+    return value.map(fromPg);
   }
 
   /** The earliest due time among the shards this replica holds. */
@@ -613,10 +636,6 @@ export class PostgresStore implements DurableStore {
 
   // ---- writes ---------------------------------------------------------------------------------
 
-  shardOf(id: string): number {
-    return shardOf(id, this.cluster.shards);
-  }
-
   /** Commits refused by the fence (a lease lost or taken over), for stats and tests. */
   fencedOut = 0;
 
@@ -656,8 +675,8 @@ export class PostgresStore implements DurableStore {
     const unnestRows = (rows: StoredCallback[]) =>
       `unnest(${p(rows.map((r) => r.id))}::text[], ${p(rows.map((r) => shardOf(r.id, n)))}::int[],
         ${p(rows.map((r) => r.anchor))}::text[], ${p(rows.map((r) => r.status))}::text[],
-        ${p(rows.map((r) => r.dueAt))}::bigint[], ${p(rows.map((r) => r.idempotencyKey))}::text[],
-        ${p(rows.map((r) => r.correlationKey))}::text[], ${p(rows.map((r) => r.parentId))}::text[],
+        ${p(rows.map((r) => r.dueAt))}::bigint[], ${p(rows.map((r) => encodeKey(r.idempotencyKey)))}::text[],
+        ${p(rows.map((r) => encodeKey(r.correlationKey)))}::text[], ${p(rows.map((r) => r.parentId))}::text[],
         ${p(rows.map((r) => r.body))}::text[])`;
     const COLS = 'id, shard, anchor, status, due_at, idem_key, corr_key, parent_id, body';
     ctes.push(
@@ -788,14 +807,14 @@ export class PostgresStore implements DurableStore {
 
   // ---- leases -----------------------------------------------------------------------------------
 
+  /** Whether this replica holds the shard of `id` (its lease may still have ended). */
+  owns(id: string): boolean {
+    return this.#held.has(shardOf(id, this.cluster.shards));
+  }
+
   /** The shards this replica holds and their epochs. */
   held(): ReadonlyMap<number, number> {
     return this.#held;
-  }
-
-  /** Whether this replica holds the shard of `id`. */
-  owns(id: string): boolean {
-    return this.#held.has(shardOf(id, this.cluster.shards));
   }
 
   /**
