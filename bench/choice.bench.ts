@@ -9,6 +9,9 @@
  *    - node-postgres `Client`: BEGIN / lock / upsert / COMMIT, each awaited (named statements),
  *    - floor: the same unnest upsert of 256 rows as one autocommit statement (postgres.js),
  *    - extra: lock and upsert folded into one autocommit statement (a locking CTE), postgres.js,
+ *    - the same one statement on node-postgres (what postgresStore() ships: postgres.js 3.4
+ *      crashes the process from a setImmediate when a connection dies mid-write, see
+ *      porsager/postgres#1154 and #1208, which the PostgreSQL-restart test hit),
  *    - postgres.js, 8 concurrent transactions of 32 rows each over a pool of 4 connections
  *      (per-transaction latency while others are in flight).
  *    The shard check fails closed on the server (`1 / (count = expected)::int` raises
@@ -156,6 +159,16 @@ async function pjSingle(sql: postgres.Sql, b: Batch): Promise<void> {
   const params = [b.ids, b.shards, b.statuses, b.dueAts, b.bodies, b.touched, b.touched.length];
   const r = await sql.unsafe(SINGLE_SQL, params, { prepare: true });
   check(r.count === b.ids.length, `single statement wrote ${r.count} of ${b.ids.length}`);
+}
+
+/** node-postgres: the lock CTE and the upsert as one statement (what postgresStore() ships). */
+async function pgSingle(client: pg.Client, b: Batch): Promise<void> {
+  const r = await client.query({
+    name: 'cb_single',
+    text: SINGLE_SQL,
+    values: [b.ids, b.shards, b.statuses, b.dueAts, b.bodies, b.touched, b.touched.length],
+  });
+  check(r.rowCount === b.ids.length, `pg single statement wrote ${r.rowCount} of ${b.ids.length}`);
 }
 
 /** node-postgres: BEGIN / lock / upsert / COMMIT, each awaited. */
@@ -455,6 +468,15 @@ try {
       latencyOf: 'transaction',
       truncate: true,
       fn: () => pgGroupCommit(client, makeBatch(ROWS)),
+    },
+    {
+      group: A,
+      name: `pg one statement (lock CTE + upsert), ${ROWS} rows: shipped`,
+      unit: 'rows/s',
+      batch: ROWS,
+      latencyOf: 'statement',
+      truncate: true,
+      fn: () => pgSingle(client, makeBatch(ROWS)),
     },
     {
       group: A,
