@@ -148,11 +148,16 @@ export class Cluster {
       this.#transport.serve(this.#node, (payload) => this.#onRequest(payload));
       this.#transport.onBroadcast(() => this.#kick());
     }
+    // The others give up their excess at their next round (a broadcast hurries them): wait for
+    // a share that long, then run with what there is (a cluster with more replicas than shards).
     const renew = this.#settings.renewIntervalMs;
-    for (let i = 0; i < 4; i++) {
+    const until = performance.now() + 2 * renew + 1000;
+    for (let first = true; ; first = false) {
       await this.#runRound();
-      if (this.#store.held().size > 0) break;
-      await sleep(Math.min(renew, 250 * (i + 1)));
+      // Tell the others a replica joined: they give up their excess now, not at their next round.
+      if (first) this.#transport?.broadcast();
+      if (this.#store.held().size > 0 || performance.now() >= until) break;
+      await sleep(Math.min(renew, 250));
     }
     if (this.#lastError && this.#store.held().size === 0) {
       await this.#transport?.close();
@@ -261,6 +266,7 @@ export class Cluster {
       await this.#host!.ownershipChanged();
       await this.#host!.flush();
       await this.#store.release(shards);
+      for (const s of shards) this.#owners.delete(s);
     } finally {
       for (const s of shards) this.#yielding.delete(s);
     }

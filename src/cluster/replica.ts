@@ -60,6 +60,8 @@ export class Replica {
   readonly #host: ReplicaHost;
   /** Per callback, the admission of the latest report (arrival order). */
   readonly #gates = new Map<string, Promise<void>>();
+  /** Per callback, the last report this replica forwards (one at a time, in arrival order). */
+  readonly #routes = new Map<string, Promise<void>>();
 
   constructor(store: PostgresStore, host: ReplicaHost) {
     this.#store = store;
@@ -135,17 +137,35 @@ export class Replica {
       await this.#cluster.settled(fields.id);
       return this.#ownedReport(token, fields.id, status, data, dedupKey);
     }
-    // Handed to another replica: a key makes a retry through the inbox apply it once.
-    const reply = await this.#cluster.route(fields.id, {
+    // Handed to another replica, one report of a callback at a time (routing may have to learn
+    // the owner first, so two in flight could overtake each other). A key makes a retry through
+    // the inbox apply it once.
+    const request: ForwardRequest = {
       op: 'report',
       id: fields.id,
       token,
       status,
       data,
       dedupKey: dedupKey ?? `~${randomUUID()}`,
-    });
+    };
+    const reply = await this.#oneAtATime(fields.id, () => this.#cluster.route(fields.id, request));
     if (reply.kind === 'queued') return { answer: await this.read(token), outcome: 'queued' };
     return this.#fromReply(reply, fields.anchor, token);
+  }
+
+  /** Runs `fn` after every earlier call for the same callback settled. */
+  #oneAtATime<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#routes.get(id);
+    const run = prev ? prev.then(fn, fn) : fn();
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
+    this.#routes.set(id, tail);
+    void tail.then(() => {
+      if (this.#routes.get(id) === tail) this.#routes.delete(id);
+    });
+    return run;
   }
 
   /**
