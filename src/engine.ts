@@ -219,9 +219,7 @@ class Engine implements CallbackEngine {
     const pg = (this.#pg = store instanceof PostgresStore ? store : undefined);
     // Replicas share secrets: a token minted by any of them verifies on every one.
     this.#codec = new TokenCodec(this.node, this.#o.secrets, { anyNode: pg !== undefined });
-    this.#dedup = new Deduplicator(
-      pg && ((key) => pg.appliedKeys([key]).then((applied) => applied.has(key))),
-    );
+    this.#dedup = new Deduplicator(pg && ((key) => pg.isApplied(key)));
     this.#events = new EventHub(this.#o.clock);
     this.#registry = new CallbackRegistry({
       options: this.#o,

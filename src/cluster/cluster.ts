@@ -30,6 +30,11 @@ export type ForwardRequest =
       readonly status: string;
       readonly data: unknown;
       readonly dedupKey: string;
+      /**
+       * The entry replica minted the key for this delivery (the report came without one): only a
+       * copy of it queued later can find it applied.
+       */
+      readonly minted?: boolean;
     }
   | {
       readonly op: 'create';

@@ -146,7 +146,7 @@ export class Replica {
       token,
       status,
       data,
-      dedupKey: dedupKey ?? `~${randomUUID()}`,
+      ...(dedupKey === undefined ? { dedupKey: randomUUID(), minted: true } : { dedupKey }),
     };
     const reply = await this.#oneAtATime(fields.id, () => this.#cluster.route(fields.id, request));
     if (reply.kind === 'queued') return { answer: await this.read(token), outcome: 'queued' };
@@ -196,6 +196,7 @@ export class Replica {
     status: CallbackStatus,
     data: CallbackData,
     dedupKey: string | undefined,
+    minted = false,
   ): Promise<DispatchResult> {
     const admit = async (): Promise<Admitted> => {
       await this.#host.registry.warm({ ids: [id] });
@@ -205,7 +206,7 @@ export class Replica {
     return this.#inOrder(id, () =>
       dedupKey === undefined
         ? admit()
-        : this.#host.dedup.once(dedupKey, admit, () => this.read(token)),
+        : this.#host.dedup.once(dedupKey, admit, () => this.read(token), minted),
     );
   }
 
@@ -304,6 +305,8 @@ export class Replica {
           request.status as CallbackStatus,
           data,
           request.dedupKey,
+          // A minted key is new unless this is the queued copy of a forward that timed out.
+          request.minted === true && inboxSeq === undefined,
         );
         reply = { kind: 'answer', outcome: r.outcome, answer: (r.answer as Answer).toJSON() };
       }

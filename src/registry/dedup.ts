@@ -41,6 +41,8 @@ export class Deduplicator {
     key: string,
     admit: () => Promise<Admitted>,
     replay: () => Promise<Answer>,
+    /** The key was minted for this very delivery: no store can have it yet. */
+    fresh = false,
   ): Promise<Admitted> {
     const prior = this.#inflight.get(key);
     if (prior) return { result: prior.then(replayed) };
@@ -56,7 +58,7 @@ export class Deduplicator {
       () => this.#inflight.delete(key),
     );
     try {
-      if (this.#seen.has(key) || (this.#stored && (await this.#stored(key)))) {
+      if (this.#seen.has(key) || (!fresh && this.#stored && (await this.#stored(key)))) {
         const result = replay().then((answer): DispatchResult => ({ answer, outcome: 'replayed' }));
         settle(result);
         return { result };

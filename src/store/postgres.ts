@@ -634,6 +634,35 @@ export class PostgresStore implements DurableStore {
     return new Set(value.map((r) => r.key));
   }
 
+  /** Keys asked for in this turn, answered by one query at the end of it. */
+  #keyBatch: Map<string, { resolve: (applied: boolean) => void; reject: (err: Error) => void }[]> =
+    new Map();
+
+  /**
+   * Whether a deduplication key was applied already. The keys asked for in one event-loop turn
+   * are looked up with one query (a report with a key costs no round trip of its own).
+   */
+  isApplied(key: string): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      const batch = this.#keyBatch;
+      if (batch.size === 0) setImmediate(() => void this.#lookUpKeys());
+      const waiting = batch.get(key);
+      if (waiting) waiting.push({ resolve, reject });
+      else batch.set(key, [{ resolve, reject }]);
+    });
+  }
+
+  async #lookUpKeys(): Promise<void> {
+    const batch = this.#keyBatch;
+    this.#keyBatch = new Map();
+    try {
+      const applied = await this.appliedKeys([...batch.keys()]);
+      for (const [key, waiting] of batch) for (const w of waiting) w.resolve(applied.has(key));
+    } catch (err) {
+      for (const waiting of batch.values()) for (const w of waiting) w.reject(toError(err));
+    }
+  }
+
   // ---- writes ---------------------------------------------------------------------------------
 
   /** Commits refused by the fence (a lease lost or taken over), for stats and tests. */
