@@ -21,6 +21,7 @@ import {
   type StoredCallback,
 } from '../src/index.js';
 import { DuplicateKeyError, LeaseLostError } from '../src/errors.js';
+import { serve } from '../src/http/index.js';
 import { postgresStore, type PostgresStore } from '../src/store/postgres.js';
 import { shardOf } from '../src/store/shards.js';
 import { NATS, PG, PgFixture, listening, type ReplicaOptions } from './helpers/postgres.js';
@@ -790,6 +791,52 @@ describe.skipIf(!available)(
         expect(seen).toEqual(Array.from({ length: N }, (_, k) => k));
       }
       expect(a.stats().cluster!.forwarded + b.stats().cluster!.forwarded).toBeGreaterThan(0);
+    });
+
+    it("takes CloudEvents for any replica's callbacks over HTTP: by correlation, by id, once per event id", async () => {
+      const [a, b] = await pair((engine) =>
+        engine.anchor('order', {
+          correlate: ['orderid'],
+          eventTypes: { 'com.example.order.shipped': 'progress' },
+        }),
+      );
+      const cb = await a.create('order', { data: { orderid: 'o-77' } });
+      expect(await ownerOf(cb.id)).toBe('a');
+      const server = await serve(b, { port: 0, cloudEvents: { trustCorrelation: true } });
+      try {
+        const post = (event: Record<string, unknown>) =>
+          fetch(`${server.url}/events`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/cloudevents+json' },
+            body: JSON.stringify({ specversion: '1.0', source: '/carrier', ...event }),
+          });
+        // Found by its correlation attribute on b, applied at its owner a.
+        const byKey = {
+          id: 'e1',
+          type: 'com.example.order.shipped',
+          orderid: 'o-77',
+          data: { leg: 1 },
+        };
+        const first = await post(byKey);
+        expect(first.status).toBe(200);
+        expect(first.headers.get('callback-outcome')).toBe('applied');
+        // The same event again (same source and id): applied once.
+        const again = await post(byKey);
+        expect(again.status).toBe(200);
+        expect(again.headers.get('callback-outcome')).toBe('replayed');
+        // Found by its callbackid.
+        const byId = await post({
+          id: 'e2',
+          type: 'com.example.order.shipped',
+          callbackid: cb.id,
+          data: { leg: 2 },
+        });
+        expect(byId.status).toBe(200);
+        expect((await a.get(cb.token)).data).toMatchObject({ orderid: 'o-77', leg: 2 });
+        expect(b.stats().cluster!.forwarded).toBeGreaterThanOrEqual(2);
+      } finally {
+        await server.close();
+      }
     });
   },
 );
