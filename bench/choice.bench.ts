@@ -39,6 +39,7 @@ import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
 import postgres from 'postgres';
+import { closedLoop } from './lib.js';
 import { Bench, type Statistics } from 'tinybench';
 
 const { values } = parseArgs({
@@ -292,24 +293,6 @@ function toResult(plan: Plan, latency: Statistics): Result {
     rme: latency.rme,
     iterations: latency.samplesCount,
   };
-}
-
-/** Runs `workers` loops of `each` sequential calls of `op`, recording each call's latency. */
-async function closedLoop(
-  workers: number,
-  each: number,
-  op: () => Promise<void>,
-  into: number[],
-): Promise<void> {
-  await Promise.all(
-    Array.from({ length: workers }, async () => {
-      for (let k = 0; k < each; k++) {
-        const t0 = performance.now();
-        await op();
-        into.push(performance.now() - t0);
-      }
-    }),
-  );
 }
 
 // ---------------------------------------------------------------------------------------------

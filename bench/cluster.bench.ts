@@ -54,7 +54,7 @@ import {
 import { dropSchema, postgresStore } from '../src/store/postgres.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import type { DurableStore } from '../src/store/store.js';
-import { check, machine } from './lib.js';
+import { check, machine, closedLoop } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -251,24 +251,6 @@ const report = (
     callbackData: { n },
     ...(key !== undefined && { dedupKey: key }),
   });
-
-/** Runs `workers` loops of `each` sequential calls of `op`, recording each call's latency. */
-async function closedLoop(
-  workers: number,
-  each: number,
-  op: () => Promise<unknown>,
-  into: number[],
-): Promise<void> {
-  await Promise.all(
-    Array.from({ length: workers }, async () => {
-      for (let k = 0; k < each; k++) {
-        const t0 = performance.now();
-        await op();
-        into.push(performance.now() - t0);
-      }
-    }),
-  );
-}
 
 /** Machine-wide CPU time so far (all cores), ms: busy and total. */
 function cpuTimes(): { busy: number; total: number } {

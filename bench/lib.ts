@@ -141,3 +141,21 @@ export function writeResults(file: string, section: string, value: unknown): voi
 export function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`benchmark correctness check failed: ${what}`);
 }
+
+/** Runs `workers` loops of `each` sequential calls of `op`, recording each call's latency. */
+export async function closedLoop(
+  workers: number,
+  each: number,
+  op: () => Promise<unknown>,
+  into: number[],
+): Promise<void> {
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      for (let k = 0; k < each; k++) {
+        const t0 = performance.now();
+        await op();
+        into.push(performance.now() - t0);
+      }
+    }),
+  );
+}

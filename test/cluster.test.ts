@@ -7,7 +7,6 @@
  * Needs PostgreSQL (CBE_PG, default postgres://postgres@127.0.0.1:5432/test) and NATS
  * (CBE_NATS, default nats://127.0.0.1:4222); without them the file is skipped outside CI.
  */
-import { connect } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_NATS, DEFAULT_PG } from '../src/demo/replica-server.js';
 import {
@@ -24,6 +23,7 @@ import {
   type PrivatePostgres,
   type Replica,
   type VerifyResult,
+  listening,
 } from '../src/demo/replicas.js';
 import { dropSchema } from '../src/store/postgres.js';
 
@@ -32,24 +32,6 @@ const NATS = process.env.CBE_NATS ?? DEFAULT_NATS;
 const TTL = 2000;
 const RENEW = 500;
 const FORWARD = 1000;
-
-/** Whether something listens at a URL's host and port. */
-function listening(url: string, defaultPort: number): Promise<boolean> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    const socket = connect({ host: u.hostname, port: Number(u.port || defaultPort) });
-    socket.setTimeout(1000);
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-    socket.once('timeout', () => {
-      socket.destroy();
-      resolve(false);
-    });
-  });
-}
 
 const available =
   ((await listening(PG, 5432)) && (await listening(NATS, 4222))) || process.env.CI === 'true';

@@ -40,3 +40,23 @@ describe('npm start -- --crash (the crash demo)', () => {
     expect(stdout).toContain('lost updates: 0');
   }, 90_000);
 });
+
+describe('npm start -- --replicas 3 (the cluster demo)', () => {
+  // PostgreSQL and NATS run on every machine of this project, CI's included (.ci/run starts them).
+  it('runs three engine processes on PostgreSQL, SIGKILLs one, and loses nothing', async () => {
+    const { stdout } = await promisify(execFile)(
+      'npm',
+      ['start', '--silent', '--', '--replicas', '3', '--callbacks', '120'],
+      { encoding: 'utf8', timeout: 90_000 },
+    );
+    expect(stdout).toMatch(/replicas ready in [\d,]+ ms: r1 pid \d+ port \d+/);
+    expect(stdout).toMatch(/SIGKILL r\d \(pid \d+\) after [\d.]+ s .*; pid gone: yes/);
+    expect(stdout).toMatch(
+      /takeover: every report applied directly again [\d,]+ ms after the SIGKILL/,
+    );
+    expect(stdout).toMatch(
+      /checked 120 callbacks through the surviving replicas: ([\d,]+) acknowledged reports, \1 applied, 0 duplicated, 0 callbacks out of order/,
+    );
+    expect(stdout).toContain('lost updates: 0');
+  }, 120_000);
+});

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { createInterface } from 'node:readline';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -88,24 +89,17 @@ export function spawnCrashServer(
       resolve();
     });
   });
-  let buffered = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    buffered += chunk;
-    let nl;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      if (line === 'OPENING') onOpening();
-      const m = /^READY (\d+) ([\d.]+) (\d+)$/.exec(line);
-      if (m) {
-        ready = true;
-        onReady({
-          port: Number(m[1]),
-          spawnMs: performance.now() - started,
-          readyMs: Number(m[2]),
-          active: Number(m[3]),
-        });
-      }
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    if (line === 'OPENING') onOpening();
+    const m = /^READY (\d+) ([\d.]+) (\d+)$/.exec(line);
+    if (m) {
+      ready = true;
+      onReady({
+        port: Number(m[1]),
+        spawnMs: performance.now() - started,
+        readyMs: Number(m[2]),
+        active: Number(m[3]),
+      });
     }
   });
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));

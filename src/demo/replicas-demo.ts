@@ -12,7 +12,6 @@
  * @module
  */
 
-import { connect } from 'node:net';
 import { DEFAULT_NATS, DEFAULT_PG } from './replica-server.js';
 import {
   ClusterLoad,
@@ -22,6 +21,7 @@ import {
   spawnReplica,
   terminate,
   type Replica,
+  listening,
 } from './replicas.js';
 
 /** Options of {@link runReplicasDemo}. */
@@ -48,24 +48,6 @@ export interface ReplicasDemoOptions {
 
 const fmt = (n: number) => n.toLocaleString('en-US');
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Whether something listens at a URL's host and port. */
-function listening(url: string, defaultPort: number): Promise<boolean> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    const socket = connect({ host: u.hostname, port: Number(u.port || defaultPort) });
-    socket.setTimeout(2000);
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-    socket.once('timeout', () => {
-      socket.destroy();
-      resolve(false);
-    });
-  });
-}
 
 /** A URL without its password, for printing. */
 function redact(url: string): string {

@@ -9,11 +9,12 @@
  * @module
  */
 
+import { createInterface } from 'node:readline';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -105,7 +106,6 @@ export async function spawnReplica(options: SpawnReplicaOptions): Promise<Replic
     });
   });
   const port = await new Promise<number>((resolve, reject) => {
-    let buffered = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(
@@ -122,17 +122,11 @@ export async function spawnReplica(options: SpawnReplicaOptions): Promise<Replic
         ),
       );
     });
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      buffered += chunk;
-      let nl;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        const m = /^READY (\d+) (\d+)$/.exec(line);
-        if (m) {
-          clearTimeout(timer);
-          resolve(Number(m[1]));
-        }
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const m = /^READY (\d+) (\d+)$/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
       }
     });
   });
@@ -158,6 +152,24 @@ export async function spawnReplica(options: SpawnReplicaOptions): Promise<Replic
   spawned.add(replica);
   void exited.then(() => spawned.delete(replica));
   return replica;
+}
+
+/** Whether something listens at a URL's host and port (a service the cluster needs). */
+export function listening(url: string, defaultPort: number): Promise<boolean> {
+  const u = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect({ host: u.hostname, port: Number(u.port || defaultPort) });
+    socket.setTimeout(1000);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
 }
 
 /** Whether a pid still exists (`kill(pid, 0)`). */

@@ -1,4 +1,3 @@
-import { connect } from 'node:net';
 import pg from 'pg';
 import {
   createCallbackEngine,
@@ -17,27 +16,11 @@ import { SECRET } from './engine.js';
 export const PG = process.env.CBE_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 /** The NATS server of these tests. */
 export const NATS = process.env.CBE_NATS ?? 'nats://127.0.0.1:4222';
+export { listening } from '../../src/demo/replicas.js';
+
 /** Lease settings small enough for fast tests (renewInterval at most half of leaseTtl). */
 export const TTL = 2000;
 export const RENEW = 500;
-
-/** Whether something listens at a URL's host and port. */
-export function listening(url: string, defaultPort: number): Promise<boolean> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    const socket = connect({ host: u.hostname, port: Number(u.port || defaultPort) });
-    socket.setTimeout(1000);
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-    socket.once('timeout', () => {
-      socket.destroy();
-      resolve(false);
-    });
-  });
-}
 
 /** Options of {@link PgFixture.engine}: the store's cluster settings and the engine's own. */
 export interface ReplicaOptions {
