@@ -53,7 +53,7 @@ import type { CallbackRecord } from './registry/record.js';
 import { decodeRecord } from './registry/record-codec.js';
 import { CallbackRegistry } from './registry/registry.js';
 import { Stats } from './registry/stats.js';
-import { PostgresStore } from './store/postgres.js';
+import { isPostgresStore, type PostgresStore } from './store/postgres.js';
 import { decodeToken, newCallbackId, TokenCodec } from './token.js';
 import type {
   CallbackAnswer,
@@ -216,7 +216,7 @@ class Engine implements CallbackEngine {
     this.clock = this.#o.clock;
     this.baseUrl = this.#o.baseUrl;
     const store = this.#o.store;
-    const pg = (this.#pg = store instanceof PostgresStore ? store : undefined);
+    const pg = (this.#pg = isPostgresStore(store) ? store : undefined);
     // Replicas share secrets: a token minted by any of them verifies on every one.
     this.#codec = new TokenCodec(this.node, this.#o.secrets, { anyNode: pg !== undefined });
     this.#dedup = new Deduplicator(pg && ((key) => pg.isApplied(key)));

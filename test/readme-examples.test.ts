@@ -62,3 +62,16 @@ describe('README shows the real machine and a working HTTP service', () => {
     );
   });
 });
+
+describe('the replicas example', () => {
+  it('the example in "Running several replicas" is examples/replicas.ts, and a report through the other replica is applied', () => {
+    const file = readFileSync(new URL('../examples/replicas.ts', import.meta.url), 'utf8');
+    expect(block('replicas').trim()).toBe(file.trim());
+    const out = execFileSync(process.execPath, ['--import', 'tsx', 'examples/replicas.ts'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(out).toContain('applied complete {"orderId":7,"amount":42,"paid":42}');
+    expect(out).toContain('read on a: complete');
+  });
+});

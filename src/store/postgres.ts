@@ -190,9 +190,18 @@ const emptyFetched = (): Fetched => ({
   corr: new Map(),
 });
 
+/** Marks a PostgreSQL store across copies of this package (an `instanceof` would not). */
+const BRAND = Symbol.for('callback-engine.postgresStore');
+
+/** Whether a store is a {@link PostgresStore} (of any copy of this package). */
+export function isPostgresStore(store: unknown): store is PostgresStore {
+  return typeof store === 'object' && store !== null && BRAND in store;
+}
+
 /** The PostgreSQL store; see {@link postgresStore}. */
 export class PostgresStore implements DurableStore {
   readonly kind = 'durable' as const;
+  readonly [BRAND] = true;
   readonly name: string;
   readonly cluster: ClusterSettings;
   readonly #url: string;
