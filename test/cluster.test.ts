@@ -7,7 +7,7 @@
  * Needs PostgreSQL (CBE_PG, default postgres://postgres@127.0.0.1:5432/test) and NATS
  * (CBE_NATS, default nats://127.0.0.1:4222); without them the file is skipped outside CI.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_NATS, DEFAULT_PG } from '../src/demo/replica-server.js';
 import {
   ClusterLoad,
@@ -135,6 +135,43 @@ describe.skipIf(!available)('cluster of engine processes on PostgreSQL', () => {
     expect(v.acknowledged).toBe(60 * 8);
     expect(l.errors, l.errorLog.join('\n')).toBe(0);
     for (const r of replicas) expect(l.countOf(r.node)).toBeGreaterThan(0);
+  }, 60_000);
+
+  it("fires the deadlines of a SIGKILLed replica's callbacks once, on the replicas that take over", async () => {
+    const replicas = await cluster('r1', 'r2', 'r3');
+    const url = (r: Replica, path: string) => `http://127.0.0.1:${r.port}${path}`;
+    const tokens: { token: string; on: string }[] = [];
+    for (let i = 0; i < 30; i++) {
+      const r = replicas[i % 3]!;
+      const res = await fetch(url(r, '/create?timeout=PT3S'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ i }),
+      });
+      expect(res.status).toBe(200);
+      tokens.push({ token: ((await res.json()) as { token: string }).token, on: r.node });
+    }
+    const victim = replicas[0]!;
+    await sigkill(victim);
+    expect(pidExists(victim.pid)).toBe(false);
+    const survivor = replicas[1]!;
+    const read = async (token: string) =>
+      (await (await fetch(url(survivor, `/callbacks/${encodeURIComponent(token)}`))).json()) as {
+        status: string;
+        data: { timeouts?: number; timedOutOn?: string };
+      };
+    // Bounded: the deadline (3 s) is after the takeover (lease 2 s + renewal 0.5 s).
+    await vi.waitFor(
+      async () => {
+        for (const t of tokens) expect((await read(t.token)).status).toBe('timeout');
+      },
+      { timeout: 15_000, interval: 250 },
+    );
+    for (const t of tokens) {
+      const { data } = await read(t.token);
+      expect(data.timeouts, 'the timeout step ran once').toBe(1);
+      if (t.on === victim.node) expect(data.timedOutOn).not.toBe(victim.node);
+    }
   }, 60_000);
 
   it('loses nothing when a replica is SIGKILLed mid-load; its shards are taken over within the lease', async () => {

@@ -5,14 +5,16 @@
  * Any replica accepts any report for any callback.
  *
  * Besides the Dispatch Callback Service routes it answers `POST /create`
- * (body: the creation data as JSON) with `{ token }` once the callback is
- * committed, and `GET /stats` with `{ node, pid, steps, stats }` (the engine's
+ * (body: the creation data as JSON; `?timeout=PT3S` gives it a deadline) with
+ * `{ token }` once the callback is committed, and `GET /stats` with `{ node, pid, steps, stats }` (the engine's
  * counters, and how many `progress` steps ran in this process).
  *
  * Anchor `job`: its `progress` step appends the report's `seq` (a number in the
  * report data) to the array `seen` in the callback's data, so the stored data
  * shows every applied report exactly once and in order. A quarter of the steps
  * await 1–4 ms so kills land mid-step; a report carrying `slowMs` waits that long.
+ * Its `timeout` step counts in the data (`timeouts`, `timedOutOn`), so a deadline
+ * that fired twice would show.
  *
  * It prints `READY <port> <pid>` once `engine.ready()` resolved (this replica
  * holds its share of the shard leases). SIGTERM closes it gracefully (its
@@ -109,6 +111,11 @@ export async function startReplicaServer(
         const seen = Array.isArray(cb.data.seen) ? (cb.data.seen as unknown[]) : [];
         return { seen: [...seen, seq] };
       },
+      // Counted in the stored data: a deadline that fired twice (two owners) would show 2.
+      timeout: (cb) => ({
+        timeouts: (typeof cb.data.timeouts === 'number' ? cb.data.timeouts : 0) + 1,
+        timedOutOn: options.node,
+      }),
     },
   });
   const dispatch = createDispatchHandler(engine);
@@ -118,14 +125,17 @@ export async function startReplicaServer(
     const text = Buffer.concat(chunks).toString('utf8');
     try {
       const data = text.length > 0 ? (JSON.parse(text) as Record<string, unknown>) : {};
-      reply(res, 200, { token: (await engine.create('job', { data })).token });
+      // `POST /create?timeout=PT2S`: a callback with a deadline.
+      const timeout = new URL(req.url ?? '/', 'http://x').searchParams.get('timeout') ?? undefined;
+      const created = await engine.create('job', { data, ...(timeout ? { timeout } : {}) });
+      reply(res, 200, { token: created.token });
     } catch (err) {
       const e = toError(err) as Error & { statusCode?: number; code?: string };
       reply(res, e.statusCode ?? 500, { code: e.code, message: e.message });
     }
   };
   const server = createServer((req, res) => {
-    if (req.method === 'POST' && req.url === '/create') void create(req, res);
+    if (req.method === 'POST' && req.url?.split('?')[0] === '/create') void create(req, res);
     else if (req.method === 'GET' && req.url === '/stats')
       reply(res, 200, { node: options.node, pid: process.pid, steps, stats: engine.stats() });
     else dispatch(req, res);
