@@ -54,7 +54,7 @@ import {
 import { dropSchema, postgresStore } from '../src/store/postgres.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import type { DurableStore } from '../src/store/store.js';
-import { check, machine, closedLoop } from './lib.js';
+import { check, machine, closedLoop, createMany } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -224,20 +224,6 @@ function engineOn(node: string, store: DurableStore): CallbackEngine {
   return createCallbackEngine({ node, secrets: [SECRET], timeout: false, retention: true, store });
 }
 
-/** Creates `n` callbacks, `chunk` concurrently at a time. */
-async function createMany(engine: CallbackEngine, n: number, chunk = 500): Promise<string[]> {
-  const tokens: string[] = [];
-  for (let i = 0; i < n; i += chunk) {
-    const batch = await Promise.all(
-      Array.from({ length: Math.min(chunk, n - i) }, (_, j) =>
-        engine.create('job', { data: { i: i + j } }),
-      ),
-    );
-    for (const cb of batch) tokens.push(cb.token);
-  }
-  return tokens;
-}
-
 const report = (
   engine: CallbackEngine,
   token: string,
@@ -396,7 +382,7 @@ async function localOwner(): Promise<LocalResult> {
     engine.anchor('job');
     await engine.ready();
     const t0 = performance.now();
-    tokens[name] = await createMany(engine, LOCAL_CALLBACKS);
+    tokens[name] = await createMany(engine, LOCAL_CALLBACKS, 500);
     console.log(
       `${name}: ${fmt(LOCAL_CALLBACKS)} callbacks created in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
@@ -641,7 +627,7 @@ async function forwarding(): Promise<ForwardResult> {
     a.stats().cluster?.shards === half && b.stats().cluster?.shards === half,
     `a and b hold ${half} shards each (a ${a.stats().cluster?.shards}, b ${b.stats().cluster?.shards})`,
   );
-  const tokens = await createMany(a, FWD_CALLBACKS);
+  const tokens = await createMany(a, FWD_CALLBACKS, 500);
 
   // Warm-up and correctness: every callback gets one report through b, forwarded to a.
   const cs = (e: CallbackEngine) => e.stats().cluster!;

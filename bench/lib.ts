@@ -3,6 +3,7 @@
  * batch of operations, report operations per second and ratios to a floor.
  */
 import { writeFileSync, readFileSync, existsSync } from 'node:fs';
+import type { CallbackEngine } from '../src/index.js';
 import os from 'node:os';
 import { Bench } from 'tinybench';
 
@@ -158,4 +159,22 @@ export async function closedLoop(
       }
     }),
   );
+}
+
+/** Creates `n` callbacks at anchor `job`, `chunk` concurrently at a time; returns their tokens. */
+export async function createMany(
+  engine: CallbackEngine,
+  n: number,
+  chunk: number,
+): Promise<string[]> {
+  const tokens: string[] = [];
+  for (let i = 0; i < n; i += chunk) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(chunk, n - i) }, (_, j) =>
+        engine.create('job', { data: { i: i + j } }),
+      ),
+    );
+    for (const cb of batch) tokens.push(cb.token);
+  }
+  return tokens;
 }

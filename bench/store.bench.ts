@@ -23,7 +23,15 @@ import Database from 'better-sqlite3';
 import { createCallbackEngine, type CallbackEngine } from '../src/index.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import type { DurableStore } from '../src/store/store.js';
-import { check, compare, machine, printRows, writeResults, writeResultsSection } from './lib.js';
+import {
+  check,
+  compare,
+  machine,
+  printRows,
+  writeResults,
+  writeResultsSection,
+  createMany,
+} from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -61,20 +69,6 @@ const engineOn = (store: DurableStore | undefined, extra: Record<string, unknown
     ...(store ? { store } : {}),
     ...extra,
   });
-
-/** Creates `n` callbacks, `chunk` concurrently at a time. */
-async function createMany(engine: CallbackEngine, n: number, chunk = 1000): Promise<string[]> {
-  const tokens: string[] = [];
-  for (let i = 0; i < n; i += chunk) {
-    const batch = await Promise.all(
-      Array.from({ length: Math.min(chunk, n - i) }, (_, j) =>
-        engine.create('job', { data: { i: i + j } }),
-      ),
-    );
-    for (const cb of batch) tokens.push(cb.token);
-  }
-  return tokens;
-}
 
 // xorshift32 picks, shared by every alternative.
 const PICKS = 1 << 20;
@@ -128,7 +122,7 @@ async function dispatchWorkload(): Promise<void> {
     engine.anchor('job');
     await engine.ready();
     const t0 = performance.now();
-    tokens[name] = await createMany(engine, PENDING);
+    tokens[name] = await createMany(engine, PENDING, 1000);
     console.log(
       `${name}: ${fmt(PENDING)} callbacks created in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
@@ -309,7 +303,7 @@ async function latencyWorkload(): Promise<void> {
     );
     engine.anchor('job');
     await engine.ready();
-    const tokens = await createMany(engine, pending);
+    const tokens = await createMany(engine, pending, 1000);
     const probe = await engine.dispatch({
       type: 'CALLBACK',
       callbackToken: tokens[0]!,

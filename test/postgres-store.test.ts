@@ -24,6 +24,7 @@ import { DuplicateKeyError, LeaseLostError } from '../src/errors.js';
 import { serve } from '../src/http/index.js';
 import { postgresStore, type PostgresStore } from '../src/store/postgres.js';
 import { shardOf } from '../src/store/shards.js';
+import { rejection } from './helpers/engine.js';
 import { NATS, PG, PgFixture, listening, type ReplicaOptions } from './helpers/postgres.js';
 
 const available =
@@ -39,17 +40,6 @@ beforeEach(() => {
 afterEach(() => fx.cleanup());
 
 const poll = { timeout: 5000, interval: 50 };
-
-/** The rejection of `p` (fails the test if it resolves). */
-async function rejection(p: Promise<unknown>): Promise<CallbackEngineError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(CallbackEngineError);
-    return err as CallbackEngineError;
-  }
-  throw new Error('expected a rejection, got a resolution');
-}
 
 /** The error `fn` throws (fails the test if it returns). */
 function thrown(fn: () => unknown): CallbackEngineError {

@@ -2,8 +2,8 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { CallbackEngineError } from '../src/index.js';
 import {
-  CallbackEngineError,
   createCallbackEngine,
   createSimulatedClock,
   InvalidArgumentError,
@@ -14,7 +14,7 @@ import {
 } from '../src/index.js';
 import { serve } from '../src/http/index.js';
 import { sqliteStore, type SqliteStoreOptions } from '../src/store/sqlite.js';
-import { SECRET } from './helpers/engine.js';
+import { rejection, SECRET } from './helpers/engine.js';
 import { DurableFixture, NODE, report, turn } from './helpers/durable.js';
 
 const fx = new DurableFixture();
@@ -28,17 +28,6 @@ function engineOn(
   const engine = fx.open(path, { clock }, store);
   engine.anchor('job');
   return engine;
-}
-
-/** The rejection of `p` (fails the test if it resolves). */
-async function rejection(p: Promise<unknown>): Promise<CallbackEngineError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(CallbackEngineError);
-    return err as CallbackEngineError;
-  }
-  throw new Error('expected a rejection, got a resolution');
 }
 
 /** Counts of the engine and of a fresh engine on the same file: what memory and the store say. */

@@ -1,4 +1,6 @@
+import { expect } from 'vitest';
 import {
+  CallbackEngineError,
   createCallbackEngine,
   createSimulatedClock,
   type CallbackEngine,
@@ -31,4 +33,15 @@ export function report(
 /** Resolves after every queued microtask and pending I/O callback has run once. */
 export function flush(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The rejection of `p` (fails the test if it resolves). */
+export async function rejection(p: Promise<unknown>): Promise<CallbackEngineError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(CallbackEngineError);
+    return err as CallbackEngineError;
+  }
+  throw new Error('expected a rejection, got a resolution');
 }
