@@ -162,6 +162,21 @@ const encodeKey = (key: string | null): string | null =>
 const decodeKey = (key: string | null): string | null =>
   key === null ? null : key.replace(/\\(\\|0)/g, (_, c: string) => (c === '0' ? '\u0000' : '\\'));
 
+/** The order rows are inserted in: by idempotency key, correlation key, then id. */
+function keyOrder(x: StoredCallback, y: StoredCallback): number {
+  for (const [a, b] of [
+    [x.idempotencyKey, y.idempotencyKey],
+    [x.correlationKey, y.correlationKey],
+    [x.id, y.id],
+  ] as const) {
+    if (a === b) continue;
+    if (a === null) return 1;
+    if (b === null) return -1;
+    return a < b ? -1 : 1;
+  }
+  return 0;
+}
+
 /** A row as read from PostgreSQL (its keys decoded). */
 const fromPg = (r: Row): StoredCallback => ({
   ...toStored(r),
@@ -696,6 +711,9 @@ export class PostgresStore implements DurableStore {
     }
     for (const id of batch.deletes) shards.add(shardOf(id, n));
     for (const d of batch.dedup ?? []) shards.add(shardOf(d.id, n));
+    // Two replicas inserting the same unique keys in opposite orders would deadlock on the
+    // unique indexes: every replica inserts in one order (by key, then id).
+    ins.sort((x, y) => keyOrder(x, y));
     const fenceShards: number[] = [];
     const fenceEpochs: number[] = [];
     for (const s of shards) {
@@ -757,12 +775,18 @@ export class PostgresStore implements DurableStore {
     const text = `WITH ${ctes.join(',\n')}
       SELECT (SELECT count(*) FROM f WHERE ok IS NULL)::int AS fenced,
         ${ins.length > 0 ? '(SELECT array_agg(id) FROM ins)' : 'NULL::text[]'} AS inserted`;
-    let result: { fenced: number; inserted: string[] | null }[];
-    try {
-      result = await this.#q(text, params);
-    } catch (err) {
-      if (pgCode(err) === 'CB001') this.fencedOut++;
-      throw this.#unavailable('commit', err);
+    let result: { fenced: number; inserted: string[] | null }[] | undefined;
+    for (let attempt = 1; !result; attempt++) {
+      try {
+        result = await this.#q(text, params);
+      } catch (err) {
+        const code = pgCode(err);
+        // A deadlock (another replica's commit on the same keys) rolled the statement back:
+        // nothing of it is written, so it is simply run again.
+        if ((code === '40P01' || code === '40001') && attempt < 3) continue;
+        if (code === 'CB001') this.fencedOut++;
+        throw this.#unavailable('commit', err);
+      }
     }
     this.#commitNo++;
     if (this.#readsInFlight > 0) {
