@@ -946,12 +946,15 @@ export class PostgresStore implements DurableStore {
           'SELECT shard, owner FROM shards WHERE owner IS NOT NULL AND expires_at > now()',
         ))
           owners.set(r.shard, r.owner);
-        // Deduplication keys are kept a day (a retry comes within minutes, not days).
-        if (Math.random() < 0.01)
+        // Now and then: deduplication keys are kept a day (a retry comes within minutes, not
+        // days), and replicas not seen for a day are forgotten.
+        if (Math.random() < 0.01) {
           await q(
             `DELETE FROM dedup WHERE key IN (SELECT key FROM dedup
              WHERE applied_at < now() - interval '1 day' LIMIT 10000)`,
           );
+          await q("DELETE FROM members WHERE seen_at < now() - interval '1 day'");
+        }
       });
     } catch (err) {
       throw this.#unavailable('renewing leases', err);
