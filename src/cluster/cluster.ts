@@ -14,7 +14,7 @@
  * @module
  */
 
-import { LeaseLostError, StoreUnavailableError, toError } from '../errors.js';
+import { CallbackEngineError, LeaseLostError, StoreUnavailableError, toError } from '../errors.js';
 import type { PostgresStore } from '../store/postgres.js';
 import { shardOf } from '../store/shards.js';
 import type { ClusterStats } from '../types.js';
@@ -232,12 +232,7 @@ export class Cluster {
       let open!: () => void;
       drained = new Promise<void>((resolve) => (open = resolve));
       for (const s of gained) this.#drainingShards.set(s, drained);
-      drained
-        .finally(() => {
-          for (const s of gained)
-            if (this.#drainingShards.get(s) === drained) this.#drainingShards.delete(s);
-        })
-        .catch(() => {});
+      const mark = drained;
       void (async () => {
         try {
           await host.ownershipChanged();
@@ -245,6 +240,8 @@ export class Cluster {
         } catch (err) {
           host.warn(err);
         } finally {
+          for (const s of gained)
+            if (this.#drainingShards.get(s) === mark) this.#drainingShards.delete(s);
           open();
         }
       })();
@@ -280,10 +277,10 @@ export class Cluster {
   /** Whether this replica owns the callback now (a valid lease on its shard). */
   owns(id: string): boolean {
     const shard = shardOf(id, this.#settings.shards);
-    if (!this.#store.held().has(shard) || this.#yielding.has(shard)) return false;
-    if (performance.now() < this.#validUntil) return true;
-    // Paused past the lease (SIGSTOP, a long GC): step down before anything else.
-    this.#stepDown().catch((err: unknown) => this.#host!.warn(err));
+    if (this.ownsShard(shard)) return true;
+    // Held but past the lease (SIGSTOP, a long GC): step down before anything else.
+    if (this.#store.held().has(shard) && performance.now() >= this.#validUntil)
+      this.#stepDown().catch((err: unknown) => this.#host!.warn(err));
     return false;
   }
 
@@ -296,7 +293,7 @@ export class Cluster {
     );
   }
 
-  /** A shard this replica owns, for a new callback's id, or `undefined`. */
+  /** The shards this replica owns now (where its new callbacks go). */
   get ownedShards(): number[] {
     return [...this.#store.held().keys()].filter((s) => this.ownsShard(s));
   }
@@ -321,10 +318,8 @@ export class Cluster {
     const deadline = performance.now() + this.#settings.forwardTimeoutMs;
     const payload = JSON.stringify(request);
     for (let attempt = 0; ; attempt++) {
-      if (this.owns(id)) {
-        await this.settled(id);
-        return this.#host!.serve(request);
-      }
+      // Owned here now (serving waits for queued reports of the shard to go first).
+      if (this.owns(id)) return this.#host!.serve(request);
       const left = deadline - performance.now();
       if (left <= 0) break;
       const owner = this.#owners.get(shard);
@@ -373,14 +368,7 @@ export class Cluster {
       this.#served++;
       reply = await this.#host!.serve(request);
     } catch (err) {
-      const e = toError(err) as Error & { code?: string; statusCode?: number; retryable?: boolean };
-      reply = {
-        kind: 'error',
-        code: e.code ?? 'CBE_ERR_STORE_UNAVAILABLE',
-        statusCode: e.statusCode ?? 503,
-        message: e.message,
-        retryable: e.retryable ?? true,
-      };
+      reply = errorReply(err);
     }
     return JSON.stringify(reply);
   }
@@ -446,6 +434,19 @@ export class Cluster {
     await this.#transport?.close().catch(() => {});
     this.#transport = undefined;
   }
+}
+
+/** An error as a reply: an engine error keeps its code; anything else is a retryable 503. */
+export function errorReply(err: unknown): ForwardReply {
+  const e = toError(err);
+  const ce = e instanceof CallbackEngineError ? e : undefined;
+  return {
+    kind: 'error',
+    code: ce?.code ?? 'CBE_ERR_STORE_UNAVAILABLE',
+    statusCode: ce?.statusCode ?? 503,
+    message: e.message,
+    retryable: ce ? ce.retryable : true,
+  };
 }
 
 /** The error of a report whose callback this replica no longer owns. */

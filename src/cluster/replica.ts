@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { Answer, CreatedAnswer, notFoundAnswer } from '../answer.js';
 import { DataVersion, ingestData, type CallbackData } from '../data.js';
-import { CallbackEngineError, LeaseLostError, StoreUnavailableError, toError } from '../errors.js';
+import { CallbackEngineError, LeaseLostError, StoreUnavailableError } from '../errors.js';
 import { isTerminal, type CallbackStatus } from '../lifecycle/statuses.js';
 import { DEFAULTS, type CreateOptions, type ResolvedAttributes } from '../options.js';
 import type { Admitted, Deduplicator } from '../registry/dedup.js';
@@ -24,7 +24,13 @@ import type { PostgresStore } from '../store/postgres.js';
 import { shardOf } from '../store/shards.js';
 import { decodeToken, newCallbackId, type TokenCodec } from '../token.js';
 import type { CallbackAnswer, ClusterStats, CreatedCallback, DispatchResult } from '../types.js';
-import { Cluster, notOwned, type ForwardReply, type ForwardRequest } from './cluster.js';
+import {
+  Cluster,
+  errorReply,
+  notOwned,
+  type ForwardReply,
+  type ForwardRequest,
+} from './cluster.js';
 
 /** What a replica needs from its engine. */
 export interface ReplicaHost {
@@ -311,16 +317,8 @@ export class Replica {
         reply = { kind: 'answer', outcome: r.outcome, answer: (r.answer as Answer).toJSON() };
       }
     } catch (err) {
-      const e = toError(err);
-      if (e instanceof LeaseLostError) return { kind: 'notOwner' };
-      const ce = e instanceof CallbackEngineError ? e : undefined;
-      reply = {
-        kind: 'error',
-        code: ce?.code ?? 'CBE_ERR_STORE_UNAVAILABLE',
-        statusCode: ce?.statusCode ?? 503,
-        message: e.message,
-        retryable: ce ? ce.retryable : true,
-      };
+      if (err instanceof LeaseLostError) return { kind: 'notOwner' };
+      reply = errorReply(err);
     }
     // A queued report is done unless it may succeed later.
     if (inboxSeq !== undefined && !(reply.kind === 'error' && reply.retryable))

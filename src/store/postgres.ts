@@ -90,6 +90,9 @@ export interface ClusterSettings {
 const COLUMNS =
   'id, seq::float8 AS seq, anchor, status, due_at::float8 AS due_at, idem_key, corr_key, parent_id, body';
 
+/** The newest row holding a correlation key (unique among active callbacks). */
+const BY_CORRELATION = `SELECT ${COLUMNS} FROM callbacks WHERE corr_key = $1 ORDER BY seq DESC LIMIT 1`;
+
 const TERMINAL_SQL = TERMINAL_STATUSES.map((s) => `'${s}'`).join(', ');
 
 /** The schema, version 1. Every statement is idempotent. */
@@ -492,10 +495,7 @@ export class PostgresStore implements DurableStore {
             ),
         request.correlationKey === undefined
           ? none
-          : this.#q<Row>(
-              `SELECT ${COLUMNS} FROM callbacks WHERE corr_key = $1 ORDER BY seq DESC LIMIT 1`,
-              [encodeKey(request.correlationKey)],
-            ),
+          : this.#q<Row>(BY_CORRELATION, [encodeKey(request.correlationKey)]),
       ]);
       return { rows, idem, corr };
     });
@@ -574,12 +574,7 @@ export class PostgresStore implements DurableStore {
 
   /** The active callback holding this correlation key (or the newest), as committed. */
   async readByCorrelation(key: string): Promise<StoredCallback | undefined> {
-    const { value } = await this.#fresh(() =>
-      this.#q<Row>(
-        `SELECT ${COLUMNS} FROM callbacks WHERE corr_key = $1 ORDER BY seq DESC LIMIT 1`,
-        [encodeKey(key)],
-      ),
-    );
+    const { value } = await this.#fresh(() => this.#q<Row>(BY_CORRELATION, [encodeKey(key)]));
     return value[0] && fromPg(value[0]);
   }
 
