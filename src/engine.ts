@@ -31,7 +31,7 @@ import {
   toError,
 } from './errors.js';
 import { isTerminal, type CallbackStatus, type DispatchStatus } from './lifecycle/statuses.js';
-import { parseMessage } from './message.js';
+import { parseMessage, type ParsedMessage } from './message.js';
 import {
   checkCreateKeys,
   checkIdempotencyKey,
@@ -53,8 +53,17 @@ import type { CallbackRecord } from './registry/record.js';
 import { decodeRecord } from './registry/record-codec.js';
 import { CallbackRegistry } from './registry/registry.js';
 import { Stats } from './registry/stats.js';
+import { checkSchema, reportSchema, type ReportSchemas, type StandardSchemaV1 } from './schema.js';
 import { isPostgresStore, type PostgresStore } from './store/postgres.js';
 import { decodeToken, newCallbackId, TokenCodec } from './token.js';
+import {
+  anchorHandle,
+  type AnchorHandle,
+  type AnchorTypes,
+  type SchemaTypes,
+  type TypedAnchorOptions,
+  type TypedStepMap,
+} from './typed-anchor.js';
 import type {
   CallbackAnswer,
   CallbackMessage,
@@ -93,10 +102,37 @@ export interface CallbackEngine {
    */
   ready(): Promise<void>;
   /**
-   * Registers an anchor: what runs when its callbacks change status (spec 6).
+   * Registers an anchor: what runs when its callbacks change status (spec 6). The data types come
+   * from its `data` and `reports` Standard Schemas (which also check the data at run time).
+   * @returns the anchor's handle: `create({ data })` and `report()` type-checked, steps typed.
    * @throws {@link InvalidArgumentError} for a bad or duplicate name or a bad option.
+   * @example
+   * ```ts
+   * const order = engine.anchor('order', {
+   *   data: z.object({ orderId: z.number() }),
+   *   reports: { progress: z.object({ pct: z.number() }) },
+   *   next: { progress: (cb) => console.log(cb.data.orderId, cb.report.pct) },
+   * });
+   * await order.create({ data: { orderId: 1 } });
+   * ```
    */
-  anchor(name: string, options?: AnchorOptions): void;
+  anchor<
+    const TData extends StandardSchemaV1 | undefined = undefined,
+    const TReports extends ReportSchemas | undefined = undefined,
+  >(
+    name: string,
+    options?: Omit<AnchorOptions, 'next' | 'data' | 'reports'> & {
+      data?: TData;
+      reports?: TReports;
+      next?: TypedStepMap<SchemaTypes<TData, TReports>>;
+    },
+  ): AnchorHandle<SchemaTypes<TData, TReports>>;
+  /**
+   * Registers an anchor typed by its type argument:
+   * `engine.anchor<{ data: { orderId: number }; reports: { progress: { pct: number } } }>('order', ...)`.
+   * Types only: nothing is checked at run time unless schemas are given too.
+   */
+  anchor<T extends AnchorTypes>(name: string, options?: TypedAnchorOptions<T>): AnchorHandle<T>;
   /**
    * Creates a callback at an anchor and runs the anchor's `create` step.
    * @returns the callback, with its token, after the create step settled.
@@ -200,6 +236,10 @@ class Engine implements CallbackEngine {
   readonly #mailboxes: MailboxProcessor;
   #seq = 0;
   #closed = false;
+  /** Whether some anchor has report schemas (else reports skip the schema path). */
+  #checksReports = false;
+  /** Per token: the turn of the last report that waits for an asynchronous schema check. */
+  readonly #gates = new Map<string, Promise<void>>();
   /** The store of several replicas (`postgresStore()`), and this engine's part in them. */
   readonly #pg: PostgresStore | undefined;
   readonly #replica: Replica | undefined;
@@ -271,12 +311,14 @@ class Engine implements CallbackEngine {
 
   // ---- registration and creation -------------------------------------------------------------
 
-  anchor(name: string, options?: AnchorOptions): void {
+  anchor(name: string, options?: AnchorOptions | TypedAnchorOptions<AnchorTypes>): AnchorHandle {
     this.#assertOpen();
-    const anchor = resolveAnchor(name, options, this.#o);
+    const anchor = resolveAnchor(name, options as AnchorOptions | undefined, this.#o);
     if (this.#anchors.has(anchor.name))
       throw new InvalidArgumentError(`anchor "${anchor.name}" is already registered`);
     this.#anchors.set(anchor.name, anchor);
+    if (anchor.schemas.reports !== undefined) this.#checksReports = true;
+    return anchorHandle(this, anchor.name);
   }
 
   async create(anchorName: string, options: CreateOptions = {}): Promise<CreatedCallback> {
@@ -290,6 +332,17 @@ class Engine implements CallbackEngine {
     if (typeof options !== 'object' || options === null)
       throw new InvalidArgumentError('create options must be an object');
     checkCreateKeys(options);
+    let checkedData: CallbackData | undefined;
+    if (anchor.schemas.data !== undefined) {
+      const raw = ingestData('options.data', options.data, this.#o.maxDataBytes);
+      checkedData = await checkSchema(
+        'options.data',
+        anchor.schemas.data,
+        raw,
+        this.#o.maxDataBytes,
+      );
+      this.#assertOpen();
+    }
     const tags = checkTags(options.tags);
     const idempotencyKey = checkIdempotencyKey(options.idempotencyKey);
     const idemKey =
@@ -323,7 +376,8 @@ class Engine implements CallbackEngine {
     const retentionOpt = options.retention ?? anchor.retention;
     const retention =
       retentionOpt === true ? true : durationMs('options.retention', retentionOpt, now);
-    const createData = ingestData('options.data', options.data, this.#o.maxDataBytes);
+    const createData =
+      checkedData ?? ingestData('options.data', options.data, this.#o.maxDataBytes);
     const createBytes = patchBytesBound(createData);
     // The base `{}` is 2 bytes; the bound of a merged patch covers its entries and commas.
     const dataBytes =
@@ -462,6 +516,67 @@ class Engine implements CallbackEngine {
       if (this.#replica) return this.#replica.read(parsed.token).then(read);
       return Promise.resolve(read(this.#read(parsed.token)));
     }
+    if (this.#checksReports) {
+      // Schemas at the edge: refused before anything is applied.
+      const schema = this.#reportSchema(parsed.token, parsed.status);
+      let checked: CallbackData | Promise<CallbackData> = data;
+      try {
+        if (schema) checked = checkSchema('callbackData', schema, data, this.#o.maxDataBytes);
+      } catch (err) {
+        this.#events.rejected((err as Error).message);
+        return Promise.reject(toError(err));
+      }
+      const gate = this.#gates.get(parsed.token);
+      if (gate !== undefined || checked instanceof Promise)
+        return this.#inOrder(parsed.token, gate, checked, (d) => this.#route(parsed, d, map));
+      data = checked;
+    }
+    return this.#route(parsed, data, map);
+  }
+
+  /** The report schema of a verified token's anchor for `status`, if it has one. */
+  #reportSchema(token: string, status: DispatchStatus): StandardSchemaV1 | undefined {
+    const fields = decodeToken(token);
+    if (fields === undefined || !this.#codec.verify(fields)) return undefined;
+    const anchor = this.#anchors.get(fields.anchor);
+    return anchor && reportSchema(anchor.schemas, status);
+  }
+
+  /**
+   * A report whose schema validates asynchronously, or that follows one: it goes on once every
+   * earlier report to the same token went on, so one callback's reports keep their order.
+   */
+  #inOrder<T>(
+    token: string,
+    gate: Promise<void> | undefined,
+    checked: CallbackData | Promise<CallbackData>,
+    route: (data: CallbackData) => Promise<T>,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const turn = (gate ?? Promise.resolve())
+        .then(() => checked)
+        .then(
+          (data) => {
+            if (this.#closed) return reject(new EngineClosedError());
+            route(data).then(resolve, reject);
+          },
+          (err: unknown) => {
+            this.#events.rejected(toError(err).message);
+            reject(toError(err));
+          },
+        );
+      this.#gates.set(token, turn);
+      void turn.then(() => {
+        if (this.#gates.get(token) === turn) this.#gates.delete(token);
+      });
+    });
+  }
+
+  #route<T>(
+    parsed: ParsedMessage & { kind: 'report' },
+    data: CallbackData,
+    map: (result: DispatchResult) => T,
+  ): Promise<T> {
     try {
       if (this.#replica)
         return this.#replica.report(parsed.token, parsed.status, data, parsed.dedupKey).then(map);

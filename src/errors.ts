@@ -87,10 +87,34 @@ export class InvalidMessageError extends CallbackEngineError {
   }
 }
 
-/** Report or step data is not a JSON-serializable plain object. HTTP 400. */
+/** One way data failed an anchor's schema: where (`path`, empty for the root) and what is wrong. */
+export interface DataIssue {
+  readonly path: readonly (string | number)[];
+  readonly message: string;
+}
+
+/**
+ * Report or step data is not a JSON-serializable plain object, or does not match the anchor's
+ * schema (then `issues` lists why). HTTP 400; nothing was applied.
+ */
 export class InvalidDataError extends CallbackEngineError {
-  constructor(message: string, options?: CallbackEngineErrorOptions) {
+  /** The schema's issues (at most 20), when the data failed an anchor's `data`/`reports` schema. */
+  readonly issues: readonly DataIssue[] | undefined;
+  constructor(
+    message: string,
+    options?: CallbackEngineErrorOptions & { issues?: readonly DataIssue[] },
+  ) {
     super('CBE_ERR_INVALID_DATA', 400, message, options);
+    this.issues = options?.issues && Object.freeze(options.issues.map((i) => Object.freeze(i)));
+  }
+
+  /** `{ code, message }`, plus `issues` when a schema failed. */
+  override toJSON(): {
+    code: CallbackEngineErrorCode;
+    message: string;
+    issues?: readonly DataIssue[];
+  } {
+    return this.issues ? { ...super.toJSON(), issues: this.issues } : super.toJSON();
   }
 }
 

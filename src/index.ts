@@ -32,7 +32,7 @@ export {
   UnknownAnchorError,
   toError,
 } from './errors.js';
-export type { CallbackEngineErrorCode, CallbackEngineErrorOptions } from './errors.js';
+export type { CallbackEngineErrorCode, CallbackEngineErrorOptions, DataIssue } from './errors.js';
 export { machineGraph, toMermaid, toStatelyJson, toSvg } from './lifecycle/diagram.js';
 export type {
   DiagramState,
@@ -88,6 +88,31 @@ export type {
   StepMap,
   StepOutput,
 } from './types.js';
+export { isStandardSchema } from './schema.js';
+export type {
+  InferInput,
+  InferOutput,
+  ReportSchemas,
+  StandardSchemaIssue,
+  StandardSchemaProps,
+  StandardSchemaResult,
+  StandardSchemaV1,
+} from './schema.js';
+export type {
+  AnchorHandle,
+  AnchorTypes,
+  DataInput,
+  DataView,
+  ReportInput,
+  ReportTypes,
+  ReportView,
+  SchemaTypes,
+  TypedAnchorOptions,
+  TypedCallback,
+  TypedCreateOptions,
+  TypedStepFunction,
+  TypedStepMap,
+} from './typed-anchor.js';
 export { memoryStore } from './store/store.js';
 export type {
   CallbackStore,

@@ -19,6 +19,12 @@ import {
   type DispatchStatus,
 } from './lifecycle/statuses.js';
 import { isWorkerStep, type PoolOptions } from './pool/worker-step.js';
+import {
+  resolveSchemas,
+  type ReportSchemas,
+  type ResolvedSchemas,
+  type StandardSchemaV1,
+} from './schema.js';
 import { isCallbackStore, memoryStore, type CallbackStore } from './store/store.js';
 import type { EngineEvent, StepMap } from './types.js';
 
@@ -145,6 +151,18 @@ export interface AnchorOptions {
   eventTypes?: Readonly<Record<string, DispatchStatus>>;
   /** Time limit of this anchor's steps: ISO 8601 duration or `false`. @default the engine's */
   stepTimeout?: string | false;
+  /**
+   * A Standard Schema (zod, valibot, arktype, ...) for the creation data: `create()` with data
+   * that fails it rejects with `InvalidDataError` listing the issues; its output is the data.
+   * Through the handle `anchor()` returns, `create({ data })` and the steps are typed by it.
+   */
+  data?: StandardSchemaV1;
+  /**
+   * Standard Schemas for report data, by status or `'*'` (every status without its own): a report
+   * whose data fails is refused before anything is applied (`InvalidDataError`, HTTP 400, listing
+   * the issues); its output is the data merged. Steps see `cb.report` typed by it.
+   */
+  reports?: ReportSchemas;
 }
 
 /** Options of {@link CallbackEngine.create} (spec 5). */
@@ -209,6 +227,8 @@ export interface ResolvedAnchor {
   readonly stepTimeout: string | false;
   /** The step time limit in ms, or `false`. */
   readonly stepTimeoutMs: number | false;
+  /** The `data` and `reports` schemas. */
+  readonly schemas: ResolvedSchemas;
 }
 
 /**
@@ -245,6 +265,8 @@ export const ANCHOR_OPTION_KEYS: readonly string[] = Object.freeze([
   'correlate',
   'eventTypes',
   'stepTimeout',
+  'data',
+  'reports',
 ]);
 
 /** Every key of {@link CreateOptions}. */
@@ -630,6 +652,7 @@ export function resolveAnchor(
       o.stepTimeout === undefined
         ? engine.stepTimeoutMs
         : checkStepTimeout(`anchor "${anchor}" options.stepTimeout`, o.stepTimeout),
+    schemas: resolveSchemas(anchor, o.data, o.reports),
   });
 }
 

@@ -100,16 +100,24 @@ export interface CreatedCallback extends CallbackAnswer {
   readonly id: string;
 }
 
-/** What every step receives (spec 6). */
-export interface StepInput {
+/**
+ * What every step receives (spec 6). Through a typed anchor (`engine.anchor<...>()` or an anchor
+ * with schemas), `TData` is the creation data's type, `TReport` the report data's type for the
+ * step's status and `TStatus` the status itself.
+ */
+export interface StepInput<
+  TData = CallbackData,
+  TReport = CallbackData,
+  TStatus extends CallbackStatus | 'notFound' = CallbackStatus | 'notFound',
+> {
   /** The status the anchor resumes on. */
-  readonly status: CallbackStatus | 'notFound';
+  readonly status: TStatus;
   readonly token: string;
   readonly id: string;
   /** The merged data so far (frozen; built on first read). */
-  readonly data: CallbackData;
+  readonly data: TData;
   /** The data of the report that resumed the anchor (`{}` for create, timeouts and orphans). */
-  readonly report: CallbackData;
+  readonly report: TReport;
   readonly parentToken: string | undefined;
   /** The output attributes under the anchor's names (spec 7). */
   readonly attributes: CallbackAttributes;

@@ -26,6 +26,20 @@ describe('README examples run as shown', () => {
   });
 });
 
+describe('README schemas example', () => {
+  it('is examples/schemas.ts, and it refuses the bad report with its issues', () => {
+    const file = readFileSync(new URL('../examples/schemas.ts', import.meta.url), 'utf8');
+    expect(block('schemas').trim()).toBe(file.trim());
+    const out = execFileSync(process.execPath, ['--import', 'tsx', 'examples/schemas.ts'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(out).toContain('ship order 7 in EUR');
+    expect(out).toContain('CBE_ERR_INVALID_DATA [{"path":["pct"],"message":');
+    expect(out).toContain('data: {"orderId":7,"currency":"EUR","pct":40,"lastPct":40}');
+  });
+});
+
 describe('README framework recipes are the files the framework tests mount', () => {
   it('the Express and Fastify recipes are examples/express.ts and examples/fastify.ts', () => {
     for (const name of ['express', 'fastify']) {

@@ -183,6 +183,19 @@ const SCHEMAS = {
     properties: {
       code: { type: 'string', pattern: '^CBE_ERR_[A-Z_]+$' },
       message: { type: 'string' },
+      issues: {
+        type: 'array',
+        description:
+          "`CBE_ERR_INVALID_DATA` from an anchor's schema: why the data failed (at most 20).",
+        items: {
+          type: 'object',
+          required: ['path', 'message'],
+          properties: {
+            path: { type: 'array', items: { oneOf: [{ type: 'string' }, { type: 'integer' }] } },
+            message: { type: 'string' },
+          },
+        },
+      },
     },
   },
   AnswerError: { allOf: [ref('Answer'), ref('Error')] },
