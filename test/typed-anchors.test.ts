@@ -206,6 +206,40 @@ describe('schemas over HTTP', () => {
   });
 });
 
+describe('schemas on CloudEvents', () => {
+  const fx = serviceFixture();
+
+  it('answers an event whose data fails 400 with the issues; a valid one applies', async () => {
+    const { engine, url } = await fx.start((e) => {
+      e.anchor('order', { reports: { progress: z.object({ pct: z.number() }) } });
+    });
+    const cb = await engine.create('order');
+    const post = (id: string, data: unknown) =>
+      fetch(`${url}/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/cloudevents+json' },
+        body: JSON.stringify({
+          specversion: '1.0',
+          id,
+          source: '/psp',
+          type: 'com.example.report',
+          callbacktoken: cb.token,
+          callbackstatus: 'progress',
+          data,
+        }),
+      });
+    const bad = await post('e1', { pct: 'x' });
+    expect(bad.status).toBe(400);
+    expect((await jsonOf(bad)).issues).toEqual([
+      { path: ['pct'], message: expect.any(String) as string },
+    ]);
+    expect((await engine.get(cb.token)).status).toBe('create');
+    const good = await post('e2', { pct: 3 });
+    expect(good.status).toBe(200);
+    expect((await engine.get(cb.token)).data).toEqual({ pct: 3 });
+  });
+});
+
 describe('asynchronous schemas keep each callback in order', () => {
   /** A Standard Schema that validates later, in an order the test decides. */
   function laterSchema(): {
