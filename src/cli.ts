@@ -6,17 +6,27 @@
  *   callback-engine demo [--callbacks N] [--concurrency N] [--port N] [--keep] [--memory]
  *   callback-engine demo --crash [--concurrency N]
  *   callback-engine demo --replicas N [--callbacks N] [--concurrency N]
+ *   callback-engine ls <db> [--status S] [--anchor A] [--limit N] [--cursor C] [--json]
+ *   callback-engine get <db> <id> [--json]
+ *   callback-engine stats <db> [--json]
+ *   callback-engine --version | --help
  *
  * @module
  */
 
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { inspectSqlite, InspectError, table, type StoreInspector } from './cli/inspect.js';
 import { toMermaid, toStatelyJson, toSvg } from './lifecycle/diagram.js';
 
 const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
        callback-engine demo [--callbacks N] [--concurrency N] [--port N] [--keep] [--memory]
        callback-engine demo --crash [--concurrency N]
        callback-engine demo --replicas N [--callbacks N] [--concurrency N]
+       callback-engine ls <db> [--status S] [--anchor A] [--limit N] [--cursor C] [--json]
+       callback-engine get <db> <id> [--json]
+       callback-engine stats <db> [--json]
+       callback-engine --version | --help
 
   diagram   print the callback lifecycle machine as Mermaid (default), SVG, or JSON for Stately tools
   demo      run the simulation: engine + HTTP service + dashboard, N callbacks reported back over HTTP,
@@ -30,7 +40,20 @@ const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
             nats://127.0.0.1:4222), send ordered reports round-robin across them, SIGKILL one
             mid-run, print the takeover time and check every acknowledged report was applied
             exactly once and in order (default 400 callbacks × 20 reports)
+  ls        list the callbacks of a SQLite store file (offline, read-only), oldest first, 50 a page
+  get       one callback of a SQLite store file by id: status, data, step error, times, children
+  stats     counts by status and anchor of a SQLite store file
+            (ls/get/stats print a table, or JSON with --json; a file in use by a running engine is
+            locked: read it through that engine's HTTP service instead)
 `;
+
+/** The package version, from package.json (two levels up from src/cli.ts and dist/cli.js). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
 
 /**
  * Runs the CLI.
@@ -57,6 +80,12 @@ export function main(
         memory: { type: 'boolean', default: false },
         crash: { type: 'boolean', default: false },
         replicas: { type: 'string' },
+        status: { type: 'string' },
+        anchor: { type: 'string' },
+        limit: { type: 'string', default: '50' },
+        cursor: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        version: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -65,11 +94,17 @@ export function main(
     return 2;
   }
   const [command] = parsed.positionals;
+  if (parsed.values.version) {
+    out(`${version()}\n`);
+    return 0;
+  }
   if (parsed.values.help || command === undefined) {
     (parsed.values.help ? out : err)(USAGE);
     return parsed.values.help ? 0 : 2;
   }
   if (command === 'demo') return demo(parsed.values, out, err);
+  if (command === 'ls' || command === 'get' || command === 'stats')
+    return inspect(command, parsed.positionals.slice(1), parsed.values, out, err);
   if (command !== 'diagram') {
     err(`unknown command "${command}"\n${USAGE}`);
     return 2;
@@ -83,6 +118,116 @@ export function main(
     return 2;
   }
   return 0;
+}
+
+/** `ls`, `get`, `stats` on a SQLite store file. */
+function inspect(
+  command: 'ls' | 'get' | 'stats',
+  args: readonly string[],
+  values: { status?: string; anchor?: string; limit?: string; cursor?: string; json?: boolean },
+  out: (text: string) => void,
+  err: (text: string) => void,
+): number {
+  const [file, id] = args;
+  const want = command === 'get' ? 2 : 1;
+  if (file === undefined || args.length !== want) {
+    err(`${command} takes ${command === 'get' ? '<db> <id>' : '<db>'}\n${USAGE}`);
+    return 2;
+  }
+  const limit = Number(values.limit);
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) {
+    err(`--limit must be an integer from 1 to 10000 (got ${JSON.stringify(values.limit)})\n`);
+    return 2;
+  }
+  let store: StoreInspector | undefined;
+  try {
+    store = inspectSqlite(file);
+    const json = (v: unknown) => out(`${JSON.stringify(v, null, 2)}\n`);
+    if (command === 'stats') {
+      const s = store.stats();
+      if (values.json) return (json(s), 0);
+      out(
+        `${s.file}: ${s.callbacks} callbacks, ${s.bytes} bytes, schema ${s.schemaVersion}, next due ${s.nextDueAt ?? '-'}\n\n`,
+      );
+      const statuses = Object.keys(s.byStatus).sort();
+      out(
+        table(
+          ['anchor', ...statuses, 'total'],
+          [
+            ...Object.entries(s.byAnchor)
+              .sort(([a], [b]) => a.localeCompare(b))
+              .map(([anchor, by]) => [
+                anchor,
+                ...statuses.map((st) => String(by[st] ?? 0)),
+                String(Object.values(by).reduce((a, b) => a + b, 0)),
+              ]),
+            ['(all)', ...statuses.map((st) => String(s.byStatus[st])), String(s.callbacks)],
+          ],
+        ),
+      );
+      return 0;
+    }
+    if (command === 'get') {
+      const cb = store.get(id!);
+      if (!cb) {
+        err(`no callback with id ${JSON.stringify(id)} in ${file}\n`);
+        return 1;
+      }
+      if (values.json) return (json(cb), 0);
+      const rows: [string, string][] = [
+        ['id', cb.id],
+        ['anchor', cb.anchor],
+        ['status', cb.status],
+        ['token', cb.tokenPrefix],
+        ['created', cb.createdAt],
+        ['deadline', cb.deadlineAt ?? '-'],
+        ['remove at', cb.removeAt ?? '-'],
+        ['tags', cb.tags.join(', ') || '-'],
+        ['parent', cb.parentId ?? '-'],
+        ['children', cb.children.join(', ') || '-'],
+        ['step error', cb.stepError ? `${cb.stepError.status}: ${cb.stepError.message}` : '-'],
+        ['data', JSON.stringify(cb.data)],
+      ];
+      out(table(['field', 'value'], rows));
+      return 0;
+    }
+    const page = store.list({
+      limit,
+      ...(values.status !== undefined ? { status: values.status } : {}),
+      ...(values.anchor !== undefined ? { anchor: values.anchor } : {}),
+      ...(values.cursor !== undefined ? { cursor: values.cursor } : {}),
+    });
+    if (values.json) return (json(page), 0);
+    out(
+      table(
+        ['id', 'anchor', 'status', 'created', 'deadline', 'tags', 'data'],
+        page.items.map((c) => {
+          const data = JSON.stringify(c.data);
+          return [
+            c.id,
+            c.anchor,
+            c.status,
+            c.createdAt,
+            c.deadlineAt ?? '-',
+            c.tags.join(',') || '-',
+            data.length > 60 ? `${data.slice(0, 59)}…` : data,
+          ];
+        }),
+      ),
+    );
+    out(
+      page.cursor === undefined
+        ? `(${page.items.length} callbacks)\n`
+        : `(${page.items.length} callbacks; next page: --cursor ${page.cursor})\n`,
+    );
+    return 0;
+  } catch (e) {
+    if (!(e instanceof InspectError)) throw e;
+    err(`${e.message}\n`);
+    return 1;
+  } finally {
+    store?.close();
+  }
 }
 
 async function demo(

@@ -1,0 +1,185 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../src/cli.js';
+import { createCallbackEngine, createSimulatedClock } from '../src/index.js';
+import { sqliteStore } from '../src/store/sqlite.js';
+import { SECRET } from './helpers/engine.js';
+
+/** Runs the CLI; returns its exit code and what it printed. */
+async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await main(
+    argv,
+    (t) => (out += t),
+    (t) => (err += t),
+  );
+  return { code, out, err };
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'cbe-cli-'));
+const file = join(dir, 'store.db');
+const ids: string[] = [];
+let parentToken = '';
+
+beforeAll(async () => {
+  const engine = createCallbackEngine({
+    node: 'cli',
+    secrets: [SECRET],
+    clock: createSimulatedClock(),
+    store: sqliteStore({ path: file }),
+  });
+  engine.anchor('order', {
+    next: {
+      complete: () => {
+        throw new Error('mail server down');
+      },
+    },
+  });
+  engine.anchor('ship');
+  const parent = await engine.create('order', { data: { orderId: 1 }, tags: ['eu'] });
+  parentToken = parent.token;
+  ids.push(parent.id);
+  for (let i = 2; i <= 5; i++)
+    ids.push((await engine.create('order', { data: { orderId: i }, parentToken })).id);
+  const ship = await engine.create('ship', { data: { box: 'a' } });
+  ids.push(ship.id);
+  await engine.dispatch({
+    type: 'CALLBACK',
+    callbackToken: ship.token,
+    callbackStatus: 'complete',
+    callbackData: { weight: 3 },
+  });
+  const failing = await engine.create('order', { data: { orderId: 9 } });
+  ids.push(failing.id);
+  const quiet = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+  await engine.dispatch({
+    type: 'CALLBACK',
+    callbackToken: failing.token,
+    callbackStatus: 'complete',
+  });
+  quiet.mockRestore();
+  await engine.close();
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('callback-engine ls|get|stats <db>', () => {
+  it('ls prints a table of every callback, oldest first, and never a token', async () => {
+    const { code, out } = await cli('ls', file);
+    expect(code).toBe(0);
+    const lines = out.trim().split('\n');
+    expect(lines[0]).toMatch(/^id\s+anchor\s+status\s+created\s+deadline\s+tags\s+data$/);
+    expect(lines.slice(1, -1).map((l) => l.split(/\s+/)[0])).toEqual(ids);
+    expect(lines.at(-1)).toBe('(7 callbacks)');
+    expect(out).toContain('{"box":"a","weight":3}');
+    expect(out).not.toContain(parentToken);
+  });
+
+  it('ls pages with --limit and --cursor, and filters by --status and --anchor', async () => {
+    const first = await cli('ls', file, '--limit', '3', '--json');
+    const page1 = JSON.parse(first.out) as { items: { id: string }[]; cursor: string };
+    expect(page1.items.map((c) => c.id)).toEqual(ids.slice(0, 3));
+    const second = JSON.parse(
+      (await cli('ls', file, '--limit', '3', '--json', '--cursor', page1.cursor)).out,
+    ) as {
+      items: { id: string }[];
+      cursor?: string;
+    };
+    expect(second.items.map((c) => c.id)).toEqual(ids.slice(3, 6));
+    const text = await cli('ls', file, '--limit', '3');
+    expect(text.out).toContain(`next page: --cursor ${page1.cursor}`);
+    const done = JSON.parse((await cli('ls', file, '--json', '--status', 'complete')).out) as {
+      items: { id: string; anchor: string }[];
+    };
+    expect(done.items.map((c) => c.id)).toEqual([ids[5], ids[6]]);
+    const ships = JSON.parse((await cli('ls', file, '--json', '--anchor', 'ship')).out) as {
+      items: { id: string }[];
+    };
+    expect(ships.items.map((c) => c.id)).toEqual([ids[5]]);
+  });
+
+  it('get shows status, data, step error, parent and children; --json too', async () => {
+    const parent = await cli('get', file, ids[0]!);
+    expect(parent.code).toBe(0);
+    expect(parent.out).toMatch(/^status\s+create$/m);
+    expect(parent.out).toMatch(new RegExp(`^children\\s+${ids.slice(1, 5).join(', ')}$`, 'm'));
+    expect(parent.out).toMatch(/^tags\s+eu$/m);
+    expect(parent.out).not.toContain(parentToken);
+    const failing = JSON.parse((await cli('get', file, ids[6]!, '--json')).out) as Record<
+      string,
+      unknown
+    >;
+    expect(failing).toMatchObject({
+      status: 'complete',
+      data: { orderId: 9 },
+      stepError: { status: 'complete', message: 'mail server down' },
+      children: [],
+    });
+    const child = JSON.parse((await cli('get', file, ids[1]!, '--json')).out) as Record<
+      string,
+      unknown
+    >;
+    expect(child.parentId).toBe(ids[0]);
+    const missing = await cli('get', file, 'nope');
+    expect(missing.code).toBe(1);
+    expect(missing.err).toBe(`no callback with id "nope" in ${file}\n`);
+  });
+
+  it('stats counts by anchor and status', async () => {
+    const { code, out } = await cli('stats', file);
+    expect(code).toBe(0);
+    expect(out).toMatch(/^order\s+1\s+5\s+6$/m);
+    expect(out).toMatch(/^ship\s+1\s+0\s+1$/m);
+    expect(out).toMatch(/^\(all\)\s+2\s+5\s+7$/m);
+    const json = JSON.parse((await cli('stats', file, '--json')).out) as Record<string, unknown>;
+    expect(json).toMatchObject({
+      callbacks: 7,
+      schemaVersion: 1,
+      byStatus: { create: 5, complete: 2 },
+      byAnchor: { order: { create: 5, complete: 1 }, ship: { complete: 1 } },
+    });
+  });
+
+  it('refuses a missing file, a file that is not a store, and a file a running engine holds', async () => {
+    expect(await cli('stats', join(dir, 'nope.db'))).toMatchObject({
+      code: 1,
+      err: `no such file: ${join(dir, 'nope.db')}\n`,
+    });
+    const junk = join(dir, 'junk.db');
+    writeFileSync(junk, 'not a database at all, just some text that is long enough to matter');
+    expect((await cli('ls', junk)).err).toMatch(/is not a SQLite database|cannot read/);
+    const held = join(dir, 'held.db');
+    const engine = createCallbackEngine({
+      node: 'cli',
+      secrets: [SECRET],
+      store: sqliteStore({ path: held }),
+    });
+    await engine.ready();
+    try {
+      const r = await cli('ls', held);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/is locked by a running engine/);
+    } finally {
+      await engine.close();
+    }
+    expect((await cli('ls', held)).code).toBe(0);
+    expect(await cli('get', file)).toMatchObject({ code: 2 });
+    expect((await cli('ls', file, '--limit', '0')).err).toMatch(/^--limit must be an integer/);
+  });
+});
+
+describe('callback-engine --version and --help', () => {
+  it('--version prints the package version; --help lists every command', async () => {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
+    expect(await cli('--version')).toEqual({ code: 0, out: `${pkg.version}\n`, err: '' });
+    const help = await cli('--help');
+    expect(help.code).toBe(0);
+    for (const cmd of ['diagram', 'demo', 'ls <db>', 'get <db> <id>', 'stats <db>', '--version'])
+      expect(help.out).toContain(cmd);
+  });
+});
