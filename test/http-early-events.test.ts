@@ -1,7 +1,8 @@
 import { CloudEvent, HTTP, type Message } from 'cloudevents';
 import { describe, expect, it } from 'vitest';
-import type { EarlyEventsFullError } from '../src/index.js';
 import {
+  CallbackEngineError,
+  EarlyEventsFullError,
   type CallbackEngine,
   type EngineEvent,
   type SimulatedClock,
@@ -172,7 +173,22 @@ describe('early events over HTTP', () => {
     expect(r.retryAfter).not.toBeNull();
     expect((r.body as { message: string }).message).toMatch(/early\.maxEvents 2/);
     expect(engine.stats().early).toMatchObject({ held: 2, refused: 1 });
-    // The refused event was not held: its callback gets nothing.
+    const err = await rejection(
+      engine.holdEarly({
+        attributes: { orderid: 'C-4' },
+        type: 'com.example.order.shipped',
+        dedupKey: 'c4',
+      }),
+    );
+    expect(err).toBeInstanceOf(EarlyEventsFullError);
+    expect(err).toMatchObject({
+      statusCode: 503,
+      retryable: true,
+      anchor: 'order',
+      bound: 'maxEvents',
+    });
+    expect(engine.stats().early).toMatchObject({ held: 2, refused: 2 });
+    // The refused events were not held: their callback gets nothing.
     const c3 = await engine.create('order', { data: { orderId: 'C-3' } });
     expect(c3.status).toBe('create');
     const c1 = await engine.create('order', { data: { orderId: 'C-1' } });
@@ -320,7 +336,8 @@ describe('anchor option early: validation', () => {
     try {
       engine.anchor('x', { ...(correlate ? { correlate } : {}), early } as never);
     } catch (err) {
-      return err as EarlyEventsFullError;
+      expect(err).toBeInstanceOf(CallbackEngineError);
+      return err as CallbackEngineError;
     }
     throw new Error('expected a throw');
   };
