@@ -92,6 +92,34 @@ describe('early events with sqliteStore()', () => {
     expect(rows(path)).toEqual([]);
   });
 
+  it('after a crash between the create and the held reports commit, reopening applies the stored ones', async () => {
+    seen = [];
+    const path = fx.db();
+    const clock = createSimulatedClock();
+    const a = fx.open(path, { clock });
+    anchors(a);
+    await a.ready();
+    const cb = await a.create('order', { data: { orderId: 'V-1' } });
+    await a.close();
+    // The state such a crash leaves: the callback is stored, its claimed event's row too.
+    const db = new Database(path);
+    db.prepare(
+      `INSERT INTO early_events (seq, dedup_key, anchor, corr_key, status, data, held_at, expires_at)
+       VALUES (0, 'src V-1-1', 'order', ?, 'progress', '{"n":1}', ?, ?)`,
+    ).run('order\u0000V-1', clock.now(), clock.now() + 600_000);
+    db.close();
+    const b = fx.open(path, { clock });
+    anchors(b);
+    await b.ready();
+    // Applied during recovery; close() commits it.
+    await b.close();
+    expect(seen).toEqual(['create:-', 'progress:1']);
+    expect(rows(path)).toEqual([]);
+    const c = fx.open(path, { clock });
+    anchors(c);
+    expect(await c.get(cb.token)).toMatchObject({ status: 'progress', data: { n: 1 } });
+  });
+
   it('a file written before early events existed (no early_events table) opens and gains it', async () => {
     const path = fx.db();
     const a = fx.open(path);
