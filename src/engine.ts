@@ -24,13 +24,20 @@ import {
   DuplicateKeyError,
   EngineClosedError,
   InvalidArgumentError,
+  InvalidMessageError,
   PoolSaturatedError,
   ParentInactiveError,
   ParentNotFoundError,
   UnknownAnchorError,
   toError,
 } from './errors.js';
-import { isTerminal, type CallbackStatus, type DispatchStatus } from './lifecycle/statuses.js';
+import {
+  DISPATCH_STATUSES,
+  isDispatchStatus,
+  isTerminal,
+  type CallbackStatus,
+  type DispatchStatus,
+} from './lifecycle/statuses.js';
 import { parseMessage, type ParsedMessage } from './message.js';
 import {
   checkCreateKeys,
@@ -46,6 +53,7 @@ import {
 } from './options.js';
 import { CallbackRuntime, Pending, type Follower, type Job } from './registry/callback-runtime.js';
 import { Deduplicator } from './registry/dedup.js';
+import { EarlyEvents } from './registry/early-events.js';
 import { EventHub, type XStateInspector } from './registry/event-hub.js';
 import { listStoredAsync, type ListOptions } from './registry/list-callbacks.js';
 import { MailboxProcessor } from './registry/mailbox-processor.js';
@@ -69,6 +77,8 @@ import type {
   CallbackMessage,
   CreatedCallback,
   DispatchResult,
+  EarlyEventInput,
+  EarlyHoldResult,
   EngineEvent,
   EngineStats,
   ListPage,
@@ -198,6 +208,20 @@ export interface CallbackEngine {
   ): Promise<string | undefined>;
   /** The status an anchor's `eventTypes` maps a CloudEvent type to, or `undefined`. */
   eventStatus(anchor: string, type: string): DispatchStatus | undefined;
+  /**
+   * Offers a CloudEvent that found no callback to the anchors that opted in to early events
+   * (`early`): the first registered such anchor whose `correlate` keys the event carries and
+   * whose status resolves (`status`, else the anchor's `eventTypes`) holds it until the
+   * callback with that correlation key is created (which applies it before `create()`
+   * resolves) or its retention passes. With a durable store it resolves once the event is
+   * stored. A redelivery (same `dedupKey`) is held once.
+   * @returns `queued`, `found` (a callback with the key exists now: dispatch to it), or
+   *   `unmatched` (answer `notFound`).
+   * @throws `EarlyEventsFullError` (503, retryable) when the anchor's hold is full;
+   *   `PayloadTooLargeError`, `InvalidDataError`, `InvalidMessageError` for a bad event;
+   *   `StoreUnavailableError` if it could not be stored; {@link EngineClosedError}.
+   */
+  holdEarly(event: EarlyEventInput): Promise<EarlyHoldResult>;
   /** Stops every timer and actor; later calls reject with {@link EngineClosedError}. */
   close(): Promise<void>;
 }
@@ -244,6 +268,9 @@ class Engine implements CallbackEngine {
   readonly #pg: PostgresStore | undefined;
   readonly #replica: Replica | undefined;
   readonly #dedup: Deduplicator;
+  /** CloudEvents held for callbacks not created yet (anchors with `early`). */
+  readonly #early: EarlyEvents;
+  #earlyOn = false;
   /** Recovery from the store: settled once the engine can answer. */
   readonly #ready: Promise<void>;
   #isReady = false;
@@ -277,14 +304,19 @@ class Engine implements CallbackEngine {
       stats: this.#stats,
       events: this.#events,
     });
+    this.#early = new EarlyEvents(this.#o.clock, this.#events, this.#registry.earlyPersistence());
     this.#replica = pg && new Replica(pg, this.#replicaHost());
     if (this.#o.inspect) this.#events.subscribe(this.#o.inspect);
     if (this.#registry.durable) {
       this.#ready = this.#registry.recover().then(
         async (seq) => {
           this.#seq = seq;
+          this.#early.load(this.#registry.loadEarly(), (row) =>
+            ingestData('early event data', JSON.parse(row.data), Number.MAX_SAFE_INTEGER),
+          );
           await this.#replica?.start();
           this.#isReady = true;
+          this.#reclaimEarly();
         },
         (err: unknown) => {
           this.#readyError = toError(err);
@@ -316,7 +348,12 @@ class Engine implements CallbackEngine {
     const anchor = resolveAnchor(name, options as AnchorOptions | undefined, this.#o);
     if (this.#anchors.has(anchor.name))
       throw new InvalidArgumentError(`anchor "${anchor.name}" is already registered`);
+    if (anchor.early && (!this.#registry.earlyCapable || this.#pg))
+      throw new InvalidArgumentError(
+        `anchor "${anchor.name}" options.early needs a store that keeps early events: memoryStore() or sqliteStore() (${this.#o.store.kind === 'durable' ? this.#o.store.name : 'this store'} does not)`,
+      );
     this.#anchors.set(anchor.name, anchor);
+    if (anchor.early) this.#earlyOn = true;
     if (anchor.schemas.reports !== undefined) this.#checksReports = true;
     return anchorHandle(this, anchor.name);
   }
@@ -419,7 +456,7 @@ class Engine implements CallbackEngine {
     this.#stats.created++;
     this.#events.emit('created', record, undefined);
 
-    const result = await new Promise<DispatchResult>((resolve, reject) => {
+    const creating = new Promise<DispatchResult>((resolve, reject) => {
       const job: Job = {
         kind: 'create',
         status: 'create',
@@ -443,7 +480,13 @@ class Engine implements CallbackEngine {
           this.#registry.settle(rt);
         },
       );
-    }).catch(async (err: unknown) => {
+    });
+    // Early events held for this correlation key go into the mailbox right behind the create job.
+    const early =
+      anchor.early && record.correlationKey !== undefined
+        ? this.#applyEarly(record.token, record.correlationKey)
+        : undefined;
+    const result = await creating.catch(async (err: unknown) => {
       // Another replica created it first with the same idempotency key: that one is the answer.
       if (!(err instanceof DuplicateKeyError) || idemKey === undefined) throw err;
       await this.#registry.warm({ idempotencyKey: idemKey });
@@ -452,7 +495,62 @@ class Engine implements CallbackEngine {
       return existing;
     });
     if (!('outcome' in result)) return result;
-    return new CreatedAnswer(result.answer as Answer, id, anchor.attributes, record.parentToken);
+    // create() resolves once the early events were applied (and, durable, committed): its
+    // answer shows the callback after them.
+    const applied = early && (await early);
+    const answer = (applied ?? result).answer as Answer;
+    return new CreatedAnswer(answer, id, anchor.attributes, record.parentToken);
+  }
+
+  /**
+   * Claims the early events held under `key` and puts them in the callback's mailbox as
+   * reports, in arrival order, synchronously (so nothing overtakes them).
+   * @returns the result of the last one applied, once every one settled; `undefined` if none.
+   */
+  #applyEarly(token: string, key: string): Promise<DispatchResult | undefined> | undefined {
+    if (!this.#early.has(key)) return undefined;
+    const results = this.#early.claim(key).map((ev) => {
+      this.#registry.claimEarly(ev.dedupKey);
+      return this.#dedup
+        .once(
+          ev.dedupKey,
+          () =>
+            Promise.resolve({
+              result: this.#report(token, ev.status, ev.data, toResult, ev.dedupKey),
+            }),
+          () => Promise.resolve(this.#read(token)),
+          // Held once per key; no store read, so the report is admitted synchronously.
+          true,
+        )
+        .then((admitted) => admitted.result)
+        .then(
+          (r): DispatchResult | undefined => r,
+          (err: unknown) => {
+            // Refused by its callback (e.g. over maxCallbackBytes): nothing applied, not kept.
+            this.#registry.dropEarly(ev.dedupKey);
+            this.#events.rejected(`early event ${ev.dedupKey}: ${toError(err).message}`);
+            return undefined;
+          },
+        );
+    });
+    return Promise.all(results).then((all) => all.findLast((r) => r !== undefined));
+  }
+
+  /**
+   * After a restart: early events whose callback was created but which were not applied
+   * before the engine stopped (their rows go with the reports' effects) are applied now.
+   */
+  #reclaimEarly(): void {
+    for (const key of [...this.#early.keys()]) {
+      let id: string | undefined;
+      try {
+        id = this.#registry.byCorrelationKey(key);
+      } catch {
+        continue; // the store cannot be read now: they stay held (and expire in time)
+      }
+      const rt = id === undefined ? undefined : this.#registry.runtime(id);
+      if (rt && !isTerminal(rt.record.status)) void this.#applyEarly(rt.record.token, key);
+    }
   }
 
   #existingByIdempotency(
@@ -858,10 +956,57 @@ class Engine implements CallbackEngine {
     return this.#anchors.get(anchor)?.eventTypes[type];
   }
 
+  async holdEarly(event: EarlyEventInput): Promise<EarlyHoldResult> {
+    this.#assertOpen();
+    if (!this.#isReady) await this.#afterReady(() => Promise.resolve());
+    if (typeof event !== 'object' || event === null)
+      throw new InvalidArgumentError('holdEarly() needs an event object');
+    const { attributes, type, status, dedupKey } = event;
+    if (typeof attributes !== 'object' || attributes === null)
+      throw new InvalidArgumentError('holdEarly() event.attributes must be an object');
+    if (typeof dedupKey !== 'string' || dedupKey.length === 0)
+      throw new InvalidArgumentError('holdEarly() event.dedupKey must be a non-empty string');
+    if (status !== undefined && !isDispatchStatus(status))
+      throw new InvalidMessageError(
+        `callbackStatus must be one of ${DISPATCH_STATUSES.join(', ')} (got ${JSON.stringify(String(status).slice(0, 40))})`,
+      );
+    if (!this.#earlyOn) return { kind: 'unmatched' };
+    for (const anchor of this.#anchors.values()) {
+      const early = anchor.early;
+      if (!early) continue;
+      const key = correlationKey(anchor, (k) => attributes[k.toLowerCase()]);
+      const st = status ?? anchor.eventTypes[type];
+      if (key === undefined || st === undefined) continue;
+      // Created since the caller looked: not early any more.
+      const id = this.#registry.byCorrelationKey(key);
+      const token = id === undefined ? undefined : this.#registry.record(id)?.token;
+      if (token !== undefined) return { kind: 'found', token };
+      const prior = this.#early.held(dedupKey);
+      const ev =
+        prior ??
+        this.#early.hold(
+          { ...anchor, early },
+          key,
+          st,
+          ingestData('event data', event.data, this.#o.maxDataBytes),
+          dedupKey,
+        );
+      await ev.committed;
+      return {
+        kind: 'queued',
+        anchor: ev.anchor,
+        expiresAt: ev.expiresAt,
+        duplicate: prior !== undefined,
+      };
+    }
+    return { kind: 'unmatched' };
+  }
+
   // ---- observing ----------------------------------------------------------------------------
 
   stats(): EngineStats {
-    const stats = this.#stats.snapshot(...this.#registry.sizes, this.#registry.commits);
+    let stats = this.#stats.snapshot(...this.#registry.sizes, this.#registry.commits);
+    if (this.#earlyOn) stats = { ...stats, early: this.#early.stats() };
     return this.#replica ? { ...stats, cluster: this.#replica.stats } : stats;
   }
 
@@ -891,6 +1036,7 @@ class Engine implements CallbackEngine {
   async #close(): Promise<void> {
     this.#closed = true;
     this.#registry.stopClock();
+    this.#early.close();
     await this.#mailboxes.close();
     // Stop actors only after in-flight steps settled: their results may still be merged.
     try {

@@ -24,7 +24,8 @@ export type CallbackEngineErrorCode =
   | 'CBE_ERR_STORE_UNAVAILABLE'
   | 'CBE_ERR_STORE_LOCKED'
   | 'CBE_ERR_STORE_INCOMPATIBLE'
-  | 'CBE_ERR_DUPLICATE_KEY';
+  | 'CBE_ERR_DUPLICATE_KEY'
+  | 'CBE_ERR_EARLY_EVENTS_FULL';
 
 /** Options accepted by every error constructor. */
 export interface CallbackEngineErrorOptions {
@@ -217,6 +218,24 @@ export class LeaseLostError extends StoreUnavailableError {}
 export class DuplicateKeyError extends CallbackEngineError {
   constructor(message: string, options?: CallbackEngineErrorOptions) {
     super('CBE_ERR_DUPLICATE_KEY', 409, message, options);
+  }
+}
+
+/**
+ * An early event (a CloudEvent that arrived before its callback) was refused because the
+ * anchor's hold is full: `early.maxEvents` events or `early.maxBytes` bytes are held already.
+ * Nothing was held; the sender should retry later (held events leave when their callback is
+ * created or when they expire). HTTP 503 with `Retry-After`, retryable.
+ */
+export class EarlyEventsFullError extends CallbackEngineError {
+  /** The anchor whose hold is full. */
+  readonly anchor: string;
+  /** Which bound was reached. */
+  readonly bound: 'maxEvents' | 'maxBytes';
+  constructor(anchor: string, bound: 'maxEvents' | 'maxBytes', message: string) {
+    super('CBE_ERR_EARLY_EVENTS_FULL', 503, message, { retryable: true });
+    this.anchor = anchor;
+    this.bound = bound;
   }
 }
 

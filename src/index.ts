@@ -16,6 +16,7 @@ export {
   AlreadySettledError,
   CallbackEngineError,
   DuplicateKeyError,
+  EarlyEventsFullError,
   EngineClosedError,
   InvalidArgumentError,
   InvalidDataError,
@@ -61,6 +62,7 @@ export type {
   AttributeOptions,
   CallbackEngineOptions,
   CreateOptions,
+  EarlyEventsOptions,
 } from './options.js';
 export { workerStep } from './pool/worker-step.js';
 export type { PoolOptions, WorkerStep, WorkerStepInput } from './pool/worker-step.js';
@@ -76,6 +78,9 @@ export type {
   CreatedCallback,
   DispatchOutcome,
   DispatchResult,
+  EarlyEventInput,
+  EarlyEventStats,
+  EarlyHoldResult,
   EngineEvent,
   EngineEventType,
   EngineStats,
@@ -119,6 +124,7 @@ export type {
   DurableStore,
   MemoryStore,
   CommitResult,
+  EarlyEventRow,
   InboxEntry,
   Prefetch,
   StoreBatch,

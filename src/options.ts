@@ -163,6 +163,34 @@ export interface AnchorOptions {
    * the issues); its output is the data merged. Steps see `cb.report` typed by it.
    */
   reports?: ReportSchemas;
+  /**
+   * Early events: hold CloudEvents that carry every `correlate` key (and whose status resolves
+   * through `callbackstatus` or `eventTypes`) while no callback of this anchor holds that key,
+   * answering them `202` (`Callback-Outcome: queued`); the callback created with that key
+   * applies them in arrival order before `create()` resolves. `true` takes the defaults.
+   * Needs `correlate`.
+   * @default off
+   */
+  early?: boolean | EarlyEventsOptions;
+}
+
+/** Bounds of an anchor's early events (see {@link AnchorOptions.early}). */
+export interface EarlyEventsOptions {
+  /** Events held at once for this anchor, over all correlation keys. @default 1000 */
+  maxEvents?: number;
+  /** Bytes of held event data (as JSON) at once for this anchor. @default 1048576 (1 MiB) */
+  maxBytes?: number;
+  /** How long an event is held before it expires unclaimed: ISO 8601 duration. @default 'PT10M' */
+  retention?: string;
+}
+
+/** An anchor's early-event bounds after validation. */
+export interface ResolvedEarly {
+  readonly maxEvents: number;
+  readonly maxBytes: number;
+  /** As given (for messages). */
+  readonly retention: string;
+  readonly retentionMs: number;
 }
 
 /** Options of {@link CallbackEngine.create} (spec 5). */
@@ -229,6 +257,8 @@ export interface ResolvedAnchor {
   readonly stepTimeoutMs: number | false;
   /** The `data` and `reports` schemas. */
   readonly schemas: ResolvedSchemas;
+  /** Early-event bounds, or `undefined` when the anchor did not opt in. */
+  readonly early: ResolvedEarly | undefined;
 }
 
 /**
@@ -267,6 +297,7 @@ export const ANCHOR_OPTION_KEYS: readonly string[] = Object.freeze([
   'stepTimeout',
   'data',
   'reports',
+  'early',
 ]);
 
 /** Every key of {@link CreateOptions}. */
@@ -307,6 +338,7 @@ export const DEFAULTS = Object.freeze({
   stepTimeout: 'PT5M',
   closeTimeout: 'PT10S',
   maxCallbackBytes: 1024 * 1024,
+  early: Object.freeze({ maxEvents: 1000, maxBytes: 1024 * 1024, retention: 'PT10M' }),
   attributes: Object.freeze({
     tokenAttribute: 'callbackToken',
     parentTokenAttribute: 'callbackParentToken',
@@ -623,6 +655,7 @@ export function resolveAnchor(
     }
     (attributes as Record<string, string>)[key] = value;
   }
+  const correlate = checkCorrelate(anchor, o.correlate);
   const names = Object.values(attributes).filter((v) => v !== undefined);
   if (new Set(names).size !== names.length) {
     throw new InvalidArgumentError(
@@ -645,7 +678,7 @@ export function resolveAnchor(
       o.retention === undefined
         ? engine.retention
         : checkRetention(`anchor "${anchor}" options.retention`, o.retention),
-    correlate: checkCorrelate(anchor, o.correlate),
+    correlate,
     eventTypes: checkEventTypes(anchor, o.eventTypes),
     stepTimeout: o.stepTimeout === undefined ? engine.stepTimeout : o.stepTimeout,
     stepTimeoutMs:
@@ -653,7 +686,43 @@ export function resolveAnchor(
         ? engine.stepTimeoutMs
         : checkStepTimeout(`anchor "${anchor}" options.stepTimeout`, o.stepTimeout),
     schemas: resolveSchemas(anchor, o.data, o.reports),
+    early: checkEarly(anchor, o.early, correlate),
   });
+}
+
+/** Early-event option keys. */
+const EARLY_OPTION_KEYS: readonly string[] = Object.freeze(['maxEvents', 'maxBytes', 'retention']);
+
+function checkEarly(
+  anchor: string,
+  value: unknown,
+  correlate: readonly string[],
+): ResolvedEarly | undefined {
+  if (value === undefined || value === false) return undefined;
+  const what = `anchor "${anchor}" options.early`;
+  if (value !== true && (typeof value !== 'object' || value === null || Array.isArray(value)))
+    throw new InvalidArgumentError(
+      `${what} must be true, false or an object { maxEvents, maxBytes, retention } (got ${describe(value)})`,
+    );
+  if (correlate.length === 0)
+    throw new InvalidArgumentError(
+      `${what} needs options.correlate: early events are held under the anchor's correlation keys`,
+    );
+  const o = (value === true ? {} : value) as EarlyEventsOptions;
+  checkKnownKeys(what, o, EARLY_OPTION_KEYS);
+  const d = DEFAULTS.early;
+  const maxEvents =
+    o.maxEvents === undefined ? d.maxEvents : checkPositiveInt(`${what}.maxEvents`, o.maxEvents);
+  const maxBytes =
+    o.maxBytes === undefined ? d.maxBytes : checkPositiveInt(`${what}.maxBytes`, o.maxBytes);
+  const retention = o.retention ?? d.retention;
+  const parsed = typeof retention === 'string' ? parseDuration(retention) : undefined;
+  const retentionMs = parsed ? durationMs(`${what}.retention`, retention, 0) : 0;
+  if (!parsed || !(retentionMs > 0))
+    throw new InvalidArgumentError(
+      `${what}.retention must be an ISO 8601 duration longer than zero such as "PT10M" (got ${describe(retention)})`,
+    );
+  return Object.freeze({ maxEvents, maxBytes, retention, retentionMs });
 }
 
 function checkCorrelate(anchor: string, value: unknown): readonly string[] {

@@ -155,7 +155,9 @@ export type EngineEventType =
   | 'timedOut'
   | 'orphaned'
   | 'evicted'
-  | 'rejected';
+  | 'rejected'
+  /** An early event was held, claimed by its new callback, expired unclaimed, or refused (`reason`). */
+  | 'early';
 
 /** An engine event, passed to `inspect` and to subscribers. */
 export interface EngineEvent {
@@ -172,7 +174,7 @@ export interface EngineEvent {
   readonly reported?: string;
   /** For `dispatched`: how it was handled. */
   readonly outcome?: DispatchOutcome;
-  /** For `timedOut`, `rejected`, `evicted`: why. */
+  /** For `timedOut`, `rejected`, `evicted`: why; for `early`: `held`, `claimed`, `expired` or `refused`. */
   readonly reason?: string;
   /** For `stepFailed`: the message. */
   readonly message?: string;
@@ -209,7 +211,51 @@ export interface EngineStats {
   readonly rowsWritten: number;
   /** Several replicas (`postgresStore()`): this replica's shards and forwarding counters. */
   readonly cluster?: ClusterStats;
+  /** Early events (present once an anchor opted in with `early`). */
+  readonly early?: EarlyEventStats;
 }
+
+/** Early-event counters, in {@link EngineStats}. */
+export interface EarlyEventStats {
+  /** Events held now, waiting for their callback. */
+  readonly held: number;
+  /** Bytes of data held now (as JSON). */
+  readonly heldBytes: number;
+  /** Events claimed by a new callback and applied to it. */
+  readonly claimed: number;
+  /** Events whose retention passed before their callback came: removed unapplied. */
+  readonly expired: number;
+  /** Events refused because the anchor's hold was full (`CBE_ERR_EARLY_EVENTS_FULL`). */
+  readonly refused: number;
+}
+
+/** A CloudEvent that found no callback, offered to {@link CallbackEngine.holdEarly}. */
+export interface EarlyEventInput {
+  /** Its extension attributes (lower-case names): the correlation keys are read here. */
+  readonly attributes: Readonly<Record<string, unknown>>;
+  /** The event `type`, mapped to a status by an anchor's `eventTypes`. */
+  readonly type: string;
+  /** An explicit status (extension `callbackstatus`); wins over `eventTypes`. */
+  readonly status?: string | undefined;
+  /** The event data (a JSON object, or nothing). */
+  readonly data?: unknown;
+  /** The event's identity (`source` + `id`): a redelivered event is held once. */
+  readonly dedupKey: string;
+}
+
+/** What {@link CallbackEngine.holdEarly} did with an event. */
+export type EarlyHoldResult =
+  /** Held (or already held: a redelivery) for this anchor until `expiresAt` (engine clock, ms). */
+  | {
+      readonly kind: 'queued';
+      readonly anchor: string;
+      readonly expiresAt: number;
+      readonly duplicate: boolean;
+    }
+  /** A callback holding its correlation key exists now (it was created meanwhile): dispatch to it. */
+  | { readonly kind: 'found'; readonly token: string }
+  /** No anchor that opted in matches it (its keys or its status): answer `notFound`. */
+  | { readonly kind: 'unmatched' };
 
 /** A replica's part in a cluster, in {@link EngineStats}. */
 export interface ClusterStats {

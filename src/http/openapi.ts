@@ -48,7 +48,7 @@ const ERROR_RESPONSES = {
   '415': reply('Wrong content type (`CBE_ERR_UNSUPPORTED_MEDIA_TYPE`).', 'Error'),
   '503': {
     description:
-      'Worker pool saturated or engine closed (`CBE_ERR_POOL_SATURATED`, `CBE_ERR_ENGINE_CLOSED`); retry later.',
+      "Worker pool saturated, engine closed, or an anchor's early-event hold full (`CBE_ERR_POOL_SATURATED`, `CBE_ERR_ENGINE_CLOSED`, `CBE_ERR_EARLY_EVENTS_FULL`); retry later.",
     headers: {
       'Retry-After': { schema: { type: 'integer', minimum: 1 }, description: 'Seconds to wait.' },
     },
@@ -354,6 +354,10 @@ export function createOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocu
           },
           responses: {
             ...DISPATCH_RESPONSES,
+            '202': withOutcome(
+              'Queued. Several replicas: as for a report. Early event: no callback holds the correlate keys yet, and an anchor that opted in (`early`) holds the event until that callback is created (it is applied then, in arrival order, before `create()` resolves) or until `expiresAt`; the body is `{ status: "queued", anchor, expiresAt }`.',
+              'Answer',
+            ),
             '403': reply(
               'The event names its callback by `callbackid` or `correlate` keys, not by its token, and the service has no auth and does not trust correlation (`CBE_ERR_UNTRUSTED_CORRELATION`).',
               'Error',

@@ -10,7 +10,7 @@ import type { CallbackEngine } from '../engine.js';
 import { InvalidMessageError } from '../errors.js';
 import { DISPATCH_STATUSES, isDispatchStatus } from '../lifecycle/statuses.js';
 import { decodeToken } from '../token.js';
-import type { CallbackMessage, DispatchResult } from '../types.js';
+import type { CallbackMessage, DispatchResult, EarlyHoldResult } from '../types.js';
 import { checkCharset, parseJson, requireJson, unsupported } from './body.js';
 import {
   batchEntries,
@@ -199,10 +199,24 @@ export async function dispatchEvent(
   else if (ext.callbackid !== undefined)
     token = await engine.findToken({ id: String(ext.callbackid) });
   else token = await engine.findToken({ attributes: ext });
-  // Unmatched: a notFound answer, still through the engine (counted; rejects once closed).
-  if (token === undefined) return notFound(await engine.get(''));
   let status: string | undefined =
     ext.callbackstatus === undefined ? undefined : String(ext.callbackstatus);
+  // source + id identify an event (CloudEvents 1.0): a redelivered event is applied once.
+  const dedupKey = `${event.source.slice(0, 100)} ${event.id.slice(0, 99)}`;
+  if (token === undefined && ext.callbackid === undefined && ext.callbacktoken === undefined) {
+    // No callback holds its correlation keys yet: an anchor that opted in may hold it (early).
+    const held = await engine.holdEarly({
+      attributes: ext,
+      type: event.type,
+      status,
+      data: event.data,
+      dedupKey,
+    });
+    if (held.kind === 'queued') return earlyReply(held);
+    if (held.kind === 'found') token = held.token;
+  }
+  // Unmatched: a notFound answer, still through the engine (counted; rejects once closed).
+  if (token === undefined) return notFound(await engine.get(''));
   if (status === undefined) {
     const anchor = decodeToken(token)?.anchor;
     status = anchor === undefined ? undefined : engine.eventStatus(anchor, event.type);
@@ -219,8 +233,7 @@ export async function dispatchEvent(
     callbackToken: token,
     callbackStatus: status,
     callbackData: event.data ?? undefined,
-    // source + id identify an event (CloudEvents 1.0): a redelivered event is applied once.
-    dedupKey: `${event.source.slice(0, 100)} ${event.id.slice(0, 99)}`,
+    dedupKey,
   };
   return resultReply(await engine.deliver(message as CallbackMessage));
 }
@@ -231,6 +244,22 @@ function untrustedCorrelation(byId: boolean): HttpError {
     403,
     `this CloudEvent names its callback by ${byId ? 'extension callbackid' : "an anchor's correlate keys (or nothing)"}, not by its signed token, and the handler has no auth: send extension callbacktoken, configure auth, or opt in with cloudEvents: { trustCorrelation: true }`,
   );
+}
+
+/**
+ * `202` with `Callback-Outcome: queued` for an early event: held for `anchor` until its callback
+ * is created (then applied before `create()` resolves) or until `expiresAt`.
+ */
+function earlyReply(held: Extract<EarlyHoldResult, { kind: 'queued' }>): Reply {
+  return {
+    statusCode: 202,
+    body: {
+      status: 'queued',
+      anchor: held.anchor,
+      expiresAt: new Date(held.expiresAt).toISOString(),
+    },
+    outcome: 'queued',
+  };
 }
 
 function notFound(answer: DispatchResult['answer']): Reply {

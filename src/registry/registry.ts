@@ -25,7 +25,14 @@ import { isTerminal } from '../lifecycle/statuses.js';
 import type { ResolvedEngineOptions } from '../options.js';
 import { createMemoryStore, type CallbackStore } from './retained-records.js';
 import { GroupCommit, type CommitBatch, type CommitMember } from '../store/group-commit.js';
-import type { DurableStore, Prefetch, StoredCallback, StoreRecovery } from '../store/store.js';
+import type {
+  DurableStore,
+  EarlyEventRow,
+  Prefetch,
+  StoredCallback,
+  StoreRecovery,
+} from '../store/store.js';
+import type { EarlyPersistence } from './early-events.js';
 import { StoreScheduler } from '../timers/store-scheduler.js';
 import { decodeToken, safeEqual, type TokenCodec } from '../token.js';
 import type { ListPage } from '../types.js';
@@ -106,6 +113,8 @@ export class CallbackRegistry {
   readonly #scheduler: StoreScheduler | undefined;
   /** Ids whose removal (end of retention) is being committed. */
   readonly #removing = new Set<string>();
+  /** Dedup keys of claimed early events whose rows go with their report's effect. */
+  readonly #claimedEarly = new Set<string>();
 
   constructor(deps: RegistryDeps) {
     this.#o = deps.options;
@@ -318,8 +327,50 @@ export class CallbackRegistry {
     if (rt.invalid) return fail(rt.invalid);
     if (!commit.canDedup(rt))
       return this.release(rt, () => this.dedupThenRelease(rt, keys, ok, fail), fail);
-    for (const key of keys) commit.dedup(rt, key, rt.record.id);
+    for (const key of keys) {
+      commit.dedup(rt, key, rt.record.id);
+      if (this.#claimedEarly.delete(key)) commit.earlyDone(key);
+    }
     this.release(rt, ok, fail);
+  }
+
+  // ---- early events (durable mode) -------------------------------------------------------------
+
+  /** Whether the store can keep early events (the memory store, or a store with `loadEarly`). */
+  get earlyCapable(): boolean {
+    return !this.#durable || typeof this.#durable.loadEarly === 'function';
+  }
+
+  /** Where held early events are written (durable mode), or `undefined`. */
+  earlyPersistence(): EarlyPersistence | undefined {
+    const commit = this.#commit;
+    if (!commit) return undefined;
+    return {
+      add: (row, ok, fail) => {
+        const member = { batch: undefined };
+        commit.earlyAdd(member, row);
+        commit.after(member, ok, fail);
+      },
+      remove: (key) => commit.earlyDone(key),
+    };
+  }
+
+  /** The early events the store holds (read at open). */
+  loadEarly(): EarlyEventRow[] {
+    return this.#durable?.loadEarly?.() ?? [];
+  }
+
+  /**
+   * A held early event became a report with this dedup key: its row is removed in the commit
+   * that records the key with the report's effect.
+   */
+  claimEarly(dedupKey: string): void {
+    if (this.#commit) this.#claimedEarly.add(dedupKey);
+  }
+
+  /** A claimed early event was refused by its callback (nothing applied): remove its row. */
+  dropEarly(dedupKey: string): void {
+    if (this.#claimedEarly.delete(dedupKey)) this.#commit?.earlyDone(dedupKey);
   }
 
   /** A queued report was applied: take it out of the inbox. */

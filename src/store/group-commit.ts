@@ -7,7 +7,7 @@
  */
 
 import { StoreUnavailableError, toError } from '../errors.js';
-import type { CommitResult, DurableStore, StoredCallback } from './store.js';
+import type { CommitResult, DurableStore, EarlyEventRow, StoredCallback } from './store.js';
 
 const CHANGE_RANK = { body: 0, index: 1, insert: 2 } as const;
 
@@ -38,6 +38,9 @@ export class CommitBatch {
   readonly dedup: { key: string; id: string }[] = [];
   /** Inbox entries applied. */
   readonly inboxDone: number[] = [];
+  /** Early events held, and early events done (by dedup key). */
+  readonly earlyAdds: EarlyEventRow[] = [];
+  readonly earlyDone: string[] = [];
   bytes = 0;
 }
 
@@ -175,6 +178,25 @@ export class GroupCommit {
     this.#batch().inboxDone.push(seq);
   }
 
+  /** Stores a held early event in the open batch; `member` waits for its commit. */
+  earlyAdd(member: CommitMember, row: EarlyEventRow): void {
+    const b = this.#batch();
+    b.earlyAdds.push(row);
+    b.bytes += row.data.length;
+    if (member.batch !== b) {
+      member.batch = b;
+      b.members.push(member);
+    }
+  }
+
+  /**
+   * Removes a held early event in the open batch: the batch that also holds the effect of the
+   * report it became (see {@link dedup}), or the next one.
+   */
+  earlyDone(dedupKey: string): void {
+    this.#batch().earlyDone.push(dedupKey);
+  }
+
   /** Removes a callback's row in the open batch. */
   remove(id: string, member?: CommitMember): void {
     const b = this.#batch();
@@ -218,6 +240,8 @@ export class GroupCommit {
         deletes: [...b.deletes],
         ...(b.dedup.length > 0 ? { dedup: b.dedup } : {}),
         ...(b.inboxDone.length > 0 ? { inboxDone: b.inboxDone } : {}),
+        ...(b.earlyAdds.length > 0 ? { earlyAdds: b.earlyAdds } : {}),
+        ...(b.earlyDone.length > 0 ? { earlyDone: b.earlyDone } : {}),
       });
     } catch (err) {
       this.#settle(b, err, undefined);

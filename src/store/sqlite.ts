@@ -20,6 +20,7 @@ import { checkKnownKeys } from '../keys.js';
 import { toStored, type Row } from './row.js';
 import type {
   DurableStore,
+  EarlyEventRow,
   StoreBatch,
   StoredCallback,
   StoreListQuery,
@@ -84,6 +85,24 @@ CREATE INDEX IF NOT EXISTS callbacks_corr ON callbacks (corr_key, seq) WHERE cor
 CREATE INDEX IF NOT EXISTS callbacks_parent ON callbacks (parent_id, seq) WHERE parent_id IS NOT NULL;
 `;
 
+/**
+ * Held early events (anchors with `early`). Added without a schema version step: the statement
+ * is idempotent and runs at every open, so a file of schema 1 written before it simply gains the
+ * table, and an older engine opening a newer file ignores it.
+ */
+const EARLY_SCHEMA = `
+CREATE TABLE IF NOT EXISTS early_events (
+  seq INTEGER PRIMARY KEY,
+  dedup_key TEXT NOT NULL UNIQUE,
+  anchor TEXT NOT NULL,
+  corr_key TEXT NOT NULL,
+  status TEXT NOT NULL,
+  data TEXT NOT NULL,
+  held_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+`;
+
 const sqliteCode = (err: unknown): string | undefined =>
   typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string'
     ? (err as { code: string }).code
@@ -110,6 +129,7 @@ class SqliteStore implements DurableStore {
     children: BetterSqlite3.Statement;
     nextDue: BetterSqlite3.Statement;
     due: BetterSqlite3.Statement;
+    earlyAll: BetterSqlite3.Statement;
   };
   #write!: (batch: StoreBatch) => void;
   readonly #listStatements = new Map<string, BetterSqlite3.Statement>();
@@ -161,6 +181,7 @@ class SqliteStore implements DurableStore {
     }
     try {
       this.#migrate(db, context);
+      db.exec(EARLY_SCHEMA);
     } catch (err) {
       db.close();
       throw err;
@@ -236,8 +257,17 @@ class SqliteStore implements DurableStore {
           'SELECT id FROM callbacks WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?',
         )
         .pluck(),
+      earlyAll: db.prepare(
+        'SELECT seq, dedup_key, anchor, corr_key, status, data, held_at, expires_at FROM early_events ORDER BY seq',
+      ),
     };
     const { upsert, insert, update, updateBody, del } = this.#s;
+    // A redelivered event is held once (its identity is unique).
+    const earlyAdd = db.prepare(
+      `INSERT INTO early_events (seq, dedup_key, anchor, corr_key, status, data, held_at, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING`,
+    );
+    const earlyDel = db.prepare('DELETE FROM early_events WHERE dedup_key = ?');
     this.#write = db.transaction((batch: StoreBatch) => {
       for (const r of batch.upserts) {
         const c = r.change;
@@ -263,6 +293,19 @@ class SqliteStore implements DurableStore {
         );
       }
       for (const id of batch.deletes) del.run(id);
+      // Adds first: an event held and claimed within one batch leaves no row.
+      for (const e of batch.earlyAdds ?? [])
+        earlyAdd.run(
+          e.seq,
+          e.dedupKey,
+          e.anchor,
+          e.correlationKey,
+          e.status,
+          e.data,
+          e.heldAt,
+          e.expiresAt,
+        );
+      for (const key of batch.earlyDone ?? []) earlyDel.run(key);
     });
   }
 
@@ -290,6 +333,32 @@ class SqliteStore implements DurableStore {
   findByCorrelationKey(key: string): StoredCallback | undefined {
     const r = this.#read(() => this.#s.byCorr.get(key) as Row | undefined);
     return r && toStored(r);
+  }
+
+  loadEarly(): EarlyEventRow[] {
+    const rows = this.#read(
+      () =>
+        this.#s.earlyAll.all() as {
+          seq: number;
+          dedup_key: string;
+          anchor: string;
+          corr_key: string;
+          status: CallbackStatus;
+          data: string;
+          held_at: number;
+          expires_at: number;
+        }[],
+    );
+    return rows.map((r) => ({
+      seq: r.seq,
+      dedupKey: r.dedup_key,
+      anchor: r.anchor,
+      correlationKey: r.corr_key,
+      status: r.status,
+      data: r.data,
+      heldAt: r.held_at,
+      expiresAt: r.expires_at,
+    }));
   }
 
   childrenOf(id: string): string[] {

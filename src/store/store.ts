@@ -65,6 +65,31 @@ export interface StoreBatch {
   readonly dedup?: readonly { key: string; id: string }[];
   /** Queued reports applied in this batch, to take out of the inbox. */
   readonly inboxDone?: readonly number[];
+  /** Early events held in this batch (stores with {@link DurableStore.loadEarly}). */
+  readonly earlyAdds?: readonly EarlyEventRow[];
+  /** Early events to remove (claimed and applied, expired, or refused by their callback), by dedup key. */
+  readonly earlyDone?: readonly string[];
+}
+
+/**
+ * A held early event: a CloudEvent that arrived before the callback holding its correlation
+ * key, kept until that callback is created or the event expires.
+ */
+export interface EarlyEventRow {
+  /** Arrival order. */
+  readonly seq: number;
+  /** The event's identity (CloudEvent `source` + `id`); unique. */
+  readonly dedupKey: string;
+  readonly anchor: string;
+  /** The correlation key it waits for (`anchor \0 value...`). */
+  readonly correlationKey: string;
+  /** The status it reports. */
+  readonly status: CallbackStatus;
+  /** Its data as JSON. */
+  readonly data: string;
+  /** When it was held, and when it expires (engine clock, ms since epoch). */
+  readonly heldAt: number;
+  readonly expiresAt: number;
 }
 
 /** What a commit reports back. */
@@ -149,6 +174,11 @@ export interface DurableStore {
    * rows fetched for the synchronous path (in place of {@link dueIds}).
    */
   dueAsync?(now: number, limit: number): Promise<string[]>;
+  /**
+   * Every held early event, in arrival order (read once, at open: they are bounded per anchor
+   * and the engine keeps them in memory). A store without it cannot hold early events.
+   */
+  loadEarly?(): EarlyEventRow[];
   /** Releases the store (and its lock). */
   close(): void | Promise<void>;
 }
