@@ -19,6 +19,11 @@ import {
   type DispatchStatus,
 } from './lifecycle/statuses.js';
 import { isWorkerStep, type PoolOptions } from './pool/worker-step.js';
+import {
+  resolveRelayOptions,
+  type RelayOptions,
+  type ResolvedRelayOptions,
+} from './relay/options.js';
 import { isCallbackStore, memoryStore, type CallbackStore } from './store/store.js';
 import type { EngineEvent, StepMap } from './types.js';
 
@@ -106,6 +111,8 @@ export interface CallbackEngineOptions {
    * @default 1048576 (1 MiB)
    */
   maxCallbackBytes?: number;
+  /** Forwarding of reports for relayed tokens (see `engine.relay()`): timeout, answer size, headers. */
+  relay?: RelayOptions;
 }
 
 /** Names of the output attributes (spec 7). */
@@ -186,6 +193,7 @@ export interface ResolvedEngineOptions {
   readonly stepTimeoutMs: number | false;
   readonly closeTimeoutMs: number;
   readonly maxCallbackBytes: number;
+  readonly relay: ResolvedRelayOptions;
 }
 
 /** Resolved output attribute names. */
@@ -233,6 +241,7 @@ export const ENGINE_OPTION_KEYS: readonly string[] = Object.freeze([
   'stepTimeout',
   'closeTimeout',
   'maxCallbackBytes',
+  'relay',
 ]);
 
 /** Every key of {@link AnchorOptions} (with `stepTimeout`, owned by the step-limits work). */
@@ -501,6 +510,7 @@ export function resolveOptions(input: CallbackEngineOptions | undefined): Resolv
       o.maxCallbackBytes === undefined
         ? DEFAULTS.maxCallbackBytes
         : checkPositiveInt('options.maxCallbackBytes', o.maxCallbackBytes),
+    relay: resolveRelayOptions(o.relay),
   });
 }
 
