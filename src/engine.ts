@@ -9,7 +9,7 @@
  */
 
 import type { Clock } from './clock.js';
-import { CreatedAnswer, notFoundAnswer, type Answer } from './answer.js';
+import { Answer, CreatedAnswer, notFoundAnswer } from './answer.js';
 import { Replica, type ReplicaHost } from './cluster/replica.js';
 import {
   admitPatch,
@@ -38,7 +38,7 @@ import {
   type CallbackStatus,
   type DispatchStatus,
 } from './lifecycle/statuses.js';
-import { parseMessage, type ParsedMessage } from './message.js';
+import { parseMessage, type ParsedMessage, type ReadAction } from './message.js';
 import {
   checkCreateKeys,
   checkIdempotencyKey,
@@ -62,6 +62,7 @@ import { decodeRecord } from './registry/record-codec.js';
 import { CallbackRegistry } from './registry/registry.js';
 import { Stats } from './registry/stats.js';
 import { checkSchema, reportSchema, type ReportSchemas, type StandardSchemaV1 } from './schema.js';
+import { Relay, type RelayTokenOptions } from './relay/relay.js';
 import { isPostgresStore, type PostgresStore } from './store/postgres.js';
 import { decodeToken, newCallbackId, TokenCodec } from './token.js';
 import {
@@ -85,6 +86,7 @@ import type {
 } from './types.js';
 
 export type { ListOptions } from './registry/list-callbacks.js';
+export type { RelayTokenOptions } from './relay/relay.js';
 export type { XStateInspector } from './registry/event-hub.js';
 
 /** Options of {@link CallbackEngine.wait}. */
@@ -161,12 +163,47 @@ export interface CallbackEngine {
   deliver(message: CallbackMessage): Promise<DispatchResult>;
   /** Reads a callback: `{ status, token, data }`, or status `notFound`. */
   get(token: string): Promise<CallbackAnswer>;
-  /** Whether a token names a known callback. */
+  /** Whether a token names a known callback (for a relayed token: at its origin). */
   exists(token: string): Promise<'exists' | 'notFound'>;
-  /** Resolves with the final answer once the callback is terminal; event-driven, no cap. */
+  /**
+   * Resolves with the final answer once the callback is terminal; event-driven, no cap.
+   * @throws {@link InvalidArgumentError} for a relayed (wrapped) token: its callback lives at the
+   *   origin, which has no event stream for it; read it with {@link CallbackEngine.get}.
+   */
   wait(token: string, options?: WaitOptions): Promise<CallbackAnswer>;
   /** Caller-side cancel: takes effect at once, aborting a running step (spec 3). */
   cancel(token: string, data?: Record<string, unknown>): Promise<CallbackAnswer>;
+  /**
+   * The channel hop (spec 4): wraps a token received from another engine (the origin) into a
+   * token of this engine, `{ useTransport: true, node, anchor, id, transport: [{ url, token }],
+   * sig }`, to hand to a party that reaches this engine but not the origin. A report, read,
+   * `exists` or `cancel` with the wrapped token is forwarded over HTTP to the origin's
+   * Dispatch Callback Service (`POST {url}/callbacks`, `GET {url}/callbacks/{token}`), one at a
+   * time per callback, in arrival order, and the origin's answer comes back with the wrapped
+   * token: the far party learns of a `cancel` or `timeout` at the origin.
+   *
+   * Nothing is stored: the hop travels in the token, under this engine's HMAC over every field
+   * (the URL cannot be changed: a tampered token is `notFound` and counted as forged), so any
+   * engine with the same node name and secrets forwards it. Relaying is deterministic, and a
+   * wrapped token can be relayed again (each engine forwards to the previous one).
+   *
+   * An origin that cannot be reached or answers 5xx: `OriginUnavailableError` (503,
+   * retryable; nothing was applied here, so a retry loses nothing). An origin's 4xx error:
+   * `OriginRefusedError` carrying the origin's status and `{ code, message }`.
+   *
+   * @param token - the origin's token (as it handed it out; not verified here: only the origin can).
+   * @param options - `to`: the origin's callback URL for this token, or its base URL.
+   * @returns the wrapped token.
+   * @throws {@link InvalidArgumentError} for a malformed token, a `to` that is not a plain http(s)
+   *   URL (credentials, query or fragment are refused), or a wrapped token that would be longer
+   *   than `MAX_TOKEN_LENGTH` (4096) characters.
+   * @example
+   * ```ts
+   * const wrapped = engine.relay(originToken, { to: 'https://orders.internal/hooks' });
+   * await engine.dispatch({ type: 'CALLBACK', callbackToken: wrapped, callbackStatus: 'start' });
+   * ```
+   */
+  relay(token: string, options: RelayTokenOptions): string;
   /**
    * Pages of callbacks in creation order.
    * @throws {@link InvalidArgumentError} with `postgresStore()`, whose reads are asynchronous:
@@ -245,6 +282,12 @@ function correlationKey(
 }
 
 const toAnswer = (r: DispatchResult): CallbackAnswer => r.answer;
+
+/** The answer to a read action: `getCallback` as is; `exists` says `exists` with no data. */
+function readAnswer(answer: CallbackAnswer, action: ReadAction): CallbackAnswer {
+  if (action === 'getCallback' || answer.status === 'notFound') return answer;
+  return new Answer('exists', answer.token, DataVersion.EMPTY);
+}
 const toResult = (r: DispatchResult): DispatchResult => r;
 
 class Engine implements CallbackEngine {
@@ -271,6 +314,8 @@ class Engine implements CallbackEngine {
   /** CloudEvents held for callbacks not created yet (anchors with `early`). */
   readonly #early: EarlyEvents;
   #earlyOn = false;
+  /** Forwarding of relayed (wrapped) tokens to their origins. */
+  readonly #relay: Relay;
   /** Recovery from the store: settled once the engine can answer. */
   readonly #ready: Promise<void>;
   #isReady = false;
@@ -306,6 +351,16 @@ class Engine implements CallbackEngine {
     });
     this.#early = new EarlyEvents(this.#o.clock, this.#events, this.#registry.earlyPersistence());
     this.#replica = pg && new Replica(pg, this.#replicaHost());
+    this.#relay = new Relay({
+      codec: this.#codec,
+      clock: this.#o.clock,
+      options: this.#o.relay,
+      forged: () => {
+        this.#stats.forgedTokens++;
+        this.#stats.notFound++;
+        this.#events.rejected('token signature does not verify');
+      },
+    });
     if (this.#o.inspect) this.#events.subscribe(this.#o.inspect);
     if (this.#registry.durable) {
       this.#ready = this.#registry.recover().then(
@@ -608,11 +663,26 @@ class Engine implements CallbackEngine {
       this.#events.rejected((err as Error).message);
       return Promise.reject(toError(err));
     }
+    if (Relay.claims(parsed.token)) {
+      return (
+        parsed.kind === 'read'
+          ? this.#relay.read(parsed.token, parsed.action)
+          : this.#relay.report(parsed.token, parsed.status, data, parsed.dedupKey)
+      ).then(map);
+    }
     if (parsed.kind === 'read') {
-      const read = (answer: Answer): T =>
-        map({ answer, outcome: answer.status === 'notFound' ? 'notFound' : 'read' });
+      const action = parsed.action;
+      const read = (answer: CallbackAnswer): T =>
+        map({
+          answer: readAnswer(answer, action),
+          outcome: answer.status === 'notFound' ? 'notFound' : 'read',
+        });
       if (this.#replica) return this.#replica.read(parsed.token).then(read);
-      return Promise.resolve(read(this.#read(parsed.token)));
+      try {
+        return Promise.resolve(read(this.#read(parsed.token)));
+      } catch (err) {
+        return Promise.reject(toError(err));
+      }
     }
     if (this.#checksReports) {
       // Schemas at the edge: refused before anything is applied.
@@ -751,6 +821,8 @@ class Engine implements CallbackEngine {
     } catch (err) {
       return Promise.reject(toError(err));
     }
+    if (Relay.claims(token))
+      return this.#relay.report(token, 'cancel', ingested, undefined).then(toAnswer);
     if (this.#replica)
       return this.#replica.report(token, 'cancel', ingested, undefined).then(toAnswer);
     let found;
@@ -785,6 +857,7 @@ class Engine implements CallbackEngine {
   get(token: string): Promise<CallbackAnswer> {
     if (this.#closed) return Promise.reject(new EngineClosedError());
     if (!this.#isReady) return this.#afterReady(() => this.get(token));
+    if (Relay.claims(token)) return this.#relay.read(token, 'getCallback').then(toAnswer);
     if (this.#replica) return this.#replica.read(token);
     try {
       return Promise.resolve(this.#read(token));
@@ -796,6 +869,10 @@ class Engine implements CallbackEngine {
   exists(token: string): Promise<'exists' | 'notFound'> {
     if (this.#closed) return Promise.reject(new EngineClosedError());
     if (!this.#isReady) return this.#afterReady(() => this.exists(token));
+    if (Relay.claims(token))
+      return this.#relay
+        .read(token, 'exists')
+        .then((r) => (r.answer.status === 'exists' ? 'exists' : 'notFound'));
     if (this.#replica)
       return this.#replica
         .read(token)
@@ -818,11 +895,20 @@ class Engine implements CallbackEngine {
     return answer;
   }
 
+  relay(token: string, options: RelayTokenOptions): string {
+    this.#assertOpen();
+    return this.#relay.wrap(token, options);
+  }
+
   // ---- waiting ------------------------------------------------------------------------------
 
   async wait(token: string, options: WaitOptions = {}): Promise<CallbackAnswer> {
     this.#assertOpen();
     if (!this.#isReady) await this.#afterReady(() => Promise.resolve());
+    if (Relay.claims(token))
+      throw new InvalidArgumentError(
+        'wait() is not supported for a relayed token: its callback lives at the origin engine, which has no event stream for it; read it with get(), or wait at the origin',
+      );
     if (this.#replica) return this.#replica.wait(token, options);
     const found = this.#registry.find(token);
     if (found.kind === 'notFound') return notFoundAnswer(token);
@@ -1035,6 +1121,7 @@ class Engine implements CallbackEngine {
 
   async #close(): Promise<void> {
     this.#closed = true;
+    this.#relay.close();
     this.#registry.stopClock();
     this.#early.close();
     await this.#mailboxes.close();

@@ -25,7 +25,9 @@ export type CallbackEngineErrorCode =
   | 'CBE_ERR_STORE_LOCKED'
   | 'CBE_ERR_STORE_INCOMPATIBLE'
   | 'CBE_ERR_DUPLICATE_KEY'
-  | 'CBE_ERR_EARLY_EVENTS_FULL';
+  | 'CBE_ERR_EARLY_EVENTS_FULL'
+  | 'CBE_ERR_ORIGIN_UNAVAILABLE'
+  | 'CBE_ERR_ORIGIN_REFUSED';
 
 /** Options accepted by every error constructor. */
 export interface CallbackEngineErrorOptions {
@@ -270,6 +272,47 @@ export class StepTimeoutError extends CallbackEngineError {
     super('CBE_ERR_STEP_TIMEOUT', 504, `the "${stepStatus}" step did not settle within ${limit}`);
     this.stepStatus = stepStatus;
     this.limit = limit;
+  }
+}
+
+/**
+ * A report or read for a relayed (wrapped) token could not be forwarded to the engine that owns
+ * the callback: connection refused or reset, no answer within the relay timeout, a 5xx, a
+ * redirect or an answer that is not a callback answer. Nothing is kept by the relaying engine, so
+ * the outside party simply retries (with a `dedupKey` when the origin may have applied it before
+ * the connection broke). HTTP 503, retryable.
+ */
+export class OriginUnavailableError extends CallbackEngineError {
+  /** The origin's base URL. */
+  readonly origin: string;
+  constructor(origin: string, message: string, options?: CallbackEngineErrorOptions) {
+    super('CBE_ERR_ORIGIN_UNAVAILABLE', 503, message, { ...options, retryable: true });
+    this.origin = origin;
+  }
+}
+
+/**
+ * The engine that owns a relayed callback refused the forwarded request with a 4xx error (bad
+ * data for its schema, data too large, auth). Its `statusCode` is the origin's, and its JSON body
+ * is the origin's `{ code, message }` as sent, so an outside party behind the relay sees what it
+ * would see at the origin. In process, branch on `code` (`CBE_ERR_ORIGIN_REFUSED`) and
+ * {@link OriginRefusedError.originCode}.
+ */
+export class OriginRefusedError extends CallbackEngineError {
+  /** The origin's base URL. */
+  readonly origin: string;
+  /** The `code` of the origin's error body (a callback-engine code such as `CBE_ERR_INVALID_DATA`). */
+  readonly originCode: string;
+  constructor(origin: string, statusCode: number, originCode: string, message: string) {
+    super('CBE_ERR_ORIGIN_REFUSED', statusCode, message);
+    this.origin = origin;
+    this.originCode = originCode;
+  }
+
+  /** The origin's error body, as it sent it: `{ code: originCode, message }`. */
+  override toJSON(): { code: CallbackEngineErrorCode; message: string } {
+    // The origin runs callback-engine: its codes are this catalogue's or its HTTP layer's.
+    return { code: this.originCode as CallbackEngineErrorCode, message: this.message };
   }
 }
 

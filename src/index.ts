@@ -11,7 +11,13 @@ export type { CallbackData, JsonValue } from './data.js';
 export { parseDuration } from './duration.js';
 export type { Duration } from './duration.js';
 export { createCallbackEngine } from './engine.js';
-export type { CallbackEngine, ListOptions, WaitOptions, XStateInspector } from './engine.js';
+export type {
+  CallbackEngine,
+  ListOptions,
+  RelayTokenOptions,
+  WaitOptions,
+  XStateInspector,
+} from './engine.js';
 export {
   AlreadySettledError,
   CallbackEngineError,
@@ -22,6 +28,8 @@ export {
   InvalidDataError,
   InvalidMessageError,
   LeaseLostError,
+  OriginRefusedError,
+  OriginUnavailableError,
   ParentInactiveError,
   ParentNotFoundError,
   PayloadTooLargeError,
@@ -66,8 +74,9 @@ export type {
 } from './options.js';
 export { workerStep } from './pool/worker-step.js';
 export type { PoolOptions, WorkerStep, WorkerStepInput } from './pool/worker-step.js';
-export { decodeToken } from './token.js';
-export type { CallbackTokenFields } from './token.js';
+export type { RelayOptions } from './relay/options.js';
+export { decodeToken, MAX_TOKEN_LENGTH } from './token.js';
+export type { CallbackTokenFields, TransportHop } from './token.js';
 export type {
   CallbackActionMessage,
   CallbackAnswer,

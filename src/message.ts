@@ -18,9 +18,13 @@ export type ParsedMessage =
       data: unknown;
       dedupKey: string | undefined;
     }
-  | { kind: 'read'; token: string };
+  | { kind: 'read'; token: string; action: ReadAction };
 
-const ACTIONS = new Set(['getCallback']);
+/** The read actions of a CALLBACK message. */
+export type ReadAction = 'getCallback' | 'exists';
+
+const ACTION_LIST: readonly ReadAction[] = ['getCallback', 'exists'];
+const ACTIONS: ReadonlySet<string> = new Set(ACTION_LIST);
 const FIELDS: readonly string[] = [
   'type',
   'callbackToken',
@@ -69,10 +73,10 @@ export function parseMessage(message: unknown): ParsedMessage {
   if (hasAction) {
     if (typeof m.callbackAction !== 'string' || !ACTIONS.has(m.callbackAction)) {
       throw new InvalidMessageError(
-        `message.callbackAction must be "getCallback" (got ${describe(m.callbackAction)})`,
+        `message.callbackAction must be one of ${ACTION_LIST.join(', ')} (got ${describe(m.callbackAction)})`,
       );
     }
-    return { kind: 'read', token: m.callbackToken };
+    return { kind: 'read', token: m.callbackToken, action: m.callbackAction as ReadAction };
   }
   if (!isDispatchStatus(m.callbackStatus)) {
     throw new InvalidMessageError(

@@ -25,6 +25,11 @@ import {
   type ResolvedSchemas,
   type StandardSchemaV1,
 } from './schema.js';
+import {
+  resolveRelayOptions,
+  type RelayOptions,
+  type ResolvedRelayOptions,
+} from './relay/options.js';
 import { isCallbackStore, memoryStore, type CallbackStore } from './store/store.js';
 import type { EngineEvent, StepMap } from './types.js';
 
@@ -112,6 +117,8 @@ export interface CallbackEngineOptions {
    * @default 1048576 (1 MiB)
    */
   maxCallbackBytes?: number;
+  /** Forwarding of reports for relayed tokens (see `engine.relay()`): timeout, answer size, headers. */
+  relay?: RelayOptions;
 }
 
 /** Names of the output attributes (spec 7). */
@@ -232,6 +239,7 @@ export interface ResolvedEngineOptions {
   readonly stepTimeoutMs: number | false;
   readonly closeTimeoutMs: number;
   readonly maxCallbackBytes: number;
+  readonly relay: ResolvedRelayOptions;
 }
 
 /** Resolved output attribute names. */
@@ -283,6 +291,7 @@ export const ENGINE_OPTION_KEYS: readonly string[] = Object.freeze([
   'stepTimeout',
   'closeTimeout',
   'maxCallbackBytes',
+  'relay',
 ]);
 
 /** Every key of {@link AnchorOptions} (with `stepTimeout`, owned by the step-limits work). */
@@ -555,6 +564,7 @@ export function resolveOptions(input: CallbackEngineOptions | undefined): Resolv
       o.maxCallbackBytes === undefined
         ? DEFAULTS.maxCallbackBytes
         : checkPositiveInt('options.maxCallbackBytes', o.maxCallbackBytes),
+    relay: resolveRelayOptions(o.relay),
   });
 }
 

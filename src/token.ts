@@ -33,6 +33,27 @@ export interface CallbackTokenFields {
 /** Upper bound on an encoded token's length; longer input is rejected before decoding. */
 export const MAX_TOKEN_LENGTH = 4096;
 
+/**
+ * One hop of a wrapped token (spec 4): where the wrapping engine forwards a report, and the
+ * token it forwards it with.
+ */
+export interface TransportHop {
+  /** The origin's base URL (its Dispatch Callback Service, without `/callbacks`). */
+  readonly url: string;
+  /** The token the origin handed out (itself wrapped when the origin is a relay too). */
+  readonly token: string;
+}
+
+/**
+ * The first characters of every wrapped token this library mints: base64url of
+ * `{"useTransport":true,` (21 bytes, so 28 characters that do not depend on what follows).
+ * The dispatch path tells a wrapped token from a plain one by this prefix, without decoding.
+ */
+export const WRAPPED_PREFIX = Buffer.from('{"useTransport":true,', 'utf8').toString('base64url');
+
+/** What signing keys of wrapped tokens are derived with: never the plain tokens' keys. */
+const WRAPPED_KEY_LABEL = 'callback-engine wrapped token v1';
+
 const BASE64URL_RE = /^[A-Za-z0-9_-]+$/;
 const SIG_BYTES = 32;
 
@@ -84,13 +105,15 @@ export class TokenCodec {
   readonly node: string;
   readonly #keys: readonly KeyObject[];
 
+  /** Keys of wrapped tokens, derived from the secrets (same order: the first signs). */
+  readonly #wrapKeys: readonly KeyObject[];
+  /** Whether tokens minted by other nodes with the same secrets verify (replicas of a cluster). */
+  readonly #anyNode: boolean;
+
   /**
    * @param node - this engine's node name.
    * @param secrets - HMAC keys; the first signs, all verify. Must be non-empty.
    */
-  /** Whether tokens minted by other nodes with the same secrets verify (replicas of a cluster). */
-  readonly #anyNode: boolean;
-
   constructor(
     node: string,
     secrets: readonly (string | Buffer)[],
@@ -100,6 +123,10 @@ export class TokenCodec {
     this.#anyNode = options?.anyNode ?? false;
     this.#keys = secrets.map((s) =>
       createSecretKey(typeof s === 'string' ? Buffer.from(s, 'utf8') : s),
+    );
+    // A separate key per secret: a wrapped token's signature can never pass as a plain one's.
+    this.#wrapKeys = this.#keys.map((key) =>
+      createSecretKey(createHmac('sha256', key).update(WRAPPED_KEY_LABEL).digest()),
     );
   }
 
@@ -138,6 +165,69 @@ export class TokenCodec {
     }
     return ok;
   }
+
+  /**
+   * Mints a wrapped token (spec 4): this node's token for a callback owned elsewhere, whose
+   * reports are forwarded to `hop`. Deterministic: the same hop always gives the same token.
+   *
+   * @param anchor - the origin callback's anchor (from its token, as it says).
+   * @param id - the origin callback's id (from its token, as it says).
+   * @param hop - where to forward, and with which token.
+   * @returns the encoded token; it starts with {@link WRAPPED_PREFIX}.
+   */
+  wrap(anchor: string, id: string, hop: TransportHop): string {
+    return encodeWrapped(this.#wrapKeys[0]!, this.node, anchor, id, hop);
+  }
+
+  /**
+   * Verifies a wrapped token: it must be, byte for byte, the token this node (any node of the
+   * cluster, for replicas) would mint for its fields with one of its secrets, so no field (the
+   * forwarding URL above all) can be altered. Every key is tried (no early exit), in constant time.
+   *
+   * @param token - the presented token.
+   * @returns its fields and hop, or `undefined` when it is not an authentic wrapped token.
+   */
+  verifyWrapped(
+    token: string,
+  ): { readonly fields: CallbackTokenFields; readonly hop: TransportHop } | undefined {
+    if (!token.startsWith(WRAPPED_PREFIX)) return undefined;
+    const fields = decodeToken(token);
+    if (fields?.useTransport !== true || fields.transport?.length !== 1) return undefined;
+    if (!this.#anyNode && fields.node !== this.node) return undefined;
+    const raw = fields.transport[0] as { url?: unknown; token?: unknown } | null;
+    if (typeof raw !== 'object' || raw === null) return undefined;
+    if (typeof raw.url !== 'string' || typeof raw.token !== 'string') return undefined;
+    const hop: TransportHop = { url: raw.url, token: raw.token };
+    let ok = false;
+    for (const key of this.#wrapKeys) {
+      if (safeEqual(token, encodeWrapped(key, fields.node, fields.anchor, fields.id, hop)))
+        ok = true;
+    }
+    return ok ? { fields, hop } : undefined;
+  }
+}
+
+/** The wrapped token of these fields, signed with `key`; its JSON starts with `useTransport`. */
+function encodeWrapped(
+  key: KeyObject,
+  node: string,
+  anchor: string,
+  id: string,
+  hop: TransportHop,
+): string {
+  // A JSON array is an unambiguous encoding of the signed fields (no separator to smuggle).
+  const sig = createHmac('sha256', key)
+    .update(JSON.stringify([node, anchor, id, hop.url, hop.token]))
+    .digest('base64url');
+  const json = JSON.stringify({
+    useTransport: true,
+    node,
+    anchor,
+    id,
+    transport: [{ url: hop.url, token: hop.token }],
+    sig,
+  });
+  return Buffer.from(json, 'utf8').toString('base64url');
 }
 
 /**

@@ -29,11 +29,15 @@ export interface CallbackReportMessage {
   dedupKey?: string | undefined;
 }
 
-/** A read request through the dispatch call-in point (spec 11.1). */
+/**
+ * A read request through the dispatch call-in point (spec 11.1): `getCallback` answers
+ * `{ status, token, data }`; `exists` answers status `exists` or `notFound` with the token and
+ * no data. For a relayed (wrapped) token both ask the origin and hand back the wrapped token.
+ */
 export interface CallbackActionMessage {
   type: 'CALLBACK';
   callbackToken: string;
-  callbackAction: 'getCallback';
+  callbackAction: 'getCallback' | 'exists';
 }
 
 /** Anything {@link CallbackEngine.dispatch} accepts. */
@@ -80,7 +84,7 @@ export type DispatchOutcome =
   | 'conflict'
   /** Unknown, forged or removed token. */
   | 'notFound'
-  /** A read (`getCallback`). */
+  /** A read (`getCallback` or `exists`). */
   | 'read'
   /**
    * Several replicas: the callback's owner did not answer in time, so the report was queued

@@ -115,7 +115,7 @@ describe('status rules (spec 3)', () => {
     [
       'unknown action',
       { type: 'CALLBACK', callbackToken: 't', callbackAction: 'delete' },
-      /callbackAction must be "getCallback"/,
+      /callbackAction must be one of getCallback, exists \(got "delete"\)/,
     ],
     [
       'both',

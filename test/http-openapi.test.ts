@@ -196,5 +196,18 @@ describe('the OpenAPI document passes a real validator (@apidevtools/swagger-par
     ]);
     const events = (paths['/events']!.post as Obj).responses as Record<string, Obj>;
     expect(events['403']!.description).toContain('CBE_ERR_UNTRUSTED_CORRELATION');
+    expect(
+      ((paths['/callbacks']!.post as Obj).responses as Record<string, Obj>)['503']!.description,
+    ).toContain('CBE_ERR_ORIGIN_UNAVAILABLE');
+  });
+
+  it('lists both read actions and the exists status', () => {
+    const schemas = (openApiDocument.components as Obj).schemas as Record<string, Obj>;
+    const variants = schemas.CallbackMessage!.oneOf as Obj[];
+    const read = variants.find((v) => (v.required as string[]).includes('callbackAction'))!;
+    const action = (read.properties as Record<string, Obj>).callbackAction!;
+    expect(action.enum).toEqual(['getCallback', 'exists']);
+    const status = (schemas.Answer!.properties as Record<string, Obj>).status!;
+    expect(status.enum).toContain('exists');
   });
 });

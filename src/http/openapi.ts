@@ -48,7 +48,7 @@ const ERROR_RESPONSES = {
   '415': reply('Wrong content type (`CBE_ERR_UNSUPPORTED_MEDIA_TYPE`).', 'Error'),
   '503': {
     description:
-      "Worker pool saturated, engine closed, or an anchor's early-event hold full (`CBE_ERR_POOL_SATURATED`, `CBE_ERR_ENGINE_CLOSED`, `CBE_ERR_EARLY_EVENTS_FULL`); retry later.",
+      "Worker pool saturated, engine closed, store unavailable, an anchor's early-event hold full, or (relayed token) the origin engine unreachable (`CBE_ERR_POOL_SATURATED`, `CBE_ERR_ENGINE_CLOSED`, `CBE_ERR_STORE_UNAVAILABLE`, `CBE_ERR_EARLY_EVENTS_FULL`, `CBE_ERR_ORIGIN_UNAVAILABLE`); retry later.",
     headers: {
       'Retry-After': { schema: { type: 'integer', minimum: 1 }, description: 'Seconds to wait.' },
     },
@@ -163,7 +163,12 @@ const SCHEMAS = {
         properties: {
           type: { const: 'CALLBACK' },
           callbackToken: { type: 'string' },
-          callbackAction: { const: 'getCallback' },
+          callbackAction: {
+            type: 'string',
+            enum: ['getCallback', 'exists'],
+            description:
+              '`getCallback` answers `{ status, token, data }`; `exists` answers status `exists` (or `notFound`, 404) with the token and empty data.',
+          },
         },
       },
     ],
@@ -172,7 +177,10 @@ const SCHEMAS = {
     type: 'object',
     required: ['status', 'token', 'data'],
     properties: {
-      status: { type: 'string', enum: [...ACTIVE_STATUSES, ...TERMINAL_STATUSES, 'notFound'] },
+      status: {
+        type: 'string',
+        enum: [...ACTIVE_STATUSES, ...TERMINAL_STATUSES, 'notFound', 'exists'],
+      },
       token: { type: 'string' },
       data: { type: 'object', additionalProperties: true },
     },
@@ -294,7 +302,7 @@ export function createOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocu
       [`${base}/callbacks`]: {
         post: {
           operationId: 'dispatch',
-          summary: 'Deliver a CALLBACK message (a report, or a getCallback read)',
+          summary: 'Deliver a CALLBACK message (a report, or a getCallback or exists read)',
           ...secured,
           parameters: [DEDUP_PARAM],
           requestBody: { required: true, content: jsonContent(ref('CallbackMessage')) },

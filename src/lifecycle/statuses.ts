@@ -28,8 +28,8 @@ export type CallbackStatus = ActiveStatus | TerminalStatus;
 export type DispatchStatus = (typeof DISPATCH_STATUSES)[number];
 /** Statuses that are answered but never stored. */
 export type PseudoStatus = 'notFound' | 'exists';
-/** Every status an answer can carry. */
-export type AnswerStatus = CallbackStatus | 'notFound';
+/** Every status an answer can carry (`exists` only answers `callbackAction: 'exists'`). */
+export type AnswerStatus = CallbackStatus | PseudoStatus;
 
 /** Every key a step map (`next`) may hold. */
 export type StepKey = CallbackStatus | PseudoStatus | 'active' | 'error' | '*';
