@@ -62,6 +62,7 @@ export type {
   CallbackEngineOptions,
   CreateOptions,
 } from './options.js';
+export type { RetryMap, RetryOption, RetryPolicy, WorkerStepOptions } from './mailbox/retry.js';
 export { workerStep } from './pool/worker-step.js';
 export type { PoolOptions, WorkerStep, WorkerStepInput } from './pool/worker-step.js';
 export { decodeToken } from './token.js';

@@ -12,6 +12,7 @@ import { systemClock, type Clock } from './clock.js';
 import { deadlineAt, describe, durationMs, parseDuration } from './duration.js';
 import { InvalidArgumentError } from './errors.js';
 import { checkKnownKeys } from './keys.js';
+import { resolveRetryOption, type ResolvedRetryMap, type RetryOption } from './mailbox/retry.js';
 import {
   DISPATCH_STATUSES,
   isDispatchStatus,
@@ -145,6 +146,20 @@ export interface AnchorOptions {
   eventTypes?: Readonly<Record<string, DispatchStatus>>;
   /** Time limit of this anchor's steps: ISO 8601 duration or `false`. @default the engine's */
   stepTimeout?: string | false;
+  /**
+   * Retries of failing steps: one `RetryPolicy` for every step, or a `RetryMap` by
+   * step key (looked up like `next`). A step that throws, rejects or passes `stepTimeout` is tried
+   * again after a delay on the engine's clock; the callback's later reports wait behind it. A
+   * cancel, timeout or orphan stops the retries at once. After the last try the failure is
+   * handled as without retries (the callback moves to `error`).
+   * @default no retries
+   * @example
+   * ```ts
+   * engine.anchor('ocr', { next: { start: submit }, retry: { attempts: 4, backoff: 'PT2S', maxDelay: 'PT30S' } });
+   * engine.anchor('pay', { next: { active: charge }, retry: { active: { attempts: 3 }, progress: false } });
+   * ```
+   */
+  retry?: RetryOption;
 }
 
 /** Options of {@link CallbackEngine.create} (spec 5). */
@@ -209,6 +224,8 @@ export interface ResolvedAnchor {
   readonly stepTimeout: string | false;
   /** The step time limit in ms, or `false`. */
   readonly stepTimeoutMs: number | false;
+  /** Retry policies by step key (empty: no retries). */
+  readonly retry: ResolvedRetryMap;
 }
 
 /**
@@ -245,6 +262,7 @@ export const ANCHOR_OPTION_KEYS: readonly string[] = Object.freeze([
   'correlate',
   'eventTypes',
   'stepTimeout',
+  'retry',
 ]);
 
 /** Every key of {@link CreateOptions}. */
@@ -630,6 +648,7 @@ export function resolveAnchor(
       o.stepTimeout === undefined
         ? engine.stepTimeoutMs
         : checkStepTimeout(`anchor "${anchor}" options.stepTimeout`, o.stepTimeout),
+    retry: resolveRetryOption(`anchor "${anchor}" options.retry`, o.retry),
   });
 }
 
