@@ -90,6 +90,7 @@ const stepInput = (data: Record<string, number>): WorkerStepInput => ({
   report: {},
   parentToken: undefined,
   attributes: {},
+  attempt: 1,
 });
 // A fresh signal per task, as the engine gives every step its own.
 const signal = () => new AbortController().signal;

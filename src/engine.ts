@@ -340,6 +340,7 @@ class Engine implements CallbackEngine {
       events: this.#events,
       onTimeout: (rt, reason) => this.#mailboxes.end(rt, 'timeout', { reason }, []),
       onInvalidated: (rt, err) => this.#mailboxes.invalidated(rt, err),
+      onRetryPending: (rt) => this.#mailboxes.resumeRetry(rt),
       ...(pg ? { mayHold: (id: string) => this.#replica?.ownsShardOf(id) ?? false } : {}),
     });
     this.#mailboxes = new MailboxProcessor({

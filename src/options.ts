@@ -12,6 +12,7 @@ import { systemClock, type Clock } from './clock.js';
 import { deadlineAt, describe, durationMs, parseDuration } from './duration.js';
 import { InvalidArgumentError } from './errors.js';
 import { checkKnownKeys } from './keys.js';
+import { resolveRetryOption, type ResolvedRetryMap, type RetryOption } from './mailbox/retry.js';
 import {
   DISPATCH_STATUSES,
   isDispatchStatus,
@@ -179,6 +180,20 @@ export interface AnchorOptions {
    * @default off
    */
   early?: boolean | EarlyEventsOptions;
+  /**
+   * Retries of failing steps: one `RetryPolicy` for every step, or a `RetryMap` by
+   * step key (looked up like `next`). A step that throws, rejects or passes `stepTimeout` is tried
+   * again after a delay on the engine's clock; the callback's later reports wait behind it. A
+   * cancel, timeout or orphan stops the retries at once. After the last try the failure is
+   * handled as without retries (the callback moves to `error`).
+   * @default no retries
+   * @example
+   * ```ts
+   * engine.anchor('ocr', { next: { start: submit }, retry: { attempts: 4, backoff: 'PT2S', maxDelay: 'PT30S' } });
+   * engine.anchor('pay', { next: { active: charge }, retry: { active: { attempts: 3 }, progress: false } });
+   * ```
+   */
+  retry?: RetryOption;
 }
 
 /** Bounds of an anchor's early events (see {@link AnchorOptions.early}). */
@@ -267,6 +282,8 @@ export interface ResolvedAnchor {
   readonly schemas: ResolvedSchemas;
   /** Early-event bounds, or `undefined` when the anchor did not opt in. */
   readonly early: ResolvedEarly | undefined;
+  /** Retry policies by step key (empty: no retries). */
+  readonly retry: ResolvedRetryMap;
 }
 
 /**
@@ -307,6 +324,7 @@ export const ANCHOR_OPTION_KEYS: readonly string[] = Object.freeze([
   'data',
   'reports',
   'early',
+  'retry',
 ]);
 
 /** Every key of {@link CreateOptions}. */
@@ -697,6 +715,7 @@ export function resolveAnchor(
         : checkStepTimeout(`anchor "${anchor}" options.stepTimeout`, o.stepTimeout),
     schemas: resolveSchemas(anchor, o.data, o.reports),
     early: checkEarly(anchor, o.early, correlate),
+    retry: resolveRetryOption(`anchor "${anchor}" options.retry`, o.retry),
   });
 }
 

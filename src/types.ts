@@ -11,6 +11,7 @@ import type {
   DispatchStatus,
   StepKey,
 } from './lifecycle/statuses.js';
+import type { RetryPolicy } from './mailbox/retry.js';
 
 /** A report from an outside party (spec 11.1). */
 export interface CallbackReportMessage {
@@ -127,6 +128,8 @@ export interface StepInput<
   readonly attributes: CallbackAttributes;
   /** Fires when the callback is cancelled, times out or is orphaned while this step runs. */
   readonly signal: AbortSignal;
+  /** Which try of this step this is: 1 for the first, 2 for the first retry (see the `retry` option). */
+  readonly attempt: number;
 }
 
 /** What a step may return: an object merged into the callback's data, or nothing. */
@@ -142,6 +145,8 @@ export interface WorkerStep {
   readonly module: string;
   /** The export to call. */
   readonly exportName: string;
+  /** This step's own retry policy, or `false` for none (`workerStep(..., { retry })`). @default the anchor's */
+  readonly retry?: RetryPolicy | false;
 }
 
 /** A step entry in an anchor's `next` map: a function, a worker step, or `false` for "explicitly nothing". */
@@ -156,6 +161,7 @@ export type EngineEventType =
   | 'dispatched'
   | 'transitioned'
   | 'stepFailed'
+  | 'stepRetried'
   | 'timedOut'
   | 'orphaned'
   | 'evicted'
@@ -180,8 +186,12 @@ export interface EngineEvent {
   readonly outcome?: DispatchOutcome;
   /** For `timedOut`, `rejected`, `evicted`: why; for `early`: `held`, `claimed`, `expired` or `refused`. */
   readonly reason?: string;
-  /** For `stepFailed`: the message. */
+  /** For `stepFailed` and `stepRetried`: the message. */
   readonly message?: string;
+  /** For `stepRetried`: the try that failed (1 for the first). */
+  readonly attempt?: number;
+  /** For `stepRetried`: the wait before the next try, in ms. */
+  readonly delayMs?: number;
 }
 
 /** Counters kept by the engine (spec 13). */
@@ -205,7 +215,10 @@ export interface EngineStats {
   readonly notFound: number;
   /** Tokens whose signature did not verify. */
   readonly forgedTokens: number;
+  /** Steps that failed for good (their callback moved to `error`, or kept a `stepError`). */
   readonly stepFailures: number;
+  /** Failed tries of steps that were scheduled to run again (`retry` option). */
+  readonly stepRetries: number;
   readonly timedOut: number;
   readonly orphaned: number;
   readonly evicted: number;

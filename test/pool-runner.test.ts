@@ -43,6 +43,7 @@ function input(data: Record<string, unknown>): WorkerStepInput {
     report: {},
     parentToken: undefined,
     attributes: {},
+    attempt: 1,
   };
 }
 

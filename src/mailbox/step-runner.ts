@@ -94,6 +94,7 @@ export class StepRunner {
    * Runs `step` for `status` on `rt` (recorded as `rt.step` while it runs) and calls `settle`
    * once. Returns a promise only when the step is asynchronous; it resolves once the step
    * settled, timed out, or was released by a terminal transition or `close()`.
+   * `attempt`: which try this is (1 for the first; retries are the mailbox's).
    */
   run(
     rt: StepHost,
@@ -102,6 +103,7 @@ export class StepRunner {
     status: CallbackStatus,
     report: CallbackData,
     settle: StepSettle,
+    attempt = 1,
   ): Promise<void> | undefined {
     const abort = new LazyAbort();
     const running: RunningStep = { status, abort, onPool: isWorkerStep(step), release: undefined };
@@ -130,6 +132,7 @@ export class StepRunner {
       get signal() {
         return abort.signal;
       },
+      attempt,
     };
     const done: StepSettle = (ok, value) => {
       if (rt.step === running) rt.step = undefined;

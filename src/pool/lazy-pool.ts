@@ -25,8 +25,8 @@ export class LazyPool {
 
   /** Runs a worker step with the structured-cloneable part of the step input. */
   run(step: WorkerStep, input: StepInput, signal: AbortSignal): Promise<StepOutput> {
-    const { status, token, id, data, report, parentToken, attributes } = input;
-    const cloned = { status, token, id, data, report, parentToken, attributes };
+    const { status, token, id, data, report, parentToken, attributes, attempt } = input;
+    const cloned = { status, token, id, data, report, parentToken, attributes, attempt };
     // Once loaded, call the pool in the same tick, so `saturated` counts every task at once.
     if (this.#ready) return this.#ready.run(step, cloned, signal);
     this.#loading ??= import('./worker-pool.js').then(

@@ -7,11 +7,14 @@
 
 import { pathToFileURL } from 'node:url';
 import { InvalidArgumentError } from '../errors.js';
+import { checkKnownKeys } from '../keys.js';
 import type { CallbackData } from '../data.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
+import { checkRetryPolicy, type WorkerStepOptions } from '../mailbox/retry.js';
 import type { CallbackAttributes, StepOutput, WorkerStep } from '../types.js';
 
 export type { WorkerStep } from '../types.js';
+export type { WorkerStepOptions } from '../mailbox/retry.js';
 
 /** What a worker step's function receives: the step input without the signal (structured-cloned). */
 export interface WorkerStepInput {
@@ -23,6 +26,8 @@ export interface WorkerStepInput {
   readonly report: CallbackData;
   readonly parentToken: string | undefined;
   readonly attributes: CallbackAttributes;
+  /** Which try of this step this is: 1 for the first, 2 for the first retry. */
+  readonly attempt: number;
 }
 
 /** Runs worker steps; the engine owns one, created on first use. */
@@ -60,14 +65,22 @@ export interface PoolOptions {
  *
  * @param module - the step module: a `URL` (usually `new URL('./steps/score.js', import.meta.url)`) or an absolute path.
  * @param exportName - the export to call with the step input. @default 'default'
+ * @param options - `retry`: this step's own retry policy, or `false` for none (else the anchor's applies).
  * @returns a descriptor to put in an anchor's `next` map.
- * @throws {@link InvalidArgumentError} for a relative path or an empty export name.
+ * @throws {@link InvalidArgumentError} for a relative path, an empty export name or a bad retry policy.
  * @example
  * ```ts
  * engine.anchor('ocr', { next: { complete: workerStep(new URL('./steps/score.js', import.meta.url), 'score') } });
+ * const upload = workerStep(new URL('./steps/upload.js', import.meta.url), 'upload', {
+ *   retry: { attempts: 3, backoff: 'PT5S' },
+ * });
  * ```
  */
-export function workerStep(module: URL | string, exportName = 'default'): WorkerStep {
+export function workerStep(
+  module: URL | string,
+  exportName = 'default',
+  options?: WorkerStepOptions,
+): WorkerStep {
   let href: string;
   if (module instanceof URL) href = module.href;
   else if (typeof module === 'string' && module.startsWith('file:')) href = new URL(module).href;
@@ -80,7 +93,19 @@ export function workerStep(module: URL | string, exportName = 'default'): Worker
   if (typeof exportName !== 'string' || exportName.length === 0) {
     throw new InvalidArgumentError('workerStep exportName must be a non-empty string');
   }
-  return Object.freeze({ kind: 'worker', module: href, exportName });
+  if (options === undefined) return Object.freeze({ kind: 'worker', module: href, exportName });
+  if (typeof options !== 'object' || options === null)
+    throw new InvalidArgumentError('workerStep options must be an object');
+  checkKnownKeys('workerStep options', options, ['retry']);
+  const retry = options.retry;
+  if (retry === undefined) return Object.freeze({ kind: 'worker', module: href, exportName });
+  if (retry !== false) checkRetryPolicy('workerStep options.retry', retry);
+  return Object.freeze({
+    kind: 'worker',
+    module: href,
+    exportName,
+    retry: retry === false ? false : Object.freeze({ ...retry }),
+  });
 }
 
 /** Whether a step entry is a worker step. */

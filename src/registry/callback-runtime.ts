@@ -7,6 +7,7 @@
  */
 
 import type { Actor } from 'xstate';
+import type { RetryWait } from '../mailbox/retry.js';
 import type { RunningStep } from '../mailbox/step-runner.js';
 import type { StoreUnavailableError } from '../errors.js';
 import type { CommitBatch, CommitMember } from '../store/group-commit.js';
@@ -94,6 +95,10 @@ export class CallbackRuntime implements CommitMember {
   /** The terminal step ran: the callback waits only for its mailbox to drain before it retires. */
   finalized = false;
   step: RunningStep | undefined;
+  /** A step waiting for its next try (the mailbox stays busy meanwhile). */
+  retry: RetryWait | undefined = undefined;
+  /** Memory mode: the deadline that ends the retry wait. */
+  retryTimer: Deadline<unknown> | undefined = undefined;
   /** Settles when the step in flight settles; for `close()`. */
   stepPromise: Promise<unknown> | undefined;
   lastActivity: number;

@@ -2,6 +2,8 @@
  * Works through each callback's mailbox: jobs one at a time in arrival order,
  * each report sent to the callback's actor, the anchor's step run (in-process
  * or on the worker pool) and its output merged before the next job starts.
+ * A failing step with a retry policy is tried again after its delay; the
+ * mailbox waits for it (later jobs stay queued, in order).
  * Terminal transitions (complete, error, cancel, timeout, orphan) jump the
  * queue and orphan the callback's active subtree.
  *
@@ -28,9 +30,10 @@ import {
 } from '../lifecycle/statuses.js';
 import type { ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
 import { LazyPool } from '../pool/lazy-pool.js';
+import { retryDelayMs, retryPolicyFor, type RetryWait } from '../mailbox/retry.js';
 import { StepRunner } from '../mailbox/step-runner.js';
 import { isWorkerStep } from '../pool/worker-step.js';
-import type { DispatchResult, StepInput, StepOutput } from '../types.js';
+import type { DispatchResult, StepEntry, StepInput, StepOutput } from '../types.js';
 import type { CallbackRuntime, Follower, Job } from './callback-runtime.js';
 import { warn, type EventHub } from './event-hub.js';
 import type { CallbackRecord } from './record.js';
@@ -152,6 +155,7 @@ export class MailboxProcessor {
         undefined,
       ),
       signal: new AbortController().signal,
+      attempt: 1,
     };
     return Promise.resolve()
       .then(() => (isWorkerStep(step) ? this.#pool.run(step, input, input.signal) : step(input)))
@@ -237,23 +241,25 @@ export class MailboxProcessor {
       } catch (err) {
         for (const f of job.followers) f.reject(toError(err));
       }
-      if (pending) {
-        rt.stepPromise = pending;
-        const next = () => {
-          rt.stepPromise = undefined;
-          if (!this.#closed) this.#drain(rt);
-        };
-        pending.then(next, (err: unknown) => {
-          warn(err);
-          next();
-        });
-        return;
-      }
+      if (pending) return this.#pause(rt, pending);
     }
     rt.busy = false;
     if (rt.finalized && !this.#closed) this.#registry.retire(rt);
     else if (rt.evictPending) this.#registry.passivate(rt);
     this.#registry.settle(rt);
+  }
+
+  /** The mailbox waits for `pending` (a step in flight, or waiting for its retry), then goes on. */
+  #pause(rt: CallbackRuntime, pending: Promise<void>): void {
+    rt.stepPromise = pending;
+    const next = () => {
+      rt.stepPromise = undefined;
+      if (!this.#closed) this.#drain(rt);
+    };
+    pending.then(next, (err: unknown) => {
+      warn(err);
+      next();
+    });
   }
 
   #process(rt: CallbackRuntime, job: Job): Promise<void> | undefined {
@@ -347,7 +353,7 @@ export class MailboxProcessor {
 
   /**
    * Runs the anchor's step for `status` (if any), merges its output, then calls `done`.
-   * Returns a promise only when the step is asynchronous.
+   * Returns a promise only when the step is asynchronous or waits for a retry.
    */
   #runStep(
     rt: CallbackRuntime,
@@ -358,10 +364,153 @@ export class MailboxProcessor {
     const anchor = this.#anchors.get(rt.record.anchor)!;
     const step = lookupStep(anchor.next, status);
     if (!step) return void done();
-    return this.#steps.run(rt, anchor, step, status, job.data, (ok, value) => {
-      if (ok) this.#stepDone(rt, status, value as StepOutput, job, done);
-      else this.#stepFailed(rt, status, value, job, done);
+    return this.#try(rt, anchor, step, status, job, done, 1);
+  }
+
+  /**
+   * Try number `attempt` of a step. A failure its retry policy covers schedules the next try;
+   * the returned promise then settles once the last try did (or the wait was stopped).
+   */
+  #try(
+    rt: CallbackRuntime,
+    anchor: ResolvedAnchor,
+    step: Exclude<StepEntry, false>,
+    status: CallbackStatus,
+    job: Job,
+    done: () => void,
+    attempt: number,
+  ): Promise<void> | undefined {
+    let retrying: Promise<void> | undefined;
+    const settle = (ok: boolean, value: unknown): void => {
+      // This try settled: a stored pending retry is spent (a new one is stored if it failed again).
+      rt.record.retry = undefined;
+      if (ok) return this.#stepDone(rt, status, value as StepOutput, job, done);
+      retrying = this.#retryLater(rt, anchor, step, status, value, job, done, attempt);
+      if (!retrying) this.#stepFailed(rt, status, value, job, done);
+    };
+    const pending = this.#steps.run(rt, anchor, step, status, job.data, settle, attempt);
+    if (!pending) return retrying;
+    return pending.then(() => retrying);
+  }
+
+  /**
+   * A try failed: if the step's retry policy has tries left, schedules the next one and answers
+   * the job's followers now (durable mode: after the commit that stores the pending retry), with
+   * the status and data so far, rather than after the wait. Not for a step preempted by a
+   * terminal transition, nor after `close()` or a failed commit.
+   * @returns the promise of the rest of the tries, or `undefined` when the failure stands.
+   */
+  #retryLater(
+    rt: CallbackRuntime,
+    anchor: ResolvedAnchor,
+    step: Exclude<StepEntry, false>,
+    status: CallbackStatus,
+    err: unknown,
+    job: Job,
+    done: () => void,
+    attempt: number,
+  ): Promise<void> | undefined {
+    const record = rt.record;
+    if (this.#closed || rt.invalid) return undefined;
+    if (isTerminal(record.status) && !isTerminal(status)) return undefined;
+    const policy = retryPolicyFor(anchor.retry, step, status);
+    if (!policy || attempt >= policy.attempts) return undefined;
+    const next = attempt + 1;
+    const delayMs = retryDelayMs(policy, next);
+    const at = this.#o.clock.now() + delayMs;
+    const message = toError(err).message;
+    this.#stats.stepRetries++;
+    this.#events.emit('stepRetried', record, { reported: status, attempt, delayMs, message });
+    // A terminal step's retry is kept in memory only; its callback's row is final already.
+    if (isTerminal(status)) record.removeAt ??= this.#registry.removeAt(record);
+    else record.retry = { status, attempt: next, at, report: job.data };
+    this.#answerJob(rt, { ...job, followers: job.followers.splice(0) }, true);
+    return this.#waitRetry(rt, anchor, step, status, job, done, next, at);
+  }
+
+  /**
+   * Waits until `at` (the registry wakes it: a deadline in memory mode, the store's due-time index
+   * in durable mode), then runs try `attempt`. The mailbox stays busy meanwhile, but no step runs
+   * and no pool slot is held. The promise settles once the last try did, or the wait was stopped.
+   */
+  #waitRetry(
+    rt: CallbackRuntime,
+    anchor: ResolvedAnchor,
+    step: Exclude<StepEntry, false>,
+    status: CallbackStatus,
+    job: Job,
+    done: () => void,
+    attempt: number,
+    at: number,
+  ): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const leave = (): boolean => {
+        if (rt.retry !== wait) return false;
+        rt.retry = undefined;
+        this.#registry.disarmRetry(rt);
+        return true;
+      };
+      const wait: RetryWait = {
+        status,
+        at,
+        fire: () => {
+          if (!leave()) return;
+          if (this.#closed || rt.invalid) return resolve();
+          let pending: Promise<void> | undefined;
+          try {
+            pending = this.#try(rt, anchor, step, status, job, done, attempt);
+          } catch (err) {
+            warn(err);
+          }
+          resolve(pending);
+        },
+        stop: (preempted) => {
+          if (!leave()) return;
+          if (preempted) {
+            // Like a step aborted by the transition: no failure; the job ends here.
+            rt.record.retry = undefined;
+            try {
+              done();
+            } catch (err) {
+              warn(err);
+            }
+          }
+          resolve();
+        },
+      };
+      rt.retry = wait;
+      this.#registry.armRetry(rt, at);
     });
+  }
+
+  /**
+   * Durable mode: a callback read back from the store has a step waiting for its retry (stored
+   * before a restart, or by the replica that owned it before). Its mailbox waits for that try
+   * (at its instant, at once if that passed) before anything else is applied; the attempt count
+   * goes on.
+   */
+  resumeRetry(rt: CallbackRuntime): void {
+    const pending = rt.record.retry;
+    if (!pending || rt.busy || rt.retry || this.#closed) return;
+    const anchor = this.#anchors.get(rt.record.anchor);
+    const step = anchor && lookupStep(anchor.next, pending.status);
+    if (!anchor || !step) {
+      // The anchor has no step for it any more: nothing to try (the next write drops it).
+      rt.record.retry = undefined;
+      return;
+    }
+    const job: Job = {
+      kind: pending.status === 'create' ? 'create' : 'report',
+      status: pending.status,
+      data: pending.report,
+      followers: [],
+    };
+    const done = () => this.#answerJob(rt, job, true);
+    rt.busy = true;
+    this.#pause(
+      rt,
+      this.#waitRetry(rt, anchor, step, pending.status, job, done, pending.attempt, pending.at),
+    );
   }
 
   #stepDone(
@@ -498,7 +647,11 @@ export class MailboxProcessor {
       this.#events.emit('orphaned', record, undefined);
     }
     const running = rt.step;
+    // A pending retry of an active step is dropped: the callback ended.
+    record.retry = undefined;
     rt.pushFront({ kind: 'terminal', status, data, followers });
+    const waiting = rt.retry;
+    if (waiting && !isTerminal(waiting.status)) waiting.stop(true);
     if (running && !isTerminal(running.status)) {
       const reason = new Error(`callback ended with status "${status}"`);
       reason.name = 'AbortError';
@@ -545,6 +698,8 @@ export class MailboxProcessor {
     const inFlight: Promise<unknown>[] = [];
     const stepping: CallbackRuntime[] = [];
     for (const rt of this.#registry.runtimes()) {
+      // No further try; a durable store keeps the pending retry for the next start.
+      rt.retry?.stop(false);
       if (!(this.#o.pool.close === 'drain' && rt.step?.onPool)) rt.step?.abort.abort(closed);
       for (const job of rt.drainAll()) for (const f of job.followers) f.reject(closed);
       if (rt.stepPromise) {

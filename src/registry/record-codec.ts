@@ -5,9 +5,11 @@
  * @module
  */
 
+import { deepFreeze } from '../data.js';
 import { persistSnapshot, restoreSnapshot, type PersistedLifecycle } from '../lifecycle/persist.js';
 import type { LifecycleSnapshot } from '../lifecycle/machine.js';
 import { isTerminal } from '../lifecycle/statuses.js';
+import type { PendingRetry } from '../mailbox/retry.js';
 import type { StoredCallback } from '../store/store.js';
 import type { StepError } from '../types.js';
 import type { CallbackRecord } from './record.js';
@@ -26,14 +28,20 @@ interface Body {
   lastActivity: number;
   removeAt?: number;
   stepError?: StepError;
+  /** A step waiting for its next try (active callbacks only). */
+  retry?: PendingRetry;
   snapshot: PersistedLifecycle;
 }
 
-/** The next instant the engine must act on a record: its deadline or heartbeat while active, its removal once inactive. */
+/**
+ * The next instant the engine must act on a record: its deadline, heartbeat or pending retry
+ * while active, its removal once inactive.
+ */
 export function dueAt(record: CallbackRecord, lastActivity: number): number | null {
   if (isTerminal(record.status)) return record.removeAt ?? null;
   let due = record.deadlineAt ?? Infinity;
   if (record.heartbeatMs !== undefined) due = Math.min(due, lastActivity + record.heartbeatMs);
+  if (record.retry !== undefined) due = Math.min(due, record.retry.at);
   return due === Infinity ? null : due;
 }
 
@@ -64,6 +72,7 @@ export function encodeRecord(
   if (record.terminalReport !== undefined) body.terminalReport = record.terminalReport;
   if (record.removeAt !== undefined) body.removeAt = record.removeAt;
   if (record.stepError !== undefined) body.stepError = record.stepError;
+  if (record.retry !== undefined && !isTerminal(record.status)) body.retry = record.retry;
   const due = dueAt(record, lastActivity);
   return {
     change:
@@ -114,5 +123,9 @@ export function decodeRecord(row: StoredCallback): {
     removeAt: body.removeAt,
     stepError: body.stepError,
   };
+  if (body.retry !== undefined && !isTerminal(status)) {
+    deepFreeze(body.retry.report);
+    record.retry = body.retry;
+  }
   return { record, lastActivity: body.lastActivity };
 }

@@ -8,6 +8,7 @@
 
 import type { DataVersion } from '../data.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
+import type { PendingRetry } from '../mailbox/retry.js';
 import type { Deadline } from './deadline-queue.js';
 import type { StepError } from '../types.js';
 
@@ -44,4 +45,9 @@ export interface CallbackRecord {
   timer?: Deadline<unknown> | undefined;
   /** The latest step failure (shown in answers as `stepError`). */
   stepError: StepError | undefined;
+  /**
+   * An active callback's step that failed and waits for its next try (`retry` option); stored,
+   * so a restart runs it. Kept until that try settles.
+   */
+  retry?: PendingRetry | undefined;
 }

@@ -54,6 +54,7 @@ export type Found =
 const DEADLINE = 0;
 const HEARTBEAT = 1;
 const RETENTION = 2;
+const RETRY = 3;
 
 /** Rows of one group commit at most, and bytes of row bodies. */
 const BATCH_ROWS = 2048;
@@ -74,6 +75,11 @@ export interface RegistryDeps {
   readonly onTimeout: (rt: CallbackRuntime, reason: 'deadline' | 'heartbeat') => void;
   /** A callback dropped after a failed commit: reject what waits in its mailbox. */
   readonly onInvalidated: (rt: CallbackRuntime, err: StoreUnavailableError) => void;
+  /**
+   * Durable mode: a callback read back from the store has a pending step retry; its mailbox
+   * must wait for it before anything else is applied.
+   */
+  readonly onRetryPending?: (rt: CallbackRuntime) => void;
 }
 
 /** Callbacks by id and token; their actors, timers and retention. */
@@ -84,6 +90,7 @@ export class CallbackRegistry {
   readonly #events: EventHub;
   readonly #onTimeout: RegistryDeps['onTimeout'];
   readonly #onInvalidated: RegistryDeps['onInvalidated'];
+  readonly #onRetryPending: RegistryDeps['onRetryPending'];
   readonly #mayHold: (id: string) => boolean;
   /** Active (memory mode) or resident (durable mode) callbacks by id. */
   readonly #live = new Map<string, CallbackRuntime>();
@@ -123,6 +130,7 @@ export class CallbackRegistry {
     this.#events = deps.events;
     this.#onTimeout = deps.onTimeout;
     this.#onInvalidated = deps.onInvalidated;
+    this.#onRetryPending = deps.onRetryPending;
     this.#mayHold = deps.mayHold ?? (() => true);
     this.#deadlines = new DeadlineQueue<CallbackRuntime | CallbackRecord>(
       this.#o.clock,
@@ -388,6 +396,8 @@ export class CallbackRegistry {
       if (owned(rt.record.id)) continue;
       rt.invalid ??= err;
       if (!rt.busy) this.#invalidate(rt);
+      // A step waiting for its retry: the next owner runs it (the store keeps it).
+      else rt.retry?.stop(false);
     }
     this.#idempotency.clear();
     this.#correlation.clear();
@@ -413,6 +423,7 @@ export class CallbackRegistry {
       this.#commit!.discard(rt, rt.record.id, err);
       // A runtime in the middle of its mailbox is dropped when the mailbox drains; the rest now.
       if (!rt.busy) this.#invalidate(rt);
+      else rt.retry?.stop(false);
     }
     this.#scheduler?.poke();
   }
@@ -499,6 +510,7 @@ export class CallbackRegistry {
     if (record.correlationKey !== undefined)
       this.#correlation.set(record.correlationKey, record.id);
     this.#liveActors.set(record.id, rt);
+    if (record.retry !== undefined) this.#onRetryPending?.(rt);
     return rt;
   }
 
@@ -727,6 +739,24 @@ export class CallbackRegistry {
     rt.deadline = rt.heartbeat = undefined;
   }
 
+  /**
+   * Wakes a step's retry wait at `at` (`rt.retry.fire()`). A stored pending retry (durable mode,
+   * active callback): nothing here; the row written with it carries its instant into the store's
+   * due-time index, and the store scheduler wakes it. Otherwise (memory mode, or a terminal
+   * step's retry, kept in memory only): one entry in the deadline queue.
+   */
+  armRetry(rt: CallbackRuntime, at: number): void {
+    if (this.#durable && rt.record.retry !== undefined) return;
+    this.#deadlines.cancel(rt.retryTimer);
+    rt.retryTimer = this.#deadlines.schedule(at, rt, RETRY);
+  }
+
+  /** Cancels a retry wait's wake-up (memory mode). */
+  disarmRetry(rt: CallbackRuntime): void {
+    this.#deadlines.cancel(rt.retryTimer);
+    rt.retryTimer = undefined;
+  }
+
   /** When a callback that just became inactive is removed (`undefined`: kept forever). */
   removeAt(record: CallbackRecord): number | undefined {
     return record.retention === true ? undefined : this.#o.clock.now() + record.retention;
@@ -775,7 +805,11 @@ export class CallbackRegistry {
   #onDeadline(target: CallbackRuntime | CallbackRecord, kind: number): void {
     if (kind === DEADLINE) this.#onTimeout(target as CallbackRuntime, 'deadline');
     else if (kind === HEARTBEAT) this.#onHeartbeat(target as CallbackRuntime);
-    else {
+    else if (kind === RETRY) {
+      const rt = target as CallbackRuntime;
+      rt.retryTimer = undefined;
+      rt.retry?.fire();
+    } else {
       const record = target as CallbackRecord;
       record.timer = undefined;
       // A late timer may find lru-cache already expired it (and told #forget); else remove it now.
@@ -841,9 +875,21 @@ export class CallbackRegistry {
     // A busy or finishing callback writes its row again when done; that write re-arms.
     if (isTerminal(record.status) || rt.batch !== undefined) return false;
     const reason = this.overdue(rt, now);
+    if (reason !== undefined) {
+      this.#onTimeout(rt, reason);
+      return true;
+    }
+    if (record.retry !== undefined) {
+      // Its retry is being tried: the row is written again when that try settles.
+      if (rt.retry === undefined) return false;
+      // A step waits for its retry: the wait ends now (else the stored due time is stale).
+      if (rt.retry.at <= now) {
+        rt.retry.fire();
+        return true;
+      }
+    }
     // The stored due time is stale (activity since): store the right one.
-    if (reason === undefined) this.write(rt);
-    else this.#onTimeout(rt, reason);
+    this.write(rt);
     return true;
   }
 

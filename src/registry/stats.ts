@@ -22,6 +22,7 @@ export class Stats {
   notFound = 0;
   forgedTokens = 0;
   stepFailures = 0;
+  stepRetries = 0;
   timedOut = 0;
   orphaned = 0;
   evicted = 0;
@@ -100,6 +101,7 @@ export class Stats {
       notFound: this.notFound,
       forgedTokens: this.forgedTokens,
       stepFailures: this.stepFailures,
+      stepRetries: this.stepRetries,
       timedOut: this.timedOut,
       orphaned: this.orphaned,
       evicted: this.evicted,
