@@ -64,6 +64,14 @@ import { Stats } from './registry/stats.js';
 import { checkSchema, reportSchema, type ReportSchemas, type StandardSchemaV1 } from './schema.js';
 import { Relay, type RelayTokenOptions } from './relay/relay.js';
 import { isPostgresStore, type PostgresStore } from './store/postgres.js';
+import {
+  isTracing,
+  Telemetry,
+  withTraceContext,
+  type Measurement,
+  type Span,
+  type TraceContext,
+} from './telemetry.js';
 import { decodeToken, newCallbackId, TokenCodec } from './token.js';
 import {
   anchorHandle,
@@ -214,6 +222,13 @@ export interface CallbackEngine {
   listAsync(options?: ListOptions): Promise<ListPage>;
   /** Counters by status and anchor (spec 13). */
   stats(): EngineStats;
+  /**
+   * Listens to measurements (dispatch latency, step duration, commit latency and size), for
+   * metrics exporters such as `createMetrics()` from `callback-engine/metrics`. Nothing is
+   * measured while nobody listens.
+   * @returns the function that stops listening.
+   */
+  onMeasure(listener: (m: Measurement) => void): () => void;
   /** Listens to engine events; returns the function that stops listening. */
   subscribe(listener: (event: EngineEvent) => void): () => void;
   /**
@@ -303,6 +318,13 @@ class Engine implements CallbackEngine {
   readonly #mailboxes: MailboxProcessor;
   #seq = 0;
   #closed = false;
+  readonly #telemetry: Telemetry;
+  /** Whether an OpenTelemetry SDK records spans (checked per create/dispatch; cheap). */
+  get #tracing(): boolean {
+    return isTracing();
+  }
+  /** The context of the dispatch span being delivered (synchronous part only), for its job. */
+  #traceCtx: TraceContext | undefined;
   /** Whether some anchor has report schemas (else reports skip the schema path). */
   #checksReports = false;
   /** Per token: the turn of the last report that waits for an asynchronous schema check. */
@@ -333,6 +355,7 @@ class Engine implements CallbackEngine {
     this.#codec = new TokenCodec(this.node, this.#o.secrets, { anyNode: pg !== undefined });
     this.#dedup = new Deduplicator(pg && ((key) => pg.isApplied(key)));
     this.#events = new EventHub(this.#o.clock);
+    this.#telemetry = this.#events.telemetry;
     this.#registry = new CallbackRegistry({
       options: this.#o,
       codec: this.#codec,
@@ -414,7 +437,31 @@ class Engine implements CallbackEngine {
     return anchorHandle(this, anchor.name);
   }
 
-  async create(anchorName: string, options: CreateOptions = {}): Promise<CreatedCallback> {
+  create(anchorName: string, options: CreateOptions = {}): Promise<CreatedCallback> {
+    if (!this.#tracing) return this.#create(anchorName, options, undefined);
+    const span = this.#telemetry.start('callback.create', {
+      'callback.anchor': String(anchorName).slice(0, 100),
+    });
+    return this.#create(anchorName, options, span).then(
+      (created) => {
+        Telemetry.end(span, undefined, {
+          'callback.id': created.id,
+          'callback.status': created.status,
+        });
+        return created;
+      },
+      (err: unknown) => {
+        Telemetry.end(span, err);
+        throw err;
+      },
+    );
+  }
+
+  async #create(
+    anchorName: string,
+    options: CreateOptions,
+    span: Span | undefined,
+  ): Promise<CreatedCallback> {
     this.#assertOpen();
     if (!this.#isReady) {
       await this.#afterReady(() => Promise.resolve());
@@ -503,6 +550,7 @@ class Engine implements CallbackEngine {
       children: undefined,
       terminalReport: undefined,
       stepError: undefined,
+      ...(span ? { trace: span.spanContext() } : {}),
     };
     // No actor yet: it is activated by the first report that needs a transition (virtual actor).
     const rt = new CallbackRuntime(record, now);
@@ -518,6 +566,7 @@ class Engine implements CallbackEngine {
         status: 'create',
         data: createData,
         followers: [{ resolve, reject, outcome: 'applied' }],
+        ...(span ? { trace: Telemetry.contextOf(span) } : {}),
       };
       if (!this.#registry.durable) return this.#mailboxes.enqueue(rt, job);
       // The record is committed before the create step runs: the token it hands out exists.
@@ -644,11 +693,78 @@ class Engine implements CallbackEngine {
   // ---- call-in points ------------------------------------------------------------------------
 
   dispatch(message: CallbackMessage): Promise<CallbackAnswer> {
+    if (this.#telemetry.measuring || this.#tracing) return this.#observed(message).then(toAnswer);
     return this.#deliver(message, toAnswer);
   }
 
   deliver(message: CallbackMessage): Promise<DispatchResult> {
+    if (this.#telemetry.measuring || this.#tracing) return this.#observed(message);
     return this.#deliver(message, toResult);
+  }
+
+  onMeasure(listener: (m: Measurement) => void): () => void {
+    return this.#telemetry.onMeasure(listener);
+  }
+
+  /** A registered anchor's name from a token, for labels (never an outsider's string). */
+  #anchorLabel(token: unknown): string {
+    const name = decodeToken(token)?.anchor;
+    return name !== undefined && this.#anchors.has(name) ? name : '(unknown)';
+  }
+
+  /** A dispatch measured (`onMeasure`) and traced (a `callback.dispatch` span). */
+  #observed(message: CallbackMessage): Promise<DispatchResult> {
+    const started = performance.now();
+    const m = message as unknown as Partial<Record<string, unknown>> | null;
+    const reported =
+      typeof m?.callbackStatus === 'string'
+        ? m.callbackStatus.slice(0, 20)
+        : typeof m?.callbackAction === 'string'
+          ? m.callbackAction.slice(0, 20)
+          : '(none)';
+    const span = this.#telemetry.start('callback.dispatch', {
+      'callback.reported_status': reported,
+    });
+    let result: Promise<DispatchResult>;
+    if (span) {
+      const ctx = Telemetry.contextOf(span)!;
+      this.#traceCtx = ctx;
+      try {
+        result = withTraceContext(ctx, () => this.#deliver(message, toResult));
+      } finally {
+        this.#traceCtx = undefined;
+      }
+    } else {
+      result = this.#deliver(message, toResult);
+    }
+    const done = (r: DispatchResult | undefined, err?: unknown): void => {
+      const anchor = this.#anchorLabel(r ? r.answer.token : m?.callbackToken);
+      const outcome = r ? r.outcome : 'error';
+      if (this.#telemetry.measuring) {
+        this.#telemetry.measure({
+          kind: 'dispatch',
+          anchor,
+          reported,
+          outcome,
+          seconds: (performance.now() - started) / 1000,
+        });
+      }
+      Telemetry.end(span, err, {
+        'callback.anchor': anchor,
+        'callback.outcome': outcome,
+        ...(r ? { 'callback.status': r.answer.status } : {}),
+      });
+    };
+    return result.then(
+      (r) => {
+        done(r);
+        return r;
+      },
+      (err: unknown) => {
+        done(undefined, err);
+        throw err;
+      },
+    );
   }
 
   #deliver<T>(message: CallbackMessage, map: (result: DispatchResult) => T): Promise<T> {
@@ -791,7 +907,13 @@ class Engine implements CallbackEngine {
     }
     // Refuse before anything is applied, so the outside party can simply retry.
     if (this.#mailboxes.wouldSaturate(rt, status)) return Promise.reject(new PoolSaturatedError());
-    this.#mailboxes.enqueue(rt, { kind: 'report', status, data, followers: [pending] });
+    this.#mailboxes.enqueue(rt, {
+      kind: 'report',
+      status,
+      data,
+      followers: [pending],
+      ...(this.#traceCtx ? { trace: this.#traceCtx } : {}),
+    });
     return pending.promise();
   }
 

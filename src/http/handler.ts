@@ -5,6 +5,7 @@
  * @module
  */
 
+import { extractTraceContext, withTraceContext } from '../telemetry.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CallbackEngine } from '../engine.js';
 import { PayloadTooLargeError, toError } from '../errors.js';
@@ -164,7 +165,14 @@ async function handle(
   next: ((err?: unknown) => void) | undefined,
 ): Promise<void> {
   try {
-    await serveRequest(state, req, res, next);
+    // W3C trace context: the report's spans join the caller's trace (no-op without an SDK).
+    const traceparent = req.headers.traceparent;
+    if (typeof traceparent === 'string') {
+      const ctx = extractTraceContext({ traceparent, tracestate: req.headers.tracestate });
+      await withTraceContext(ctx, () => serveRequest(state, req, res, next));
+    } else {
+      await serveRequest(state, req, res, next);
+    }
   } catch (err) {
     fail(state, req, res, err);
   }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { extractTraceContext, withTraceContext } from '../telemetry.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { CallbackEngine } from '../engine.js';
 import { InvalidMessageError } from '../errors.js';
@@ -235,6 +236,13 @@ export async function dispatchEvent(
     callbackData: event.data ?? undefined,
     dedupKey,
   };
+  // CloudEvents distributed tracing: the event's own traceparent, else the request's.
+  if (typeof ext.traceparent === 'string') {
+    const ctx = extractTraceContext(ext);
+    return resultReply(
+      await withTraceContext(ctx, () => engine.deliver(message as CallbackMessage)),
+    );
+  }
   return resultReply(await engine.deliver(message as CallbackMessage));
 }
 

@@ -15,6 +15,7 @@ import type { CallbackData } from '../data.js';
 import type { LifecycleMachine } from '../lifecycle/machine.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import type { DispatchOutcome, DispatchResult } from '../types.js';
+import type { TraceContext } from '../telemetry.js';
 import type { Deadline } from './deadline-queue.js';
 import type { CallbackRecord } from './record.js';
 
@@ -78,6 +79,8 @@ export interface Job {
   readonly data: CallbackData;
   /** Who gets the answer once the job (and anything it hands over to) is done. */
   readonly followers: Follower[];
+  /** The OpenTelemetry context of the dispatch or create that made the job (when traced). */
+  readonly trace?: TraceContext | undefined;
 }
 
 /** Runtime state of one active callback. */

@@ -9,6 +9,7 @@
 import type { InspectionEvent, Observer } from 'xstate';
 import type { Clock } from '../clock.js';
 import { toError } from '../errors.js';
+import { Telemetry } from '../telemetry.js';
 import type { EngineEvent, EngineEventType } from '../types.js';
 import type { CallbackRecord } from './record.js';
 
@@ -30,6 +31,8 @@ export function warn(err: unknown): void {
 /** Fans engine events out to listeners and XState inspection events out to inspectors. */
 export class EventHub {
   readonly #clock: Clock;
+  /** Measurements (metrics exporters) and OpenTelemetry spans. */
+  readonly telemetry = new Telemetry(warn);
   readonly #listeners = new Set<(event: EngineEvent) => void>();
   readonly #inspectors = new Set<XStateInspector>();
   /** Passed to createActor only while inspectors are attached (no cost otherwise). */

@@ -35,6 +35,7 @@ import { StepRunner } from '../mailbox/step-runner.js';
 import { isWorkerStep } from '../pool/worker-step.js';
 import type { DispatchResult, StepEntry, StepInput, StepOutput } from '../types.js';
 import type { CallbackRuntime, Follower, Job } from './callback-runtime.js';
+import { Telemetry } from '../telemetry.js';
 import { warn, type EventHub } from './event-hub.js';
 import type { CallbackRecord } from './record.js';
 import type { CallbackRegistry } from './registry.js';
@@ -381,7 +382,36 @@ export class MailboxProcessor {
     attempt: number,
   ): Promise<void> | undefined {
     let retrying: Promise<void> | undefined;
+    const telemetry = this.#events.telemetry;
+    const record = rt.record;
+    const measuring = telemetry.measuring;
+    const started = measuring ? performance.now() : 0;
+    const span =
+      job.trace || record.trace
+        ? telemetry.start(
+            'callback.step',
+            {
+              'callback.id': record.id,
+              'callback.anchor': record.anchor,
+              'callback.step_status': status,
+              'callback.attempt': attempt,
+            },
+            job.trace,
+            record.trace ? [{ context: record.trace }] : undefined,
+          )
+        : undefined;
     const settle = (ok: boolean, value: unknown): void => {
+      if (measuring) {
+        telemetry.measure({
+          kind: 'step',
+          anchor: record.anchor,
+          status,
+          ok,
+          attempt,
+          seconds: (performance.now() - started) / 1000,
+        });
+      }
+      Telemetry.end(span, ok ? undefined : value);
       // This try settled: a stored pending retry is spent (a new one is stored if it failed again).
       rt.record.retry = undefined;
       if (ok) return this.#stepDone(rt, status, value as StepOutput, job, done);

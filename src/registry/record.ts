@@ -10,6 +10,7 @@ import type { DataVersion } from '../data.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import type { PendingRetry } from '../mailbox/retry.js';
 import type { Deadline } from './deadline-queue.js';
+import type { CreateLink } from '../telemetry.js';
 import type { StepError } from '../types.js';
 
 /** The persisted state of one callback. */
@@ -43,6 +44,8 @@ export interface CallbackRecord {
   removeAt?: number | undefined;
   /** Runtime only, never stored: the retention timer of a record retained in memory. */
   timer?: Deadline<unknown> | undefined;
+  /** Runtime only, never stored: the span context of its `create` span, linked from step spans. */
+  trace?: CreateLink | undefined;
   /** The latest step failure (shown in answers as `stepError`). */
   stepError: StepError | undefined;
   /**

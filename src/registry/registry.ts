@@ -151,6 +151,9 @@ export class CallbackRegistry {
           committed: (batch) => this.#committed(batch),
           failed: (batch, err) => this.#failed(batch, err),
           conflicts: (batch, ids) => this.#conflicts(batch, ids),
+          measuring: () => deps.events.telemetry.measuring,
+          measured: (rows, ok, seconds) =>
+            deps.events.telemetry.measure({ kind: 'commit', rows, ok, seconds }),
         },
         { maxRows: BATCH_ROWS, maxBytes: BATCH_BYTES },
       );

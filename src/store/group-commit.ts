@@ -42,6 +42,8 @@ export class CommitBatch {
   readonly earlyAdds: EarlyEventRow[] = [];
   readonly earlyDone: string[] = [];
   bytes = 0;
+  /** `performance.now()` when it went to the store (only while commits are timed). */
+  started = 0;
 }
 
 /** What the group commit tells the engine after each batch. */
@@ -55,6 +57,10 @@ export interface GroupCommitHooks {
    * their members, whose waiters fail with it (called before any waiter is released).
    */
   conflicts?(batch: CommitBatch, ids: readonly string[]): Map<CommitMember, Error>;
+  /** Whether commits are timed (someone listens to measurements). */
+  measuring?(): boolean;
+  /** A commit's rows (written or removed), whether it succeeded, and how long it took. */
+  measured?(rows: number, ok: boolean, seconds: number): void;
 }
 
 /** Bounds of one batch: when either is reached, the batch commits without waiting for the turn's end. */
@@ -233,6 +239,7 @@ export class GroupCommit {
     const b = this.#open;
     if (!b) return;
     this.#open = undefined;
+    if (this.#hooks.measuring?.()) b.started = performance.now();
     let result: void | CommitResult | Promise<void | CommitResult>;
     try {
       result = this.#store.commit({
@@ -260,6 +267,12 @@ export class GroupCommit {
   #settle(b: CommitBatch, err: unknown, result: void | CommitResult): void {
     this.#inflight = undefined;
     for (const m of b.members) if (m.batch === b) m.batch = undefined;
+    if (b.started !== 0)
+      this.#hooks.measured?.(
+        b.rows.size + b.deletes.size,
+        err === undefined,
+        (performance.now() - b.started) / 1000,
+      );
     if (err === undefined) {
       this.commits++;
       this.rowsWritten += b.rows.size + b.deletes.size;
