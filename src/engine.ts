@@ -25,6 +25,7 @@ import {
   EngineClosedError,
   InvalidArgumentError,
   InvalidMessageError,
+  NothingToRetryError,
   PoolSaturatedError,
   ParentInactiveError,
   ParentNotFoundError,
@@ -83,6 +84,7 @@ import {
 } from './typed-anchor.js';
 import type {
   CallbackAnswer,
+  CallbackDetails,
   CallbackMessage,
   CreatedCallback,
   DispatchResult,
@@ -212,6 +214,29 @@ export interface CallbackEngine {
    * ```
    */
   relay(token: string, options: RelayTokenOptions): string;
+  /**
+   * Runs a callback's failed step again. Today that is the step of its final status which failed
+   * after the callback became terminal (its `complete` step threw, say): it runs through the
+   * callback's mailbox with the report that ended it, its output is merged and `stepError`
+   * cleared; if it fails again, the answer carries the new `stepError`.
+   * @param tokenOrId - the callback's token or its callbackId.
+   * @returns the answer once the step settled (and, with a durable store, its effect committed).
+   * @throws (rejects) {@link NothingToRetryError} (409) when the callback is unknown, still
+   *   active, or has no failed final step; {@link InvalidArgumentError} with `postgresStore()`
+   *   (not supported there yet); {@link EngineClosedError}.
+   * @example
+   * ```ts
+   * const answer = await engine.retryStep(cb.id);
+   * if (answer.stepError === undefined) console.log('the complete step went through this time');
+   * ```
+   */
+  retryStep(tokenOrId: string): Promise<CallbackAnswer>;
+  /**
+   * A callback's record by id, for admin views (the dashboard): status, data, timings, parent
+   * and children, the latest step error. Works with every store.
+   * @returns its details, or `undefined` if no callback has this id (or its record was removed).
+   */
+  details(id: string): Promise<CallbackDetails | undefined>;
   /**
    * Pages of callbacks in creation order.
    * @throws {@link InvalidArgumentError} with `postgresStore()`, whose reads are asynchronous:
@@ -558,7 +583,7 @@ class Engine implements CallbackEngine {
     this.#registry.add(rt, parent);
     this.#stats.add(record.anchor, 'create');
     this.#stats.created++;
-    this.#events.emit('created', record, undefined);
+    this.#events.emit('created', record, { data: createData });
 
     const creating = new Promise<DispatchResult>((resolve, reject) => {
       const job: Job = {
@@ -975,6 +1000,69 @@ class Engine implements CallbackEngine {
       );
     } else if (this.#mailboxes.admit(rt, 'cancel', data, 'cancel data', [follower]) >= 0)
       this.#mailboxes.end(rt, 'cancel', data, [follower]);
+  }
+
+  retryStep(tokenOrId: string): Promise<CallbackAnswer> {
+    if (this.#closed) return Promise.reject(new EngineClosedError());
+    if (!this.#isReady) return this.#afterReady(() => this.retryStep(tokenOrId));
+    if (typeof tokenOrId !== 'string' || tokenOrId.length === 0)
+      return Promise.reject(
+        new InvalidArgumentError('retryStep() needs a callback token or callbackId'),
+      );
+    if (this.#replica)
+      return Promise.reject(
+        new InvalidArgumentError('retryStep() does not work with postgresStore() yet'),
+      );
+    try {
+      const fields = decodeToken(tokenOrId);
+      // A token must verify; an id is taken as it is (the caller is trusted, like list()).
+      if (fields && this.#registry.find(tokenOrId).kind === 'notFound')
+        throw new NothingToRetryError(fields.id, 'it is unknown or its record was removed');
+      const id = fields?.id ?? tokenOrId;
+      const found = this.#registry.details(id);
+      if (!found) throw new NothingToRetryError(id, 'it is unknown or its record was removed');
+      const rt = this.#registry.runtime(id);
+      return this.#mailboxes
+        .retryStep(rt, rt?.record ?? found.record, found.lastActivity)
+        .then(toAnswer);
+    } catch (err) {
+      return Promise.reject(toError(err));
+    }
+  }
+
+  async details(id: string): Promise<CallbackDetails | undefined> {
+    this.#assertOpen();
+    if (!this.#isReady) await this.#afterReady(() => Promise.resolve());
+    if (typeof id !== 'string' || id.length === 0) return undefined;
+    let found: ReturnType<CallbackRegistry['details']>;
+    const pg = this.#pg;
+    if (pg) {
+      // Another replica may hold it: read it as committed.
+      if (this.#registry.resident(id) !== undefined) found = this.#registry.details(id);
+      else {
+        const row = await pg.read(id);
+        const children = row && (await pg.childrenRows(id)).map((r) => r.id);
+        found = row && children && { ...decodeRecord(row), children };
+      }
+    } else found = this.#registry.details(id);
+    if (!found) return undefined;
+    const { record, lastActivity, children } = found;
+    return {
+      id: record.id,
+      token: record.token,
+      anchor: record.anchor,
+      status: record.status,
+      data: record.data.value,
+      tags: record.tags,
+      createdAt: record.createdAt,
+      lastActivityAt: lastActivity,
+      deadlineAt: record.deadlineAt,
+      heartbeatMs: record.heartbeatMs,
+      removeAt: record.removeAt,
+      parentId: record.parentId,
+      children,
+      stepError: record.stepError,
+    };
   }
 
   get(token: string): Promise<CallbackAnswer> {

@@ -27,7 +27,8 @@ export type CallbackEngineErrorCode =
   | 'CBE_ERR_DUPLICATE_KEY'
   | 'CBE_ERR_EARLY_EVENTS_FULL'
   | 'CBE_ERR_ORIGIN_UNAVAILABLE'
-  | 'CBE_ERR_ORIGIN_REFUSED';
+  | 'CBE_ERR_ORIGIN_REFUSED'
+  | 'CBE_ERR_NOTHING_TO_RETRY';
 
 /** Options accepted by every error constructor. */
 export interface CallbackEngineErrorOptions {
@@ -255,6 +256,23 @@ export class StoreLockedError extends CallbackEngineError {
 export class StoreIncompatibleError extends CallbackEngineError {
   constructor(message: string) {
     super('CBE_ERR_STORE_INCOMPATIBLE', 500, message);
+  }
+}
+
+/**
+ * `retryStep()` found no failed step it can run again: the callback is unknown, still active,
+ * its latest step did not fail, or the failed step is not the one of its final status. HTTP 409.
+ */
+export class NothingToRetryError extends CallbackEngineError {
+  /** The callback's id (or what was asked for, when it is unknown). */
+  readonly callbackId: string;
+  constructor(callbackId: string, reason: string) {
+    super(
+      'CBE_ERR_NOTHING_TO_RETRY',
+      409,
+      `callback ${callbackId} has no failed step to retry: ${reason}`,
+    );
+    this.callbackId = callbackId;
   }
 }
 

@@ -192,6 +192,8 @@ export interface EngineEvent {
   readonly attempt?: number;
   /** For `stepRetried`: the wait before the next try, in ms. */
   readonly delayMs?: number;
+  /** For `created`: the creation data; for `dispatched`: the report's data. */
+  readonly data?: Readonly<Record<string, unknown>>;
 }
 
 /** Counters kept by the engine (spec 13). */
@@ -302,6 +304,33 @@ export interface ListedCallback {
   readonly tags: readonly string[];
   readonly createdAt: number;
   readonly data: CallbackData;
+}
+
+/** One callback as `engine.details()` shows it: its record, for admin views. */
+export interface CallbackDetails {
+  readonly id: string;
+  readonly token: string;
+  readonly anchor: string;
+  readonly status: CallbackStatus;
+  /** The merged data. */
+  readonly data: CallbackData;
+  readonly tags: readonly string[];
+  /** When it was created (ms since epoch). */
+  readonly createdAt: number;
+  /** When a report last reached it while active (ms since epoch), if known. */
+  readonly lastActivityAt: number | undefined;
+  /** Its absolute deadline (ms since epoch), if any. */
+  readonly deadlineAt: number | undefined;
+  /** Its heartbeat window in ms, if any. */
+  readonly heartbeatMs: number | undefined;
+  /** When its record is removed (ms since epoch); `undefined` while active or if kept forever. */
+  readonly removeAt: number | undefined;
+  /** The parent's id, if it is a child. */
+  readonly parentId: string | undefined;
+  /** Its children's ids, in creation order. */
+  readonly children: readonly string[];
+  /** The latest step failure, if any. */
+  readonly stepError: StepError | undefined;
 }
 
 /** One page of {@link CallbackEngine.list}. */

@@ -31,6 +31,7 @@ let browser: Browser;
 beforeAll(async () => {
   engine = createCallbackEngine({ node: 'dash', secrets: ['dashboard-secret-0123456789'] });
   engine.anchor('order', { next: { progress: (cb) => ({ last: cb.report.pct }) } });
+  engine.anchor('ship');
   monitor = createMonitor(engine, { tickMs: 100 });
   server = createServer(withDashboard(createDispatchHandler(engine), monitor));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -79,30 +80,82 @@ describe.skipIf(!available)('dashboard in headless Chromium', () => {
       message: 'card declined',
     });
 
-    // The page updates from the SSE stream: wait for the DOM, not for time.
-    // Evaluated in the page (a string, so the test needs no DOM typings).
-    await page.waitForFunction(
-      `document.querySelector('[data-count-for="create"]')?.textContent === '2'`,
-    );
+    // The page updates from the SSE stream: wait for the DOM, not for time. Locators, not
+    // waitForFunction: the page's Content-Security-Policy forbids evaluating strings in it.
+    await page.locator('[data-count-for="create"]').filter({ hasText: /^2$/ }).waitFor();
     expect(await count('progress')).toBe('1');
     expect(await count('complete')).toBe('1');
     expect(await count('error')).toBe('1');
-    await page.waitForFunction(`document.querySelectorAll('#recent tr').length >= 4`);
+    await page.locator('#recent tr').nth(3).waitFor();
     expect(await page.textContent('#recent')).toContain('progress → complete');
     expect(await page.textContent('#totals')).toMatch(/5\s*created/);
 
     await page.fill('#q', cbs[0]!.token);
-    await page.click('#search button');
+    await page.click('#find button');
     await page.waitForSelector('#history ol li');
+    expect(await page.textContent('#detail-id')).toBe(cbs[0]!.id);
     const history = await page.textContent('#history');
-    expect(history).toContain(cbs[0]!.id);
     expect(history).toContain('create → progress');
+    expect(history).toContain('{"pct":40}');
+    // The token typed in goes nowhere else: the address bar names the callback by id.
+    expect(page.url()).toBe(`${base}/dashboard#callback=${encodeURIComponent(cbs[0]!.id)}`);
 
     mkdirSync('test-results', { recursive: true });
     await page.screenshot({ path: 'test-results/dashboard.png', fullPage: true });
     expect(errors).toEqual([]);
     await page.close();
   });
+
+  it('filters by anchor and status, opens a callback, cancels it and shows the result', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const errors: string[] = [];
+    const asked: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('request', (r) => asked.push(new URL(r.url()).pathname));
+    page.on('dialog', (d) => void d.accept());
+    const ships = await Promise.all(
+      Array.from({ length: 3 }, (_, i) => engine.create('ship', { data: { parcel: i } })),
+    );
+    await engine.dispatch({
+      type: 'CALLBACK',
+      callbackToken: ships[1]!.token,
+      callbackStatus: 'progress',
+      callbackData: { km: 12 },
+    });
+    await page.goto(`${base}/dashboard`);
+    await page.waitForSelector('#conn.live');
+    expect(await page.title()).toBe('callback-engine dashboard');
+
+    // The anchor list comes from the live view; then only `ship` callbacks in `progress` show.
+    await page.locator('#f-anchor option', { hasText: 'ship' }).waitFor({ state: 'attached' });
+    await page.selectOption('#f-anchor', 'ship');
+    await page.selectOption('#f-status', 'progress');
+    await page.locator('#page-no', { hasText: '1 shown' }).waitFor();
+    expect(await page.locator('#list tr').count()).toBe(1);
+    expect(await page.textContent('#list')).toContain(ships[1]!.id);
+    expect(await page.textContent('#counts-scope')).toBe('anchor ship');
+
+    // Open it from the list with the keyboard, and cancel it.
+    await page.locator(`#list [data-open="${ships[1]!.id}"]`).focus();
+    await page.keyboard.press('Enter');
+    await page.locator('#detail-id', { hasText: ships[1]!.id }).waitFor();
+    expect(await page.textContent('#detail-data')).toContain('"km": 12');
+    expect(await page.isEnabled('#do-cancel')).toBe(true);
+    await page.click('#do-cancel');
+    await page.locator('#action-result', { hasText: 'cancelled: now cancel' }).waitFor();
+    expect(await page.isDisabled('#do-cancel')).toBe(true);
+    expect(await page.textContent('#detail')).toContain('progress → cancel');
+    // The list (still filtered on progress) no longer holds it; the engine agrees.
+    await page.locator('#page-no', { hasText: '0 shown' }).waitFor();
+    expect((await engine.get(ships[1]!.token)).status).toBe('cancel');
+    expect((await engine.get(ships[0]!.token)).status).toBe('create');
+
+    mkdirSync('test-results', { recursive: true });
+    await page.screenshot({ path: 'test-results/dashboard-cancel.png' });
+    expect(asked).not.toContain('/favicon.ico');
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 30_000);
 
   it('serves the live diagram and refuses other methods', async () => {
     const svg = await (await fetch(`${base}/dashboard/diagram.svg`)).text();

@@ -39,6 +39,8 @@ export type HttpOnlyErrorCode =
   | 'CBE_ERR_UNAUTHORIZED'
   /** A CloudEvent found its callback without a token (`callbackid`, `correlate`) on a handler without auth (403). */
   | 'CBE_ERR_UNTRUSTED_CORRELATION'
+  /** A dashboard action that looks cross-site: no `X-Requested-With`, or another origin (403). */
+  | 'CBE_ERR_FORBIDDEN'
   /** Too many dashboard event-stream subscribers (503, with `Retry-After`). */
   | 'CBE_ERR_TOO_MANY_SUBSCRIBERS'
   /** The client took too long to send its request (408). */

@@ -5,7 +5,9 @@
  * - `GET {base}`: the page;
  * - `GET {base}/events`: Server-Sent Events, one `view` event per published {@link MonitorView};
  * - `GET {base}/callbacks/{token or id}`: one callback's history (404 if not tracked);
- * - `GET {base}/diagram.svg`, `{base}/diagram.mmd`: the lifecycle diagram with current counts.
+ * - `GET {base}/diagram.svg`, `{base}/diagram.mmd`: the lifecycle diagram with current counts;
+ * - `GET {base}/api/callbacks`, `GET {base}/api/callbacks/{id}`, `POST {base}/api/callbacks/{id}/cancel`
+ *   and `/retry`: the list, a callback's details and the actions (see `dashboard-api.ts`).
  *
  * Every route sits behind the same auth as the dispatch routes (spec 16), and
  * none ever answers with a callback's token: callbacks are shown by id.
@@ -23,6 +25,7 @@ import { resolveAuth, type DispatchAuthOptions } from '../http/options.js';
 import { errorReply, HttpError, send as sendJson } from '../http/respond.js';
 import { checkKnownKeys } from '../keys.js';
 import { toMermaid, toSvg } from '../lifecycle/diagram.js';
+import { apiRoute } from './dashboard-api.js';
 import { dashboardPage } from './dashboard-page.js';
 import type { Monitor, MonitorView } from './monitor.js';
 
@@ -79,6 +82,9 @@ export const DASHBOARD_DEFAULTS = Object.freeze({
 export type DashboardHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
 const EMPTY = Buffer.alloc(0);
+/** The page's Content-Security-Policy: its own inline script and style, requests to itself only. */
+const PAGE_CSP =
+  "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 const REALM = 'callback-engine dashboard';
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
@@ -253,6 +259,11 @@ function routes(monitor: Monitor, s: Settings, auth: AuthCheck | undefined): Das
       sendJson(res, errorReply(refused, 1));
       return true;
     }
+    const rest = path.slice(base.length);
+    if (rest.startsWith('/api/')) {
+      apiRoute(monitor, req, res, rest);
+      return true;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       send(
@@ -266,8 +277,11 @@ function routes(monitor: Monitor, s: Settings, auth: AuthCheck | undefined): Das
       );
       return true;
     }
-    const rest = path.slice(base.length);
     if (rest === '' || rest === '/') {
+      // Nothing but this page may script it, and nobody may frame it (its buttons act).
+      res.setHeader('content-security-policy', PAGE_CSP);
+      res.setHeader('x-frame-options', 'DENY');
+      res.setHeader('referrer-policy', 'no-referrer');
       send(
         res,
         200,

@@ -12,6 +12,7 @@ export { dashboardPage } from './dashboard-page.js';
 export { createMonitor } from './monitor.js';
 export type {
   CallbackHistory,
+  HistoryEvent,
   Monitor,
   MonitorOptions,
   MonitorView,

@@ -61,6 +61,20 @@ export interface MonitorOptions {
   eventsPerCallback?: number;
   /** Ms between published views; 0 publishes only on {@link Monitor.tick}. @default 250 */
   tickMs?: number;
+  /**
+   * Most characters of a report's (or creation's) data kept per history event, as JSON;
+   * longer data is cut there and marked `dataTruncated`.
+   * @default 2048
+   */
+  maxPayloadChars?: number;
+}
+
+/** An engine event as a callback's history keeps it: its data as (possibly cut) JSON text. */
+export interface HistoryEvent extends Omit<EngineEvent, 'data'> {
+  /** For `created` and `dispatched`: the data as JSON, at most `maxPayloadChars` long. */
+  readonly data?: string;
+  /** Whether `data` was cut. */
+  readonly dataTruncated?: boolean;
 }
 
 /** One callback's story, for the dashboard's search. */
@@ -68,11 +82,13 @@ export interface CallbackHistory {
   readonly id: string;
   readonly token: string | undefined;
   readonly status: string;
-  readonly events: readonly EngineEvent[];
+  readonly events: readonly HistoryEvent[];
 }
 
 /** The live view of one engine. */
 export interface Monitor {
+  /** The engine it watches (the dashboard's list, detail and actions use it). */
+  readonly engine: CallbackEngine;
   /** The latest published view. */
   view(): MonitorView;
   /** Called with every published view; returns the function that stops it. */
@@ -111,6 +127,7 @@ const MONITOR_OPTION_KEYS: readonly string[] = Object.freeze([
   'trackedCallbacks',
   'eventsPerCallback',
   'tickMs',
+  'maxPayloadChars',
 ]);
 
 function checkEngine(engine: unknown): void {
@@ -137,6 +154,21 @@ function count(name: string, value: unknown, fallback: number, min: number): num
     );
   }
   return value;
+}
+
+/** The event as a history keeps it: data as JSON text, cut to `max` characters. */
+function historyEvent(event: EngineEvent, max: number): HistoryEvent {
+  const { data, ...rest } = event;
+  if (data === undefined) return rest;
+  let json: string;
+  try {
+    json = JSON.stringify(data);
+  } catch {
+    return rest;
+  }
+  return json.length > max
+    ? { ...rest, data: json.slice(0, max), dataTruncated: true }
+    : { ...rest, data: json };
 }
 
 /**
@@ -169,10 +201,11 @@ export function createMonitor(engine: CallbackEngine, options: MonitorOptions = 
   const perCallback = count('eventsPerCallback', options.eventsPerCallback, 50, 1);
   const tickMs = count('tickMs', options.tickMs, 250, 0);
   const tracked = count('trackedCallbacks', options.trackedCallbacks, 10_000, 1);
+  const maxPayloadChars = count('maxPayloadChars', options.maxPayloadChars, 2048, 16);
 
   const buckets: Bucket[] = [];
   const recent: TransitionRecord[] = [];
-  const histories = new LRUCache<string, EngineEvent[]>({
+  const histories = new LRUCache<string, HistoryEvent[]>({
     max: tracked,
   });
 
@@ -202,7 +235,7 @@ export function createMonitor(engine: CallbackEngine, options: MonitorOptions = 
     if (event.id) {
       let list = histories.get(event.id);
       if (!list) histories.set(event.id, (list = []));
-      list.push(event);
+      list.push(historyEvent(event, maxPayloadChars));
       if (list.length > perCallback) list.shift();
     }
   };
@@ -263,6 +296,7 @@ export function createMonitor(engine: CallbackEngine, options: MonitorOptions = 
   schedule();
 
   return {
+    engine,
     view: () => store.getSnapshot().context,
     subscribe(listener) {
       const sub = store.subscribe((snapshot) => listener(snapshot.context));

@@ -72,9 +72,10 @@ export class Pending<T> implements Follower {
 export interface Job {
   /**
    * `create`: run the create step; `report`: apply an outside report; `terminal`: run the
-   * terminal step and finalize; `read`: answer the current state once the jobs before it are done.
+   * terminal step and finalize; `read`: answer the current state once the jobs before it are done;
+   * `retry`: run a terminal callback's failed final step again (`engine.retryStep()`).
    */
-  readonly kind: 'create' | 'report' | 'terminal' | 'read';
+  readonly kind: 'create' | 'report' | 'terminal' | 'read' | 'retry';
   readonly status: CallbackStatus;
   readonly data: CallbackData;
   /** Who gets the answer once the job (and anything it hands over to) is done. */

@@ -20,7 +20,7 @@ import {
   patchBytesBound,
   type CallbackData,
 } from '../data.js';
-import { EngineClosedError, toError } from '../errors.js';
+import { EngineClosedError, NothingToRetryError, toError } from '../errors.js';
 import { STATUS_EVENT, statusOf } from '../lifecycle/machine.js';
 import {
   isTerminal,
@@ -34,10 +34,11 @@ import { retryDelayMs, retryPolicyFor, type RetryWait } from '../mailbox/retry.j
 import { StepRunner } from '../mailbox/step-runner.js';
 import { isWorkerStep } from '../pool/worker-step.js';
 import type { DispatchResult, StepEntry, StepInput, StepOutput } from '../types.js';
-import type { CallbackRuntime, Follower, Job } from './callback-runtime.js';
+import { CallbackRuntime, type Follower, type Job } from './callback-runtime.js';
 import { Telemetry } from '../telemetry.js';
 import { warn, type EventHub } from './event-hub.js';
 import type { CallbackRecord } from './record.js';
+import { dueAt } from './record-codec.js';
 import type { CallbackRegistry } from './registry.js';
 import type { Stats } from './stats.js';
 
@@ -61,6 +62,8 @@ export class MailboxProcessor {
   readonly #steps: StepRunner;
   /** The worker pool, loaded on the first worker step so the root import stays light. */
   readonly #pool: LazyPool;
+  /** Retained callbacks whose failed final step is being run again: their stand-in mailbox. */
+  readonly #retrying = new Map<string, CallbackRuntime>();
   /** Anchors already warned about a step failing after its callback was terminal. */
   readonly #warnedAnchors = new Set<string>();
   #closed = false;
@@ -265,6 +268,7 @@ export class MailboxProcessor {
 
   #process(rt: CallbackRuntime, job: Job): Promise<void> | undefined {
     const record = rt.record;
+    if (job.kind === 'retry') return this.#retry(rt, job);
     if (job.kind === 'terminal')
       return this.#runStep(rt, job.status, job, () => this.#finalize(rt, job));
     if (job.kind === 'create')
@@ -273,13 +277,21 @@ export class MailboxProcessor {
     if (isTerminal(record.status)) {
       const result = this.settledAnswer(record, job.status, job.data);
       this.#resolve(rt, job.followers, result);
-      this.#events.emit('dispatched', record, { reported: job.status, outcome: result.outcome });
+      this.#events.emit('dispatched', record, {
+        reported: job.status,
+        outcome: result.outcome,
+        data: job.data,
+      });
       return undefined;
     }
     if (isTerminal(job.status)) {
       if (this.admit(rt, job.status, job.data, 'callbackData', job.followers) < 0) return undefined;
       // complete / error: the transition jumps to the front; this report is answered after its step.
-      this.#events.emit('dispatched', record, { reported: job.status, outcome: 'applied' });
+      this.#events.emit('dispatched', record, {
+        reported: job.status,
+        outcome: 'applied',
+        data: job.data,
+      });
       this.end(rt, job.status, job.data, job.followers);
       return undefined;
     }
@@ -294,6 +306,7 @@ export class MailboxProcessor {
     this.#events.emit('dispatched', record, {
       reported: job.status,
       outcome: applied ? 'applied' : 'ignored',
+      data: job.data,
     });
     if (!applied) {
       const result: DispatchResult = { answer: this.answer(record), outcome: 'ignored' };
@@ -621,6 +634,81 @@ export class MailboxProcessor {
     done();
   }
 
+  // ---- retrying a failed final step ---------------------------------------------------------
+
+  /**
+   * Runs a terminal callback's failed final step again (its `complete` step threw, say), through
+   * its mailbox so it never overlaps another step of it. `rt` is its runtime while it is still
+   * resident; a retained callback gets a stand-in mailbox, shared by concurrent retries.
+   * @returns the answer once the step settled and its effect is committed: without `stepError`
+   *   if it succeeded (its output merged), with the new one if it failed again.
+   * @throws (rejects) {@link NothingToRetryError} if there is nothing to retry.
+   */
+  retryStep(
+    rt: CallbackRuntime | undefined,
+    record: CallbackRecord,
+    lastActivity: number | undefined,
+  ): Promise<DispatchResult> {
+    const why = nothingToRetry(record);
+    if (why !== undefined) {
+      if (rt) this.#registry.settle(rt);
+      return Promise.reject(new NothingToRetryError(record.id, why));
+    }
+    let host = rt ?? this.#retrying.get(record.id);
+    if (!host) {
+      // Not in the registry: answered and written like a resident callback, but never retired.
+      host = new CallbackRuntime(record, lastActivity ?? this.#o.clock.now());
+      host.committed = true;
+      host.storedStatus = record.status;
+      host.storedDue = dueAt(record, host.lastActivity);
+      this.#retrying.set(record.id, host);
+    }
+    const target = host;
+    return new Promise<DispatchResult>((resolve, reject) =>
+      this.enqueue(target, {
+        kind: 'retry',
+        status: record.status,
+        data: EMPTY_DATA,
+        followers: [{ resolve, reject, outcome: 'applied' }],
+      }),
+    );
+  }
+
+  #retry(rt: CallbackRuntime, job: Job): Promise<void> | undefined {
+    const record = rt.record;
+    const status = record.status;
+    const anchor = this.#anchors.get(record.anchor);
+    const step = anchor && lookupStep(anchor.next, status);
+    // Checked again in turn: an earlier retry may have succeeded meanwhile.
+    const why =
+      nothingToRetry(record) ??
+      (step ? undefined : `anchor "${record.anchor}" has no "${status}" step now`);
+    const finish = (): void => {
+      if (this.#retrying.get(record.id) === rt && rt.pending === 0)
+        this.#retrying.delete(record.id);
+    };
+    if (why !== undefined || !anchor || !step) {
+      finish();
+      const err = new NothingToRetryError(record.id, why ?? 'nothing to run');
+      for (const f of job.followers) f.reject(err);
+      return undefined;
+    }
+    // The step sees the report that ended the callback, as the first time.
+    const report =
+      record.terminalReport === undefined
+        ? EMPTY_DATA
+        : (JSON.parse(record.terminalReport) as CallbackData);
+    const done = (): void => {
+      finish();
+      this.#answerJob(rt, job, true);
+    };
+    return this.#steps.run(rt, anchor, step, status, report, (ok, value) => {
+      if (!ok) return this.#stepFailed(rt, status, value, job, done);
+      record.stepError = undefined;
+      this.#stepDone(rt, status, value as StepOutput, job, done);
+    });
+  }
+
   // ---- terminal transitions -----------------------------------------------------------------
 
   /**
@@ -759,4 +847,14 @@ export class MailboxProcessor {
       clock.clearTimeout(timer);
     }
   }
+}
+
+/** Why a callback has no failed step `retryStep()` can run again, or `undefined` if it has one. */
+function nothingToRetry(record: CallbackRecord): string | undefined {
+  if (!isTerminal(record.status)) return `it is still active (status "${record.status}")`;
+  const err = record.stepError;
+  if (err === undefined) return 'its steps did not fail';
+  if (err.status !== record.status)
+    return `its failed "${err.status}" step is not the step of its final status "${record.status}"`;
+  return undefined;
 }

@@ -578,6 +578,30 @@ export class CallbackRegistry {
     return row && decodeRecord(row).record;
   }
 
+  /**
+   * A known callback's record, when it last heard from outside (if known) and its children's ids,
+   * for admin views. Reads the store in durable mode, but never makes a callback resident.
+   */
+  details(
+    id: string,
+  ): { record: CallbackRecord; lastActivity: number | undefined; children: string[] } | undefined {
+    const rt = this.#live.get(id);
+    if (rt)
+      return {
+        record: rt.record,
+        lastActivity: rt.lastActivity,
+        children: [...(rt.record.children ?? [])],
+      };
+    if (!this.#durable) {
+      const record = this.#store.get(id);
+      return record && { record, lastActivity: undefined, children: [...(record.children ?? [])] };
+    }
+    const row = this.#durable.load(id);
+    if (!row) return undefined;
+    const { record, lastActivity } = decodeRecord(row);
+    return { record, lastActivity, children: this.#durable.childrenOf(id) };
+  }
+
   /** The record of the callback created with this (anchor-scoped) idempotency key, if still known. */
   byIdempotencyKey(key: string): CallbackRecord | undefined {
     const id = this.#idempotency.get(key);

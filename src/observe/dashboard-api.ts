@@ -1,0 +1,238 @@
+/**
+ * The dashboard's JSON API, under `{base}/api` (behind the dashboard's auth):
+ *
+ * - `GET  /api/callbacks?anchor=&status=&cursor=&limit=`: a page of callbacks (engine `listAsync()`);
+ * - `GET  /api/callbacks/{id}`: one callback's details and history;
+ * - `POST /api/callbacks/{id}/cancel`: cancels an active callback;
+ * - `POST /api/callbacks/{id}/retry`: runs its failed final step again (`engine.retryStep()`).
+ *
+ * Callbacks are shown by id only: no answer of these routes carries a token (spec 16). The
+ * actions are also guarded against cross-site requests (see {@link crossSiteRefusal}).
+ *
+ * @module
+ */
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CallbackEngine } from '../engine.js';
+import { AlreadySettledError, InvalidArgumentError } from '../errors.js';
+import { errorReply, HttpError, send, type Reply } from '../http/respond.js';
+import {
+  ACTIVE_STATUSES,
+  isTerminal,
+  TERMINAL_STATUSES,
+  type CallbackStatus,
+} from '../lifecycle/statuses.js';
+import { decodeToken } from '../token.js';
+import type { CallbackDetails } from '../types.js';
+import type { Monitor } from './monitor.js';
+
+/** The header every dashboard action must carry (any value): a cross-site form cannot set it. */
+export const ACTION_HEADER = 'x-requested-with';
+
+/** Most characters of a callback's data shown in its details, as JSON; longer data is cut. */
+export const MAX_DETAIL_DATA_CHARS = 16 * 1024;
+
+/** Most children ids listed in a callback's details. */
+const MAX_CHILDREN = 200;
+/** Default and largest page of the list route. */
+const DEFAULT_LIMIT = 50;
+const MAX_LIMIT = 200;
+const STATUSES: ReadonlySet<string> = new Set([...ACTIVE_STATUSES, ...TERMINAL_STATUSES]);
+
+const notFound = (): HttpError =>
+  new HttpError('CBE_ERR_NOT_FOUND', 404, 'no callback has this id (or its record was removed)');
+
+/**
+ * Why a dashboard action (a POST) looks cross-site, or `undefined` when it may go on. A browser
+ * sends Basic credentials it remembers with any request to the origin, also one a hostile page
+ * makes it send; such a request cannot carry a custom header without a CORS preflight (which
+ * the dashboard never grants), and browsers tell its origin in `Origin` and `Sec-Fetch-Site`.
+ */
+export function crossSiteRefusal(req: IncomingMessage): HttpError | undefined {
+  const refuse = (why: string) =>
+    new HttpError('CBE_ERR_FORBIDDEN', 403, `dashboard action refused: ${why}`);
+  const marker = req.headers[ACTION_HEADER];
+  if (typeof marker !== 'string' || marker.length === 0)
+    return refuse(
+      'it needs the header X-Requested-With (any value), which the dashboard page sends',
+    );
+  const site = req.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'same-origin' && site !== 'none')
+    return refuse(`the request comes from another site (Sec-Fetch-Site: ${String(site)})`);
+  const origin = req.headers.origin;
+  if (origin !== undefined) {
+    let host: string | undefined;
+    try {
+      host = new URL(origin).host;
+    } catch {
+      host = undefined;
+    }
+    const forwarded = req.headers['x-forwarded-host'];
+    const own =
+      (typeof forwarded === 'string' ? forwarded.split(',')[0]!.trim() : undefined) ??
+      req.headers.host;
+    if (host === undefined || host !== own)
+      return refuse(`the request comes from another origin (${JSON.stringify(origin)})`);
+  }
+  return undefined;
+}
+
+/** The list route's query, checked. */
+function listQuery(search: URLSearchParams): {
+  anchor?: string;
+  status?: CallbackStatus[];
+  cursor?: string;
+  limit: number;
+} {
+  const anchor = search.get('anchor') ?? '';
+  const status = search.get('status') ?? '';
+  const cursor = search.get('cursor') ?? '';
+  const limitText = search.get('limit') ?? '';
+  const limit = limitText === '' ? DEFAULT_LIMIT : Number(limitText);
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIMIT)
+    throw new InvalidArgumentError(
+      `limit must be an integer from 1 to ${MAX_LIMIT} (got ${JSON.stringify(limitText)})`,
+    );
+  const statuses = status === '' ? [] : status.split(',');
+  for (const s of statuses)
+    if (!STATUSES.has(s))
+      throw new InvalidArgumentError(
+        `status must be one or more of ${[...STATUSES].join(', ')}, separated by commas (got ${JSON.stringify(s)})`,
+      );
+  return {
+    limit,
+    ...(anchor !== '' ? { anchor } : {}),
+    ...(statuses.length > 0 ? { status: statuses as CallbackStatus[] } : {}),
+    ...(cursor !== '' ? { cursor } : {}),
+  };
+}
+
+/** A callback's details as the dashboard shows them: no token; data cut when large. */
+function detailBody(d: CallbackDetails, monitor: Monitor): Promise<Record<string, unknown>> {
+  const json = JSON.stringify(d.data);
+  const body: Record<string, unknown> = {
+    id: d.id,
+    anchor: d.anchor,
+    status: d.status,
+    tags: d.tags,
+    ...(json.length > MAX_DETAIL_DATA_CHARS
+      ? { dataPreview: json.slice(0, MAX_DETAIL_DATA_CHARS), dataTruncated: true }
+      : { data: d.data }),
+    createdAt: d.createdAt,
+    lastActivityAt: d.lastActivityAt ?? null,
+    deadlineAt: d.deadlineAt ?? null,
+    heartbeatMs: d.heartbeatMs ?? null,
+    removeAt: d.removeAt ?? null,
+    parentId: d.parentId ?? null,
+    children: d.children.slice(0, MAX_CHILDREN),
+    childrenTotal: d.children.length,
+    stepError: d.stepError ?? null,
+    canCancel: !isTerminal(d.status),
+    canRetry: isTerminal(d.status) && d.stepError?.status === d.status,
+  };
+  return monitor.history(d.id).then((h) => ({ ...body, history: h ? h.events : null }));
+}
+
+/** Reads a callback's details by id (or by a token, whose id is taken), or throws the 404. */
+async function detailsOf(engine: CallbackEngine, key: string): Promise<CallbackDetails> {
+  const id = decodeToken(key)?.id ?? key;
+  const d = await engine.details(id);
+  if (!d) throw notFound();
+  return d;
+}
+
+function methodNotAllowed(method: string | undefined, allow: string): HttpError {
+  return new HttpError('CBE_ERR_METHOD_NOT_ALLOWED', 405, `${method} is not allowed here`, {
+    allow,
+  });
+}
+
+/** Whether the request has a body the route will not read (then the connection closes). */
+const hasBody = (req: IncomingMessage): boolean =>
+  req.headers['transfer-encoding'] !== undefined ||
+  (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+
+/**
+ * Answers a dashboard API request (`rest` is the path after the base, starting with `/api/`).
+ * Never throws: failures are answered as JSON `{ code, message }`.
+ */
+export function apiRoute(
+  monitor: Monitor,
+  req: IncomingMessage,
+  res: ServerResponse,
+  rest: string,
+): void {
+  const engine = monitor.engine;
+  const reply = (p: Promise<Reply>): void => {
+    p.catch((err: unknown) => errorReply(err, 1)).then(
+      (r) => send(res, r, hasBody(req)),
+      () => {},
+    );
+  };
+  const url = new URL(req.url ?? '/', 'http://dashboard');
+  const method = req.method ?? 'GET';
+  const isGet = method === 'GET' || method === 'HEAD';
+  if (rest === '/api/callbacks') {
+    if (!isGet) return reply(Promise.reject(methodNotAllowed(method, 'GET, HEAD')));
+    return reply(
+      (async () => {
+        const page = await engine.listAsync(listQuery(url.searchParams));
+        return {
+          statusCode: 200,
+          body: {
+            items: page.items.map((c) => ({
+              id: c.id,
+              anchor: c.anchor,
+              status: c.status,
+              tags: c.tags,
+              createdAt: c.createdAt,
+            })),
+            cursor: page.cursor ?? null,
+          },
+        };
+      })(),
+    );
+  }
+  const m = /^\/api\/callbacks\/([^/]+)(?:\/(cancel|retry))?$/.exec(rest);
+  if (!m)
+    return reply(
+      Promise.reject(new HttpError('CBE_ERR_ROUTE_NOT_FOUND', 404, `no route ${url.pathname}`)),
+    );
+  let key: string;
+  try {
+    key = decodeURIComponent(m[1]!);
+  } catch {
+    return reply(
+      Promise.reject(
+        new HttpError('CBE_ERR_ROUTE_NOT_FOUND', 404, 'bad percent-encoding in the path'),
+      ),
+    );
+  }
+  const action = m[2];
+  if (action === undefined) {
+    if (!isGet) return reply(Promise.reject(methodNotAllowed(method, 'GET, HEAD')));
+    return reply(
+      detailsOf(engine, key)
+        .then((d) => detailBody(d, monitor))
+        .then((body) => ({ statusCode: 200, body })),
+    );
+  }
+  if (method !== 'POST') return reply(Promise.reject(methodNotAllowed(method, 'POST')));
+  const refused = crossSiteRefusal(req);
+  if (refused) return reply(Promise.reject(refused));
+  reply(
+    (async () => {
+      const d = await detailsOf(engine, key);
+      if (action === 'cancel') {
+        if (isTerminal(d.status)) throw new AlreadySettledError(d.status);
+        const answer = await engine.cancel(d.token);
+        return { statusCode: 200, body: { id: d.id, status: answer.status } };
+      }
+      const answer = await engine.retryStep(d.id);
+      return {
+        statusCode: 200,
+        body: { id: d.id, status: answer.status, stepError: answer.stepError ?? null },
+      };
+    })(),
+  );
+}
