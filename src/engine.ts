@@ -55,6 +55,7 @@ import {
 import { CallbackRuntime, Pending, type Follower, type Job } from './registry/callback-runtime.js';
 import { Deduplicator } from './registry/dedup.js';
 import { EarlyEvents } from './registry/early-events.js';
+import { SharedEarlyEvents, type ClaimedEarly } from './cluster/early-events.js';
 import { EventHub, type XStateInspector } from './registry/event-hub.js';
 import { listStoredAsync, type ListOptions } from './registry/list-callbacks.js';
 import { MailboxProcessor } from './registry/mailbox-processor.js';
@@ -360,6 +361,8 @@ class Engine implements CallbackEngine {
   readonly #dedup: Deduplicator;
   /** CloudEvents held for callbacks not created yet (anchors with `early`). */
   readonly #early: EarlyEvents;
+  /** With `postgresStore()`: early events in the shared table, seen by every replica. */
+  readonly #shared: SharedEarlyEvents | undefined;
   #earlyOn = false;
   /** Forwarding of relayed (wrapped) tokens to their origins. */
   readonly #relay: Relay;
@@ -400,6 +403,14 @@ class Engine implements CallbackEngine {
     });
     this.#early = new EarlyEvents(this.#o.clock, this.#events, this.#registry.earlyPersistence());
     this.#replica = pg && new Replica(pg, this.#replicaHost());
+    this.#shared =
+      pg &&
+      new SharedEarlyEvents(pg, this.#o.clock, this.#events, {
+        dispatch: (token, status, data, dedupKey) =>
+          this.#replica!.report(token, status, data, dedupKey),
+        ownedShards: () => this.#replica!.ownedShards,
+        parse: (json) => ingestData('early event data', JSON.parse(json), Number.MAX_SAFE_INTEGER),
+      });
     this.#relay = new Relay({
       codec: this.#codec,
       clock: this.#o.clock,
@@ -421,6 +432,7 @@ class Engine implements CallbackEngine {
           await this.#replica?.start();
           this.#isReady = true;
           this.#reclaimEarly();
+          if (this.#earlyOn) void this.#shared?.reclaim();
         },
         (err: unknown) => {
           this.#readyError = toError(err);
@@ -452,9 +464,9 @@ class Engine implements CallbackEngine {
     const anchor = resolveAnchor(name, options as AnchorOptions | undefined, this.#o);
     if (this.#anchors.has(anchor.name))
       throw new InvalidArgumentError(`anchor "${anchor.name}" is already registered`);
-    if (anchor.early && (!this.#registry.earlyCapable || this.#pg))
+    if (anchor.early && !this.#registry.earlyCapable && !this.#pg)
       throw new InvalidArgumentError(
-        `anchor "${anchor.name}" options.early needs a store that keeps early events: memoryStore() or sqliteStore() (${this.#o.store.kind === 'durable' ? this.#o.store.name : 'this store'} does not)`,
+        `anchor "${anchor.name}" options.early needs a store that keeps early events: memoryStore(), sqliteStore() or postgresStore() (${this.#o.store.kind === 'durable' ? this.#o.store.name : 'this store'} does not)`,
       );
     this.#anchors.set(anchor.name, anchor);
     if (anchor.early) this.#earlyOn = true;
@@ -585,6 +597,10 @@ class Engine implements CallbackEngine {
     this.#stats.created++;
     this.#events.emit('created', record, { data: createData });
 
+    // postgresStore(): the held events are read once the record is committed (see #claimShared).
+    let claimed: Promise<DispatchResult | undefined> | undefined;
+    const sharedKey =
+      this.#shared && anchor.early ? (record.correlationKey ?? undefined) : undefined;
     const creating = new Promise<DispatchResult>((resolve, reject) => {
       const job: Job = {
         kind: 'create',
@@ -600,6 +616,8 @@ class Engine implements CallbackEngine {
       this.#registry.release(
         rt,
         () => {
+          if (sharedKey !== undefined)
+            return void (claimed = this.#claimShared(rt, job, sharedKey));
           rt.busy = false;
           this.#mailboxes.kick(rt);
         },
@@ -613,7 +631,7 @@ class Engine implements CallbackEngine {
     });
     // Early events held for this correlation key go into the mailbox right behind the create job.
     const early =
-      anchor.early && record.correlationKey !== undefined
+      anchor.early && record.correlationKey !== undefined && !this.#shared
         ? this.#applyEarly(record.token, record.correlationKey)
         : undefined;
     const result = await creating.catch(async (err: unknown) => {
@@ -627,7 +645,7 @@ class Engine implements CallbackEngine {
     if (!('outcome' in result)) return result;
     // create() resolves once the early events were applied (and, durable, committed): its
     // answer shows the callback after them.
-    const applied = early && (await early);
+    const applied = (early && (await early)) ?? (claimed && (await claimed));
     const answer = (applied ?? result).answer as Answer;
     return new CreatedAnswer(answer, id, anchor.attributes, record.parentToken);
   }
@@ -663,6 +681,61 @@ class Engine implements CallbackEngine {
           },
         );
     });
+    return Promise.all(results).then((all) => all.findLast((r) => r !== undefined));
+  }
+
+  /**
+   * postgresStore(): the create of `rt` committed; its mailbox is still closed (`busy`). Reads the
+   * events held for `key` by any replica and puts them right behind the create job, before any
+   * report that arrived meanwhile, then opens the mailbox. A hold that committed after this
+   * read finds the callback itself and dispatches its event (see SharedEarlyEvents.hold).
+   * @returns the result of the last one applied, once every one settled; `undefined` if none.
+   */
+  async #claimShared(
+    rt: CallbackRuntime,
+    createJob: Job,
+    key: string,
+  ): Promise<DispatchResult | undefined> {
+    let held: ClaimedEarly[] = [];
+    try {
+      held = await this.#shared!.claim(key);
+    } catch (err) {
+      // Still held: dispatched to the callback by the expiry sweep once their retention passed.
+      this.#events.rejected(`early events for a new callback: ${toError(err).message}`);
+    }
+    const token = rt.record.token;
+    const jobs = rt.drainAll();
+    const at = jobs.indexOf(createJob) + 1;
+    for (const job of jobs.slice(0, at)) rt.push(job);
+    const results = held.map((ev) => {
+      this.#registry.claimEarly(ev.dedupKey);
+      return this.#dedup
+        .once(
+          ev.dedupKey,
+          () =>
+            Promise.resolve({
+              result: this.#report(token, ev.status, ev.data, toResult, ev.dedupKey),
+            }),
+          () => Promise.resolve(this.#read(token)),
+          // The claim read skipped applied keys; no store read, so admitted synchronously.
+          true,
+        )
+        .then((admitted) => admitted.result)
+        .then(
+          (r): DispatchResult | undefined => {
+            if (r.outcome === 'applied') this.#shared!.applied(ev);
+            return r;
+          },
+          (err: unknown) => {
+            this.#registry.dropEarly(ev.dedupKey);
+            this.#events.rejected(`early event ${ev.dedupKey}: ${toError(err).message}`);
+            return undefined;
+          },
+        );
+    });
+    for (const job of jobs.slice(at)) rt.push(job);
+    rt.busy = false;
+    this.#mailboxes.kick(rt);
     return Promise.all(results).then((all) => all.findLast((r) => r !== undefined));
   }
 
@@ -1274,6 +1347,14 @@ class Engine implements CallbackEngine {
       const key = correlationKey(anchor, (k) => attributes[k.toLowerCase()]);
       const st = status ?? anchor.eventTypes[type];
       if (key === undefined || st === undefined) continue;
+      if (this.#shared)
+        return this.#shared.hold(
+          { ...anchor, early },
+          key,
+          st,
+          ingestData('event data', event.data, this.#o.maxDataBytes),
+          dedupKey,
+        );
       // Created since the caller looked: not early any more.
       const id = this.#registry.byCorrelationKey(key);
       const token = id === undefined ? undefined : this.#registry.record(id)?.token;
@@ -1303,7 +1384,7 @@ class Engine implements CallbackEngine {
 
   stats(): EngineStats {
     let stats = this.#stats.snapshot(...this.#registry.sizes, this.#registry.commits);
-    if (this.#earlyOn) stats = { ...stats, early: this.#early.stats() };
+    if (this.#earlyOn) stats = { ...stats, early: (this.#shared ?? this.#early).stats() };
     return this.#replica ? { ...stats, cluster: this.#replica.stats } : stats;
   }
 
@@ -1335,6 +1416,7 @@ class Engine implements CallbackEngine {
     this.#relay.close();
     this.#registry.stopClock();
     this.#early.close();
+    this.#shared?.close();
     await this.#mailboxes.close();
     // Stop actors only after in-flight steps settled: their results may still be merged.
     try {
@@ -1367,6 +1449,10 @@ class Engine implements CallbackEngine {
       waitLocal: (id, signal) => this.#waitFor(id, signal),
       create: (anchor, options) => this.create(anchor, options),
       attributes: (anchor) => this.#anchors.get(anchor)?.attributes,
+      // Held events whose callback is in a shard taken over (its claim never committed).
+      ownershipChanged: () => {
+        if (this.#earlyOn) void this.#shared?.reclaim();
+      },
       get closed() {
         return engine.#closed;
       },

@@ -2,8 +2,6 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSimulatedClock, type CallbackEngine, type StepInput } from '../src/index.js';
 import { DurableFixture } from './helpers/durable.js';
-import { rejection } from './helpers/engine.js';
-import { PgFixture } from './helpers/postgres.js';
 
 const fx = new DurableFixture();
 afterEach(() => fx.cleanup());
@@ -134,20 +132,5 @@ describe('early events with sqliteStore()', () => {
     expect(await hold(b, 'U-1', 1)).toMatchObject({ kind: 'queued' });
     await b.close();
     expect(rows(path)).toEqual(['src U-1-1']);
-  });
-});
-
-describe('early events with postgresStore()', () => {
-  const pgfx = new PgFixture();
-  afterEach(() => pgfx.cleanup());
-
-  it('is refused clearly at anchor registration (not supported yet)', async () => {
-    pgfx.fresh();
-    const engine = pgfx.engine('pg-early', { nats: false });
-    const err = await rejection(
-      Promise.resolve().then(() => engine.anchor('order', { correlate: ['orderId'], early: true })),
-    );
-    expect(err.code).toBe('CBE_ERR_INVALID_ARGUMENT');
-    expect(err.message).toMatch(/options\.early needs a store that keeps early events/);
   });
 });

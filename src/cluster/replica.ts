@@ -57,6 +57,8 @@ export interface ReplicaHost {
   /** An anchor's output attribute names. */
   attributes(anchor: string): ResolvedAttributes | undefined;
   readonly closed: boolean;
+  /** The set of owned shards changed (after the replica recounted); for work kept per shard. */
+  ownershipChanged?(): void;
 }
 
 /** One engine's part in a cluster. */
@@ -106,6 +108,11 @@ export class Replica {
   /** Whether this replica may hold the callback in memory: it leases its shard. */
   ownsShardOf(id: string): boolean {
     return this.#cluster.ownsShard(shardOf(id, this.#store.cluster.shards));
+  }
+
+  /** The shards this replica owns now. */
+  get ownedShards(): number[] {
+    return this.#cluster.ownedShards;
   }
 
   /** A new callbackId in a shard this replica owns (the parent's shard for a child). */
@@ -364,5 +371,6 @@ export class Replica {
       warn(err);
     }
     this.#host.registry.pokeScheduler();
+    this.#host.ownershipChanged?.();
   }
 }

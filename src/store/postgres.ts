@@ -154,6 +154,81 @@ BEGIN
 END $f$ LANGUAGE plpgsql;
 `;
 
+/**
+ * Held early events (anchors with `early`), shared by every replica. Added without a schema
+ * version step: created at open when missing, so a schema of version 1 written before it simply
+ * gains the table, and an older engine opening a newer schema ignores it. `bytes` is the size of
+ * `data` (JSON, UTF-8), summed against the anchor's `early.maxBytes`; `held_at` and `expires_at`
+ * are on the engine clock (ms since epoch). A row leaves with the commit that applies the report
+ * with its `dedup_key` (or when it expires).
+ */
+const EARLY_SCHEMA = `
+CREATE TABLE IF NOT EXISTS early_events (
+  seq bigserial PRIMARY KEY,
+  dedup_key text NOT NULL UNIQUE,
+  anchor text NOT NULL,
+  corr_key text NOT NULL,
+  status text NOT NULL,
+  data text NOT NULL,
+  bytes int NOT NULL,
+  held_at bigint NOT NULL,
+  expires_at bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS early_events_corr ON early_events (corr_key, seq);
+CREATE INDEX IF NOT EXISTS early_events_anchor ON early_events (anchor);
+CREATE INDEX IF NOT EXISTS early_events_expiry ON early_events (expires_at);
+`;
+
+/** An early event as the PostgreSQL store holds it. */
+export interface SharedEarlyRow {
+  /** Arrival order (cluster-wide). */
+  readonly seq: number;
+  readonly dedupKey: string;
+  readonly anchor: string;
+  readonly correlationKey: string;
+  readonly status: CallbackStatus;
+  /** Its data as JSON. */
+  readonly data: string;
+  readonly heldAt: number;
+  readonly expiresAt: number;
+}
+
+/** What {@link PostgresStore.holdEarly} did. */
+export type HoldEarlyOutcome =
+  | { readonly kind: 'held' }
+  /** Held already (a redelivery): the row that holds it. */
+  | { readonly kind: 'duplicate'; readonly anchor: string; readonly expiresAt: number }
+  /** The anchor's bound would be passed: what it holds now. */
+  | { readonly kind: 'full'; readonly count: number; readonly bytes: number };
+
+interface EarlyPgRow {
+  seq: number;
+  dedup_key: string;
+  anchor: string;
+  corr_key: string;
+  status: CallbackStatus;
+  data: string;
+  held_at: number;
+  expires_at: number;
+}
+
+const EARLY_COLUMNS =
+  'e.seq::float8 AS seq, e.dedup_key, e.anchor, e.corr_key, e.status, e.data, e.held_at::float8 AS held_at, e.expires_at::float8 AS expires_at';
+
+const fromEarly = (r: EarlyPgRow): SharedEarlyRow => ({
+  seq: r.seq,
+  dedupKey: r.dedup_key,
+  anchor: r.anchor,
+  correlationKey: decodeKey(r.corr_key)!,
+  status: r.status,
+  data: r.data,
+  heldAt: r.held_at,
+  expiresAt: r.expires_at,
+});
+
+/** An active callback holding the correlation key of the early row `e`. */
+const ACTIVE_HOLDER = `SELECT 1 FROM callbacks c WHERE c.corr_key = e.corr_key AND c.status NOT IN (${TERMINAL_SQL})`;
+
 const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /**
@@ -366,6 +441,7 @@ export class PostgresStore implements DurableStore {
       );
       if (hasMeta[0]!.n === 0) {
         await q(SCHEMA_V1(this.cluster.shards));
+        await q(EARLY_SCHEMA);
         await q(
           `INSERT INTO meta (key, value) VALUES ('schema_version', $1), ('machine_version', $2), ('shards', $3)`,
           [String(POSTGRES_SCHEMA_VERSION), context.machineVersion, String(this.cluster.shards)],
@@ -391,6 +467,12 @@ export class PostgresStore implements DurableStore {
         throw new StoreIncompatibleError(
           `${this.name} has ${meta.get('shards')} shards; this engine was given ${this.cluster.shards} (the number is fixed per schema)`,
         );
+      // A schema written before early events existed gains their table (only when missing: a
+      // CREATE INDEX, even IF NOT EXISTS, would lock the table against other replicas' holds).
+      const early = await q<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [
+        `"${this.#schema}".early_events`,
+      ]);
+      if (early[0]?.t == null) await q(EARLY_SCHEMA);
     });
   }
 
@@ -766,6 +848,14 @@ export class PostgresStore implements DurableStore {
     const done = batch.inboxDone ?? [];
     if (done.length > 0)
       ctes.push(`ib AS (DELETE FROM inbox WHERE seq = ANY(${p([...done])}::bigint[]) RETURNING 1)`);
+    // A held early event leaves with the report it became: any report applied with its
+    // deduplication key consumes it (claimed by a create, or dispatched once its callback
+    // existed), in this very transaction; `earlyDone` adds the ones refused by their callback.
+    const early = [...new Set([...(batch.earlyDone ?? []), ...dedup.map((d) => d.key)])];
+    if (early.length > 0)
+      ctes.push(
+        `ed AS (DELETE FROM early_events WHERE dedup_key = ANY(${p(early)}::text[]) RETURNING 1)`,
+      );
     // The fence is referenced, so it runs; the data-modifying CTEs always run.
     const text = `WITH ${ctes.join(',\n')}
       SELECT (SELECT count(*) FROM f WHERE ok IS NULL)::int AS fenced,
@@ -793,6 +883,158 @@ export class PostgresStore implements DurableStore {
     const inserted = new Set(result[0]?.inserted ?? []);
     const conflicts = ins.filter((r) => !inserted.has(r.id)).map((r) => r.id);
     return conflicts.length > 0 ? { conflicts } : {};
+  }
+
+  // ---- early events ---------------------------------------------------------------------------
+
+  /**
+   * Holds an early event: inserts its row, committed when this resolves, unless its anchor would
+   * pass `maxEvents` or `maxBytes` or the event is held already (same `dedupKey`). Holds of one
+   * anchor are serialized across replicas (a transaction-scoped advisory lock on the anchor, then
+   * the count read in a snapshot taken after it), so concurrent holds never overshoot the bounds;
+   * a claim or expiry committing meanwhile can only make a hold be refused early (retryable).
+   */
+  async holdEarly(
+    row: Omit<SharedEarlyRow, 'seq'>,
+    bounds: { readonly maxEvents: number; readonly maxBytes: number },
+  ): Promise<HoldEarlyOutcome> {
+    const bytes = Buffer.byteLength(row.data, 'utf8');
+    try {
+      return await this.#tx(async (q) => {
+        await q('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [
+          `callback-engine-early:${this.#schema}`,
+          row.anchor,
+        ]);
+        const [r] = await q<{
+          seq: number | null;
+          prior_anchor: string | null;
+          prior_expires: number | null;
+          n: number;
+          b: number;
+        }>(
+          `WITH prior AS (SELECT anchor, expires_at::float8 AS expires_at FROM early_events
+             WHERE dedup_key = $1::text),
+           cur AS (SELECT count(*)::int AS n, coalesce(sum(bytes), 0)::float8 AS b
+             FROM early_events WHERE anchor = $2::text),
+           ins AS (INSERT INTO early_events
+               (dedup_key, anchor, corr_key, status, data, bytes, held_at, expires_at)
+             SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::int, $7::bigint, $8::bigint
+             FROM cur WHERE NOT EXISTS (SELECT 1 FROM prior)
+               AND cur.n + 1 <= $9::int AND cur.b + $6::int <= $10::float8
+             ON CONFLICT (dedup_key) DO NOTHING RETURNING seq::float8 AS seq)
+           SELECT (SELECT seq FROM ins) AS seq, (SELECT anchor FROM prior) AS prior_anchor,
+             (SELECT expires_at FROM prior) AS prior_expires, cur.n, cur.b FROM cur`,
+          [
+            row.dedupKey,
+            row.anchor,
+            encodeKey(row.correlationKey),
+            row.status,
+            row.data,
+            bytes,
+            row.heldAt,
+            row.expiresAt,
+            bounds.maxEvents,
+            bounds.maxBytes,
+          ],
+        );
+        if (r!.seq !== null) return { kind: 'held' as const };
+        if (r!.prior_anchor !== null)
+          return {
+            kind: 'duplicate' as const,
+            anchor: r!.prior_anchor,
+            expiresAt: r!.prior_expires!,
+          };
+        if (r!.n + 1 <= bounds.maxEvents && r!.b + bytes <= bounds.maxBytes)
+          // Held by a concurrent delivery of the same event (under another anchor's lock).
+          return { kind: 'duplicate' as const, anchor: row.anchor, expiresAt: row.expiresAt };
+        return { kind: 'full' as const, count: r!.n, bytes: r!.b };
+      });
+    } catch (err) {
+      throw this.#unavailable('holding an early event', err);
+    }
+  }
+
+  /**
+   * The early events held under a correlation key, in arrival order, for the callback just
+   * committed with it. Their rows stay until the commit that applies them; the row locks taken
+   * here only make the read wait for an expiry deleting them right now (then they are gone).
+   */
+  async claimEarly(correlationKey: string): Promise<SharedEarlyRow[]> {
+    const { value } = await this.#fresh(() =>
+      this.#q<EarlyPgRow>(
+        `SELECT ${EARLY_COLUMNS} FROM early_events e
+         WHERE e.corr_key = $1 AND NOT EXISTS (SELECT 1 FROM dedup d WHERE d.key = e.dedup_key)
+         ORDER BY e.seq FOR UPDATE`,
+        [encodeKey(correlationKey)],
+      ),
+    );
+    return value.map(fromEarly);
+  }
+
+  /** Removes one held early event (no callback will apply it). */
+  async dropEarly(dedupKey: string): Promise<void> {
+    try {
+      await this.#q('DELETE FROM early_events WHERE dedup_key = $1', [dedupKey]);
+    } catch (err) {
+      throw this.#unavailable('removing an early event', err);
+    }
+  }
+
+  /**
+   * Deletes the early events whose retention passed at `now` and for which no active callback
+   * exists (those are applied instead, see {@link earlyWithCallbacks}). Every replica may run it:
+   * a row is deleted, and so returned, by one of them only.
+   * @returns the expired events.
+   */
+  async expireEarly(now: number): Promise<SharedEarlyRow[]> {
+    try {
+      const rows = await this.#q<EarlyPgRow>(
+        `DELETE FROM early_events e WHERE e.expires_at <= $1 AND NOT EXISTS (${ACTIVE_HOLDER})
+         RETURNING ${EARLY_COLUMNS}`,
+        [now],
+      );
+      return rows.map(fromEarly).sort((x, y) => x.seq - y.seq);
+    } catch (err) {
+      throw this.#unavailable('expiring early events', err);
+    }
+  }
+
+  /**
+   * Held early events whose callback exists and is active (their claim did not commit: the
+   * creating replica stopped, or a hold raced the create), with that callback's row, in arrival
+   * order: those past their retention at `expiredBy`, or those whose callback is in `shards`.
+   */
+  async earlyWithCallbacks(
+    query: { readonly expiredBy: number } | { readonly shards: readonly number[] },
+  ): Promise<{ event: SharedEarlyRow; callback: StoredCallback }[]> {
+    const where = 'expiredBy' in query ? 'e.expires_at <= $1::bigint' : 'c.shard = ANY($1::int[])';
+    const param = 'expiredBy' in query ? query.expiredBy : [...query.shards];
+    const { value } = await this.#fresh(() =>
+      this.#q<Row & { e: EarlyPgRow }>(
+        `SELECT c.id, c.seq::float8 AS seq, c.anchor, c.status, c.due_at::float8 AS due_at,
+           c.idem_key, c.corr_key, c.parent_id, c.body,
+           json_build_object('seq', e.seq::float8, 'dedup_key', e.dedup_key, 'anchor', e.anchor,
+             'corr_key', e.corr_key, 'status', e.status, 'data', e.data,
+             'held_at', e.held_at::float8, 'expires_at', e.expires_at::float8) AS e
+         FROM early_events e JOIN callbacks c
+           ON c.corr_key = e.corr_key AND c.status NOT IN (${TERMINAL_SQL})
+         WHERE ${where} ORDER BY e.seq LIMIT 1000`,
+        [param],
+      ),
+    );
+    return value.map((r) => ({ event: fromEarly(r.e), callback: fromPg(r) }));
+  }
+
+  /** Totals of the held early events and the earliest expiry (as committed). */
+  async earlySummary(): Promise<{ held: number; bytes: number; nextExpiry: number | undefined }> {
+    const { value } = await this.#fresh(() =>
+      this.#q<{ n: number; b: number; next: number | null }>(
+        `SELECT count(*)::int AS n, coalesce(sum(bytes), 0)::float8 AS b,
+           min(expires_at)::float8 AS next FROM early_events`,
+      ),
+    );
+    const r = value[0]!;
+    return { held: r.n, bytes: r.b, nextExpiry: r.next ?? undefined };
   }
 
   // ---- inbox ------------------------------------------------------------------------------------
