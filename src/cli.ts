@@ -67,9 +67,12 @@ export function main(
   err: (text: string) => void = (t) => process.stderr.write(t),
 ): number | Promise<number> {
   let parsed;
+  // A callbackId is base64url and may start with "-": keep such an argument positional.
+  const ID_LIKE = /^-[A-Za-z0-9_-]{21}$/;
+  const HIDE = '\u0000';
   try {
     parsed = parseArgs({
-      args: [...argv],
+      args: argv.map((a) => (ID_LIKE.test(a) ? `${HIDE}${a}` : a)),
       allowPositionals: true,
       options: {
         format: { type: 'string', short: 'f', default: 'mermaid' },
@@ -93,6 +96,7 @@ export function main(
     err(`${(e as Error).message}\n${USAGE}`);
     return 2;
   }
+  parsed.positionals = parsed.positionals.map((a) => (a.startsWith(HIDE) ? a.slice(1) : a));
   const [command] = parsed.positionals;
   if (parsed.values.version) {
     out(`${version()}\n`);

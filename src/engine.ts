@@ -382,7 +382,7 @@ class Engine implements CallbackEngine {
     // Replicas share secrets: a token minted by any of them verifies on every one.
     this.#codec = new TokenCodec(this.node, this.#o.secrets, { anyNode: pg !== undefined });
     this.#dedup = new Deduplicator(pg && ((key) => pg.isApplied(key)));
-    this.#events = new EventHub(this.#o.clock);
+    this.#events = new EventHub(this.#o.clock, this.#o.logger);
     this.#telemetry = this.#events.telemetry;
     this.#registry = new CallbackRegistry({
       options: this.#o,
@@ -836,7 +836,11 @@ class Engine implements CallbackEngine {
       result = this.#deliver(message, toResult);
     }
     const done = (r: DispatchResult | undefined, err?: unknown): void => {
-      const anchor = this.#anchorLabel(r ? r.answer.token : m?.callbackToken);
+      // Only a verified callback names its anchor: a forged or unknown token is '(unknown)'.
+      const anchor =
+        r === undefined || r.outcome === 'notFound'
+          ? '(unknown)'
+          : this.#anchorLabel(r.answer.token);
       const outcome = r ? r.outcome : 'error';
       if (this.#telemetry.measuring) {
         this.#telemetry.measure({
@@ -1385,6 +1389,8 @@ class Engine implements CallbackEngine {
   stats(): EngineStats {
     let stats = this.#stats.snapshot(...this.#registry.sizes, this.#registry.commits);
     if (this.#earlyOn) stats = { ...stats, early: (this.#shared ?? this.#early).stats() };
+    const pool = this.#mailboxes.poolStats;
+    if (pool) stats = { ...stats, pool };
     return this.#replica ? { ...stats, cluster: this.#replica.stats } : stats;
   }
 
@@ -1439,6 +1445,7 @@ class Engine implements CallbackEngine {
       node: this.node,
       registry: this.#registry,
       stats: this.#stats,
+      warn: this.#events.warn,
       codec: this.#codec,
       dedup: this.#dedup,
       maxDataBytes: this.#o.maxDataBytes,

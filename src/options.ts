@@ -11,6 +11,7 @@ import { availableParallelism } from 'node:os';
 import { systemClock, type Clock } from './clock.js';
 import { deadlineAt, describe, durationMs, parseDuration } from './duration.js';
 import { InvalidArgumentError } from './errors.js';
+import { isLogger, warner, type EngineLogger } from './log.js';
 import { checkKnownKeys } from './keys.js';
 import { resolveRetryOption, type ResolvedRetryMap, type RetryOption } from './mailbox/retry.js';
 import {
@@ -120,6 +121,12 @@ export interface CallbackEngineOptions {
   maxCallbackBytes?: number;
   /** Forwarding of reports for relayed tokens (see `engine.relay()`): timeout, answer size, headers. */
   relay?: RelayOptions;
+  /**
+   * Where warnings go: a pino-compatible logger (`logger.warn({ code, ...fields }, message)`),
+   * e.g. `pino()` or a child logger. Each warning has a stable `code` (`CBE_W_...`).
+   * @default `process.emitWarning` (type `CallbackEngineWarning`)
+   */
+  logger?: EngineLogger;
 }
 
 /** Names of the output attributes (spec 7). */
@@ -255,6 +262,7 @@ export interface ResolvedEngineOptions {
   readonly closeTimeoutMs: number;
   readonly maxCallbackBytes: number;
   readonly relay: ResolvedRelayOptions;
+  readonly logger: EngineLogger | undefined;
 }
 
 /** Resolved output attribute names. */
@@ -309,6 +317,7 @@ export const ENGINE_OPTION_KEYS: readonly string[] = Object.freeze([
   'closeTimeout',
   'maxCallbackBytes',
   'relay',
+  'logger',
 ]);
 
 /** Every key of {@link AnchorOptions} (with `stepTimeout`, owned by the step-limits work). */
@@ -393,12 +402,21 @@ function workerModuleExists(href: string): boolean {
 const NAME_RE = /^[A-Za-z0-9_.:-]+$/;
 
 const warned = new Set<string>();
-/** Emits a process warning once per code (lru-cache style). */
-export function warnOnce(code: string, message: string): void {
-  if (warned.has(code)) return;
-  warned.add(code);
-  process.emitWarning(message, { type: 'CallbackEngineWarning', code });
+/** Writes a warning once per code and logger (lru-cache style); `process.emitWarning` without a logger. */
+export function warnOncePer(code: string, message: string, logger?: EngineLogger): void {
+  const key = logger === undefined ? code : undefined;
+  if (key !== undefined) {
+    if (warned.has(key)) return;
+    warned.add(key);
+  } else {
+    const seen = warnedBy.get(logger!) ?? new Set<string>();
+    if (seen.has(code)) return;
+    seen.add(code);
+    warnedBy.set(logger!, seen);
+  }
+  warner(logger)(code, message);
 }
+const warnedBy = new WeakMap<EngineLogger, Set<string>>();
 
 /** Checks a node or anchor name. */
 export function checkName(what: string, value: unknown): string {
@@ -499,6 +517,11 @@ export function resolveOptions(input: CallbackEngineOptions | undefined): Resolv
           `options.${key} is required with a durable store (${store.name}): tokens minted before a restart must still verify`,
         );
   }
+  if (o.logger !== undefined && !isLogger(o.logger))
+    throw new InvalidArgumentError(
+      `options.logger must be a logger with a warn(obj, msg) method, such as pino() (got ${describe(o.logger)})`,
+    );
+  const warnOnce = (code: string, message: string) => warnOncePer(code, message, o.logger);
   const node =
     o.node === undefined
       ? `node-${randomBytes(6).toString('hex')}`
@@ -583,6 +606,7 @@ export function resolveOptions(input: CallbackEngineOptions | undefined): Resolv
         ? DEFAULTS.maxCallbackBytes
         : checkPositiveInt('options.maxCallbackBytes', o.maxCallbackBytes),
     relay: resolveRelayOptions(o.relay),
+    logger: o.logger,
   });
 }
 

@@ -228,6 +228,8 @@ export interface EngineStats {
   readonly commits: number;
   /** Durable store: rows written or removed by those commits. */
   readonly rowsWritten: number;
+  /** The worker pool, once a worker step started it: threads, tasks in flight, tasks queued. */
+  readonly pool?: { readonly threads: number; readonly pending: number; readonly queued: number };
   /** Several replicas (`postgresStore()`): this replica's shards and forwarding counters. */
   readonly cluster?: ClusterStats;
   /** Early events (present once an anchor opted in with `early`). */

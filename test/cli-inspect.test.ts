@@ -123,6 +123,9 @@ describe('callback-engine ls|get|stats <db>', () => {
       unknown
     >;
     expect(child.parentId).toBe(ids[0]);
+    // Ids are base64url: one may start with "-" and is still the id, not an option.
+    const dashed = await cli('get', file, '-AAAAAAAAAAAAAAAAAAAAA');
+    expect(dashed.err).toBe(`no callback with id "-AAAAAAAAAAAAAAAAAAAAA" in ${file}\n`);
     const missing = await cli('get', file, 'nope');
     expect(missing.code).toBe(1);
     expect(missing.err).toBe(`no callback with id "nope" in ${file}\n`);

@@ -27,7 +27,7 @@ import type { CallbackData } from '../data.js';
 import { EarlyEventsFullError, PayloadTooLargeError } from '../errors.js';
 import { isTerminal, type DispatchStatus } from '../lifecycle/statuses.js';
 import type { ResolvedAnchor, ResolvedEarly } from '../options.js';
-import { warn, type EventHub } from '../registry/event-hub.js';
+import type { EventHub } from '../registry/event-hub.js';
 import type { CallbackRecord } from '../registry/record.js';
 import { decodeRecord } from '../registry/record-codec.js';
 import type { PostgresStore, SharedEarlyRow } from '../store/postgres.js';
@@ -213,7 +213,7 @@ export class SharedEarlyEvents {
       await this.#rearm(now);
     } catch (err) {
       if (this.#closed) return;
-      warn(err);
+      this.#events.warn(err);
       this.#arm(now + RETRY_MS);
     }
   }
@@ -229,7 +229,7 @@ export class SharedEarlyEvents {
       if (shards.length > 0) await this.#apply(await this.#store.earlyWithCallbacks({ shards }));
       await this.#rearm(this.#clock.now());
     } catch (err) {
-      if (!this.#closed) warn(err);
+      if (!this.#closed) this.#events.warn(err);
     }
   }
 
@@ -275,7 +275,7 @@ export class SharedEarlyEvents {
         this.#heldBytes = s.bytes;
       },
       (err: unknown) => {
-        if (!this.#closed) warn(err);
+        if (!this.#closed) this.#events.warn(err);
       },
     );
   }

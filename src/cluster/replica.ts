@@ -15,7 +15,6 @@ import { CallbackEngineError, LeaseLostError, StoreUnavailableError } from '../e
 import { isTerminal, type CallbackStatus } from '../lifecycle/statuses.js';
 import { DEFAULTS, type CreateOptions, type ResolvedAttributes } from '../options.js';
 import type { Admitted, Deduplicator } from '../registry/dedup.js';
-import { warn } from '../registry/event-hub.js';
 import type { CallbackRecord } from '../registry/record.js';
 import { decodeRecord } from '../registry/record-codec.js';
 import type { CallbackRegistry } from '../registry/registry.js';
@@ -40,6 +39,8 @@ export interface ReplicaHost {
   readonly codec: TokenCodec;
   readonly dedup: Deduplicator;
   readonly maxDataBytes: number;
+  /** Reports an error of a background task (the engine's logger). */
+  readonly warn: (err: unknown) => void;
   /** The engine's own report path: one callback's rules, on a resident or fetched callback. */
   report(
     token: string,
@@ -83,7 +84,7 @@ export class Replica {
       serve: (request, inboxSeq) => this.#serve(request, inboxSeq),
       ownershipChanged: () => this.#ownershipChanged(),
       flush: () => this.#host.registry.flush(),
-      warn,
+      warn: this.#host.warn,
     });
   }
 
@@ -368,7 +369,7 @@ export class Replica {
     try {
       this.#host.stats.resetCounts(await this.#store.shardCounts(this.#cluster.ownedShards));
     } catch (err) {
-      warn(err);
+      this.#host.warn(err);
     }
     this.#host.registry.pokeScheduler();
     this.#host.ownershipChanged?.();

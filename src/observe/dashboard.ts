@@ -116,8 +116,16 @@ function basicOk(digests: readonly Buffer[], header: string | undefined): boolea
   return bearerOk(digests, { authorization: `Bearer ${decoded.slice(colon + 1)}` });
 }
 
-/** The 401 for a dashboard request without the right credentials, or `undefined` when it passes. */
-function refusal(auth: AuthCheck, req: IncomingMessage): HttpError | undefined {
+/**
+ * The 401 for an admin request (dashboard, metrics) without the service's credentials, or
+ * `undefined` when it passes: a bearer token (also as the password of Basic auth, for browsers),
+ * and a valid signature when the service signs requests.
+ */
+export function adminRefusal(
+  auth: AuthCheck,
+  req: IncomingMessage,
+  what = 'the dashboard',
+): HttpError | undefined {
   if (
     auth.bearer !== undefined &&
     !bearerOk(auth.bearer, req.headers) &&
@@ -126,7 +134,7 @@ function refusal(auth: AuthCheck, req: IncomingMessage): HttpError | undefined {
     return new HttpError(
       'CBE_ERR_UNAUTHORIZED',
       401,
-      'the dashboard needs the service credentials: Authorization: Bearer <token>, or from a browser Basic auth with the token as password',
+      `${what} needs the service credentials: Authorization: Bearer <token>, or from a browser Basic auth with the token as password`,
       {
         'www-authenticate':
           auth.hmac === undefined
@@ -254,7 +262,7 @@ function routes(monitor: Monitor, s: Settings, auth: AuthCheck | undefined): Das
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path !== base && !path.startsWith(`${base}/`)) return false;
-    const refused = auth === undefined ? undefined : refusal(auth, req);
+    const refused = auth === undefined ? undefined : adminRefusal(auth, req);
     if (refused !== undefined) {
       sendJson(res, errorReply(refused, 1));
       return true;

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { WarnFn } from '../log.js';
 import type { StepInput, StepOutput } from '../types.js';
 import type { PoolOptions, StepRunner, WorkerStep } from './worker-step.js';
 
@@ -14,13 +15,22 @@ export class LazyPool {
   #loading: Promise<StepRunner> | undefined;
   #ready: StepRunner | undefined;
 
-  constructor(options: Readonly<Required<PoolOptions>>) {
+  readonly #log: WarnFn | undefined;
+
+  constructor(options: Readonly<Required<PoolOptions>>, log?: WarnFn) {
     this.#options = options;
+    this.#log = log;
   }
 
   /** Whether the pool's queue is full (never, before it was loaded). */
   get saturated(): boolean {
     return this.#ready?.saturated ?? false;
+  }
+
+  /** Threads, tasks in flight and tasks waiting for a thread; `undefined` before the pool loaded. */
+  get stats(): { threads: number; pending: number; queued: number } | undefined {
+    const p = this.#ready;
+    return p && { threads: p.threads, pending: p.pending, queued: p.queued };
   }
 
   /** Runs a worker step with the structured-cloneable part of the step input. */
@@ -30,7 +40,7 @@ export class LazyPool {
     // Once loaded, call the pool in the same tick, so `saturated` counts every task at once.
     if (this.#ready) return this.#ready.run(step, cloned, signal);
     this.#loading ??= import('./worker-pool.js').then(
-      (m) => (this.#ready = m.createWorkerPool(this.#options)),
+      (m) => (this.#ready = m.createWorkerPool(this.#options, this.#log)),
     );
     return this.#loading.then((pool) => pool.run(step, cloned, signal));
   }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { warner, type WarnFn } from '../log.js';
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Piscina } from 'piscina';
@@ -59,8 +60,11 @@ export const DRAIN_TIMEOUT_MS = 30_000;
  * @returns the pool.
  * @throws Error when the worker entry cannot be found.
  */
-export function createWorkerPool(options: Readonly<Required<PoolOptions>>): WorkerPool {
-  return new PiscinaStepRunner(options);
+export function createWorkerPool(
+  options: Readonly<Required<PoolOptions>>,
+  log: WarnFn = warner(undefined),
+): WorkerPool {
+  return new PiscinaStepRunner(options, log);
 }
 
 /** A task handed to piscina: its outcome, and the controller that can abort it. */
@@ -77,8 +81,14 @@ class PiscinaStepRunner implements WorkerPool {
   /** Whether any thread ever finished starting; until then, a thread error means none can start. */
   #started = false;
   #closing: Promise<void> | undefined;
+  readonly #log: WarnFn;
 
-  constructor(options: Readonly<Required<PoolOptions>>) {
+  #warn(message: string): void {
+    this.#log('CBE_W_POOL', `worker pool: ${message}`);
+  }
+
+  constructor(options: Readonly<Required<PoolOptions>>, log: WarnFn) {
+    this.#log = log;
     this.capacity = options.maxThreads + options.maxQueue;
     this.#closeMode = options.close;
     this.#piscina = new Piscina({
@@ -104,6 +114,10 @@ class PiscinaStepRunner implements WorkerPool {
 
   get pending(): number {
     return this.#pending.size;
+  }
+
+  get queued(): number {
+    return this.#piscina.queueSize;
   }
 
   run(step: WorkerStep, input: WorkerStepInput, signal: AbortSignal): Promise<StepOutput> {
@@ -146,7 +160,7 @@ class PiscinaStepRunner implements WorkerPool {
         : sleep(DRAIN_TIMEOUT_MS, true, { ref: false, signal: timer.signal }).catch(() => false);
       const drained = Promise.allSettled([...this.#pending].map((p) => p.result)).then(() => false);
       if (await Promise.race([drained, timedOut])) {
-        warn('tasks still running when the drain time ran out; terminating them');
+        this.#warn('tasks still running when the drain time ran out; terminating them');
       }
       timer.abort();
     }
@@ -155,7 +169,7 @@ class PiscinaStepRunner implements WorkerPool {
   }
 
   #onThreadError(err: Error): void {
-    warn(err.message);
+    this.#warn(err.message);
     if (this.#started) return;
     // No thread ever started (a broken entry, a missing tsx): piscina would keep the tasks queued
     // forever, so fail them, each with the reason.
@@ -171,13 +185,6 @@ class PiscinaStepRunner implements WorkerPool {
     if (this.#closing || this.#piscina.threads.length > 0 || this.#piscina.queueSize === 0) return;
     this.#piscina.run(null, { name: 'ping' }).catch(() => undefined);
   }
-}
-
-function warn(message: string): void {
-  process.emitWarning(`worker pool: ${message}`, {
-    type: 'CallbackEngineWarning',
-    code: 'CBE_W_POOL',
-  });
 }
 
 /**

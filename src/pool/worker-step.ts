@@ -39,6 +39,12 @@ export interface StepRunner {
   run(step: WorkerStep, input: WorkerStepInput, signal: AbortSignal): Promise<StepOutput>;
   /** Whether the queue is full, so a new dispatch should be refused. */
   readonly saturated: boolean;
+  /** Worker threads running now. */
+  readonly threads: number;
+  /** Tasks accepted and not settled (running or waiting for a thread). */
+  readonly pending: number;
+  /** Tasks waiting for a thread. */
+  readonly queued: number;
   /**
    * Drains or destroys the pool, as configured. Idempotent: every call returns the same promise.
    * @param deadline - when it aborts, draining stops and the threads are terminated.

@@ -23,7 +23,7 @@ import type { ResolvedAnchor, ResolvedEarly } from '../options.js';
 import type { EarlyEventRow } from '../store/store.js';
 import type { EarlyEventStats } from '../types.js';
 import { DeadlineQueue, type Deadline } from './deadline-queue.js';
-import { warn, type EventHub } from './event-hub.js';
+import type { EventHub } from './event-hub.js';
 
 /** One held event. */
 export interface HeldEvent {
@@ -77,7 +77,7 @@ export class EarlyEvents {
     this.#clock = clock;
     this.#events = events;
     this.#persistence = persistence;
-    this.#expiry = new DeadlineQueue<HeldEvent>(clock, (ev) => this.#expire(ev), warn);
+    this.#expiry = new DeadlineQueue<HeldEvent>(clock, (ev) => this.#expire(ev), events.warn);
   }
 
   #hold(anchor: string): AnchorHold {

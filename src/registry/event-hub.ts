@@ -9,6 +9,7 @@
 import type { InspectionEvent, Observer } from 'xstate';
 import type { Clock } from '../clock.js';
 import { toError } from '../errors.js';
+import { errorWarner, warner, type EngineLogger, type WarnFn } from '../log.js';
 import { Telemetry } from '../telemetry.js';
 import type { EngineEvent, EngineEventType } from '../types.js';
 import type { CallbackRecord } from './record.js';
@@ -31,8 +32,12 @@ export function warn(err: unknown): void {
 /** Fans engine events out to listeners and XState inspection events out to inspectors. */
 export class EventHub {
   readonly #clock: Clock;
+  /** Writes a warning to the engine's logger (or `process.emitWarning`). */
+  readonly log: WarnFn;
+  /** An error from a timer, listener or background task, as a `CBE_W_LISTENER` warning. */
+  readonly warn: (err: unknown) => void;
   /** Measurements (metrics exporters) and OpenTelemetry spans. */
-  readonly telemetry = new Telemetry(warn);
+  readonly telemetry: Telemetry;
   readonly #listeners = new Set<(event: EngineEvent) => void>();
   readonly #inspectors = new Set<XStateInspector>();
   /** Passed to createActor only while inspectors are attached (no cost otherwise). */
@@ -42,13 +47,16 @@ export class EventHub {
         if (typeof inspector === 'function') inspector(event);
         else inspector.next?.(event);
       } catch (err) {
-        warn(err);
+        this.warn(err);
       }
     }
   };
 
-  constructor(clock: Clock) {
+  constructor(clock: Clock, logger?: EngineLogger) {
     this.#clock = clock;
+    this.log = warner(logger);
+    this.warn = errorWarner(this.log, 'CBE_W_LISTENER');
+    this.telemetry = new Telemetry(this.warn);
   }
 
   /** Adds a listener; returns the function that removes it. */
@@ -87,7 +95,7 @@ export class EventHub {
       try {
         listener(event);
       } catch (err) {
-        warn(err);
+        this.warn(err);
       }
     }
   }

@@ -36,7 +36,7 @@ import { isWorkerStep } from '../pool/worker-step.js';
 import type { DispatchResult, StepEntry, StepInput, StepOutput } from '../types.js';
 import { CallbackRuntime, type Follower, type Job } from './callback-runtime.js';
 import { Telemetry } from '../telemetry.js';
-import { warn, type EventHub } from './event-hub.js';
+import type { EventHub } from './event-hub.js';
 import type { CallbackRecord } from './record.js';
 import { dueAt } from './record-codec.js';
 import type { CallbackRegistry } from './registry.js';
@@ -74,8 +74,13 @@ export class MailboxProcessor {
     this.#registry = deps.registry;
     this.#stats = deps.stats;
     this.#events = deps.events;
-    this.#pool = new LazyPool(deps.options.pool);
-    this.#steps = new StepRunner(deps.options.clock, this.#pool, warn);
+    this.#pool = new LazyPool(deps.options.pool, deps.events.log);
+    this.#steps = new StepRunner(deps.options.clock, this.#pool, deps.events.warn);
+  }
+
+  /** The worker pool's load, once it was started. */
+  get poolStats(): { threads: number; pending: number; queued: number } | undefined {
+    return this.#pool.stats;
   }
 
   /** Whether a report with `status` would run a worker step while the pool's queue is full. */
@@ -261,7 +266,7 @@ export class MailboxProcessor {
       if (!this.#closed) this.#drain(rt);
     };
     pending.then(next, (err: unknown) => {
-      warn(err);
+      this.#events.warn(err);
       next();
     });
   }
@@ -503,7 +508,7 @@ export class MailboxProcessor {
           try {
             pending = this.#try(rt, anchor, step, status, job, done, attempt);
           } catch (err) {
-            warn(err);
+            this.#events.warn(err);
           }
           resolve(pending);
         },
@@ -515,7 +520,7 @@ export class MailboxProcessor {
             try {
               done();
             } catch (err) {
-              warn(err);
+              this.#events.warn(err);
             }
           }
           resolve();
@@ -622,9 +627,10 @@ export class MailboxProcessor {
       // Nothing else shows it: the status is final. Recorded on the callback; warned once per anchor.
       if (!this.#warnedAnchors.has(record.anchor)) {
         this.#warnedAnchors.add(record.anchor);
-        process.emitWarning(
+        this.#events.log(
+          'CBE_W_STEP_FAILED_AFTER_TERMINAL',
           `callback-engine: the "${status}" step of anchor "${record.anchor}" failed after the callback became "${record.status}": ${message} (kept as the callback's stepError; warned once per anchor)`,
-          { type: 'CallbackEngineWarning', code: 'CBE_W_STEP_FAILED_AFTER_TERMINAL' },
+          { anchor: record.anchor, status, id: record.id },
         );
       }
       return void done();

@@ -38,7 +38,7 @@ import { decodeToken, safeEqual, type TokenCodec } from '../token.js';
 import type { ListPage } from '../types.js';
 import { CallbackRuntime } from './callback-runtime.js';
 import { DeadlineQueue } from './deadline-queue.js';
-import { warn, type EventHub } from './event-hub.js';
+import type { EventHub } from './event-hub.js';
 import { listCallbacks, listStored, type ListOptions } from './list-callbacks.js';
 import { decodeRecord, encodeRecord } from './record-codec.js';
 import type { CallbackRecord } from './record.js';
@@ -135,7 +135,7 @@ export class CallbackRegistry {
     this.#deadlines = new DeadlineQueue<CallbackRuntime | CallbackRecord>(
       this.#o.clock,
       (target, kind) => this.#onDeadline(target, kind),
-      warn,
+      deps.events.warn,
     );
     this.#store = createMemoryStore({
       clock: this.#o.clock,
@@ -161,7 +161,7 @@ export class CallbackRegistry {
         this.#o.clock,
         this.#durable,
         (id) => this.#onDue(id),
-        warn,
+        deps.events.warn,
       );
     }
     this.#liveActors = new LRUCache<string, CallbackRuntime>({
