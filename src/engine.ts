@@ -657,31 +657,44 @@ class Engine implements CallbackEngine {
    */
   #applyEarly(token: string, key: string): Promise<DispatchResult | undefined> | undefined {
     if (!this.#early.has(key)) return undefined;
-    const results = this.#early.claim(key).map((ev) => {
-      this.#registry.claimEarly(ev.dedupKey);
-      return this.#dedup
-        .once(
-          ev.dedupKey,
-          () =>
-            Promise.resolve({
-              result: this.#report(token, ev.status, ev.data, toResult, ev.dedupKey),
-            }),
-          () => Promise.resolve(this.#read(token)),
-          // Held once per key; no store read, so the report is admitted synchronously.
-          true,
-        )
-        .then((admitted) => admitted.result)
-        .then(
-          (r): DispatchResult | undefined => r,
-          (err: unknown) => {
-            // Refused by its callback (e.g. over maxCallbackBytes): nothing applied, not kept.
-            this.#registry.dropEarly(ev.dedupKey);
-            this.#events.rejected(`early event ${ev.dedupKey}: ${toError(err).message}`);
-            return undefined;
-          },
-        );
-    });
+    const results = this.#early.claim(key).map((ev) => this.#applyHeld(token, ev));
     return Promise.all(results).then((all) => all.findLast((r) => r !== undefined));
+  }
+
+  /**
+   * Applies one claimed early event to the callback of `token` as a report with its dedup key,
+   * admitted synchronously: a held event is held once per key, and a shared claim skips applied
+   * keys, so no store read is needed. A report the callback refuses (over `maxCallbackBytes`,
+   * say) is dropped with a `rejected` event.
+   */
+  #applyHeld(
+    token: string,
+    ev: { readonly dedupKey: string; readonly status: DispatchStatus; readonly data: CallbackData },
+    applied?: (r: DispatchResult) => void,
+  ): Promise<DispatchResult | undefined> {
+    this.#registry.claimEarly(ev.dedupKey);
+    return this.#dedup
+      .once(
+        ev.dedupKey,
+        () =>
+          Promise.resolve({
+            result: this.#report(token, ev.status, ev.data, toResult, ev.dedupKey),
+          }),
+        () => Promise.resolve(this.#read(token)),
+        true,
+      )
+      .then((admitted) => admitted.result)
+      .then(
+        (r): DispatchResult | undefined => {
+          applied?.(r);
+          return r;
+        },
+        (err: unknown) => {
+          this.#registry.dropEarly(ev.dedupKey);
+          this.#events.rejected(`early event ${ev.dedupKey}: ${toError(err).message}`);
+          return undefined;
+        },
+      );
   }
 
   /**
@@ -707,32 +720,11 @@ class Engine implements CallbackEngine {
     const jobs = rt.drainAll();
     const at = jobs.indexOf(createJob) + 1;
     for (const job of jobs.slice(0, at)) rt.push(job);
-    const results = held.map((ev) => {
-      this.#registry.claimEarly(ev.dedupKey);
-      return this.#dedup
-        .once(
-          ev.dedupKey,
-          () =>
-            Promise.resolve({
-              result: this.#report(token, ev.status, ev.data, toResult, ev.dedupKey),
-            }),
-          () => Promise.resolve(this.#read(token)),
-          // The claim read skipped applied keys; no store read, so admitted synchronously.
-          true,
-        )
-        .then((admitted) => admitted.result)
-        .then(
-          (r): DispatchResult | undefined => {
-            if (r.outcome === 'applied') this.#shared!.applied(ev);
-            return r;
-          },
-          (err: unknown) => {
-            this.#registry.dropEarly(ev.dedupKey);
-            this.#events.rejected(`early event ${ev.dedupKey}: ${toError(err).message}`);
-            return undefined;
-          },
-        );
-    });
+    const results = held.map((ev) =>
+      this.#applyHeld(token, ev, (r) => {
+        if (r.outcome === 'applied') this.#shared!.applied(ev);
+      }),
+    );
     for (const job of jobs.slice(at)) rt.push(job);
     rt.busy = false;
     this.#mailboxes.kick(rt);
