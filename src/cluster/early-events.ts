@@ -129,7 +129,7 @@ export class SharedEarlyEvents {
     );
     if (out.kind === 'full') {
       this.#refused++;
-      this.#emit(anchor.name, 'refused', status);
+      this.#events.early(anchor.name, 'refused', status);
       const bound = out.count + 1 > maxEvents ? 'maxEvents' : 'maxBytes';
       throw new EarlyEventsFullError(
         anchor.name,
@@ -140,7 +140,7 @@ export class SharedEarlyEvents {
       );
     }
     if (out.kind === 'held') {
-      this.#emit(anchor.name, 'held', status);
+      this.#events.early(anchor.name, 'held', status);
       this.#arm(heldAt + retentionMs);
     }
     // A create that committed meanwhile may have read the held rows before this one: the
@@ -179,7 +179,7 @@ export class SharedEarlyEvents {
   /** A claimed event was applied to its callback. */
   applied(ev: ClaimedEarly): void {
     this.#claimed++;
-    this.#emit(ev.anchor, 'claimed', ev.status);
+    this.#events.early(ev.anchor, 'claimed', ev.status);
   }
 
   /**
@@ -207,7 +207,7 @@ export class SharedEarlyEvents {
     try {
       for (const row of await this.#store.expireEarly(now)) {
         this.#expired++;
-        this.#emit(row.anchor, 'expired', row.status);
+        this.#events.early(row.anchor, 'expired', row.status);
       }
       await this.#apply(await this.#store.earlyWithCallbacks({ expiredBy: now }));
       await this.#rearm(now);
@@ -298,15 +298,5 @@ export class SharedEarlyEvents {
   close(): void {
     this.#closed = true;
     this.#alarm.clear();
-  }
-
-  #emit(anchor: string, reason: 'held' | 'claimed' | 'expired' | 'refused', status: string) {
-    this.#events.emitRaw({
-      type: 'early',
-      at: this.#clock.now(),
-      anchor,
-      reason,
-      reported: status,
-    });
   }
 }

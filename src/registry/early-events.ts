@@ -116,7 +116,7 @@ export class EarlyEvents {
     if (h.count + 1 > maxEvents || h.bytes + bytes > maxBytes) {
       this.#refused++;
       const bound = h.count + 1 > maxEvents ? 'maxEvents' : 'maxBytes';
-      this.#emit(anchor.name, 'refused', status);
+      this.#events.early(anchor.name, 'refused', status);
       throw new EarlyEventsFullError(
         anchor.name,
         bound,
@@ -164,7 +164,7 @@ export class EarlyEvents {
         ),
       );
     }
-    this.#emit(anchor.name, 'held', status);
+    this.#events.early(anchor.name, 'held', status);
     return ev;
   }
 
@@ -208,7 +208,7 @@ export class EarlyEvents {
     for (const ev of out) {
       this.#take(ev);
       this.#claimed++;
-      this.#emit(ev.anchor, 'claimed', ev.status);
+      this.#events.early(ev.anchor, 'claimed', ev.status);
     }
     return out;
   }
@@ -224,7 +224,7 @@ export class EarlyEvents {
     this.#take(ev);
     this.#expired++;
     this.#persistence?.remove(ev.dedupKey);
-    this.#emit(ev.anchor, 'expired', ev.status);
+    this.#events.early(ev.anchor, 'expired', ev.status);
   }
 
   /**
@@ -272,15 +272,5 @@ export class EarlyEvents {
   /** Stops the expiry timer (the engine closed). */
   close(): void {
     this.#expiry.close();
-  }
-
-  #emit(anchor: string, reason: 'held' | 'claimed' | 'expired' | 'refused', status: string) {
-    this.#events.emitRaw({
-      type: 'early',
-      at: this.#clock.now(),
-      anchor,
-      reason,
-      reported: status,
-    });
   }
 }

@@ -100,6 +100,12 @@ export class EventHub {
     }
   }
 
+  /** Emits an `early` event: an early CloudEvent held, claimed, expired or refused. */
+  early(anchor: string, reason: 'held' | 'claimed' | 'expired' | 'refused', status: string): void {
+    if (this.#listeners.size > 0)
+      this.emitRaw({ type: 'early', at: this.#clock.now(), anchor, reason, reported: status });
+  }
+
   /** Emits a `rejected` event (malformed message or token, forged signature). */
   rejected(reason: string): void {
     if (this.#listeners.size > 0) this.emitRaw({ type: 'rejected', at: this.#clock.now(), reason });
