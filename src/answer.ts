@@ -7,8 +7,40 @@
 import { inspect } from 'node:util';
 import { DataVersion, type CallbackData } from './data.js';
 import type { AnswerStatus } from './lifecycle/statuses.js';
-import { DEFAULTS, type ResolvedAttributes } from './options.js';
 import type { CallbackAnswer, CallbackAttributes, CreatedCallback, StepError } from './types.js';
+
+/** Names of the output attributes (spec 7). */
+export interface AttributeOptions {
+  /** @default 'callbackToken' */
+  tokenAttribute?: string;
+  /** @default 'callbackParentToken' */
+  parentTokenAttribute?: string;
+  /** @default 'callbackData' */
+  dataAttribute?: string;
+  /** @default 'callbackId' */
+  idAttribute?: string;
+  /** @default 'callbackStatus' */
+  statusAttribute?: string;
+  /** When set, the whole `{ status, token, data }` answer also appears under this name. @default off */
+  attributeReference?: string;
+}
+
+/** Resolved output attribute names. */
+export type ResolvedAttributes = Readonly<
+  Required<Omit<AttributeOptions, 'attributeReference'>>
+> & {
+  readonly attributeReference: string | undefined;
+};
+
+/** The default output attribute names (spec 7). */
+export const DEFAULT_ATTRIBUTES: ResolvedAttributes = Object.freeze({
+  tokenAttribute: 'callbackToken',
+  parentTokenAttribute: 'callbackParentToken',
+  dataAttribute: 'callbackData',
+  idAttribute: 'callbackId',
+  statusAttribute: 'callbackStatus',
+  attributeReference: undefined,
+});
 
 /**
  * Builds the output attributes of a callback under an anchor's names.
@@ -63,7 +95,7 @@ export class Answer implements CallbackAnswer {
     status: AnswerStatus,
     token: string,
     data: DataVersion,
-    names: ResolvedAttributes = DEFAULTS.attributes,
+    names: ResolvedAttributes = DEFAULT_ATTRIBUTES,
     id?: string,
     parentToken?: string,
     stepError?: StepError,

@@ -73,7 +73,7 @@ export type {
   CreateOptions,
   EarlyEventsOptions,
 } from './options.js';
-export type { RetryMap, RetryOption, RetryPolicy, WorkerStepOptions } from './mailbox/retry.js';
+export type { RetryMap, RetryOption, RetryPolicy, WorkerStepOptions } from './retry.js';
 export { workerStep } from './pool/worker-step.js';
 export type { PoolOptions, WorkerStep, WorkerStepInput } from './pool/worker-step.js';
 export type { RelayOptions } from './relay/options.js';

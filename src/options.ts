@@ -10,10 +10,11 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { systemClock, type Clock } from './clock.js';
 import { deadlineAt, describe, durationMs, parseDuration } from './duration.js';
+import { DEFAULT_ATTRIBUTES, type AttributeOptions, type ResolvedAttributes } from './answer.js';
 import { InvalidArgumentError } from './errors.js';
 import { isLogger, warner, type EngineLogger } from './log.js';
 import { checkKnownKeys } from './keys.js';
-import { resolveRetryOption, type ResolvedRetryMap, type RetryOption } from './mailbox/retry.js';
+import { resolveRetryOption, type ResolvedRetryMap, type RetryOption } from './retry.js';
 import {
   DISPATCH_STATUSES,
   isDispatchStatus,
@@ -129,22 +130,6 @@ export interface CallbackEngineOptions {
   logger?: EngineLogger;
 }
 
-/** Names of the output attributes (spec 7). */
-export interface AttributeOptions {
-  /** @default 'callbackToken' */
-  tokenAttribute?: string;
-  /** @default 'callbackParentToken' */
-  parentTokenAttribute?: string;
-  /** @default 'callbackData' */
-  dataAttribute?: string;
-  /** @default 'callbackId' */
-  idAttribute?: string;
-  /** @default 'callbackStatus' */
-  statusAttribute?: string;
-  /** When set, the whole `{ status, token, data }` answer also appears under this name. @default off */
-  attributeReference?: string;
-}
-
 /** Options of {@link CallbackEngine.anchor}. */
 export interface AnchorOptions {
   /** Steps by status (spec 6). */
@@ -240,6 +225,8 @@ export interface CreateOptions {
   tags?: readonly string[];
 }
 
+export type { AttributeOptions, ResolvedAttributes };
+
 /** Engine options after validation. */
 export interface ResolvedEngineOptions {
   readonly node: string;
@@ -264,13 +251,6 @@ export interface ResolvedEngineOptions {
   readonly relay: ResolvedRelayOptions;
   readonly logger: EngineLogger | undefined;
 }
-
-/** Resolved output attribute names. */
-export type ResolvedAttributes = Readonly<
-  Required<Omit<AttributeOptions, 'attributeReference'>>
-> & {
-  readonly attributeReference: string | undefined;
-};
 
 /** Anchor options after validation. */
 export interface ResolvedAnchor {
@@ -375,14 +355,7 @@ export const DEFAULTS = Object.freeze({
   closeTimeout: 'PT10S',
   maxCallbackBytes: 1024 * 1024,
   early: Object.freeze({ maxEvents: 1000, maxBytes: 1024 * 1024, retention: 'PT10M' }),
-  attributes: Object.freeze({
-    tokenAttribute: 'callbackToken',
-    parentTokenAttribute: 'callbackParentToken',
-    dataAttribute: 'callbackData',
-    idAttribute: 'callbackId',
-    statusAttribute: 'callbackStatus',
-    attributeReference: undefined,
-  }) satisfies ResolvedAttributes,
+  attributes: DEFAULT_ATTRIBUTES,
 });
 
 /** Limits on names and tags. */

@@ -11,7 +11,7 @@ import type {
   DispatchStatus,
   StepKey,
 } from './lifecycle/statuses.js';
-import type { RetryPolicy } from './mailbox/retry.js';
+import type { RetryPolicy } from './retry.js';
 
 /** A report from an outside party (spec 11.1). */
 export interface CallbackReportMessage {

@@ -10,11 +10,11 @@ import { InvalidArgumentError } from '../errors.js';
 import { checkKnownKeys } from '../keys.js';
 import type { CallbackData } from '../data.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
-import { checkRetryPolicy, type WorkerStepOptions } from '../mailbox/retry.js';
+import { checkRetryPolicy, type WorkerStepOptions } from '../retry.js';
 import type { CallbackAttributes, StepOutput, WorkerStep } from '../types.js';
 
 export type { WorkerStep } from '../types.js';
-export type { WorkerStepOptions } from '../mailbox/retry.js';
+export type { WorkerStepOptions } from '../retry.js';
 
 /** What a worker step's function receives: the step input without the signal (structured-cloned). */
 export interface WorkerStepInput {

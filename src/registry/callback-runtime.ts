@@ -7,7 +7,7 @@
  */
 
 import type { Actor } from 'xstate';
-import type { RetryWait } from '../mailbox/retry.js';
+import type { RetryWait } from '../retry.js';
 import type { RunningStep } from '../mailbox/step-runner.js';
 import type { StoreUnavailableError } from '../errors.js';
 import type { CommitBatch, CommitMember } from '../store/group-commit.js';

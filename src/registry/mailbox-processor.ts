@@ -30,7 +30,7 @@ import {
 } from '../lifecycle/statuses.js';
 import type { ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
 import { LazyPool } from '../pool/lazy-pool.js';
-import { retryDelayMs, retryPolicyFor, type RetryWait } from '../mailbox/retry.js';
+import { retryDelayMs, retryPolicyFor, type RetryWait } from '../retry.js';
 import { StepRunner } from '../mailbox/step-runner.js';
 import { isWorkerStep } from '../pool/worker-step.js';
 import type { DispatchResult, StepEntry, StepInput, StepOutput } from '../types.js';

@@ -9,7 +9,7 @@ import { deepFreeze } from '../data.js';
 import { persistSnapshot, restoreSnapshot, type PersistedLifecycle } from '../lifecycle/persist.js';
 import type { LifecycleSnapshot } from '../lifecycle/machine.js';
 import { isTerminal } from '../lifecycle/statuses.js';
-import type { PendingRetry } from '../mailbox/retry.js';
+import type { PendingRetry } from '../retry.js';
 import type { StoredCallback } from '../store/store.js';
 import type { StepError } from '../types.js';
 import type { CallbackRecord } from './record.js';

@@ -8,7 +8,7 @@
 
 import type { DataVersion } from '../data.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
-import type { PendingRetry } from '../mailbox/retry.js';
+import type { PendingRetry } from '../retry.js';
 import type { Deadline } from './deadline-queue.js';
 import type { CreateLink } from '../telemetry.js';
 import type { StepError } from '../types.js';
