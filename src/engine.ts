@@ -1131,6 +1131,10 @@ class Engine implements CallbackEngine {
       parentId: record.parentId,
       children,
       stepError: record.stepError,
+      pendingRetry:
+        record.retry === undefined
+          ? undefined
+          : { status: record.retry.status, attempt: record.retry.attempt, at: record.retry.at },
     };
   }
 

@@ -333,6 +333,9 @@ export interface CallbackDetails {
   readonly children: readonly string[];
   /** The latest step failure, if any. */
   readonly stepError: StepError | undefined;
+  /** A failed step waiting for its next try (`retry` option): its status, try number and instant. */
+  readonly pendingRetry?:
+    { readonly status: CallbackStatus; readonly attempt: number; readonly at: number } | undefined;
 }
 
 /** One page of {@link CallbackEngine.list}. */

@@ -221,3 +221,37 @@ describe('engine.details()', () => {
     expect(await engine.details('nope')).toBeUndefined();
   });
 });
+
+describe('engine.retryStep() on a step waiting for its next try (retry option)', () => {
+  it('runs the pending try now instead of at its instant; later reports still wait behind it', async () => {
+    let clock;
+    ({ engine, clock } = makeEngine());
+    const tries: number[] = [];
+    engine.anchor('ocr', {
+      next: {
+        progress: (cb) => {
+          tries.push(clock.now());
+          if (cb.attempt === 1) throw new Error('scanner busy');
+          return { pages: 3 };
+        },
+      },
+      retry: { attempts: 3, backoff: 'PT1H' },
+    });
+    const cb = await engine.create('ocr');
+    const first = await engine.dispatch(report(cb.token, 'progress'));
+    expect(first.status).toBe('progress');
+    const details = await engine.details(cb.id);
+    expect(details?.pendingRetry).toEqual({
+      status: 'progress',
+      attempt: 2,
+      at: clock.now() + 3_600_000,
+    });
+    const later = engine.dispatch(report(cb.token, 'complete'));
+    const now = await engine.retryStep(cb.id);
+    expect(now.data).toEqual({ pages: 3 });
+    expect(tries).toEqual([tries[0], tries[0]]); // both tries at the same instant: no hour passed
+    expect((await later).status).toBe('complete');
+    expect((await engine.details(cb.id))?.pendingRetry).toBeUndefined();
+    await expect(engine.retryStep(cb.id)).rejects.toBeInstanceOf(NothingToRetryError);
+  });
+});

@@ -128,7 +128,8 @@ function detailBody(d: CallbackDetails, monitor: Monitor): Promise<Record<string
     childrenTotal: d.children.length,
     stepError: d.stepError ?? null,
     canCancel: !isTerminal(d.status),
-    canRetry: isTerminal(d.status) && d.stepError?.status === d.status,
+    canRetry:
+      d.pendingRetry !== undefined || (isTerminal(d.status) && d.stepError?.status === d.status),
   };
   return monitor.history(d.id).then((h) => ({ ...body, history: h ? h.events : null }));
 }

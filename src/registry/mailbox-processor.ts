@@ -655,6 +655,20 @@ export class MailboxProcessor {
     record: CallbackRecord,
     lastActivity: number | undefined,
   ): Promise<DispatchResult> {
+    const wait = rt?.retry;
+    if (rt && wait) {
+      // A step waiting for its next try (`retry` option): the try runs now; answered after it.
+      const answer = new Promise<DispatchResult>((resolve, reject) =>
+        this.enqueue(rt, {
+          kind: 'read',
+          status: rt.record.status,
+          data: EMPTY_DATA,
+          followers: [{ resolve, reject, outcome: 'read' }],
+        }),
+      );
+      wait.fire();
+      return answer;
+    }
     const why = nothingToRetry(record);
     if (why !== undefined) {
       if (rt) this.#registry.settle(rt);
