@@ -20,6 +20,7 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
   name: string;
   license: string;
   dependencies: Record<string, string>;
+  peerDependencies?: Record<string, string>;
   exports: Record<string, string | Record<string, string>>;
 };
 
@@ -66,7 +67,11 @@ beforeAll(() => {
   installed = join(consumer, 'node_modules', pkg.name);
   mkdirSync(installed, { recursive: true });
   execFileSync('tar', ['-xzf', tarball, '-C', installed, '--strip-components=1']);
-  for (const dep of Object.keys(pkg.dependencies)) {
+  // Its dependencies, and the optional peers a consumer of every subpath installs (prom-client, ...).
+  for (const dep of [
+    ...Object.keys(pkg.dependencies),
+    ...Object.keys(pkg.peerDependencies ?? {}),
+  ]) {
     mkdirSync(dirname(join(consumer, 'node_modules', dep)), { recursive: true });
     symlinkSync(join(root, 'node_modules', dep), join(consumer, 'node_modules', dep), 'dir');
   }
