@@ -915,9 +915,14 @@ class Engine implements CallbackEngine {
 
   /** The report schema of a verified token's anchor for `status`, if it has one. */
   #reportSchema(token: string, status: DispatchStatus): StandardSchemaV1 | undefined {
-    const fields = decodeToken(token);
-    if (fields === undefined || !this.#codec.verify(fields)) return undefined;
-    const anchor = this.#anchors.get(fields.anchor);
+    // A live callback's exact token names its anchor; any other token must verify first.
+    let name = this.#registry.liveAnchor(token);
+    if (name === undefined) {
+      const fields = decodeToken(token);
+      if (fields === undefined || !this.#codec.verify(fields)) return undefined;
+      name = fields.anchor;
+    }
+    const anchor = this.#anchors.get(name);
     return anchor && reportSchema(anchor.schemas, status);
   }
 

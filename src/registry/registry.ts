@@ -653,6 +653,11 @@ export class CallbackRegistry {
   // ---- lookup -------------------------------------------------------------------------------
 
   /** Resolves a token: an exact minted token by map, anything else decoded and HMAC-verified. */
+  /** The anchor of the live callback holding exactly this token (no decoding, no HMAC), if any. */
+  liveAnchor(token: string): string | undefined {
+    return this.#byToken.get(token)?.record.anchor;
+  }
+
   find(token: unknown): Found {
     const hit = typeof token === 'string' ? this.#byToken.get(token) : undefined;
     if (hit) return { kind: 'live', rt: hit };
