@@ -323,6 +323,7 @@ function correlationKey(
 }
 
 const toAnswer = (r: DispatchResult): CallbackAnswer => r.answer;
+const READ_ACTIONS: ReadonlySet<string> = new Set(['getCallback', 'exists']);
 
 /** The answer to a read action: `getCallback` as is; `exists` says `exists` with no data. */
 function readAnswer(answer: CallbackAnswer, action: ReadAction): CallbackAnswer {
@@ -806,12 +807,12 @@ class Engine implements CallbackEngine {
   #observed(message: CallbackMessage): Promise<DispatchResult> {
     const started = performance.now();
     const m = message as unknown as Partial<Record<string, unknown>> | null;
+    // A label: only the engine's own words (an outsider's string would grow the series).
+    const said = m?.callbackStatus ?? m?.callbackAction;
     const reported =
-      typeof m?.callbackStatus === 'string'
-        ? m.callbackStatus.slice(0, 20)
-        : typeof m?.callbackAction === 'string'
-          ? m.callbackAction.slice(0, 20)
-          : '(none)';
+      typeof said === 'string' && (isDispatchStatus(said) || READ_ACTIONS.has(said))
+        ? said
+        : '(invalid)';
     const span = this.#telemetry.start('callback.dispatch', {
       'callback.reported_status': reported,
     });

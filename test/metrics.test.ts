@@ -86,12 +86,16 @@ describe('GET /metrics (prom-client)', () => {
     ).toString('base64url');
     await engine.dispatch(report(forged, 'progress'));
 
+    // A made-up status is refused, and counted under '(invalid)', not under its own label.
+    await engine.dispatch(report(ship.token, 'made-up-status-1')).catch(() => {});
+    await engine.dispatch(report(ship.token, 'made-up-status-2')).catch(() => {});
     const refused = await fetch(`${url}/metrics`);
     expect(refused.status).toBe(401);
     const r = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${BEARER}` } });
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await r.text();
+    console.log(`one scrape of GET /metrics:\n${text}`);
     const d = (anchor: string, status: string, outcome: string) =>
       sample(text, 'callback_engine_dispatches_total', { anchor, status, outcome });
     expect(d('pay', 'accept', 'applied')).toBe(5);
@@ -101,6 +105,8 @@ describe('GET /metrics (prom-client)', () => {
     expect(d('pay', 'cancel', 'conflict')).toBe(1);
     expect(d('ship', 'start', 'applied')).toBe(1);
     expect(d('(unknown)', 'progress', 'notFound')).toBe(1);
+    expect(d('(unknown)', '(invalid)', 'error')).toBe(2);
+    expect(text).not.toContain('made-up-status');
     expect(sample(text, 'callback_engine_creates_total', { anchor: 'pay' })).toBe(5);
     expect(sample(text, 'callback_engine_creates_total', { anchor: 'ship' })).toBe(1);
     expect(

@@ -12,6 +12,7 @@
  * @module
  */
 
+import { setMaxListeners } from 'node:events';
 import { Answer, notFoundAnswer } from '../answer.js';
 import type { Clock } from '../clock.js';
 import { DataVersion, ingestParsed, type CallbackData } from '../data.js';
@@ -93,6 +94,8 @@ export class Relay {
 
   constructor(host: RelayHost) {
     this.#host = host;
+    // One listener per request in flight (at most one per relayed callback): not a leak.
+    setMaxListeners(0, this.#closed.signal);
     this.#client = {
       clock: host.clock,
       timeoutMs: host.options.timeoutMs,
