@@ -15,7 +15,7 @@ import type { CallbackStatus } from '../lifecycle/statuses.js';
 import type { ResolvedAnchor } from '../options.js';
 import type { LazyPool } from '../pool/lazy-pool.js';
 import { isWorkerStep } from '../pool/worker-step.js';
-import type { StepEntry, StepInput, StepOutput } from '../types.js';
+import type { CallbackAttributes, StepEntry, StepInput, StepOutput } from '../types.js';
 
 const isPromiseLike = (v: unknown): v is PromiseLike<unknown> =>
   typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
@@ -44,6 +44,70 @@ export class LazyAbort {
     this.#aborted = true;
     this.#reason = reason;
     this.#controller?.abort(reason);
+  }
+}
+
+/**
+ * What a step receives, made once per step: a class, so its lazy parts (`data`, `attributes`,
+ * `signal`) are getters on the prototype rather than three closures and accessors per step.
+ */
+class StepCall implements StepInput {
+  readonly status: CallbackStatus;
+  readonly token: string;
+  readonly id: string;
+  readonly report: CallbackData;
+  readonly parentToken: string | undefined;
+  readonly attempt: number;
+  readonly #record: StepHost['record'];
+  readonly #version: DataVersion;
+  readonly #anchor: ResolvedAnchor;
+  readonly #abort: LazyAbort;
+
+  constructor(
+    record: StepHost['record'],
+    anchor: ResolvedAnchor,
+    status: CallbackStatus,
+    report: CallbackData,
+    abort: LazyAbort,
+    attempt: number,
+  ) {
+    this.status = status;
+    this.token = record.token;
+    this.id = record.id;
+    this.report = report;
+    this.parentToken = record.parentToken;
+    this.attempt = attempt;
+    this.#record = record;
+    this.#version = record.data;
+    this.#anchor = anchor;
+    this.#abort = abort;
+  }
+
+  /** The merged data when the step started (frozen; built on first read). */
+  get data(): CallbackData {
+    return this.#version.value;
+  }
+
+  get attributes(): CallbackAttributes {
+    const r = this.#record;
+    return buildAttributes(
+      this.#anchor.attributes,
+      r.status,
+      r.token,
+      r.id,
+      this.#version.value,
+      r.parentToken,
+    );
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** The plain fields, so `JSON.stringify(cb)` and logging show what the step got. */
+  toJSON(): Omit<StepInput, 'signal'> {
+    const { status, token, id, data, report, parentToken, attributes, attempt } = this;
+    return { status, token, id, data, report, parentToken, attributes, attempt };
   }
 }
 
@@ -108,32 +172,7 @@ export class StepRunner {
     const abort = new LazyAbort();
     const running: RunningStep = { status, abort, onPool: isWorkerStep(step), release: undefined };
     rt.step = running;
-    const record = rt.record;
-    const version = record.data;
-    const input: StepInput = {
-      status,
-      token: record.token,
-      id: record.id,
-      get data() {
-        return version.value;
-      },
-      report,
-      parentToken: record.parentToken,
-      get attributes() {
-        return buildAttributes(
-          anchor.attributes,
-          record.status,
-          record.token,
-          record.id,
-          version.value,
-          record.parentToken,
-        );
-      },
-      get signal() {
-        return abort.signal;
-      },
-      attempt,
-    };
+    const input = new StepCall(rt.record, anchor, status, report, abort, attempt);
     const done: StepSettle = (ok, value) => {
       if (rt.step === running) rt.step = undefined;
       settle(ok, value);
