@@ -175,6 +175,17 @@ export function unsupported(message: string): HttpError {
 export function nestsDeeperThan(bytes: Uint8Array, max: number): boolean {
   // Fewer bytes than the limit cannot hold more opening brackets than it.
   if (bytes.length <= max) return false;
+  // Nor can fewer opening brackets than the limit: counted with native indexOf (most bodies have
+  // a handful), the byte loop below runs only for bodies that might be deep.
+  const buf = Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  let opening = 0;
+  for (let at = buf.indexOf(0x7b); at >= 0 && opening <= max; at = buf.indexOf(0x7b, at + 1))
+    opening++;
+  for (let at = buf.indexOf(0x5b); at >= 0 && opening <= max; at = buf.indexOf(0x5b, at + 1))
+    opening++;
+  if (opening <= max) return false;
   let depth = 0;
   let inString = false;
   for (let i = 0; i < bytes.length; i++) {
