@@ -26,7 +26,7 @@ import autocannon from 'autocannon';
 import type * as HttpModule from '../src/http/index.js';
 import type * as CoreModule from '../src/index.js';
 import type { CallbackEngine, CallbackMessage } from '../src/index.js';
-import { check, writeResults, writeResultsSection } from './lib.js';
+import { check, floorHandler, writeResults, writeResultsSection } from './lib.js';
 
 type Target = 'floor' | 'ours' | 'stub';
 
@@ -49,23 +49,7 @@ const GOAL = 0.6;
 
 /** The floor: read the body, parse it, answer the same shape. No routing, no checks, no engine. */
 function floorServer(): Promise<string> {
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const m = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
-      const text = JSON.stringify({
-        status: m.callbackStatus,
-        token: m.callbackToken,
-        data: m.callbackData,
-      });
-      res.writeHead(200, {
-        'content-type': 'application/json; charset=utf-8',
-        'content-length': Buffer.byteLength(text),
-      });
-      res.end(text);
-    });
-  });
+  const server = createServer(floorHandler);
   return new Promise((resolve) =>
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();

@@ -3,6 +3,7 @@
  * batch of operations, report operations per second and ratios to a floor.
  */
 import { writeFileSync, readFileSync, existsSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CallbackEngine } from '../src/index.js';
 import os from 'node:os';
 import { Bench } from 'tinybench';
@@ -177,4 +178,26 @@ export async function createMany(
     for (const cb of batch) tokens.push(cb.token);
   }
   return tokens;
+}
+
+/**
+ * The HTTP floor: a bare node:http handler that reads the body, `JSON.parse`s it and answers a
+ * `{ status, token, data }` JSON of the same shape. No routing, no checks, no engine.
+ */
+export function floorHandler(req: IncomingMessage, res: ServerResponse): void {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    const m = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+    const text = JSON.stringify({
+      status: m.callbackStatus,
+      token: m.callbackToken,
+      data: m.callbackData,
+    });
+    res.writeHead(200, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(text),
+    });
+    res.end(text);
+  });
 }

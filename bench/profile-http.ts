@@ -20,7 +20,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -31,7 +31,7 @@ import autocannon from 'autocannon';
 import type * as Http from '../src/http/index.js';
 import type * as Core from '../src/index.js';
 import type * as Sqlite from '../src/store/sqlite.js';
-import { writeResults, writeResultsSection } from './lib.js';
+import { floorHandler, writeResults, writeResultsSection } from './lib.js';
 
 type Target = 'floor' | 'memory' | 'sqlite';
 
@@ -124,23 +124,6 @@ async function child(target: Target, pending: number): Promise<void> {
   const tokens: string[] = [];
   let dir: string | undefined;
   if (target === 'floor') {
-    const floorHandler = (req: IncomingMessage, res: ServerResponse) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const m = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
-        const text = JSON.stringify({
-          status: m.callbackStatus,
-          token: m.callbackToken,
-          data: m.callbackData,
-        });
-        res.writeHead(200, {
-          'content-type': 'application/json; charset=utf-8',
-          'content-length': Buffer.byteLength(text),
-        });
-        res.end(text);
-      });
-    };
     const server = createServer(floorHandler);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
