@@ -82,8 +82,7 @@ function ownPart(url: string, fn: string): Part | undefined {
   if (pkg(url, 'http/body.') || pkg(url, 'message.') || pkg(url, 'data.')) return PARTS[0];
   if (pkg(url, 'schema.')) return PARTS[0];
   if (pkg(url, 'http/respond.') || pkg(url, 'answer.')) return PARTS[6];
-  if (pkg(url, 'http/') || pkg(url, 'observe/') || url.includes('/bench/profile-http'))
-    return fn === 'floorHandler' ? PARTS[7] : PARTS[1];
+  if (pkg(url, 'http/') || pkg(url, 'observe/')) return PARTS[1];
   if (pkg(url, 'token.') || (pkg(url, 'registry/registry.') && /find|token/i.test(fn)))
     return PARTS[2];
   if (pkg(url, '')) return PARTS[4];
