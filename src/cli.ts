@@ -18,6 +18,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { inspectSqlite, InspectError, table, type StoreInspector } from './cli/inspect.js';
 import { toMermaid, toStatelyJson, toSvg } from './lifecycle/diagram.js';
+import { ACTIVE_STATUSES, TERMINAL_STATUSES } from './lifecycle/statuses.js';
 
 const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
        callback-engine demo [--callbacks N] [--concurrency N] [--port N] [--keep] [--memory]
@@ -143,6 +144,11 @@ function inspect(
     err(`--limit must be an integer from 1 to 10000 (got ${JSON.stringify(values.limit)})\n`);
     return 2;
   }
+  const STATUSES = [...ACTIVE_STATUSES, ...TERMINAL_STATUSES] as readonly string[];
+  if (values.status !== undefined && !STATUSES.includes(values.status)) {
+    err(`--status must be one of ${STATUSES.join(', ')} (got ${JSON.stringify(values.status)})\n`);
+    return 2;
+  }
   let store: StoreInspector | undefined;
   try {
     store = inspectSqlite(file);
@@ -212,7 +218,10 @@ function inspect(
             c.anchor,
             c.status,
             c.createdAt,
-            c.deadlineAt ?? '-',
+            // A terminal callback has no deadline any more.
+            (TERMINAL_STATUSES as readonly string[]).includes(c.status)
+              ? '-'
+              : (c.deadlineAt ?? '-'),
             c.tags.join(',') || '-',
             data.length > 60 ? `${data.slice(0, 59)}…` : data,
           ];
@@ -220,9 +229,7 @@ function inspect(
       ),
     );
     out(
-      page.cursor === undefined
-        ? `(${page.items.length} callbacks)\n`
-        : `(${page.items.length} callbacks; next page: --cursor ${page.cursor})\n`,
+      `(${page.items.length} callback${page.items.length === 1 ? '' : 's'}${page.cursor === undefined ? '' : `; next page: --cursor ${page.cursor}`})\n`,
     );
     return 0;
   } catch (e) {

@@ -321,16 +321,30 @@ export class OriginRefusedError extends CallbackEngineError {
   readonly origin: string;
   /** The `code` of the origin's error body (a callback-engine code such as `CBE_ERR_INVALID_DATA`). */
   readonly originCode: string;
-  constructor(origin: string, statusCode: number, originCode: string, message: string) {
+  /** The origin's schema issues, when it refused data that failed an anchor's schema. */
+  readonly issues: readonly DataIssue[] | undefined;
+  constructor(
+    origin: string,
+    statusCode: number,
+    originCode: string,
+    message: string,
+    issues?: readonly DataIssue[],
+  ) {
     super('CBE_ERR_ORIGIN_REFUSED', statusCode, message);
     this.origin = origin;
     this.originCode = originCode;
+    this.issues = issues && Object.freeze(issues.map((i) => Object.freeze(i)));
   }
 
-  /** The origin's error body, as it sent it: `{ code: originCode, message }`. */
-  override toJSON(): { code: CallbackEngineErrorCode; message: string } {
+  /** The origin's error body, as it sent it: `{ code: originCode, message }`, plus its `issues`. */
+  override toJSON(): {
+    code: CallbackEngineErrorCode;
+    message: string;
+    issues?: readonly DataIssue[];
+  } {
     // The origin runs callback-engine: its codes are this catalogue's or its HTTP layer's.
-    return { code: this.originCode as CallbackEngineErrorCode, message: this.message };
+    const body = { code: this.originCode as CallbackEngineErrorCode, message: this.message };
+    return this.issues ? { ...body, issues: this.issues } : body;
   }
 }
 

@@ -171,6 +171,14 @@ describe('callback-engine ls|get|stats <db>', () => {
     expect((await cli('ls', held)).code).toBe(0);
     expect(await cli('get', file)).toMatchObject({ code: 2 });
     expect((await cli('ls', file, '--limit', '0')).err).toMatch(/^--limit must be an integer/);
+    expect(await cli('ls', file, '--status', 'bogus')).toMatchObject({
+      code: 2,
+      err: '--status must be one of create, accept, start, progress, complete, error, cancel, timeout, orphan (got "bogus")\n',
+    });
+    const one = await cli('ls', file, '--anchor', 'ship');
+    expect(one.out.trim().split('\n').at(-1)).toBe('(1 callback)');
+    // A terminal callback shows no deadline.
+    expect(one.out).toMatch(/complete\s+\S+Z\s+-\s/);
   });
 });
 

@@ -238,7 +238,15 @@ describe('early events over HTTP', () => {
       url,
       HTTP.binary(new CloudEvent({ id: 'i1', source: 's', type: 'paid', invoiceid: 'I-1' })),
     );
-    expect(r).toMatchObject({ status: 404, outcome: 'notFound', body: { status: 'notFound' } });
+    expect(r).toMatchObject({
+      status: 404,
+      outcome: 'notFound',
+      body: {
+        status: 'notFound',
+        message:
+          "no callback matches this event's correlation attributes, and no anchor holds early events for them",
+      },
+    });
     // An event whose status resolves for no opted-in anchor is not held either.
     const r2 = await send(
       url,

@@ -91,6 +91,9 @@ describe('GET /metrics (prom-client)', () => {
     await engine.dispatch(report(ship.token, 'made-up-status-2')).catch(() => {});
     const refused = await fetch(`${url}/metrics`);
     expect(refused.status).toBe(401);
+    expect(refused.headers.get('www-authenticate')).toBe(
+      'Basic realm="callback-engine metrics", charset="UTF-8"',
+    );
     const r = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${BEARER}` } });
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);

@@ -7,6 +7,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import {
   createCallbackEngine,
   decodeToken,
@@ -364,6 +365,33 @@ describe('relay: forwarding to the origin', () => {
       token: wrapped,
       code: 'CBE_ERR_ALREADY_SETTLED',
     });
+  });
+
+  it('passes the origin’s schema issues back with its 400, over HTTP and in process', async () => {
+    const { engine: originEngine } = makeEngine({ node: 'origin' });
+    originEngine.anchor('order', { reports: { progress: z.object({ pct: z.number() }) } });
+    const originService = await serve(originEngine);
+    open.push(originEngine, originService);
+    const cb = await originEngine.create('order');
+    const { engine } = startRelay();
+    const local = await serve(engine);
+    open.push(local);
+    const wrapped = engine.relay(cb.token, { to: originService.url });
+    const r = await fetch(`${local.url}/callbacks/${encodeURIComponent(wrapped)}/progress`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ pct: 'half' }),
+    });
+    expect(r.status).toBe(400);
+    const body = await jsonOf(r);
+    expect(body.code).toBe('CBE_ERR_INVALID_DATA');
+    expect(body.issues).toEqual([{ path: ['pct'], message: expect.any(String) as string }]);
+    const err = (await rejection(
+      engine.dispatch(report(wrapped, 'progress', { pct: 'half' })),
+    )) as OriginRefusedError;
+    expect(err.originCode).toBe('CBE_ERR_INVALID_DATA');
+    expect(err.issues?.[0]?.path).toEqual(['pct']);
+    expect((await originEngine.get(cb.token)).status).toBe('create');
   });
 
   it('forwards through two hops: each engine forwards to the previous one', async () => {

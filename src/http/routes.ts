@@ -217,7 +217,16 @@ export async function dispatchEvent(
     if (held.kind === 'found') token = held.token;
   }
   // Unmatched: a notFound answer, still through the engine (counted; rejects once closed).
-  if (token === undefined) return notFound(await engine.get(''));
+  if (token === undefined) {
+    // Still through the engine (counted; rejects once closed), with a message for what was sent.
+    const reply = notFound(await engine.get(''));
+    const body = reply.body as Record<string, unknown>;
+    body.message =
+      ext.callbackid !== undefined
+        ? 'no callback has this callbackid: it is unknown, or its record was removed'
+        : "no callback matches this event's correlation attributes, and no anchor holds early events for them";
+    return reply;
+  }
   if (status === undefined) {
     const anchor = decodeToken(token)?.anchor;
     status = anchor === undefined ? undefined : engine.eventStatus(anchor, event.type);

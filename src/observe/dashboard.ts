@@ -125,6 +125,7 @@ export function adminRefusal(
   auth: AuthCheck,
   req: IncomingMessage,
   what = 'the dashboard',
+  realm = REALM,
 ): HttpError | undefined {
   if (
     auth.bearer !== undefined &&
@@ -138,8 +139,8 @@ export function adminRefusal(
       {
         'www-authenticate':
           auth.hmac === undefined
-            ? `Basic realm="${REALM}", charset="UTF-8"`
-            : `Bearer realm="${REALM}"`,
+            ? `Basic realm="${realm}", charset="UTF-8"`
+            : `Bearer realm="${realm}"`,
       },
     );
   }

@@ -311,7 +311,10 @@ export function withMetrics(
       );
       return;
     }
-    const refused = auth === undefined ? undefined : adminRefusal(auth, req, '/metrics');
+    const refused =
+      auth === undefined
+        ? undefined
+        : adminRefusal(auth, req, '/metrics', 'callback-engine metrics');
     if (refused) return send(res, errorReply(refused, 1));
     metrics.scrape().then(
       (text) => {

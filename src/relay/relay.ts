@@ -17,7 +17,12 @@ import { Answer, notFoundAnswer } from '../answer.js';
 import type { Clock } from '../clock.js';
 import { DataVersion, ingestParsed, type CallbackData } from '../data.js';
 import { describe } from '../duration.js';
-import { InvalidArgumentError, OriginRefusedError, OriginUnavailableError } from '../errors.js';
+import {
+  InvalidArgumentError,
+  OriginRefusedError,
+  OriginUnavailableError,
+  type DataIssue,
+} from '../errors.js';
 import { checkKnownKeys } from '../keys.js';
 import {
   ACTIVE_STATUSES,
@@ -326,12 +331,30 @@ function toResult(
       typeof b?.message === 'string'
         ? b.message.slice(0, 2000)
         : `the origin ${origin} refused the request (${statusCode})`,
+      issuesOf(b?.issues),
     );
   }
   throw new OriginUnavailableError(
     origin,
     `the origin ${origin} answered ${statusCode} without a callback answer`,
   );
+}
+
+/** An origin's schema issues (`[{ path, message }]`, at most 20), or `undefined` if malformed. */
+function issuesOf(value: unknown): DataIssue[] | undefined {
+  if (!Array.isArray(value) || value.length === 0) return undefined;
+  const out: DataIssue[] = [];
+  for (const item of value.slice(0, 20) as unknown[]) {
+    const i = item as { path?: unknown; message?: unknown } | null;
+    if (typeof i !== 'object' || i === null || typeof i.message !== 'string') return undefined;
+    const path = Array.isArray(i.path) ? i.path : [];
+    if (!path.every((p) => typeof p === 'string' || typeof p === 'number')) return undefined;
+    out.push({
+      path: (path as (string | number)[]).slice(0, 32),
+      message: i.message.slice(0, 500),
+    });
+  }
+  return out;
 }
 
 /** The answer in an origin's body, with the wrapped token, or `undefined` if it holds none. */
