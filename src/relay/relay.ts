@@ -350,7 +350,7 @@ function issuesOf(value: unknown): DataIssue[] | undefined {
     const path = Array.isArray(i.path) ? i.path : [];
     if (!path.every((p) => typeof p === 'string' || typeof p === 'number')) return undefined;
     out.push({
-      path: (path).slice(0, 32),
+      path: path.slice(0, 32),
       message: i.message.slice(0, 500),
     });
   }
