@@ -156,6 +156,17 @@ export function extractTraceContext(carrier: {
   return propagation.extract(ROOT_CONTEXT, headers);
 }
 
+/**
+ * The W3C trace headers of the active context (`traceparent`, `tracestate`), for a request that
+ * carries a report on (the relay hop); `undefined` when nothing is traced.
+ */
+export function traceHeaders(): Record<string, string> | undefined {
+  if (!isTracing()) return undefined;
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  return carrier.traceparent === undefined ? undefined : carrier;
+}
+
 /** Runs `fn` with `ctx` as the active OpenTelemetry context. */
 export function withTraceContext<T>(ctx: Context, fn: () => T): T {
   return context.with(ctx, fn);

@@ -8,7 +8,8 @@ import {
   type ReadableSpan,
 } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { report } from './helpers/engine.js';
+import { makeEngine, report } from './helpers/engine.js';
+import { serve } from '../src/http/index.js';
 import { jsonOf, serviceFixture } from './helpers/http.js';
 
 const exporter = new InMemorySpanExporter();
@@ -108,6 +109,32 @@ describe('OpenTelemetry traces (in-memory exporter)', () => {
     const [dispatch] = spans('callback.dispatch');
     expect(dispatch!.spanContext().traceId).toBe(TRACE_ID);
     expect(parentOf(dispatch!)).toBe(PARENT_ID);
+  });
+
+  it('a report relayed to its origin carries the trace: the origin’s dispatch span is a child of the relay’s', async () => {
+    const origin = makeEngine({ node: 'origin' }).engine;
+    origin.anchor('job');
+    const originService = await serve(origin);
+    const relay = makeEngine({ node: 'relay' }).engine;
+    try {
+      const cb = await origin.create('job');
+      const wrapped = relay.relay(cb.token, { to: originService.url });
+      exporter.reset();
+      const answer = await relay.dispatch(report(wrapped, 'progress', { pct: 1 }));
+      expect(answer).toMatchObject({ status: 'progress', token: wrapped });
+      const dispatches = spans('callback.dispatch');
+      expect(dispatches).toHaveLength(2);
+      const [atOrigin] = dispatches.filter(
+        (s) => s.attributes['callback.anchor'] === 'job' && parentOf(s) !== undefined,
+      );
+      const atRelay = dispatches.find((s) => s !== atOrigin)!;
+      expect(atOrigin!.spanContext().traceId).toBe(atRelay.spanContext().traceId);
+      expect(parentOf(atOrigin!)).toBe(atRelay.spanContext().spanId);
+    } finally {
+      await originService.close();
+      await origin.close();
+      await relay.close();
+    }
   });
 
   it('a failing step ends its span in error; in-process dispatches trace too', async () => {

@@ -18,6 +18,8 @@ export interface OriginRequest {
   readonly path: string;
   /** A JSON body (POST). */
   readonly body?: unknown;
+  /** W3C trace headers (`traceparent`, `tracestate`) of the report being forwarded, if traced. */
+  readonly trace?: Readonly<Record<string, string>> | undefined;
 }
 
 /** What the client needs besides the request. */
@@ -61,6 +63,7 @@ export async function callOrigin(
   try {
     const headers: Record<string, string> = {
       ...options.headers?.(origin),
+      ...request.trace,
       accept: 'application/json',
     };
     let body: string | undefined;

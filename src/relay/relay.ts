@@ -40,6 +40,7 @@ import {
   type TransportHop,
 } from '../token.js';
 import type { DispatchOutcome, DispatchResult, StepError } from '../types.js';
+import { traceHeaders } from '../telemetry.js';
 import { callOrigin, type OriginClientOptions, type OriginReply } from './origin-client.js';
 import type { ResolvedRelayOptions } from './options.js';
 
@@ -170,9 +171,11 @@ export class Relay {
     };
     if (Object.keys(data).length > 0) message.callbackData = data;
     if (dedupKey !== undefined) message.dedupKey = dedupKey;
+    // Taken now, while the report's dispatch span is active: the origin's spans join its trace.
+    const trace = traceHeaders();
     return this.#inLane(hop, () =>
       callOrigin(
-        { origin: hop.url, method: 'POST', path: '/callbacks', body: message },
+        { origin: hop.url, method: 'POST', path: '/callbacks', body: message, trace },
         this.#client,
       ).then((reply) => toResult(token, hop.url, reply, 'applied')),
     );
