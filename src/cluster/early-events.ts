@@ -24,7 +24,8 @@
 
 import { Alarm, type Clock } from '../clock.js';
 import type { CallbackData } from '../data.js';
-import { EarlyEventsFullError, PayloadTooLargeError } from '../errors.js';
+import { EarlyEventsFullError } from '../errors.js';
+import { earlyEventJson } from '../registry/early-events.js';
 import { isTerminal, type DispatchStatus } from '../lifecycle/statuses.js';
 import type { ResolvedAnchor, ResolvedEarly } from '../options.js';
 import type { EventHub } from '../registry/event-hub.js';
@@ -94,7 +95,7 @@ export class SharedEarlyEvents {
    * Holds an event for `anchor` under correlation key `key` (see {@link CallbackEngine.holdEarly}).
    * @returns `queued` once the row is committed; `found` when the callback exists (before or
    *   right after the hold: dispatch the event to it, with its `dedupKey`).
-   * @throws {@link EarlyEventsFullError} when a bound would be passed; {@link PayloadTooLargeError}
+   * @throws {@link EarlyEventsFullError} when a bound would be passed; `PayloadTooLargeError`
    *   when the event alone is over `maxBytes`; `StoreUnavailableError`.
    */
   async hold(
@@ -107,13 +108,7 @@ export class SharedEarlyEvents {
     const before = await this.#holder(key);
     if (before) return { kind: 'found', token: before.token };
     const { maxEvents, maxBytes, retentionMs } = anchor.early;
-    const json = JSON.stringify(data);
-    const bytes = Buffer.byteLength(json, 'utf8');
-    if (bytes > maxBytes)
-      throw new PayloadTooLargeError(
-        `early event data is ${bytes} bytes of JSON, over anchor "${anchor.name}" early.maxBytes of ${maxBytes}`,
-        maxBytes,
-      );
+    const { json, bytes } = earlyEventJson(anchor, data);
     const heldAt = this.#clock.now();
     const out = await this.#store.holdEarly(
       {

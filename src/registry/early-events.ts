@@ -57,6 +57,26 @@ interface AnchorHold {
   bytes: number;
 }
 
+/**
+ * An early event's data as JSON and its size, the one size every hold counts.
+ * @throws {@link PayloadTooLargeError} when the event alone is over the anchor's `early.maxBytes`
+ *   (it could never be held).
+ */
+export function earlyEventJson(
+  anchor: ResolvedAnchor & { readonly early: ResolvedEarly },
+  data: CallbackData,
+): { json: string; bytes: number } {
+  const json = JSON.stringify(data);
+  const bytes = Buffer.byteLength(json, 'utf8');
+  const { maxBytes } = anchor.early;
+  if (bytes > maxBytes)
+    throw new PayloadTooLargeError(
+      `early event data is ${bytes} bytes of JSON, over anchor "${anchor.name}" early.maxBytes of ${maxBytes}`,
+      maxBytes,
+    );
+  return { json, bytes };
+}
+
 /** The early events of every anchor that opted in. */
 export class EarlyEvents {
   readonly #clock: Clock;
@@ -105,13 +125,7 @@ export class EarlyEvents {
     dedupKey: string,
   ): HeldEvent {
     const { maxEvents, maxBytes, retentionMs } = anchor.early;
-    const json = JSON.stringify(data);
-    const bytes = Buffer.byteLength(json, 'utf8');
-    if (bytes > maxBytes)
-      throw new PayloadTooLargeError(
-        `early event data is ${bytes} bytes of JSON, over anchor "${anchor.name}" early.maxBytes of ${maxBytes}`,
-        maxBytes,
-      );
+    const { json, bytes } = earlyEventJson(anchor, data);
     const h = this.#hold(anchor.name);
     if (h.count + 1 > maxEvents || h.bytes + bytes > maxBytes) {
       this.#refused++;

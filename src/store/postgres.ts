@@ -25,10 +25,11 @@ import {
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import { TERMINAL_STATUSES } from '../lifecycle/statuses.js';
 import { checkKnownKeys } from '../keys.js';
-import { toStored, type Row } from './row.js';
+import { toEarlyRow, toStored, type EarlyRow, type Row } from './row.js';
 import { DEFAULT_SHARDS, shardOf, type ShardLease } from './shards.js';
 import type {
   CommitResult,
+  EarlyEventRow,
   DurableStore,
   InboxEntry,
   Prefetch,
@@ -179,19 +180,8 @@ CREATE INDEX IF NOT EXISTS early_events_anchor ON early_events (anchor);
 CREATE INDEX IF NOT EXISTS early_events_expiry ON early_events (expires_at);
 `;
 
-/** An early event as the PostgreSQL store holds it. */
-export interface SharedEarlyRow {
-  /** Arrival order (cluster-wide). */
-  readonly seq: number;
-  readonly dedupKey: string;
-  readonly anchor: string;
-  readonly correlationKey: string;
-  readonly status: CallbackStatus;
-  /** Its data as JSON. */
-  readonly data: string;
-  readonly heldAt: number;
-  readonly expiresAt: number;
-}
+/** An early event as the PostgreSQL store holds it (`seq` is cluster-wide arrival order). */
+export type SharedEarlyRow = EarlyEventRow;
 
 /** What {@link PostgresStore.holdEarly} did. */
 export type HoldEarlyOutcome =
@@ -201,30 +191,10 @@ export type HoldEarlyOutcome =
   /** The anchor's bound would be passed: what it holds now. */
   | { readonly kind: 'full'; readonly count: number; readonly bytes: number };
 
-interface EarlyPgRow {
-  seq: number;
-  dedup_key: string;
-  anchor: string;
-  corr_key: string;
-  status: CallbackStatus;
-  data: string;
-  held_at: number;
-  expires_at: number;
-}
-
 const EARLY_COLUMNS =
   'e.seq::float8 AS seq, e.dedup_key, e.anchor, e.corr_key, e.status, e.data, e.held_at::float8 AS held_at, e.expires_at::float8 AS expires_at';
 
-const fromEarly = (r: EarlyPgRow): SharedEarlyRow => ({
-  seq: r.seq,
-  dedupKey: r.dedup_key,
-  anchor: r.anchor,
-  correlationKey: decodeKey(r.corr_key)!,
-  status: r.status,
-  data: r.data,
-  heldAt: r.held_at,
-  expiresAt: r.expires_at,
-});
+const fromEarly = (r: EarlyRow): SharedEarlyRow => toEarlyRow(r, (k) => decodeKey(k)!);
 
 /** An active callback holding the correlation key of the early row `e`. */
 const ACTIVE_HOLDER = `SELECT 1 FROM callbacks c WHERE c.corr_key = e.corr_key AND c.status NOT IN (${TERMINAL_SQL})`;
@@ -961,7 +931,7 @@ export class PostgresStore implements DurableStore {
    */
   async claimEarly(correlationKey: string): Promise<SharedEarlyRow[]> {
     const { value } = await this.#fresh(() =>
-      this.#q<EarlyPgRow>(
+      this.#q<EarlyRow>(
         `SELECT ${EARLY_COLUMNS} FROM early_events e
          WHERE e.corr_key = $1 AND NOT EXISTS (SELECT 1 FROM dedup d WHERE d.key = e.dedup_key)
          ORDER BY e.seq FOR UPDATE`,
@@ -988,7 +958,7 @@ export class PostgresStore implements DurableStore {
    */
   async expireEarly(now: number): Promise<SharedEarlyRow[]> {
     try {
-      const rows = await this.#q<EarlyPgRow>(
+      const rows = await this.#q<EarlyRow>(
         `DELETE FROM early_events e WHERE e.expires_at <= $1 AND NOT EXISTS (${ACTIVE_HOLDER})
          RETURNING ${EARLY_COLUMNS}`,
         [now],
@@ -1010,7 +980,7 @@ export class PostgresStore implements DurableStore {
     const where = 'expiredBy' in query ? 'e.expires_at <= $1::bigint' : 'c.shard = ANY($1::int[])';
     const param = 'expiredBy' in query ? query.expiredBy : [...query.shards];
     const { value } = await this.#fresh(() =>
-      this.#q<Row & { e: EarlyPgRow }>(
+      this.#q<Row & { e: EarlyRow }>(
         `SELECT c.id, c.seq::float8 AS seq, c.anchor, c.status, c.due_at::float8 AS due_at,
            c.idem_key, c.corr_key, c.parent_id, c.body,
            json_build_object('seq', e.seq::float8, 'dedup_key', e.dedup_key, 'anchor', e.anchor,

@@ -6,7 +6,7 @@
  */
 
 import type { CallbackStatus } from '../lifecycle/statuses.js';
-import type { StoredCallback } from './store.js';
+import type { EarlyEventRow, StoredCallback } from './store.js';
 
 /** One `callbacks` row as read. */
 export type Row = {
@@ -32,4 +32,31 @@ export const toStored = (r: Row): StoredCallback => ({
   correlationKey: r.corr_key,
   parentId: r.parent_id,
   body: r.body,
+});
+
+/** One `early_events` row as read (both SQL stores use these column names). */
+export type EarlyRow = {
+  seq: number;
+  dedup_key: string;
+  anchor: string;
+  corr_key: string;
+  status: CallbackStatus;
+  data: string;
+  held_at: number;
+  expires_at: number;
+};
+
+/** An `early_events` row as the store contract's {@link EarlyEventRow}; `key` decodes a stored key. */
+export const toEarlyRow = (
+  r: EarlyRow,
+  key: (stored: string) => string = (k) => k,
+): EarlyEventRow => ({
+  seq: r.seq,
+  dedupKey: r.dedup_key,
+  anchor: r.anchor,
+  correlationKey: key(r.corr_key),
+  status: r.status,
+  data: r.data,
+  heldAt: r.held_at,
+  expiresAt: r.expires_at,
 });

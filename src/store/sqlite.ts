@@ -17,7 +17,7 @@ import {
 } from '../errors.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import { checkKnownKeys } from '../keys.js';
-import { toStored, type Row } from './row.js';
+import { toEarlyRow, toStored, type EarlyRow, type Row } from './row.js';
 import type {
   DurableStore,
   EarlyEventRow,
@@ -336,29 +336,8 @@ class SqliteStore implements DurableStore {
   }
 
   loadEarly(): EarlyEventRow[] {
-    const rows = this.#read(
-      () =>
-        this.#s.earlyAll.all() as {
-          seq: number;
-          dedup_key: string;
-          anchor: string;
-          corr_key: string;
-          status: CallbackStatus;
-          data: string;
-          held_at: number;
-          expires_at: number;
-        }[],
-    );
-    return rows.map((r) => ({
-      seq: r.seq,
-      dedupKey: r.dedup_key,
-      anchor: r.anchor,
-      correlationKey: r.corr_key,
-      status: r.status,
-      data: r.data,
-      heldAt: r.held_at,
-      expiresAt: r.expires_at,
-    }));
+    const rows = this.#read(() => this.#s.earlyAll.all() as EarlyRow[]);
+    return rows.map((r) => toEarlyRow(r));
   }
 
   childrenOf(id: string): string[] {
