@@ -813,9 +813,10 @@ class Engine implements CallbackEngine {
       typeof said === 'string' && (isDispatchStatus(said) || READ_ACTIONS.has(said))
         ? said
         : '(invalid)';
-    const span = this.#telemetry.start('callback.dispatch', {
-      'callback.reported_status': reported,
-    });
+    // Measured but not traced (no SDK): no span at all, not even a no-op one.
+    const span = this.#tracing
+      ? this.#telemetry.start('callback.dispatch', { 'callback.reported_status': reported })
+      : undefined;
     let result: Promise<DispatchResult>;
     if (span) {
       const ctx = Telemetry.contextOf(span)!;

@@ -12,7 +12,6 @@ import {
   propagation,
   ProxyTracerProvider,
   ROOT_CONTEXT,
-  SpanKind,
   SpanStatusCode,
   trace,
   type Attributes,
@@ -106,25 +105,19 @@ export class Telemetry {
    * Starts a span, child of `parent` (default: the active context). Returns `undefined` when no
    * OpenTelemetry SDK records it, so callers skip attribute work.
    */
-  start(
-    name: string,
-    attributes: Attributes,
-    parent?: Context,
-    links?: Link[],
-    kind: SpanKind = SpanKind.INTERNAL,
-  ): Span | undefined {
+  start(name: string, attributes: Attributes, parent?: Context, links?: Link[]): Span | undefined {
     const span = tracer.startSpan(
       name,
-      { kind, attributes, ...(links ? { links } : {}) },
+      { attributes, ...(links ? { links } : {}) },
       parent ?? context.active(),
     );
     if (!span.isRecording()) return undefined;
     return span;
   }
 
-  /** The context with `span` active (for children), or `parent` when not tracing. */
-  static contextOf(span: Span | undefined, parent?: Context): Context | undefined {
-    return span ? trace.setSpan(parent ?? context.active(), span) : parent;
+  /** The active context with `span` in it (for children), or `undefined` when not tracing. */
+  static contextOf(span: Span | undefined): Context | undefined {
+    return span && trace.setSpan(context.active(), span);
   }
 
   /** Ends a span, marking it failed with `err` when given. */
@@ -172,5 +165,4 @@ export function withTraceContext<T>(ctx: Context, fn: () => T): T {
   return context.with(ctx, fn);
 }
 
-export { SpanKind };
 export type { Context as TraceContext, Span };
