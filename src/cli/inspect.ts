@@ -11,7 +11,7 @@ import { existsSync, statSync } from 'node:fs';
 import type BetterSqlite3 from 'better-sqlite3';
 import { decodeRecord } from '../registry/record-codec.js';
 import type { CallbackRecord } from '../registry/record.js';
-import { toStored, type Row } from '../store/row.js';
+import { ROW_COLUMNS as columns, toStored, type Row } from '../store/row.js';
 import { SQLITE_SCHEMA_VERSION } from '../store/sqlite.js';
 
 /** A callback as the CLI prints it (never its full token). */
@@ -118,7 +118,6 @@ export function inspectSqlite(path: string): StoreInspector {
     if (code === 'SQLITE_NOTADB') throw new InspectError(`${path} is not a SQLite database`);
     throw new InspectError(`cannot read ${path}: ${(err as Error).message}`);
   }
-  const columns = 'id, seq, anchor, status, due_at, idem_key, corr_key, parent_id, body';
   const run = <T>(fn: () => T): T => {
     try {
       return fn();

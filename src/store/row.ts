@@ -8,6 +8,9 @@
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import type { EarlyEventRow, StoredCallback } from './store.js';
 
+/** The columns of a {@link Row}, as a SQL select list. */
+export const ROW_COLUMNS = 'id, seq, anchor, status, due_at, idem_key, corr_key, parent_id, body';
+
 /** One `callbacks` row as read. */
 export type Row = {
   id: string;

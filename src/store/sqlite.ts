@@ -17,7 +17,7 @@ import {
 } from '../errors.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import { checkKnownKeys } from '../keys.js';
-import { toEarlyRow, toStored, type EarlyRow, type Row } from './row.js';
+import { ROW_COLUMNS, toEarlyRow, toStored, type EarlyRow, type Row } from './row.js';
 import type {
   DurableStore,
   EarlyEventRow,
@@ -61,8 +61,6 @@ const SQLITE_OPTION_KEYS: readonly string[] = Object.freeze([
   'busyTimeoutMs',
   'maxBytes',
 ]);
-
-const COLUMNS = 'id, seq, anchor, status, due_at, idem_key, corr_key, parent_id, body';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -237,18 +235,20 @@ class SqliteStore implements DurableStore {
   #prepare(db: BetterSqlite3.Database): void {
     this.#s = {
       upsert: db.prepare(
-        `INSERT INTO callbacks (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO callbacks (${ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, due_at = excluded.due_at, body = excluded.body`,
       ),
-      insert: db.prepare(`INSERT INTO callbacks (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      insert: db.prepare(
+        `INSERT INTO callbacks (${ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
       update: db.prepare('UPDATE callbacks SET status = ?, due_at = ?, body = ? WHERE id = ?'),
       // Only the body: the indexes on status and due time are not touched (3× cheaper a row).
       updateBody: db.prepare('UPDATE callbacks SET body = ? WHERE id = ?'),
       del: db.prepare('DELETE FROM callbacks WHERE id = ?'),
-      load: db.prepare(`SELECT ${COLUMNS} FROM callbacks WHERE id = ?`),
-      byIdem: db.prepare(`SELECT ${COLUMNS} FROM callbacks WHERE idem_key = ?`),
+      load: db.prepare(`SELECT ${ROW_COLUMNS} FROM callbacks WHERE id = ?`),
+      byIdem: db.prepare(`SELECT ${ROW_COLUMNS} FROM callbacks WHERE idem_key = ?`),
       byCorr: db.prepare(
-        `SELECT ${COLUMNS} FROM callbacks WHERE corr_key = ? ORDER BY seq DESC LIMIT 1`,
+        `SELECT ${ROW_COLUMNS} FROM callbacks WHERE corr_key = ? ORDER BY seq DESC LIMIT 1`,
       ),
       children: db.prepare('SELECT id FROM callbacks WHERE parent_id = ? ORDER BY seq').pluck(),
       nextDue: db.prepare('SELECT MIN(due_at) FROM callbacks WHERE due_at IS NOT NULL').pluck(),
@@ -363,7 +363,7 @@ class SqliteStore implements DurableStore {
       if (statuses.length > 0) where.push(`status IN (${statuses.map(() => '?').join(', ')})`);
       stmt = this.#read(() =>
         this.#db!.prepare(
-          `SELECT ${COLUMNS} FROM callbacks WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`,
+          `SELECT ${ROW_COLUMNS} FROM callbacks WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`,
         ),
       );
       this.#listStatements.set(key, stmt);
