@@ -126,13 +126,13 @@ export function main(
 }
 
 /** `ls`, `get`, `stats` on a SQLite store file. */
-function inspect(
+async function inspect(
   command: 'ls' | 'get' | 'stats',
   args: readonly string[],
   values: { status?: string; anchor?: string; limit?: string; cursor?: string; json?: boolean },
   out: (text: string) => void,
   err: (text: string) => void,
-): number {
+): Promise<number> {
   const [file, id] = args;
   const want = command === 'get' ? 2 : 1;
   if (file === undefined || args.length !== want) {
@@ -151,7 +151,7 @@ function inspect(
   }
   let store: StoreInspector | undefined;
   try {
-    store = inspectSqlite(file);
+    store = await inspectSqlite(file);
     const json = (v: unknown) => out(`${JSON.stringify(v, null, 2)}\n`);
     if (command === 'stats') {
       const s = store.stats();
@@ -183,12 +183,13 @@ function inspect(
         err(`no callback with id ${JSON.stringify(id)} in ${file}\n`);
         return 1;
       }
-      if (values.json) return (json(cb), 0);
+      const history = store.history(cb.id);
+      if (values.json) return (json({ ...cb, history }), 0);
       const rows: [string, string][] = [
         ['id', cb.id],
         ['anchor', cb.anchor],
         ['status', cb.status],
-        ['token', cb.tokenPrefix],
+        ['token', cb.tokenHint],
         ['created', cb.createdAt],
         ['deadline', cb.deadlineAt ?? '-'],
         ['remove at', cb.removeAt ?? '-'],
@@ -199,6 +200,34 @@ function inspect(
         ['data', JSON.stringify(cb.data)],
       ];
       out(table(['field', 'value'], rows));
+      if (history.length > 0) {
+        out('\nhistory\n');
+        out(
+          table(
+            ['#', 'at', 'what', 'status', 'details'],
+            history.map((e) => {
+              const what =
+                e.kind === 'reported' ? `reported ${e.reported} (${e.outcome})` : e.kind;
+              const details = [
+                e.step !== undefined ? `step ${e.step} try ${e.attempt}` : '',
+                e.error !== undefined ? `error: ${e.error}` : '',
+                e.retryAt !== undefined ? `retry at ${new Date(e.retryAt).toISOString()}` : '',
+                e.reason !== undefined ? e.reason : '',
+                e.data !== undefined ? JSON.stringify(e.data) : '',
+              ]
+                .filter((x) => x !== '')
+                .join('; ');
+              return [
+                String(e.seq),
+                new Date(e.at).toISOString(),
+                what,
+                e.status,
+                details.length > 80 ? `${details.slice(0, 79)}…` : details,
+              ];
+            }),
+          ),
+        );
+      }
       return 0;
     }
     const page = store.list({

@@ -53,7 +53,6 @@ import {
   type ResolvedEngineOptions,
 } from './options.js';
 import { CallbackRuntime, Pending, type Follower, type Job } from './registry/callback-runtime.js';
-import { Deduplicator } from './registry/dedup.js';
 import { EarlyEvents } from './registry/early-events.js';
 import { SharedEarlyEvents, type ClaimedEarly } from './cluster/early-events.js';
 import { EventHub, type XStateInspector } from './registry/event-hub.js';
@@ -83,6 +82,8 @@ import {
   type TypedAnchorOptions,
   type TypedStepMap,
 } from './typed-anchor.js';
+import type { HistoryOptions, HistoryPage } from './history.js';
+import { toHistory } from './mailbox/journal.js';
 import type {
   CallbackAnswer,
   CallbackDetails,
@@ -239,6 +240,25 @@ export interface CallbackEngine {
    */
   details(id: string): Promise<CallbackDetails | undefined>;
   /**
+   * A page of a callback's history, oldest entry first: every report it received (with its
+   * data, outcome and deduplication key), every step owed and each try's outcome (output or
+   * error, attempt, duration), retries, its deadline or heartbeat passing, a cancel, its
+   * orphaning. With a durable store it is read from the store, so it survives restarts and is
+   * the same from every replica; it is kept until the callback's retention ends.
+   * @param tokenOrId - the callback's token (verified) or its callbackId.
+   * @returns the page; an unknown callback, or one whose retention ended, has an empty history.
+   * @throws (rejects) {@link InvalidArgumentError} for a bad `cursor` or `limit`;
+   *   `StoreUnavailableError` if the store cannot be read; {@link EngineClosedError}.
+   * @example
+   * ```ts
+   * for (let page = await engine.history(token); ; page = await engine.history(token, { cursor: page.cursor })) {
+   *   for (const e of page.entries) console.log(new Date(e.at).toISOString(), e.kind, e.status, e.data);
+   *   if (page.cursor === undefined) break;
+   * }
+   * ```
+   */
+  history(tokenOrId: string, options?: HistoryOptions): Promise<HistoryPage>;
+  /**
    * Pages of callbacks in creation order.
    * @throws {@link InvalidArgumentError} with `postgresStore()`, whose reads are asynchronous:
    *   use {@link CallbackEngine.listAsync}.
@@ -359,7 +379,6 @@ class Engine implements CallbackEngine {
   /** The store of several replicas (`postgresStore()`), and this engine's part in them. */
   readonly #pg: PostgresStore | undefined;
   readonly #replica: Replica | undefined;
-  readonly #dedup: Deduplicator;
   /** CloudEvents held for callbacks not created yet (anchors with `early`). */
   readonly #early: EarlyEvents;
   /** With `postgresStore()`: early events in the shared table, seen by every replica. */
@@ -382,7 +401,6 @@ class Engine implements CallbackEngine {
     const pg = (this.#pg = isPostgresStore(store) ? store : undefined);
     // Replicas share secrets: a token minted by any of them verifies on every one.
     this.#codec = new TokenCodec(this.node, this.#o.secrets, { anyNode: pg !== undefined });
-    this.#dedup = new Deduplicator(pg && ((key) => pg.isApplied(key)));
     this.#events = new EventHub(this.#o.clock, this.#o.logger);
     this.#telemetry = this.#events.telemetry;
     this.#registry = new CallbackRegistry({
@@ -390,9 +408,10 @@ class Engine implements CallbackEngine {
       codec: this.#codec,
       stats: this.#stats,
       events: this.#events,
-      onTimeout: (rt, reason) => this.#mailboxes.end(rt, 'timeout', { reason }, []),
+      onTimeout: (rt, reason) =>
+        this.#mailboxes.end(rt, 'timeout', { reason }, [], { kind: 'timedOut', reason }),
       onInvalidated: (rt, err) => this.#mailboxes.invalidated(rt, err),
-      onRetryPending: (rt) => this.#mailboxes.resumeRetry(rt),
+      onOwed: (rt) => this.#mailboxes.resumeOwed(rt),
       ...(pg ? { mayHold: (id: string) => this.#replica?.ownsShardOf(id) ?? false } : {}),
     });
     this.#mailboxes = new MailboxProcessor({
@@ -588,12 +607,14 @@ class Engine implements CallbackEngine {
       children: undefined,
       terminalReport: undefined,
       stepError: undefined,
+      owed: undefined,
+      head: 0,
       ...(span ? { trace: span.spanContext() } : {}),
     };
     // No actor yet: it is activated by the first report that needs a transition (virtual actor).
     const rt = new CallbackRuntime(record, now);
     rt.dataBytes = dataBytes;
-    this.#registry.add(rt, parent);
+    this.#registry.add(rt, parent, this.#mailboxes.createdEntry(record, createData));
     this.#stats.add(record.anchor, 'create');
     this.#stats.created++;
     this.#events.emit('created', record, { data: createData });
@@ -674,18 +695,14 @@ class Engine implements CallbackEngine {
     applied?: (r: DispatchResult) => void,
   ): Promise<DispatchResult | undefined> {
     this.#registry.claimEarly(ev.dedupKey);
-    return this.#dedup
-      .once(
-        ev.dedupKey,
-        () =>
-          Promise.resolve({
-            result: this.#report(token, ev.status, ev.data, toResult, ev.dedupKey),
-          }),
-        () => Promise.resolve(this.#read(token)),
-        true,
-      )
-      .then((admitted) => admitted.result)
-      .then(
+    let reported: Promise<DispatchResult>;
+    try {
+      // Held once per key and claimed once: no earlier report can carry the key (no lookup).
+      reported = this.#report(token, ev.status, ev.data, toResult, ev.dedupKey, true);
+    } catch (err) {
+      reported = Promise.reject(toError(err));
+    }
+    return reported.then(
         (r): DispatchResult | undefined => {
           applied?.(r);
           return r;
@@ -966,18 +983,7 @@ class Engine implements CallbackEngine {
     try {
       if (this.#replica)
         return this.#replica.report(parsed.token, parsed.status, data, parsed.dedupKey).then(map);
-      if (parsed.dedupKey !== undefined)
-        return this.#dedup
-          .once(
-            parsed.dedupKey,
-            () =>
-              Promise.resolve({
-                result: this.#report(parsed.token, parsed.status, data, toResult, parsed.dedupKey),
-              }),
-            () => Promise.resolve(this.#read(parsed.token)),
-          )
-          .then((admitted) => admitted.result.then(map));
-      return this.#report(parsed.token, parsed.status, data, map);
+      return this.#report(parsed.token, parsed.status, data, map, parsed.dedupKey);
     } catch (err) {
       // A durable store that cannot be read (a cold callback's point read): reject, never throw.
       return Promise.reject(toError(err));
@@ -990,22 +996,28 @@ class Engine implements CallbackEngine {
     data: CallbackData,
     map: (result: DispatchResult) => T,
     dedupKey?: string,
+    freshKey = false,
   ): Promise<T> {
     this.#stats.dispatched++;
     const found = this.#registry.find(token);
     if (found.kind === 'notFound')
       return this.#mailboxes.notFound(token, found.anchor, found.id, status).then(map);
     if (found.kind === 'retained') {
-      return Promise.resolve(map(this.#mailboxes.settledAnswer(found.record, status, data)));
+      const record = found.record;
+      // A key applied to it (before it ended) makes the report a replay; else its outcome stands.
+      const replay =
+        dedupKey !== undefined && !freshKey && this.#registry.hasKey(undefined, record, dedupKey);
+      return Promise.resolve(
+        map(
+          replay
+            ? { answer: this.#mailboxes.answer(record), outcome: 'replayed' }
+            : this.#mailboxes.settledAnswer(record, status, data),
+        ),
+      );
     }
     const rt = found.rt;
     if (!isTerminal(rt.record.status)) this.#touch(rt);
     const pending = new Pending('applied', map);
-    pending.dedupKey = dedupKey;
-    if (status === 'cancel') {
-      this.#cancelLive(rt, data, pending);
-      return pending.promise();
-    }
     // Refuse before anything is applied, so the outside party can simply retry.
     if (this.#mailboxes.wouldSaturate(rt, status)) return Promise.reject(new PoolSaturatedError());
     this.#mailboxes.enqueue(rt, {
@@ -1013,6 +1025,8 @@ class Engine implements CallbackEngine {
       status,
       data,
       followers: [pending],
+      ...(dedupKey !== undefined ? { dedupKey } : {}),
+      ...(freshKey ? { freshKey } : {}),
       ...(this.#traceCtx ? { trace: this.#traceCtx } : {}),
     });
     return pending.promise();
@@ -1032,7 +1046,7 @@ class Engine implements CallbackEngine {
   #overdue(rt: CallbackRuntime, now: number): boolean {
     const reason = this.#registry.overdue(rt, now);
     if (reason === undefined) return false;
-    this.#mailboxes.end(rt, 'timeout', { reason }, []);
+    this.#mailboxes.end(rt, 'timeout', { reason }, [], { kind: 'timedOut', reason });
     return true;
   }
 
@@ -1075,7 +1089,7 @@ class Engine implements CallbackEngine {
         (e) => follower.reject(e),
       );
     } else if (this.#mailboxes.admit(rt, 'cancel', data, 'cancel data', [follower]) >= 0)
-      this.#mailboxes.end(rt, 'cancel', data, [follower]);
+      this.#mailboxes.end(rt, 'cancel', data, [follower], { kind: 'cancelled' });
   }
 
   retryStep(tokenOrId: string): Promise<CallbackAnswer> {
@@ -1139,9 +1153,40 @@ class Engine implements CallbackEngine {
       children,
       stepError: record.stepError,
       pendingRetry:
-        record.retry === undefined
+        record.owed?.at === undefined
           ? undefined
-          : { status: record.retry.status, attempt: record.retry.attempt, at: record.retry.at },
+          : { status: record.owed.step, attempt: record.owed.attempt, at: record.owed.at },
+    };
+  }
+
+  async history(tokenOrId: string, options: HistoryOptions = {}): Promise<HistoryPage> {
+    this.#assertOpen();
+    if (typeof tokenOrId !== 'string' || tokenOrId.length === 0)
+      throw new InvalidArgumentError('history() needs a callback token or callbackId');
+    if (typeof options !== 'object' || options === null)
+      throw new InvalidArgumentError('history() options must be an object');
+    const limit = options.limit ?? 100;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000)
+      throw new InvalidArgumentError(
+        `history() options.limit must be an integer from 1 to 1000 (got ${String(limit)})`,
+      );
+    const cursor = options.cursor;
+    if (cursor !== undefined && (typeof cursor !== 'string' || !/^[0-9]{1,15}$/.test(cursor)))
+      throw new InvalidArgumentError(
+        `history() options.cursor must be the cursor of a previous page (got ${JSON.stringify(String(cursor)).slice(0, 60)})`,
+      );
+    if (!this.#isReady) await this.#afterReady(() => Promise.resolve());
+    const fields = decodeToken(tokenOrId);
+    // A token must verify; an id is taken as it is (the caller is trusted, like details()).
+    const id = fields ? (this.#codec.verify(fields) ? fields.id : undefined) : tokenOrId;
+    if (id === undefined) return { id: '', entries: [], cursor: undefined };
+    const after = cursor === undefined ? 0 : Number(cursor);
+    const entries = await this.#registry.history(id, after, limit + 1);
+    const page = entries.slice(0, limit).map(toHistory);
+    return {
+      id,
+      entries: page,
+      cursor: entries.length > limit ? String(page[page.length - 1]!.seq) : undefined,
     };
   }
 
@@ -1450,15 +1495,16 @@ class Engine implements CallbackEngine {
       stats: this.#stats,
       warn: this.#events.warn,
       codec: this.#codec,
-      dedup: this.#dedup,
       maxDataBytes: this.#o.maxDataBytes,
-      report: (token, status, data, dedupKey) =>
-        this.#report(token, status, data, toResult, dedupKey),
+      report: (token, status, data, dedupKey, freshKey) =>
+        this.#report(token, status, data, toResult, dedupKey, freshKey),
       read: (token) => this.#read(token),
       answer: (record) => this.#mailboxes.answer(record),
       waitLocal: (id, signal) => this.#waitFor(id, signal),
       create: (anchor, options) => this.create(anchor, options),
       attributes: (anchor) => this.#anchors.get(anchor)?.attributes,
+      quiesce: (owned, timeoutMs) => this.#mailboxes.quiesce(owned, timeoutMs),
+      closeTimeoutMs: this.#o.closeTimeoutMs,
       // Held events whose callback is in a shard taken over (its claim never committed).
       ownershipChanged: () => {
         if (this.#earlyOn) void this.#shared?.reclaim();

@@ -10,6 +10,7 @@ export type { Clock, SimulatedClock, TimerHandle } from './clock.js';
 export type { CallbackData, JsonValue } from './data.js';
 export { parseDuration } from './duration.js';
 export type { Duration } from './duration.js';
+export type { HistoryEntry, HistoryKind, HistoryOptions, HistoryPage } from './history.js';
 export { createCallbackEngine } from './engine.js';
 export type {
   CallbackEngine,
@@ -132,9 +133,13 @@ export type {
 } from './typed-anchor.js';
 export { memoryStore } from './store/store.js';
 export type {
+  CallbackRowWrite,
   CallbackStore,
+  DedupKeyWrite,
   DurableStore,
+  JournalAppend,
   MemoryStore,
+  SnapshotWrite,
   CommitResult,
   EarlyEventRow,
   InboxEntry,

@@ -109,11 +109,20 @@ export interface CallbackEngineOptions {
    */
   stepTimeout?: string | false;
   /**
-   * How long `close()` waits for steps in flight and the worker pool's drain. After it, whatever
-   * is still pending rejects with `EngineClosedError`, the pool is destroyed and `close()` resolves.
+   * How long `close()` lets steps in flight finish (their outcome is stored as usual) and the
+   * worker pool drain. A step still running then is cut off: with a durable store it stays owed
+   * and runs again when the engine next starts; its report is answered with the callback as
+   * stored. Then the pool is destroyed and `close()` resolves.
    * @default 'PT10S'
    */
   closeTimeout?: string;
+  /**
+   * How long a report's deduplication key is kept with its callback (an ISO 8601 duration): a
+   * report sent again with the same key within it is applied once (answered `replayed`). Keys
+   * belong to one callback: two callbacks may use the same key.
+   * @default 'PT24H'
+   */
+  dedupWindow?: string;
   /**
    * Largest merged data of one callback, as bytes of JSON. A report, creation data or step output
    * that would make it larger is refused with `PayloadTooLargeError` and nothing is applied.
@@ -247,6 +256,7 @@ export interface ResolvedEngineOptions {
   /** The step time limit in ms, or `false`. */
   readonly stepTimeoutMs: number | false;
   readonly closeTimeoutMs: number;
+  readonly dedupWindowMs: number;
   readonly maxCallbackBytes: number;
   readonly relay: ResolvedRelayOptions;
   readonly logger: EngineLogger | undefined;
@@ -295,6 +305,7 @@ export const ENGINE_OPTION_KEYS: readonly string[] = Object.freeze([
   'store',
   'stepTimeout',
   'closeTimeout',
+  'dedupWindow',
   'maxCallbackBytes',
   'relay',
   'logger',
@@ -353,6 +364,7 @@ export const DEFAULTS = Object.freeze({
   maxLiveActors: 100_000,
   stepTimeout: 'PT5M',
   closeTimeout: 'PT10S',
+  dedupWindow: 'PT24H',
   maxCallbackBytes: 1024 * 1024,
   early: Object.freeze({ maxEvents: 1000, maxBytes: 1024 * 1024, retention: 'PT10M' }),
   attributes: DEFAULT_ATTRIBUTES,
@@ -460,6 +472,18 @@ function checkCloseTimeout(what: string, value: unknown): number {
     );
   }
   return durationMs(what, value, 0);
+}
+
+/** Checks `dedupWindow`: an ISO 8601 duration longer than zero; returns it in ms. */
+function checkDedupWindow(value: unknown): number {
+  if (typeof value !== 'string' || !parseDuration(value)) {
+    throw new InvalidArgumentError(
+      `options.dedupWindow must be an ISO 8601 duration such as "PT24H" (got ${describe(value)})`,
+    );
+  }
+  const ms = durationMs('options.dedupWindow', value, 0);
+  if (!(ms > 0)) throw new InvalidArgumentError('options.dedupWindow must be longer than zero');
+  return ms;
 }
 
 function checkPositiveInt(what: string, value: unknown): number {
@@ -574,6 +598,7 @@ export function resolveOptions(input: CallbackEngineOptions | undefined): Resolv
       'options.closeTimeout',
       o.closeTimeout ?? DEFAULTS.closeTimeout,
     ),
+    dedupWindowMs: checkDedupWindow(o.dedupWindow ?? DEFAULTS.dedupWindow),
     maxCallbackBytes:
       o.maxCallbackBytes === undefined
         ? DEFAULTS.maxCallbackBytes

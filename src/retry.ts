@@ -81,18 +81,6 @@ export interface ResolvedRetry {
 /** An anchor's retry policies after validation, by step key. */
 export type ResolvedRetryMap = Readonly<Partial<Record<StepKey, ResolvedRetry | false>>>;
 
-/** A step's next try, as the record (and the store) keeps it while the step waits for it. */
-export interface PendingRetry {
-  /** The status the step runs for (an active one: terminal steps are retried in memory only). */
-  readonly status: ActiveStatus;
-  /** The number of the next try (2 for the first retry). */
-  readonly attempt: number;
-  /** When it runs: ms since epoch, on the engine's clock. */
-  readonly at: number;
-  /** The data of the report the step runs for (`{}` for create). */
-  readonly report: CallbackData;
-}
-
 /** A step waiting for its next try, as its callback's runtime holds it. */
 export interface RetryWait {
   readonly status: CallbackStatus;

@@ -140,13 +140,13 @@ describe('callback-engine ls|get|stats <db>', () => {
     const json = JSON.parse((await cli('stats', file, '--json')).out) as Record<string, unknown>;
     expect(json).toMatchObject({
       callbacks: 7,
-      schemaVersion: 1,
+      schemaVersion: 2,
       byStatus: { create: 5, complete: 2 },
       byAnchor: { order: { create: 5, complete: 1 }, ship: { complete: 1 } },
     });
   });
 
-  it('refuses a missing file, a file that is not a store, and a file a running engine holds', async () => {
+  it('refuses a missing file and a file that is not a store; reads a file a running engine holds', async () => {
     expect(await cli('stats', join(dir, 'nope.db'))).toMatchObject({
       code: 1,
       err: `no such file: ${join(dir, 'nope.db')}\n`,
@@ -160,11 +160,27 @@ describe('callback-engine ls|get|stats <db>', () => {
       secrets: [SECRET],
       store: sqliteStore({ path: held }),
     });
+    engine.anchor('job');
     await engine.ready();
     try {
+      // A reader beside the engine's writer (WAL): it sees what the engine committed.
+      const cb = await engine.create('job', { data: { n: 1 } });
       const r = await cli('ls', held);
-      expect(r.code).toBe(1);
-      expect(r.err).toMatch(/is locked by a running engine/);
+      expect(r.code).toBe(0);
+      expect(r.out).toContain(cb.id);
+      await engine.dispatch({ type: 'CALLBACK', callbackToken: cb.token, callbackStatus: 'start' });
+      const got = await cli('get', held, cb.id);
+      expect(got.code).toBe(0);
+      expect(got.out).toMatch(/^status\s+start$/m);
+      expect(got.out).toMatch(/reported start \(applied\)/);
+      // A second engine on the same file is still refused.
+      const second = createCallbackEngine({
+        node: 'cli-2',
+        secrets: [SECRET],
+        store: sqliteStore({ path: held }),
+      });
+      await expect(second.ready()).rejects.toMatchObject({ code: 'CBE_ERR_STORE_LOCKED' });
+      await second.close();
     } finally {
       await engine.close();
     }

@@ -135,7 +135,8 @@ describe('reading, waiting, listing (spec 10)', () => {
 
 describe('close()', () => {
   it('stops timers and actors, rejects pending work and later calls with a typed error', async () => {
-    ({ engine } = makeEngine());
+    let clock;
+    ({ engine, clock } = makeEngine());
     let signal: AbortSignal | undefined;
     engine.anchor('job', {
       next: {
@@ -148,13 +149,20 @@ describe('close()', () => {
     });
     const cb = await engine.create('job', { timeout: 'PT1M', heartbeat: 'PT5S' });
     const running = engine.dispatch(report(cb.token, 'progress'));
+    running.catch(() => undefined); // asserted below
     const queued = engine.dispatch(report(cb.token, 'progress'));
     const waiting = engine.wait(cb.token);
-    await engine.close();
+    const closing = engine.close();
+    // The running step may finish within closeTimeout (10 s); then it is cut off.
+    await new Promise((r) => setImmediate(r));
+    expect(signal?.aborted).toBe(false);
+    clock.advance(10_000);
+    await closing;
     expect(signal?.aborted).toBe(true);
     await expect(queued).rejects.toBeInstanceOf(EngineClosedError);
     await expect(waiting).rejects.toMatchObject({ code: 'CBE_ERR_ENGINE_CLOSED' });
-    await running;
+    // In memory, the cut-off step is gone with the engine: its report is refused too.
+    await expect(running).rejects.toBeInstanceOf(EngineClosedError);
     await expect(engine.dispatch(report(cb.token, 'complete'))).rejects.toBeInstanceOf(
       EngineClosedError,
     );

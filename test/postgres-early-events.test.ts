@@ -16,7 +16,8 @@ import {
 } from '../src/index.js';
 import { serve } from '../src/http/index.js';
 import { rejection } from './helpers/engine.js';
-import { NATS, PG, PgFixture, listening } from './helpers/postgres.js';
+import { MACHINE_VERSION } from '../src/lifecycle/persist.js';
+import { NATS, PG, PgFixture, listening, writeV1Schema } from './helpers/postgres.js';
 
 const available =
   ((await listening(PG, 5432)) && (await listening(NATS, 4222))) || process.env.CI === 'true';
@@ -145,18 +146,15 @@ describe.skipIf(!available)('early events with postgresStore()', () => {
     expect(seen.get('S-1')).toHaveLength(4);
   });
 
-  it('a schema of version 1 written before early events existed opens and gains the table', async () => {
+  it('a schema of version 1 written before early events existed opens, upgraded, and gains the table', async () => {
     const clock = createSimulatedClock();
-    const a = open('old', clock);
-    await a.ready();
-    await a.close();
-    await fx.sql('DROP TABLE early_events');
+    await writeV1Schema(fx, { shards: SHARDS, machineVersion: MACHINE_VERSION });
     const b = open('old', clock);
     await b.ready();
     expect(await hold(b, 'U-1', 1)).toMatchObject({ kind: 'queued' });
     expect(await heldRows()).toEqual(['/carrier U-1-1']);
     expect(await fx.sql('SELECT value FROM meta WHERE key = $1', ['schema_version'])).toEqual([
-      { value: '1' },
+      { value: '2' },
     ]);
   });
 

@@ -18,7 +18,8 @@ import {
   type AnchorOptions,
   type CallbackEngine,
   type CallbackMessage,
-  type StoredCallback,
+  type CallbackRowWrite,
+  type StoreBatch,
 } from '../src/index.js';
 import { DuplicateKeyError, LeaseLostError } from '../src/errors.js';
 import { serve } from '../src/http/index.js';
@@ -249,24 +250,50 @@ describe.skipIf(!available)(
       const MACHINE = 'test-machine';
       const N = 4;
 
-      const row = (id: string, body: string, change: StoredCallback['change']): StoredCallback => ({
-        id,
-        seq: 0,
-        anchor: 'job',
-        status: 'create',
-        dueAt: null,
-        idempotencyKey: null,
-        correlationKey: null,
-        parentId: null,
-        body,
-        change,
+      const seqs = new Map<string, number>();
+      /** A row write of `id` with a journal entry labelled `label` (the entry is what is read back). */
+      const write = (id: string, label: string, change: 'insert' | 'body') => {
+        const seq = (seqs.get(id) ?? 0) + 1;
+        seqs.set(id, seq);
+        const row: CallbackRowWrite = {
+          change: change === 'insert' ? 'insert' : 'update',
+          id,
+          seq: 0,
+          anchor: 'job',
+          status: 'create',
+          dueAt: null,
+          idempotencyKey: null,
+          correlationKey: null,
+          parentId: null,
+          head: seq,
+          owed: false,
+          meta: '{}',
+        };
+        return { row, entry: { id, seq, at: 0, entry: JSON.stringify({ label }) } };
+      };
+      const batch = (
+        writes: ReturnType<typeof write>[],
+        deletes: string[] = [],
+        dedup: StoreBatch['dedup'] = [],
+      ): StoreBatch => ({
+        rows: writes.map((w) => w.row),
+        entries: writes.map((w) => w.entry),
+        snapshots: [],
+        dedup,
+        deletes,
       });
       /** A callbackId in shard `shard`. */
       const idIn = (shard: number, tag: string): string => {
         for (let i = 0; ; i++) if (shardOf(`${tag}-${i}`, N) === shard) return `${tag}-${i}`;
       };
-      const bodyOf = async (id: string) =>
-        (await fx.sql<{ body: string }>('SELECT body FROM callbacks WHERE id = $1', [id]))[0]?.body;
+      /** The label of a callback's newest journal entry (undefined: no row). */
+      const bodyOf = async (id: string) => {
+        const [r] = await fx.sql<{ entry: string }>(
+          'SELECT j.entry FROM callbacks c JOIN journal j ON j.callback_id = c.id WHERE c.id = $1 ORDER BY j.seq DESC LIMIT 1',
+          [id],
+        );
+        return r && (JSON.parse(r.entry) as { label: string }).label;
+      };
       const expire = (shard: number) =>
         fx.sql(`UPDATE shards SET expires_at = now() - interval '1 second' WHERE shard = $1`, [
           shard,
@@ -295,10 +322,7 @@ describe.skipIf(!available)(
         const t = 2;
         const x = idIn(s, 'x');
         const y = idIn(t, 'y');
-        await a.commit({
-          upserts: [row(x, 'x by A', 'insert'), row(y, 'y by A', 'insert')],
-          deletes: [],
-        });
+        await a.commit(batch([write(x, 'x by A', 'insert'), write(y, 'y by A', 'insert')]));
         expect(await bodyOf(x)).toBe('x by A');
         const epoch = a.held().get(s)!;
         expect(epoch).toBeGreaterThan(0);
@@ -312,7 +336,7 @@ describe.skipIf(!available)(
         expect(a.held().get(s)).toBe(epoch);
         const fencedBefore = a.fencedOut;
         const err = await rejection(
-          a.commit({ upserts: [row(x, 'x by stale A', 'body')], deletes: [] }),
+          a.commit(batch([write(x, 'x by stale A', 'body')])),
         );
         expect(err).toBeInstanceOf(LeaseLostError);
         expect(err).toBeInstanceOf(StoreUnavailableError);
@@ -325,10 +349,7 @@ describe.skipIf(!available)(
         // A batch that also touches a shard A still holds is refused whole (one statement).
         const z = idIn(s, 'z');
         await expect(
-          a.commit({
-            upserts: [row(y, 'y by stale A', 'body'), row(z, 'z by stale A', 'insert')],
-            deletes: [x],
-          }),
+          a.commit(batch([write(y, 'y by stale A', 'body'), write(z, 'z by stale A', 'insert')], [x])),
         ).rejects.toBeInstanceOf(LeaseLostError);
         expect(a.fencedOut).toBe(fencedBefore + 2);
         expect(await bodyOf(x)).toBe('x by A');
@@ -336,13 +357,13 @@ describe.skipIf(!available)(
         expect(await bodyOf(z)).toBeUndefined();
         // Deduplication keys of a refused batch are not kept either.
         await expect(
-          a.commit({ upserts: [], deletes: [], dedup: [{ key: 'k-stale', id: x }] }),
+          a.commit(batch([], [], [{ key: 'k-stale', id: x, at: 0 }])),
         ).rejects.toBeInstanceOf(LeaseLostError);
         expect(a.fencedOut).toBe(fencedBefore + 3);
-        expect(await a.appliedKeys(['k-stale'])).toEqual(new Set());
+        expect(await fx.sql('SELECT key FROM dedup WHERE callback_id = $1', [x])).toEqual([]);
 
         // The new owner commits; the shard's row says so.
-        await b.commit({ upserts: [row(x, 'x by B', 'body')], deletes: [] });
+        await b.commit(batch([write(x, 'x by B', 'body')]));
         expect(await bodyOf(x)).toBe('x by B');
         expect(
           await fx.sql('SELECT owner, epoch::int AS epoch FROM shards WHERE shard = $1', [s]),
@@ -355,12 +376,12 @@ describe.skipIf(!available)(
         expect(a.owns(x)).toBe(false);
         expect(b.owns(x)).toBe(true);
         await expect(
-          a.commit({ upserts: [row(x, 'x by A again', 'body')], deletes: [] }),
+          a.commit(batch([write(x, 'x by A again', 'body')])),
         ).rejects.toBeInstanceOf(LeaseLostError);
         expect(a.fencedOut).toBe(fencedBefore + 4);
         expect(await bodyOf(x)).toBe('x by B');
         // A still commits for the shards it holds.
-        await a.commit({ upserts: [row(y, 'y by A, later', 'body')], deletes: [] });
+        await a.commit(batch([write(y, 'y by A, later', 'body')]));
         expect(await bodyOf(y)).toBe('y by A, later');
       });
 
@@ -368,11 +389,11 @@ describe.skipIf(!available)(
         const [a] = await twoStores();
         const t = 3;
         const y = idIn(t, 'y');
-        await a.commit({ upserts: [row(y, 'y by A', 'insert')], deletes: [] });
+        await a.commit(batch([write(y, 'y by A', 'insert')]));
         await expire(t);
         const fencedBefore = a.fencedOut;
         const err = await rejection(
-          a.commit({ upserts: [row(y, 'y too late', 'body')], deletes: [] }),
+          a.commit(batch([write(y, 'y too late', 'body')])),
         );
         expect(err).toBeInstanceOf(LeaseLostError);
         expect(err.code).toBe('CBE_ERR_STORE_UNAVAILABLE');

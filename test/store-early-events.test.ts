@@ -1,7 +1,8 @@
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSimulatedClock, type CallbackEngine, type StepInput } from '../src/index.js';
-import { DurableFixture } from './helpers/durable.js';
+import { MACHINE_VERSION } from '../src/lifecycle/persist.js';
+import { DurableFixture, writeV1File } from './helpers/durable.js';
 
 const fx = new DurableFixture();
 afterEach(() => fx.cleanup());
@@ -118,14 +119,9 @@ describe('early events with sqliteStore()', () => {
     expect(await c.get(cb.token)).toMatchObject({ status: 'progress', data: { n: 1 } });
   });
 
-  it('a file written before early events existed (no early_events table) opens and gains it', async () => {
+  it('a file of schema 1 (before early events and the journal) opens, upgraded, and holds them', async () => {
     const path = fx.db();
-    const a = fx.open(path);
-    await a.ready();
-    await a.close();
-    const db = new Database(path);
-    db.exec('DROP TABLE early_events');
-    db.close();
+    writeV1File(path, MACHINE_VERSION, []);
     const b = fx.open(path);
     anchors(b);
     await b.ready();

@@ -12,6 +12,12 @@ import {
   type CallbackEngine,
   type SimulatedClock,
 } from '../src/index.js';
+import { decodeRecord } from '../src/registry/record-codec.js';
+import {
+  CALLBACK_SELECT,
+  toStoredCallback,
+  type CallbackSelectRow,
+} from '../src/store/sqlite/store.js';
 import { DurableFixture, report, turn } from './helpers/durable.js';
 import { rejection } from './helpers/engine.js';
 import { listening, PG, PgFixture } from './helpers/postgres.js';
@@ -61,14 +67,19 @@ describe('pending step retries in the SQLite store', () => {
   const fx = new DurableFixture();
   afterEach(() => fx.cleanup());
 
-  function row(path: string, id: string): { due: number | null; body: Record<string, unknown> } {
+  /** The row's due time and the retry the callback owes, as the store holds them. */
+  function row(
+    path: string,
+    id: string,
+  ): { due: number | null; retry: Record<string, unknown> | undefined } {
     const db = new Database(path, { readonly: true });
     try {
-      const r = db.prepare('SELECT due_at, body FROM callbacks WHERE id = ?').get(id) as {
-        due_at: number | null;
-        body: string;
+      const r = db.prepare(`${CALLBACK_SELECT} WHERE c.id = ?`).get(id) as CallbackSelectRow;
+      const owed = decodeRecord(toStoredCallback(r)).record.owed;
+      return {
+        due: r.due_at,
+        retry: owed && { status: owed.step, attempt: owed.attempt, at: owed.at, report: owed.report },
       };
-      return { due: r.due_at, body: JSON.parse(r.body) as Record<string, unknown> };
     } finally {
       db.close();
     }
@@ -95,7 +106,7 @@ describe('pending step retries in the SQLite store', () => {
     await engine.close();
     // The store holds the pending retry, and its instant is the row's due time.
     let stored = row(path, cb.id);
-    expect(stored.body.retry).toEqual({
+    expect(stored.retry).toEqual({
       status: 'start',
       attempt: 2,
       at: t0 + MIN,
@@ -124,7 +135,7 @@ describe('pending step retries in the SQLite store', () => {
     await engine.close();
     expect(await rejection(progress)).toBeInstanceOf(EngineClosedError); // unacknowledged
     stored = row(path, cb.id);
-    expect(stored.body.retry).toMatchObject({ attempt: 3, at: t0 + 3 * MIN });
+    expect(stored.retry).toMatchObject({ attempt: 3, at: t0 + 3 * MIN });
     expect(stored.due).toBe(t0 + 3 * MIN);
 
     // Down past the instant: the retry runs right after the restart, with no traffic.
@@ -142,7 +153,7 @@ describe('pending step retries in the SQLite store', () => {
     expect(applied.data).toEqual({ order: 1, s: 1, okOnTry: 3, p: 2, progressSaw: 3 });
     await engine.close();
     stored = row(path, cb.id);
-    expect(stored.body.retry).toBeUndefined();
+    expect(stored.retry).toBeUndefined();
     expect(stored.due).toBeNull();
     // Nothing runs again after another restart.
     engine = open();
@@ -276,7 +287,7 @@ describe('pending step retries in the SQLite store', () => {
     await settle(clock, 30 * MIN);
     expect(tries).toHaveLength(1);
     await engine.close();
-    expect(row(path, cb.id).body.retry).toBeUndefined();
+    expect(row(path, cb.id).retry).toBeUndefined();
   });
 });
 
@@ -304,12 +315,18 @@ describe.skipIf(!pgAvailable)('pending step retries in the PostgreSQL store', ()
     const cb = await engine.create('job', { timeout: false });
     expect((await engine.dispatch(report(cb.token, 'start', { s: 1 }))).status).toBe('start');
     await engine.close();
-    const [stored] = await fx.sql<{ due: number; body: string }>(
-      'SELECT due_at::float8 AS due, body FROM callbacks WHERE id = $1',
+    const [stored] = await fx.sql<{ due: number; owed: boolean; entry: string }>(
+      `SELECT c.due_at::float8 AS due, c.owed, j.entry FROM callbacks c
+       JOIN journal j ON j.callback_id = c.id WHERE c.id = $1 ORDER BY j.seq DESC LIMIT 1`,
       [cb.id],
     );
     expect(stored!.due).toBe(t0 + MIN);
-    expect(JSON.parse(stored!.body).retry).toMatchObject({ status: 'start', attempt: 2 });
+    expect(stored!.owed).toBe(true);
+    // The newest entry: the failed try, owing the next one at its instant.
+    expect(JSON.parse(stored!.entry)).toMatchObject({
+      kind: 'stepFailed',
+      owed: { step: 'start', attempt: 2, at: t0 + MIN },
+    });
 
     engine = await open();
     const progress: Promise<CallbackAnswer> = engine.dispatch(report(cb.token, 'progress'));

@@ -6,13 +6,23 @@
  * @module
  */
 
-import { createRequire } from 'node:module';
 import { existsSync, statSync } from 'node:fs';
-import type BetterSqlite3 from 'better-sqlite3';
+import type { HistoryEntry } from '../history.js';
+import { decodeEntry, toHistory } from '../mailbox/journal.js';
 import { decodeRecord } from '../registry/record-codec.js';
 import type { CallbackRecord } from '../registry/record.js';
-import { ROW_COLUMNS as columns, toStored, type Row } from '../store/row.js';
-import { SQLITE_SCHEMA_VERSION } from '../store/sqlite.js';
+import {
+  openConnection,
+  pickDriver,
+  sqliteCode,
+  type SqlConnection,
+} from '../store/sqlite/driver.js';
+import { SQLITE_SCHEMA_VERSION } from '../store/sqlite/schema.js';
+import {
+  CALLBACK_SELECT,
+  toStoredCallback,
+  type CallbackSelectRow,
+} from '../store/sqlite/store.js';
 
 /** A callback as the CLI prints it (never its full token). */
 export interface InspectedCallback {
@@ -25,8 +35,8 @@ export interface InspectedCallback {
   readonly removeAt: string | null;
   readonly tags: readonly string[];
   readonly parentId: string | null;
-  /** The first 12 characters of the token, to recognise it; the rest is never shown. */
-  readonly tokenPrefix: string;
+  /** The last 10 characters of the token (part of its signature), to tell it apart; the rest is never shown. */
+  readonly tokenHint: string;
   readonly data: unknown;
   readonly stepError: { status: string; message: string } | null;
 }
@@ -50,6 +60,8 @@ export interface StoreInspector {
     cursor: string | undefined;
   };
   get(id: string): (InspectedCallback & { children: string[] }) | undefined;
+  /** A callback's history (its journal), oldest first, at most `limit` entries after `afterSeq`. */
+  history(id: string, afterSeq?: number, limit?: number): HistoryEntry[];
   stats(): InspectedStats;
   close(): void;
 }
@@ -60,8 +72,8 @@ export class InspectError extends Error {}
 const iso = (ms: number | undefined): string | null =>
   ms === undefined ? null : new Date(ms).toISOString();
 
-function view(row: Row): InspectedCallback {
-  const { record } = decodeRecord(toStored(row));
+function view(row: CallbackSelectRow): InspectedCallback {
+  const { record } = decodeRecord(toStoredCallback(row));
   return shown(record);
 }
 
@@ -76,45 +88,44 @@ function shown(r: CallbackRecord): InspectedCallback {
     removeAt: iso(r.removeAt),
     tags: r.tags,
     parentId: r.parentId ?? null,
-    tokenPrefix: `${r.token.slice(0, 12)}…`,
+    tokenHint: `…${r.token.slice(-10)}`,
     data: r.data.value,
     stepError: r.stepError ?? null,
   };
 }
 
 /**
- * Opens a SQLite store file read-only.
- * @throws {@link InspectError} if it is missing, not a callback-engine store, of a newer
- *   schema, or locked by a running engine.
+ * Opens a SQLite store file read-only, beside the engine that may be running on it (readers do
+ * not block its writes; WAL).
+ * @throws {@link InspectError} if it is missing, not a callback-engine store, or of a newer schema.
  */
-export function inspectSqlite(path: string): StoreInspector {
+export async function inspectSqlite(path: string): Promise<StoreInspector> {
   if (!existsSync(path)) throw new InspectError(`no such file: ${path}`);
-  const require = createRequire(import.meta.url);
-  let Database: typeof BetterSqlite3;
+  let db: SqlConnection;
   try {
-    Database = require('better-sqlite3') as typeof BetterSqlite3;
-  } catch {
-    throw new InspectError('better-sqlite3 is not installed: npm install better-sqlite3@12');
+    db = await openConnection(await pickDriver('auto'), path, { readOnly: true });
+  } catch (err) {
+    throw new InspectError(`cannot read ${path}: ${(err as Error).message}`);
   }
-  let db: BetterSqlite3.Database;
   try {
-    db = new Database(path, { readonly: true, fileMustExist: true, timeout: 100 });
-    const version = db.pragma('user_version', { simple: true }) as number;
+    db.exec('PRAGMA busy_timeout = 2000');
+    const version = Number(db.pragma('user_version'));
     if (version > SQLITE_SCHEMA_VERSION)
       throw new InspectError(
         `${path} has store schema ${version}; this callback-engine reads up to ${SQLITE_SCHEMA_VERSION}`,
+      );
+    if (version < SQLITE_SCHEMA_VERSION && version > 0)
+      throw new InspectError(
+        `${path} has store schema ${version}: open it once with an engine of this version to upgrade it`,
       );
     const table = db
       .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'callbacks'")
       .get();
     if (table === undefined) throw new InspectError(`${path} is not a callback-engine store`);
   } catch (err) {
+    db.close();
     if (err instanceof InspectError) throw err;
-    const code = (err as { code?: string }).code;
-    if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED')
-      throw new InspectError(
-        `${path} is locked by a running engine (one engine per file, exclusive lock); read it through that engine's HTTP service or dashboard`,
-      );
+    const code = sqliteCode(err);
     if (code === 'SQLITE_NOTADB') throw new InspectError(`${path} is not a SQLite database`);
     throw new InspectError(`cannot read ${path}: ${(err as Error).message}`);
   }
@@ -122,33 +133,33 @@ export function inspectSqlite(path: string): StoreInspector {
     try {
       return fn();
     } catch (err) {
-      const code = (err as { code?: string }).code;
+      const code = sqliteCode(err);
       if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED')
-        throw new InspectError(`${path} is locked by a running engine`);
+        throw new InspectError(`${path} is busy (a checkpoint of the running engine); try again`);
       throw err;
     }
   };
   return {
     list({ status, anchor, cursor, limit }) {
-      const where: string[] = ['seq > ?'];
+      const where: string[] = ['c.seq > ?'];
       const args: unknown[] = [cursor === undefined ? -1 : Number(cursor)];
       if (cursor !== undefined && !/^\d+$/.test(cursor))
         throw new InspectError(`--cursor must be the cursor a previous page printed`);
       if (status !== undefined) {
-        where.push('status = ?');
+        where.push('c.status = ?');
         args.push(status);
       }
       if (anchor !== undefined) {
-        where.push('anchor = ?');
+        where.push('c.anchor = ?');
         args.push(anchor);
       }
       const rows = run(
         () =>
           db
             .prepare(
-              `SELECT ${columns} FROM callbacks WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`,
+              `${CALLBACK_SELECT} WHERE ${where.join(' AND ')} ORDER BY c.seq LIMIT ?`,
             )
-            .all(...args, limit + 1) as Row[],
+            .all(...args, limit + 1) as CallbackSelectRow[],
       );
       const items = rows.slice(0, limit).map(view);
       return {
@@ -159,17 +170,30 @@ export function inspectSqlite(path: string): StoreInspector {
     get(id) {
       const row = run(
         () =>
-          db.prepare(`SELECT ${columns} FROM callbacks WHERE id = ?`).get(id) as Row | undefined,
+          db.prepare(`${CALLBACK_SELECT} WHERE c.id = ?`).get(id) as
+            | CallbackSelectRow
+            | undefined,
       );
       if (row === undefined) return undefined;
-      const children = run(
-        () =>
-          db
-            .prepare('SELECT id FROM callbacks WHERE parent_id = ? ORDER BY seq')
-            .pluck()
-            .all(id) as string[],
+      const children = run(() =>
+        (
+          db.prepare('SELECT id FROM callbacks WHERE parent_id = ? ORDER BY seq').all(id) as {
+            id: string;
+          }[]
+        ).map((r) => r.id),
       );
       return { ...view(row), children };
+    },
+    history(id, afterSeq = 0, limit = 10_000) {
+      return run(() =>
+        (
+          db
+            .prepare(
+              'SELECT entry FROM journal WHERE callback_id = ? AND seq > ? ORDER BY seq LIMIT ?',
+            )
+            .all(id, afterSeq, limit) as { entry: string }[]
+        ).map((r) => toHistory(decodeEntry(r.entry))),
+      );
     },
     stats() {
       const counts = run(
@@ -188,13 +212,16 @@ export function inspectSqlite(path: string): StoreInspector {
       }
       const due = run(
         () =>
-          db.prepare('SELECT min(due_at) FROM callbacks WHERE due_at IS NOT NULL').pluck().get() as
-            number | null,
+          (
+            db.prepare('SELECT min(due_at) AS m FROM callbacks WHERE due_at IS NOT NULL').get() as {
+              m: number | null;
+            }
+          ).m,
       );
       return {
         file: path,
         bytes: statSync(path).size + (existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0),
-        schemaVersion: db.pragma('user_version', { simple: true }) as number,
+        schemaVersion: Number(db.pragma('user_version')),
         callbacks: total,
         byStatus,
         byAnchor,

@@ -73,6 +73,18 @@ export interface ClusterHost {
   serve(request: ForwardRequest, inboxSeq?: number): Promise<ForwardReply>;
   /** The set of owned shards changed (drop what is no longer owned, recount). */
   ownershipChanged(): Promise<void>;
+  /**
+   * Shards were taken over: the step invocations their callbacks owe (cut off at the previous
+   * owner) run first, before any queued or new report reaches those callbacks.
+   */
+  resumeOwed(shards: readonly number[]): Promise<void>;
+  /**
+   * Shards are being handed over: waits (at most `timeoutMs`) for the steps of their callbacks
+   * to end, so their outcome is committed here rather than run again by the next owner.
+   */
+  quiesce(shards: readonly number[], timeoutMs: number): Promise<void>;
+  /** How long a handover waits for running steps (the engine's `closeTimeout`). */
+  readonly handoverTimeoutMs: number;
   /** Resolves once every pending write is committed (before shards are handed over). */
   flush(): Promise<void>;
   /** Receives background failures (never thrown). */
@@ -90,8 +102,13 @@ export class Cluster {
   /** Until when (performance.now) the held leases are known valid. */
   #validUntil = 0;
   #owners = new Map<number, string>();
-  /** Shards just taken over whose queued reports are being applied. */
+  /** Shards just taken over whose owed steps are resumed and queued reports applied. */
   readonly #drainingShards = new Map<number, Promise<void>>();
+  /**
+   * Shards whose queued reports could not all be applied: direct reports for their callbacks
+   * are refused (retryable) until a later drain succeeds, so none overtakes a queued one.
+   */
+  readonly #blockedShards = new Set<number>();
   /** Shards being handed over: no new work is taken for them. */
   readonly #yielding = new Set<number>();
   #timer: NodeJS.Timeout | undefined;
@@ -234,12 +251,16 @@ export class Cluster {
       for (const s of gained) this.#drainingShards.set(s, drained);
       const mark = drained;
       void (async () => {
+        let ok = false;
         try {
           await host.ownershipChanged();
-          await this.#drainInbox(gained);
+          await host.resumeOwed(gained);
+          ok = await this.#drainInbox(gained);
         } catch (err) {
           host.warn(err);
         } finally {
+          // A failed drain keeps the barrier: direct reports wait for a later drain.
+          if (!ok) for (const s of gained) this.#blockedShards.add(s);
           for (const s of gained)
             if (this.#drainingShards.get(s) === mark) this.#drainingShards.delete(s);
           open();
@@ -250,7 +271,13 @@ export class Cluster {
     if (round.lost.length > 0 || round.released.length > 0) await host.ownershipChanged();
     if (round.released.length > 0) this.#transport?.broadcast();
     await drained;
-    if (this.#store.held().size > 0) void this.#drainInbox();
+    if (this.#store.held().size > 0) {
+      const blocked = [...this.#blockedShards];
+      void this.#drainInbox().then((ok) => {
+        if (ok) for (const s of blocked) this.#blockedShards.delete(s);
+      });
+    }
+    for (const s of this.#blockedShards) if (!this.#store.held().has(s)) this.#blockedShards.delete(s);
   }
 
   /** Leases may have ended without renewal: own nothing until the next successful round. */
@@ -261,10 +288,15 @@ export class Cluster {
     await this.#host!.ownershipChanged();
   }
 
-  /** Gives shards back at once: no new work, pending writes committed, leases ended. */
+  /**
+   * Gives shards back at once: no new work; the steps of their callbacks may end (up to the
+   * engine's `closeTimeout`: one cut off then stays owed and the next owner runs it); pending
+   * writes committed; leases ended.
+   */
   async #handOver(shards: readonly number[]): Promise<void> {
     for (const s of shards) this.#yielding.add(s);
     try {
+      await this.#host!.quiesce(shards, this.#host!.handoverTimeoutMs);
       await this.#host!.ownershipChanged();
       await this.#host!.flush();
       await this.#store.release(shards);
@@ -303,8 +335,36 @@ export class Cluster {
    * (`undefined` when none are pending): a direct report must not overtake them.
    */
   settled(id: string): Promise<void> | undefined {
-    if (this.#drainingShards.size === 0) return undefined;
-    return this.#drainingShards.get(shardOf(id, this.#settings.shards));
+    if (this.#drainingShards.size === 0 && this.#blockedShards.size === 0) return undefined;
+    const shard = shardOf(id, this.#settings.shards);
+    if (this.#blockedShards.has(shard))
+      return Promise.reject(
+        new StoreUnavailableError(
+          'reports queued for this callback while its shard had no owner are not all applied yet; retry',
+        ),
+      );
+    return this.#drainingShards.get(shard);
+  }
+
+  /**
+   * Until when (`performance.now()`) this replica's view of the cluster is known valid: its last
+   * successful lease round plus the lease time. A request that arrives later, or is still
+   * waiting by then (the replica froze, or lost the database), is refused rather than applied
+   * or forwarded late, after reports sent since.
+   */
+  get viewValidUntil(): number {
+    return this.#validUntil;
+  }
+
+  /**
+   * Refuses a request whose replica's view of the cluster ended since it arrived (see
+   * {@link viewValidUntil}): a retryable `StoreUnavailableError`.
+   */
+  checkFresh(validUntil: number): void {
+    if (performance.now() < validUntil) return;
+    throw new StoreUnavailableError(
+      'this replica was cut off from the cluster (paused, or without its database) while the report waited; it was not applied: retry',
+    );
   }
 
   /**
@@ -313,11 +373,16 @@ export class Cluster {
    * queued durably for the next owner. A live owner that cannot be reached within
    * `forwardTimeout` is a retryable `StoreUnavailableError`.
    */
-  async route(id: string, request: ForwardRequest): Promise<ForwardReply> {
+  async route(
+    id: string,
+    request: ForwardRequest,
+    validUntil = this.#validUntil,
+  ): Promise<ForwardReply> {
     const shard = shardOf(id, this.#settings.shards);
     const deadline = performance.now() + this.#settings.forwardTimeoutMs;
     const payload = JSON.stringify(request);
     for (let attempt = 0; ; attempt++) {
+      this.checkFresh(validUntil);
       // Owned here now (serving waits for queued reports of the shard to go first).
       if (this.owns(id)) return this.#host!.serve(request);
       const left = deadline - performance.now();
@@ -335,11 +400,16 @@ export class Cluster {
         }
       }
       if (request.op === 'report') {
+        this.checkFresh(validUntil);
         const queued = await this.#store.enqueue({
           callbackId: id,
           dedupKey: request.dedupKey,
           message: payload,
+          // The database refuses it past this instant (wall clock): a replica frozen right here
+          // queues nothing stale when it wakes.
+          notAfter: Date.now() + (validUntil - performance.now()),
         });
+        if (queued === 'stale') this.checkFresh(-1);
         if (queued !== 'owned') {
           if (queued === 'queued') this.#queued++;
           return { kind: 'queued' };
@@ -373,16 +443,19 @@ export class Cluster {
     return JSON.stringify(reply);
   }
 
-  /** Applies queued reports of the owned shards (or of `only`), in queue order per callback. */
-  async #drainInbox(only?: readonly number[]): Promise<void> {
+  /**
+   * Applies queued reports of the owned shards (or of `only`), in queue order per callback.
+   * @returns whether every queued report was applied (or is gone).
+   */
+  async #drainInbox(only?: readonly number[]): Promise<boolean> {
     if (!only) {
-      if (this.#draining) return;
+      if (this.#draining) return false;
       this.#draining = true;
     }
     try {
       for (;;) {
         const entries = await this.#store.inbox(256, only);
-        if (entries.length === 0) return;
+        if (entries.length === 0) return true;
         const chains = new Map<string, Promise<void>>();
         for (const e of entries) {
           if (!this.ownsShard(shardOf(e.callbackId, this.#settings.shards))) continue;
@@ -399,12 +472,14 @@ export class Cluster {
         }
         const results = await Promise.allSettled(chains.values());
         // Failures stay queued; they are tried again on the next lease round.
-        if (results.some((r) => r.status === 'rejected') || entries.length < 256) return;
+        if (results.some((r) => r.status === 'rejected')) return false;
         // Applied entries leave the inbox with the next commit: wait for it before re-reading.
         await this.#host!.flush();
+        if (entries.length < 256) return true;
       }
     } catch (err) {
       this.#host!.warn(err);
+      return false;
     } finally {
       if (!only) this.#draining = false;
     }

@@ -14,7 +14,6 @@ import { DataVersion, ingestData, type CallbackData } from '../data.js';
 import { CallbackEngineError, LeaseLostError, StoreUnavailableError } from '../errors.js';
 import { isTerminal, type CallbackStatus } from '../lifecycle/statuses.js';
 import { DEFAULTS, type CreateOptions, type ResolvedAttributes } from '../options.js';
-import type { Admitted, Deduplicator } from '../registry/dedup.js';
 import type { CallbackRecord } from '../registry/record.js';
 import { decodeRecord } from '../registry/record-codec.js';
 import type { CallbackRegistry } from '../registry/registry.js';
@@ -37,16 +36,19 @@ export interface ReplicaHost {
   readonly registry: CallbackRegistry;
   readonly stats: Stats;
   readonly codec: TokenCodec;
-  readonly dedup: Deduplicator;
   readonly maxDataBytes: number;
   /** Reports an error of a background task (the engine's logger). */
   readonly warn: (err: unknown) => void;
-  /** The engine's own report path: one callback's rules, on a resident or fetched callback. */
+  /**
+   * The engine's own report path: one callback's rules, on a resident or fetched callback.
+   * `freshKey`: the deduplication key was minted for this very delivery (no store can have it).
+   */
   report(
     token: string,
     status: CallbackStatus,
     data: CallbackData,
     dedupKey?: string,
+    freshKey?: boolean,
   ): Promise<DispatchResult>;
   /** Reads a resident or fetched callback (or answers `notFound`). */
   read(token: string): Answer;
@@ -60,6 +62,12 @@ export interface ReplicaHost {
   readonly closed: boolean;
   /** The set of owned shards changed (after the replica recounted); for work kept per shard. */
   ownershipChanged?(): void;
+  /**
+   * Waits (at most `timeoutMs`) until no step of a resident callback matching `owned` runs.
+   */
+  quiesce(owned: (id: string) => boolean, timeoutMs: number): Promise<void>;
+  /** How long a handover waits for running steps (the engine's `closeTimeout`). */
+  readonly closeTimeoutMs: number;
 }
 
 /** One engine's part in a cluster. */
@@ -80,9 +88,20 @@ export class Replica {
 
   /** Joins the cluster (see {@link Cluster.start}). */
   start(): Promise<void> {
+    const n = this.#store.cluster.shards;
     return this.#cluster.start({
       serve: (request, inboxSeq) => this.#serve(request, inboxSeq),
       ownershipChanged: () => this.#ownershipChanged(),
+      resumeOwed: async (shards) => {
+        const ids = await this.#store.owedAsync(shards);
+        // In the turn that fetched them: each becomes resident with its owed step in front.
+        this.#host.registry.resumeOwed(ids);
+      },
+      quiesce: (shards, timeoutMs) => {
+        const set = new Set(shards);
+        return this.#host.quiesce((id) => set.has(shardOf(id, n)), timeoutMs);
+      },
+      handoverTimeoutMs: this.#host.closeTimeoutMs,
       flush: () => this.#host.registry.flush(),
       warn: this.#host.warn,
     });
@@ -146,10 +165,14 @@ export class Replica {
     const fields = this.#idOf(token);
     // A malformed or forged token is answered here, as by one engine (no store read).
     if (!fields) return this.#host.report(token, status, data);
+    // What this replica knew of the cluster when the report arrived holds until then; a report
+    // still waiting afterwards (the replica froze) is refused, never applied or forwarded late.
+    const validUntil = this.#cluster.viewValidUntil;
+    this.#cluster.checkFresh(validUntil);
     if (this.#cluster.owns(fields.id)) {
       // Reports queued while its shard had no owner go first.
       await this.#cluster.settled(fields.id);
-      return this.#ownedReport(token, fields.id, status, data, dedupKey);
+      return this.#ownedReport(token, fields.id, status, data, dedupKey, false, validUntil);
     }
     // Handed to another replica, one report of a callback at a time (routing may have to learn
     // the owner first, so two in flight could overtake each other). A key makes a retry through
@@ -162,7 +185,9 @@ export class Replica {
       data,
       ...(dedupKey === undefined ? { dedupKey: randomUUID(), minted: true } : { dedupKey }),
     };
-    const reply = await this.#oneAtATime(fields.id, () => this.#cluster.route(fields.id, request));
+    const reply = await this.#oneAtATime(fields.id, () =>
+      this.#cluster.route(fields.id, request, validUntil),
+    );
     if (reply.kind === 'queued') return { answer: await this.read(token), outcome: 'queued' };
     return this.#fromReply(reply, fields.anchor, token);
   }
@@ -184,15 +209,18 @@ export class Replica {
 
   /**
    * Admits reports for one callback in the order they arrived, although each may first await
-   * the store (a deduplication check, a cold row): the next one starts once this one is in the
-   * mailbox, which then applies them one at a time.
+   * the store (its row, its deduplication key, its active subtree): the next one starts once
+   * this one is in the mailbox, which then applies them one at a time.
    */
-  async #inOrder(id: string, admit: () => Promise<Admitted>): Promise<DispatchResult> {
+  async #inOrder(
+    id: string,
+    admit: () => Promise<{ readonly result: Promise<DispatchResult> }>,
+  ): Promise<DispatchResult> {
     const prev = this.#gates.get(id);
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
     this.#gates.set(id, gate);
-    let admitted: Admitted;
+    let admitted: { readonly result: Promise<DispatchResult> };
     try {
       if (prev) await prev;
       admitted = await admit();
@@ -203,7 +231,11 @@ export class Replica {
     return admitted.result;
   }
 
-  /** A report at the owner of its callback: deduplicated, then applied in arrival order. */
+  /**
+   * A report at the owner of its callback, applied in arrival order. What its synchronous path
+   * reads is fetched first: the row, its deduplication key (unless minted for this delivery),
+   * and for a terminal status the active subtree it orphans.
+   */
   #ownedReport(
     token: string,
     id: string,
@@ -211,17 +243,23 @@ export class Replica {
     data: CallbackData,
     dedupKey: string | undefined,
     minted = false,
+    validUntil?: number,
   ): Promise<DispatchResult> {
-    const admit = async (): Promise<Admitted> => {
-      await this.#host.registry.warm({ ids: [id] });
-      if (!this.#cluster.owns(id)) throw notOwned();
-      return { result: this.#host.report(token, status, data, dedupKey) };
-    };
-    return this.#inOrder(id, () =>
-      dedupKey === undefined
-        ? admit()
-        : this.#host.dedup.once(dedupKey, admit, () => this.read(token), minted),
-    );
+    return this.#inOrder(id, async () => {
+      const unpin = this.#host.registry.pin(id);
+      try {
+        await this.#host.registry.warm({
+          ids: [id],
+          ...(isTerminal(status) ? { subtree: true } : {}),
+          ...(dedupKey !== undefined && !minted ? { keys: [{ id, key: dedupKey }] } : {}),
+        });
+        if (validUntil !== undefined) this.#cluster.checkFresh(validUntil);
+        if (!this.#cluster.owns(id)) throw notOwned();
+        return { result: this.#host.report(token, status, data, dedupKey, minted) };
+      } finally {
+        unpin();
+      }
+    });
   }
 
   /** Reads a callback from any replica: from memory at its owner, else as committed. */

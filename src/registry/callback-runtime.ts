@@ -24,8 +24,6 @@ export interface Follower {
   readonly resolve: (result: DispatchResult) => void;
   readonly reject: (err: Error) => void;
   readonly outcome: DispatchOutcome;
-  /** The report's deduplication key: stored with its effect, in the same commit. */
-  readonly dedupKey?: string | undefined;
 }
 
 /**
@@ -35,7 +33,6 @@ export interface Follower {
  */
 export class Pending<T> implements Follower {
   readonly outcome: DispatchOutcome;
-  dedupKey: string | undefined;
   readonly #map: (result: DispatchResult) => T;
   #result: DispatchResult | undefined;
   #error: Error | undefined;
@@ -73,11 +70,16 @@ export interface Job {
   /**
    * `create`: run the create step; `report`: apply an outside report; `terminal`: run the
    * terminal step and finalize; `read`: answer the current state once the jobs before it are done;
-   * `retry`: run a terminal callback's failed final step again (`engine.retryStep()`).
+   * `retry`: run a terminal callback's failed final step again (`engine.retryStep()`);
+   * `resume`: run the step invocation the callback owes (after a restart or a takeover).
    */
-  readonly kind: 'create' | 'report' | 'terminal' | 'read' | 'retry';
+  readonly kind: 'create' | 'report' | 'terminal' | 'read' | 'retry' | 'resume';
   readonly status: CallbackStatus;
   readonly data: CallbackData;
+  /** A report's deduplication key: applied once per callback, stored with its effect. */
+  readonly dedupKey?: string | undefined;
+  /** The key was minted for this very delivery: no earlier report can have it (no lookup). */
+  readonly freshKey?: boolean | undefined;
   /** Who gets the answer once the job (and anything it hands over to) is done. */
   readonly followers: Follower[];
   /** The OpenTelemetry context of the dispatch or create that made the job (when traced). */
@@ -118,10 +120,16 @@ export class CallbackRuntime implements CommitMember {
   batch: CommitBatch | undefined = undefined;
   /** Durable mode: the store has a row of it (its create committed). */
   committed = false;
-  /** Durable mode: the status of its newest row written, or `undefined` before its first write. */
-  storedStatus: string | undefined = undefined;
-  /** Durable mode: the due time of its newest row written. */
-  storedDue: number | null = null;
+  /** Durable mode: its fixed part as written in its row (`undefined`: no row written yet). */
+  meta: string | undefined = undefined;
+  /** Durable mode: bytes of its stored snapshot, and of the journal entries written after it. */
+  snapshotBytes = 0;
+  tailBytes = 0;
+  tailEntries = 0;
+  /** Admissions that keep it resident while they await the store (see `registry.pin()`). */
+  pins = 0;
+  /** Durable mode: deduplication keys of reports applied while it is resident. */
+  recentKeys: Set<string> | undefined = undefined;
   /** Durable mode: a commit of its state failed; it is dropped once its mailbox drains. */
   invalid: StoreUnavailableError | undefined = undefined;
 

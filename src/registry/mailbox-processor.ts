@@ -1,11 +1,19 @@
 /**
- * Works through each callback's mailbox: jobs one at a time in arrival order,
- * each report sent to the callback's actor, the anchor's step run (in-process
- * or on the worker pool) and its output merged before the next job starts.
- * A failing step with a retry policy is tried again after its delay; the
- * mailbox waits for it (later jobs stay queued, in order).
- * Terminal transitions (complete, error, cancel, timeout, orphan) jump the
- * queue and orphan the callback's active subtree.
+ * Works through each callback's mailbox: jobs one at a time in arrival order.
+ * For each report the machine decides (applied, ignored, or nothing for a
+ * settled callback), the decision becomes a journal entry (applied to the
+ * record and appended to the turn's group commit), and the step it owes runs
+ * (in process or on the worker pool); the step's outcome is the next entry.
+ * Answers are released only once the entries they report are committed.
+ *
+ * Every step is an owed invocation: the entry that owes it records it, the
+ * entry that ends it (`stepCompleted`, `stepFailed`, or a terminal transition
+ * that pre-empts it) clears it, and one owed when the engine stopped runs
+ * again at the next start (`resume` jobs), before any new report. Retries are
+ * owed invocations with an instant. Terminal transitions (complete, error,
+ * cancel, timeout, orphan) jump the queue and orphan the callback's active
+ * subtree in the same turn, so a parent's end and its children's orphaning
+ * are one commit.
  *
  * @module
  */
@@ -21,24 +29,26 @@ import {
   type CallbackData,
 } from '../data.js';
 import { EngineClosedError, NothingToRetryError, toError } from '../errors.js';
+import type { HistoryKind } from '../history.js';
 import { STATUS_EVENT, statusOf } from '../lifecycle/machine.js';
 import {
   isTerminal,
   lookupStep,
   type CallbackStatus,
+  type DispatchStatus,
   type TerminalStatus,
 } from '../lifecycle/statuses.js';
+import { applyEntry, type JournalEntry, type OwedInvocation } from '../mailbox/journal.js';
+import { StepRunner } from '../mailbox/step-runner.js';
 import type { ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
 import { LazyPool } from '../pool/lazy-pool.js';
-import { retryDelayMs, retryPolicyFor, type RetryWait } from '../retry.js';
-import { StepRunner } from '../mailbox/step-runner.js';
 import { isWorkerStep } from '../pool/worker-step.js';
+import { retryDelayMs, retryPolicyFor, type RetryWait } from '../retry.js';
+import { Telemetry } from '../telemetry.js';
 import type { DispatchResult, StepEntry, StepInput, StepOutput } from '../types.js';
 import { CallbackRuntime, type Follower, type Job } from './callback-runtime.js';
-import { Telemetry } from '../telemetry.js';
 import type { EventHub } from './event-hub.js';
 import type { CallbackRecord } from './record.js';
-import { dueAt } from './record-codec.js';
 import type { CallbackRegistry } from './registry.js';
 import type { Stats } from './stats.js';
 
@@ -50,6 +60,38 @@ export interface ProcessorDeps {
   readonly stats: Stats;
   readonly events: EventHub;
 }
+
+/** Longest step error message kept (UTF-16 units); the rest is cut with a note. */
+export const MAX_STEP_ERROR_LENGTH = 2048;
+
+/**
+ * A step failure's message, whatever was thrown (a Proxy whose traps throw, a getter that
+ * throws, a symbol, a 5 MB string): never throws, at most {@link MAX_STEP_ERROR_LENGTH} long.
+ */
+export function stepErrorMessage(value: unknown): string {
+  let text: string;
+  try {
+    text = toError(value).message;
+    if (typeof text !== 'string') text = String(text);
+  } catch {
+    try {
+      text = typeof value === 'symbol' ? value.toString() : `a thrown ${typeof value}`;
+    } catch {
+      text = 'a thrown value that cannot be described';
+    }
+  }
+  if (text.length <= MAX_STEP_ERROR_LENGTH) return text;
+  return `${text.slice(0, MAX_STEP_ERROR_LENGTH)}… (cut: ${text.length} characters in all)`;
+}
+
+/** What an entry carries besides what every entry has (its seq, time and resulting status). */
+type EntryFields = Omit<JournalEntry, 'seq' | 'at' | 'status' | 'kind'> & {
+  readonly kind: HistoryKind;
+  readonly status?: CallbackStatus;
+};
+
+/** Why a terminal transition happens: the fields of the entry that records it. */
+type EndCause = Omit<EntryFields, 'status' | 'data' | 'merge' | 'owed' | 'terminalReport'>;
 
 /** Applies jobs to callbacks, one at a time per callback. */
 export class MailboxProcessor {
@@ -95,6 +137,57 @@ export class MailboxProcessor {
   enqueue(rt: CallbackRuntime, job: Job): void {
     rt.push(job);
     if (!rt.busy) this.#drain(rt);
+  }
+
+  // ---- the journal ----------------------------------------------------------------------------
+
+  /**
+   * Records one entry: built from the machine's decision, applied to the record (the machine's
+   * data, when it merged the report itself, is passed as `data`), appended to the journal.
+   */
+  #record(rt: CallbackRuntime, fields: EntryFields, data?: DataVersion): JournalEntry {
+    const record = rt.record;
+    const from = record.status;
+    const entry = {
+      ...fields,
+      seq: record.head + 1,
+      at: this.#o.clock.now(),
+      status: fields.status ?? from,
+    } as JournalEntry;
+    applyEntry(record, entry, data);
+    this.#registry.append(rt, entry);
+    if (entry.status !== from) {
+      this.#stats.move(record.anchor, from, entry.status);
+      this.#events.emit('transitioned', record, { from });
+    }
+    return entry;
+  }
+
+  /** The invocation of `status`'s step for this report, if the anchor has a step for it. */
+  #owes(record: CallbackRecord, status: CallbackStatus, report: CallbackData): OwedInvocation | undefined {
+    const anchor = this.#anchors.get(record.anchor);
+    const step = anchor && lookupStep(anchor.next, status);
+    return step ? { step: status, attempt: 1, report } : undefined;
+  }
+
+  /**
+   * The `created` entry of a new callback (the registry appends it with the row's insert): it
+   * owes the anchor's `create` step, if there is one.
+   */
+  createdEntry(record: CallbackRecord, data: CallbackData): JournalEntry {
+    const owed = this.#owes(record, 'create', EMPTY_DATA);
+    const entry: JournalEntry = {
+      seq: 1,
+      at: record.createdAt,
+      kind: 'created',
+      status: 'create',
+      data,
+      merge: true,
+      ...(owed ? { owed } : {}),
+    };
+    record.owed = owed;
+    record.head = 1;
+    return entry;
   }
 
   // ---- answers ------------------------------------------------------------------------------
@@ -191,31 +284,39 @@ export class MailboxProcessor {
   }
 
   /**
-   * Answers followers once the callback's writes so far are committed (at once in memory mode).
-   * With a durable store nothing is answered as done before it is in the store.
+   * Answers followers once the callback's entries so far are committed (at once in memory
+   * mode): nothing is answered as done before it is in the store.
    */
   #resolve(rt: CallbackRuntime, followers: readonly Follower[], result: DispatchResult): void {
+    if (followers.length === 0) return;
     if (!this.#registry.durable) {
       for (const f of followers) f.resolve(result);
       return;
     }
-    this.#afterCommit(rt, followers, (f) => f.resolve(result));
+    this.#registry.release(
+      rt,
+      () => {
+        for (const f of followers) f.resolve(result);
+      },
+      (err) => {
+        for (const f of followers) f.reject(err);
+      },
+    );
   }
 
-  /** Durable mode: runs `answer` for each follower once `rt`'s writes are committed; else rejects them. */
-  #afterCommit(
-    rt: CallbackRuntime,
-    followers: readonly Follower[],
-    answer: (f: Follower) => void,
-  ): void {
+  /** Answers a job's followers with the callback as it is, once its entries are committed. */
+  #answerJob(rt: CallbackRuntime, job: Job): void {
+    const followers = job.followers;
     if (followers.length === 0) return;
-    const keys: string[] = [];
-    for (const f of followers) if (f.dedupKey !== undefined) keys.push(f.dedupKey);
-    this.#registry.dedupThenRelease(
+    const answer = this.answer(rt.record);
+    if (!this.#registry.durable) {
+      for (const f of followers) f.resolve({ answer, outcome: f.outcome });
+      return;
+    }
+    this.#registry.release(
       rt,
-      keys,
       () => {
-        for (const f of followers) answer(f);
+        for (const f of followers) f.resolve({ answer, outcome: f.outcome });
       },
       (err) => {
         for (const f of followers) f.reject(err);
@@ -264,6 +365,7 @@ export class MailboxProcessor {
     const next = () => {
       rt.stepPromise = undefined;
       if (!this.#closed) this.#drain(rt);
+      else this.#settleClosed(rt);
     };
     pending.then(next, (err: unknown) => {
       this.#events.warn(err);
@@ -271,16 +373,43 @@ export class MailboxProcessor {
     });
   }
 
+  /**
+   * After `close()`: jobs left in a mailbox once its step settled. A terminal job's transition is
+   * journaled already (its step, if any, stays owed for the next start): its followers get the
+   * callback as it is; reports not yet applied are refused.
+   */
+  #settleClosed(rt: CallbackRuntime): void {
+    const closed = new EngineClosedError();
+    for (const job of rt.drainAll()) {
+      if (job.kind === 'terminal') this.#answerJob(rt, job);
+      else for (const f of job.followers) f.reject(closed);
+    }
+    rt.busy = false;
+  }
+
   #process(rt: CallbackRuntime, job: Job): Promise<void> | undefined {
     const record = rt.record;
-    if (job.kind === 'retry') return this.#retry(rt, job);
-    if (job.kind === 'terminal')
-      return this.#runStep(rt, job.status, job, () => this.#finalize(rt, job));
-    if (job.kind === 'create')
-      return this.#runStep(rt, 'create', job, () => this.#answerJob(rt, job, true));
-    if (job.kind === 'read') return void this.#answerJob(rt, job, false);
+    switch (job.kind) {
+      case 'retry':
+        return this.#retry(rt, job);
+      case 'resume':
+        return this.#resume(rt, job);
+      case 'terminal':
+        return this.#runOwed(rt, job, () => this.#finalize(rt, job));
+      case 'create':
+        return this.#runOwed(rt, job, () => this.#answerJob(rt, job));
+      case 'read':
+        return void this.#answerJob(rt, job);
+      case 'report':
+        break;
+    }
+    const key = job.dedupKey;
+    const seen = key !== undefined && !job.freshKey && this.#registry.hasKey(rt, record, key);
     if (isTerminal(record.status)) {
-      const result = this.settledAnswer(record, job.status, job.data);
+      const result =
+        seen
+          ? { answer: this.answer(record), outcome: 'replayed' as const }
+          : this.settledAnswer(record, job.status, job.data);
       this.#resolve(rt, job.followers, result);
       this.#events.emit('dispatched', record, {
         reported: job.status,
@@ -289,38 +418,69 @@ export class MailboxProcessor {
       });
       return undefined;
     }
+    if (seen) {
+      // Applied already (a retry, a redelivery): answered as the callback is, once committed.
+      this.#resolve(rt, job.followers, { answer: this.answer(record), outcome: 'replayed' });
+      this.#events.emit('dispatched', record, {
+        reported: job.status,
+        outcome: 'replayed',
+        data: job.data,
+      });
+      return undefined;
+    }
     if (isTerminal(job.status)) {
       if (this.admit(rt, job.status, job.data, 'callbackData', job.followers) < 0) return undefined;
-      // complete / error: the transition jumps to the front; this report is answered after its step.
+      // complete / error / cancel: the transition jumps to the front; this report is answered after its step.
       this.#events.emit('dispatched', record, {
         reported: job.status,
         outcome: 'applied',
         data: job.data,
       });
-      this.end(rt, job.status, job.data, job.followers);
+      this.end(rt, job.status, job.data, job.followers, {
+        kind: 'reported',
+        reported: job.status as DispatchStatus,
+        outcome: 'applied',
+        activity: true,
+        ...(key !== undefined ? { dedupKey: key } : {}),
+      });
       return undefined;
     }
-    const from = record.status;
     const patchBytes = this.admit(rt, job.status, job.data, 'callbackData', job.followers);
     if (patchBytes < 0) return undefined;
     const actor = this.#registry.activate(rt);
+    const before = actor.getSnapshot();
     actor.send({ type: STATUS_EVENT[job.status as keyof typeof STATUS_EVENT], data: job.data });
-    const snapshot = actor.getSnapshot();
-    const to = statusOf(snapshot.value);
-    const applied = to !== from || job.status === 'progress';
+    const after = actor.getSnapshot();
+    // The machine decides: a report with no transition leaves its snapshot as it was.
+    const applied = after !== before;
+    const to = statusOf(after.value);
     this.#events.emit('dispatched', record, {
       reported: job.status,
       outcome: applied ? 'applied' : 'ignored',
       data: job.data,
     });
+    const owed = applied ? this.#owes(record, to, job.data) : undefined;
+    this.#record(
+      rt,
+      {
+        kind: 'reported',
+        status: to,
+        reported: job.status as DispatchStatus,
+        outcome: applied ? 'applied' : 'ignored',
+        data: job.data,
+        activity: true,
+        ...(applied ? { merge: true } : {}),
+        ...(owed ? { owed } : {}),
+        ...(key !== undefined ? { dedupKey: key } : {}),
+      },
+      applied ? after.context.data : undefined,
+    );
     if (!applied) {
-      const result: DispatchResult = { answer: this.answer(record), outcome: 'ignored' };
-      this.#resolve(rt, job.followers, result);
+      this.#resolve(rt, job.followers, { answer: this.answer(record), outcome: 'ignored' });
       return undefined;
     }
-    this.#setStatus(rt, to, snapshot.context.data);
     if (rt.dataBytes !== undefined) rt.dataBytes += patchBytes;
-    return this.#runStep(rt, to, job, () => this.#answerJob(rt, job, true));
+    return this.#runOwed(rt, job, () => this.#answerJob(rt, job));
   }
 
   /**
@@ -357,53 +517,62 @@ export class MailboxProcessor {
     return patchBytes;
   }
 
-  /** Answers a job's followers; `write`: its effect goes to the store first (durable mode). */
-  #answerJob(rt: CallbackRuntime, job: Job, write: boolean): void {
-    if (write) this.#registry.write(rt);
-    const answer = this.answer(rt.record);
-    if (!this.#registry.durable) {
-      for (const f of job.followers) f.resolve({ answer, outcome: f.outcome });
-      return;
-    }
-    this.#afterCommit(rt, job.followers, (f) => f.resolve({ answer, outcome: f.outcome }));
-  }
-
-  // ---- steps --------------------------------------------------------------------------------
+  // ---- owed invocations -----------------------------------------------------------------------
 
   /**
-   * Runs the anchor's step for `status` (if any), merges its output, then calls `done`.
+   * Runs the step invocation the callback owes (if any), records its outcome, then calls `done`.
    * Returns a promise only when the step is asynchronous or waits for a retry.
    */
-  #runStep(
-    rt: CallbackRuntime,
-    status: CallbackStatus,
-    job: Job,
-    done: () => void,
-  ): Promise<void> | undefined {
-    const anchor = this.#anchors.get(rt.record.anchor)!;
-    const step = lookupStep(anchor.next, status);
-    if (!step) return void done();
-    return this.#try(rt, anchor, step, status, job, done, 1);
+  #runOwed(rt: CallbackRuntime, job: Job, done: () => void): Promise<void> | undefined {
+    const owed = rt.record.owed;
+    if (!owed) return void done();
+    const anchor = this.#anchors.get(rt.record.anchor);
+    const step = anchor && lookupStep(anchor.next, owed.step);
+    if (!anchor || !step) {
+      // Owed by an earlier version of the anchor, which had a step here: nothing runs now.
+      this.#record(rt, {
+        kind: 'stepCompleted',
+        step: owed.step,
+        attempt: owed.attempt,
+        reason: 'no-step',
+        owed: null,
+        ...this.#endOfTerminalStep(rt.record, owed),
+      });
+      return void done();
+    }
+    return this.#try(rt, anchor, step, owed, job, done);
+  }
+
+  /** For the step of a terminal status: the record's removal time once that step ended. */
+  #endOfTerminalStep(
+    record: CallbackRecord,
+    owed: OwedInvocation,
+  ): { removeAt?: number } {
+    if (!isTerminal(owed.step) || record.removeAt !== undefined) return {};
+    const at = this.#registry.removeAt(record);
+    return at === undefined ? {} : { removeAt: at };
   }
 
   /**
-   * Try number `attempt` of a step. A failure its retry policy covers schedules the next try;
-   * the returned promise then settles once the last try did (or the wait was stopped).
+   * One try of an owed invocation. A failure its retry policy covers records the next try (with
+   * its instant) and waits for it; the returned promise settles once the last try did (or the
+   * wait was stopped).
    */
   #try(
     rt: CallbackRuntime,
     anchor: ResolvedAnchor,
     step: Exclude<StepEntry, false>,
-    status: CallbackStatus,
+    owed: OwedInvocation,
     job: Job,
     done: () => void,
-    attempt: number,
   ): Promise<void> | undefined {
     let retrying: Promise<void> | undefined;
     const telemetry = this.#events.telemetry;
     const record = rt.record;
     const measuring = telemetry.measuring;
-    const started = measuring ? performance.now() : 0;
+    const started = performance.now();
+    const status = owed.step;
+    const attempt = owed.attempt;
     const span =
       job.trace || record.trace
         ? telemetry.start(
@@ -419,6 +588,7 @@ export class MailboxProcessor {
           )
         : undefined;
     const settle = (ok: boolean, value: unknown): void => {
+      const ms = performance.now() - started;
       if (measuring) {
         telemetry.measure({
           kind: 'step',
@@ -426,71 +596,86 @@ export class MailboxProcessor {
           status,
           ok,
           attempt,
-          seconds: (performance.now() - started) / 1000,
+          seconds: ms / 1000,
         });
       }
       Telemetry.end(span, ok ? undefined : value);
-      // This try settled: a stored pending retry is spent (a new one is stored if it failed again).
-      rt.record.retry = undefined;
-      if (ok) return this.#stepDone(rt, status, value as StepOutput, job, done);
-      retrying = this.#retryLater(rt, anchor, step, status, value, job, done, attempt);
-      if (!retrying) this.#stepFailed(rt, status, value, job, done);
+      const durationMs = Math.round(ms * 1000) / 1000;
+      // Pre-empted (a terminal transition, a lost lease, `close()` cutting it off): this try's
+      // outcome no longer applies; whatever it owes now is the record's.
+      if (rt.record.owed !== owed || rt.invalid) return done();
+      if (ok) {
+        retrying = this.#stepDone(rt, owed, value as StepOutput, durationMs, job, done);
+        return;
+      }
+      retrying = this.#retryLater(rt, anchor, step, owed, value, durationMs, job, done);
+      retrying ??= this.#stepFailed(rt, owed, value, durationMs, job, done);
     };
-    const pending = this.#steps.run(rt, anchor, step, status, job.data, settle, attempt);
+    const pending = this.#steps.run(rt, anchor, step, status, owed.report, settle, attempt);
     if (!pending) return retrying;
     return pending.then(() => retrying);
   }
 
   /**
-   * A try failed: if the step's retry policy has tries left, schedules the next one and answers
-   * the job's followers now (durable mode: after the commit that stores the pending retry), with
-   * the status and data so far, rather than after the wait. Not for a step preempted by a
-   * terminal transition, nor after `close()` or a failed commit.
+   * A try failed: if the step's retry policy has tries left, records the next try (owed, with
+   * its instant) and answers the job's followers now (after that entry is committed), with the
+   * status and data so far, rather than after the wait. Not after `close()` or a failed commit.
    * @returns the promise of the rest of the tries, or `undefined` when the failure stands.
    */
   #retryLater(
     rt: CallbackRuntime,
     anchor: ResolvedAnchor,
     step: Exclude<StepEntry, false>,
-    status: CallbackStatus,
+    owed: OwedInvocation,
     err: unknown,
+    durationMs: number,
     job: Job,
     done: () => void,
-    attempt: number,
   ): Promise<void> | undefined {
     const record = rt.record;
     if (this.#closed || rt.invalid) return undefined;
-    if (isTerminal(record.status) && !isTerminal(status)) return undefined;
-    const policy = retryPolicyFor(anchor.retry, step, status);
-    if (!policy || attempt >= policy.attempts) return undefined;
-    const next = attempt + 1;
-    const delayMs = retryDelayMs(policy, next);
+    const policy = retryPolicyFor(anchor.retry, step, owed.step);
+    if (!policy || owed.attempt >= policy.attempts) return undefined;
+    const attempt = owed.attempt + 1;
+    const delayMs = retryDelayMs(policy, attempt);
     const at = this.#o.clock.now() + delayMs;
-    const message = toError(err).message;
+    const message = stepErrorMessage(err);
     this.#stats.stepRetries++;
-    this.#events.emit('stepRetried', record, { reported: status, attempt, delayMs, message });
-    // A terminal step's retry is kept in memory only; its callback's row is final already.
-    if (isTerminal(status)) record.removeAt ??= this.#registry.removeAt(record);
-    else record.retry = { status, attempt: next, at, report: job.data };
-    this.#answerJob(rt, { ...job, followers: job.followers.splice(0) }, true);
-    return this.#waitRetry(rt, anchor, step, status, job, done, next, at);
+    this.#events.emit('stepRetried', record, {
+      reported: owed.step,
+      attempt: owed.attempt,
+      delayMs,
+      message,
+    });
+    const next: OwedInvocation = { step: owed.step, attempt, report: owed.report, at };
+    this.#record(rt, {
+      kind: 'stepFailed',
+      step: owed.step,
+      attempt: owed.attempt,
+      error: message,
+      retryAt: at,
+      durationMs,
+      owed: next,
+    });
+    this.#answerJob(rt, { ...job, followers: job.followers.splice(0) });
+    return this.#waitRetry(rt, anchor, step, next, job, done);
   }
 
   /**
-   * Waits until `at` (the registry wakes it: a deadline in memory mode, the store's due-time index
-   * in durable mode), then runs try `attempt`. The mailbox stays busy meanwhile, but no step runs
-   * and no pool slot is held. The promise settles once the last try did, or the wait was stopped.
+   * Waits until the owed retry's instant (the registry wakes it: a deadline in memory mode, the
+   * store's due-time index in durable mode), then runs it. The mailbox stays busy meanwhile, but
+   * no step runs and no pool slot is held. The promise settles once the last try did, or the
+   * wait was stopped.
    */
   #waitRetry(
     rt: CallbackRuntime,
     anchor: ResolvedAnchor,
     step: Exclude<StepEntry, false>,
-    status: CallbackStatus,
+    owed: OwedInvocation,
     job: Job,
     done: () => void,
-    attempt: number,
-    at: number,
   ): Promise<void> {
+    const at = owed.at ?? this.#o.clock.now();
     return new Promise<void>((resolve) => {
       const leave = (): boolean => {
         if (rt.retry !== wait) return false;
@@ -499,14 +684,14 @@ export class MailboxProcessor {
         return true;
       };
       const wait: RetryWait = {
-        status,
+        status: owed.step,
         at,
         fire: () => {
           if (!leave()) return;
-          if (this.#closed || rt.invalid) return resolve();
+          if (this.#closed || rt.invalid || rt.record.owed !== owed) return resolve();
           let pending: Promise<void> | undefined;
           try {
-            pending = this.#try(rt, anchor, step, status, job, done, attempt);
+            pending = this.#try(rt, anchor, step, owed, job, done);
           } catch (err) {
             this.#events.warn(err);
           }
@@ -515,8 +700,7 @@ export class MailboxProcessor {
         stop: (preempted) => {
           if (!leave()) return;
           if (preempted) {
-            // Like a step aborted by the transition: no failure; the job ends here.
-            rt.record.retry = undefined;
+            // A terminal transition ended the callback: the job ends here, with no failure.
             try {
               done();
             } catch (err) {
@@ -531,55 +715,22 @@ export class MailboxProcessor {
     });
   }
 
-  /**
-   * Durable mode: a callback read back from the store has a step waiting for its retry (stored
-   * before a restart, or by the replica that owned it before). Its mailbox waits for that try
-   * (at its instant, at once if that passed) before anything else is applied; the attempt count
-   * goes on.
-   */
-  resumeRetry(rt: CallbackRuntime): void {
-    const pending = rt.record.retry;
-    if (!pending || rt.busy || rt.retry || this.#closed) return;
-    const anchor = this.#anchors.get(rt.record.anchor);
-    const step = anchor && lookupStep(anchor.next, pending.status);
-    if (!anchor || !step) {
-      // The anchor has no step for it any more: nothing to try (the next write drops it).
-      rt.record.retry = undefined;
-      return;
-    }
-    const job: Job = {
-      kind: pending.status === 'create' ? 'create' : 'report',
-      status: pending.status,
-      data: pending.report,
-      followers: [],
-    };
-    const done = () => this.#answerJob(rt, job, true);
-    rt.busy = true;
-    this.#pause(
-      rt,
-      this.#waitRetry(rt, anchor, step, pending.status, job, done, pending.attempt, pending.at),
-    );
-  }
-
   #stepDone(
     rt: CallbackRuntime,
-    status: CallbackStatus,
+    owed: OwedInvocation,
     out: StepOutput,
+    durationMs: number,
     job: Job,
     done: () => void,
-  ): void {
+  ): Promise<void> | undefined {
     const record = rt.record;
-    // A step preempted by cancel/timeout/orphan: its output no longer applies.
-    if (isTerminal(record.status) && !isTerminal(status)) return void done();
+    const status = owed.step;
+    let data: CallbackData | undefined;
+    let patchBytes = 0;
     if (out !== undefined && out !== null) {
-      let data: CallbackData;
       try {
         data = ingestData(`output of the "${status}" step`, out, this.#o.maxDataBytes);
-      } catch (err) {
-        return this.#stepFailed(rt, status, err, job, done);
-      }
-      const patchBytes = patchBytesBound(data);
-      try {
+        patchBytes = patchBytesBound(data);
         rt.dataBytes = admitPatch(
           `the output of the "${status}" step`,
           record.data,
@@ -589,41 +740,68 @@ export class MailboxProcessor {
           this.#o.maxCallbackBytes,
         );
       } catch (err) {
-        return this.#stepFailed(rt, status, err, job, done);
+        return this.#stepFailed(rt, owed, err, durationMs, job, done);
       }
-      if (isTerminal(record.status)) {
-        // The actor is done once final; the record carries the terminal step's output.
-        record.data = record.data.with(data);
-      } else {
-        const actor = this.#registry.activate(rt);
-        actor.send({ type: 'MERGE', data });
-        record.data = actor.getSnapshot().context.data;
-      }
-      rt.dataBytes += patchBytes;
+      if (Object.keys(data).length === 0) data = undefined;
     }
+    let merged: DataVersion | undefined;
+    if (data !== undefined && !isTerminal(record.status)) {
+      // The machine merges it (the actor is done once final: then the entry's fold merges it).
+      const actor = this.#registry.activate(rt);
+      actor.send({ type: 'MERGE', data });
+      merged = actor.getSnapshot().context.data;
+    }
+    this.#record(
+      rt,
+      {
+        kind: 'stepCompleted',
+        step: status,
+        attempt: owed.attempt,
+        durationMs,
+        owed: null,
+        ...(data !== undefined ? { data, merge: true } : {}),
+        ...(record.stepError !== undefined && job.kind === 'retry' ? { stepError: null } : {}),
+        ...this.#endOfTerminalStep(record, owed),
+      },
+      merged,
+    );
+    if (data !== undefined && rt.dataBytes !== undefined) rt.dataBytes += patchBytes;
     done();
+    return undefined;
   }
 
   #stepFailed(
     rt: CallbackRuntime,
-    status: CallbackStatus,
+    owed: OwedInvocation,
     err: unknown,
+    durationMs: number,
     job: Job,
     done: () => void,
-  ): void {
-    if (this.#closed) {
-      const closed = new EngineClosedError();
-      for (const f of job.followers.splice(0)) f.reject(closed);
+  ): Promise<void> | undefined {
+    // Cut off by `close()` after its grace period. A durable store keeps it owed (it runs again
+    // at the next start) and its report is answered with the callback as stored; in memory it
+    // is gone with the engine.
+    if (this.#closed && err instanceof EngineClosedError) {
+      if (!this.#registry.durable) for (const f of job.followers.splice(0)) f.reject(err);
       return void done();
     }
-    // A step aborted because cancel/timeout/orphan preempted it did not fail.
-    if (isTerminal(rt.record.status) && !isTerminal(status)) return void done();
-    const message = toError(err).message;
+    const message = stepErrorMessage(err);
     const record = rt.record;
-    record.stepError = { status, message };
+    const status = owed.step;
+    const stepError = { status, message };
     this.#stats.stepFailures++;
-    this.#events.emit('stepFailed', record, { message, reported: status });
     if (isTerminal(record.status)) {
+      this.#record(rt, {
+        kind: 'stepFailed',
+        step: status,
+        attempt: owed.attempt,
+        error: message,
+        durationMs,
+        stepError,
+        owed: null,
+        ...this.#endOfTerminalStep(record, owed),
+      });
+      this.#events.emit('stepFailed', record, { message, reported: status });
       // Nothing else shows it: the status is final. Recorded on the callback; warned once per anchor.
       if (!this.#warnedAnchors.has(record.anchor)) {
         this.#warnedAnchors.add(record.anchor);
@@ -635,9 +813,57 @@ export class MailboxProcessor {
       }
       return void done();
     }
+    this.#events.emit('stepFailed', record, { message, reported: status });
     // The callback moves to error; this job's followers are answered after the error step.
-    this.end(rt, 'error', { message }, job.followers.splice(0));
-    done();
+    const ended = this.#endFetched(rt, 'error', { message }, job.followers.splice(0), {
+      kind: 'stepFailed',
+      step: status,
+      attempt: owed.attempt,
+      error: message,
+      durationMs,
+      stepError,
+    });
+    if (!ended) return void done();
+    return ended.then(done);
+  }
+
+  /**
+   * Durable mode: a callback read back from the store owes a step invocation (the engine
+   * stopped before it ended, or it waits for its retry). Its mailbox runs it (at its instant, at
+   * once if none or past) before anything else; the attempt count goes on.
+   */
+  resumeOwed(rt: CallbackRuntime): void {
+    const owed = rt.record.owed;
+    if (!owed || rt.busy || rt.retry || this.#closed) return;
+    if (!isTerminal(rt.record.status)) {
+      // A deadline that passed while the engine was down wins: the callback times out, which
+      // replaces what it owed with its timeout step.
+      const reason = this.#registry.overdue(rt, this.#o.clock.now());
+      if (reason !== undefined)
+        return this.end(rt, 'timeout', { reason }, [], { kind: 'timedOut', reason });
+    }
+    rt.busy = true;
+    rt.pushFront({ kind: 'resume', status: owed.step, data: owed.report, followers: [] });
+    this.#drain(rt);
+  }
+
+  #resume(rt: CallbackRuntime, job: Job): Promise<void> | undefined {
+    const record = rt.record;
+    const owed = record.owed;
+    const done = () => (owed && isTerminal(owed.step) ? this.#finalize(rt, job) : this.#answerJob(rt, job));
+    if (!owed) return void this.#answerJob(rt, job);
+    const anchor = this.#anchors.get(record.anchor);
+    const step = anchor && lookupStep(anchor.next, owed.step);
+    if (anchor && step && owed.at !== undefined && owed.at > this.#o.clock.now())
+      // A retry waiting for its instant: the wait goes on.
+      return this.#waitRetry(rt, anchor, step, owed, job, done);
+    // Its try was cut off: it runs again, with nobody resending (at least once).
+    this.#record(rt, {
+      kind: 'stepResumed',
+      reason: 'recovered',
+      owed: { step: owed.step, attempt: owed.attempt, report: owed.report },
+    });
+    return this.#runOwed(rt, job, done);
   }
 
   // ---- retrying a failed final step ---------------------------------------------------------
@@ -679,8 +905,7 @@ export class MailboxProcessor {
       // Not in the registry: answered and written like a resident callback, but never retired.
       host = new CallbackRuntime(record, lastActivity ?? this.#o.clock.now());
       host.committed = true;
-      host.storedStatus = record.status;
-      host.storedDue = dueAt(record, host.lastActivity);
+      host.meta = '';
       this.#retrying.set(record.id, host);
     }
     const target = host;
@@ -718,48 +943,88 @@ export class MailboxProcessor {
       record.terminalReport === undefined
         ? EMPTY_DATA
         : (JSON.parse(record.terminalReport) as CallbackData);
-    const done = (): void => {
+    this.#record(rt, {
+      kind: 'stepRetried',
+      owed: { step: status, attempt: 1, report },
+    });
+    return this.#runOwed(rt, job, () => {
       finish();
-      this.#answerJob(rt, job, true);
-    };
-    return this.#steps.run(rt, anchor, step, status, report, (ok, value) => {
-      if (!ok) return this.#stepFailed(rt, status, value, job, done);
-      record.stepError = undefined;
-      this.#stepDone(rt, status, value as StepOutput, job, done);
+      this.#answerJob(rt, job);
     });
   }
 
   // ---- terminal transitions -----------------------------------------------------------------
 
   /**
-   * Moves an active callback to a terminal status at once: the transition is applied now, a
-   * running step is aborted, timers stop, active children are orphaned, and a terminal job
-   * (terminal step, then finalize) goes to the front of the mailbox; `followers` get its answer.
+   * Moves an active callback to a terminal status at once: the transition is applied and
+   * journaled now (owing the terminal step), a running step is aborted, timers stop, active
+   * children are orphaned in the same turn (one commit), and a terminal job (terminal step, then
+   * finalize) goes to the front of the mailbox; `followers` get its answer. `cause` says what
+   * the entry records (a report, a cancel, a deadline, a step failure).
    */
   end(
     rt: CallbackRuntime,
     status: TerminalStatus,
     data: CallbackData,
     followers: Follower[],
+    cause: EndCause,
   ): void {
-    this.#applyTerminal(rt, status, data, followers);
-    // Orphan the whole subtree iteratively: deep trees must not grow the stack.
-    const ended = [rt];
-    for (let i = 0; i < ended.length; i++) {
-      const parent = ended[i]!;
-      for (const childId of parent.record.children ?? []) {
+    // The active subtree is read first (iteratively: deep trees must not grow the stack), so a
+    // store that cannot read it changes nothing; then the parent's end and every orphaning are
+    // applied in this one turn: one commit.
+    const subtree: { rt: CallbackRuntime; parentStatus: CallbackStatus }[] = [];
+    const queue: { ids: readonly string[]; parentStatus: CallbackStatus }[] = [
+      { ids: rt.record.children ?? [], parentStatus: status },
+    ];
+    for (let i = 0; i < queue.length; i++) {
+      const { ids, parentStatus } = queue[i]!;
+      for (const childId of ids) {
         const child = this.#registry.runtime(childId);
         if (!child || isTerminal(child.record.status)) continue;
-        this.#applyTerminal(
-          child,
-          'orphan',
-          { reason: 'parent-inactive', parentStatus: parent.record.status },
-          [],
-        );
-        ended.push(child);
+        subtree.push({ rt: child, parentStatus });
+        queue.push({ ids: child.record.children ?? [], parentStatus: 'orphan' });
       }
     }
-    for (const r of ended) if (!r.busy && !this.#closed) this.#drain(r);
+    this.#applyTerminal(rt, status, data, followers, cause);
+    for (const { rt: child, parentStatus } of subtree)
+      this.#applyTerminal(
+        child,
+        'orphan',
+        { reason: 'parent-inactive', parentStatus },
+        [],
+        { kind: 'orphaned', reason: 'parent-inactive' },
+      );
+    if (!rt.busy && !this.#closed) this.#drain(rt);
+    for (const { rt: r } of subtree) if (!r.busy && !this.#closed) this.#drain(r);
+  }
+
+  /**
+   * Like {@link end}, for a store read asynchronously: the callback's active subtree is fetched
+   * first when it has children (the rows fetched for its report are gone by the time its step
+   * fails). Resolves once it ended.
+   */
+  #endFetched(
+    rt: CallbackRuntime,
+    status: TerminalStatus,
+    data: CallbackData,
+    followers: Follower[],
+    cause: EndCause,
+  ): Promise<void> | undefined {
+    if (!this.#registry.prefetching || !rt.record.children?.length) {
+      this.end(rt, status, data, followers, cause);
+      return undefined;
+    }
+    return this.#registry.warm({ ids: [rt.record.id], subtree: true }).then(
+      () => {
+        if (!isTerminal(rt.record.status)) this.end(rt, status, data, followers, cause);
+        else this.#answerJob(rt, { kind: 'read', status, data, followers });
+      },
+      (err: unknown) => {
+        // Not ended: its step failure is not recorded, and the invocation stays owed.
+        for (const f of followers) f.reject(toError(err));
+        this.#events.warn(err);
+      },
+    );
   }
 
   #applyTerminal(
@@ -767,13 +1032,27 @@ export class MailboxProcessor {
     status: TerminalStatus,
     data: CallbackData,
     followers: Follower[],
+    cause: EndCause,
   ): void {
     const record = rt.record;
     const actor = this.#registry.activate(rt);
     actor.send({ type: STATUS_EVENT[status], data });
-    this.#setStatus(rt, status, actor.getSnapshot().context.data);
+    const owed = this.#owes(record, status, data);
+    const removeAt = owed ? undefined : this.#registry.removeAt(record);
+    this.#record(
+      rt,
+      {
+        ...cause,
+        status,
+        data,
+        merge: true,
+        terminalReport: canonicalJson(data),
+        owed: owed ?? null,
+        ...(removeAt !== undefined ? { removeAt } : {}),
+      },
+      actor.getSnapshot().context.data,
+    );
     if (rt.dataBytes !== undefined) rt.dataBytes += patchBytesBound(data);
-    record.terminalReport = canonicalJson(data);
     this.#registry.stopTimers(rt);
     if (status === 'timeout') {
       this.#stats.timedOut++;
@@ -785,8 +1064,6 @@ export class MailboxProcessor {
       this.#events.emit('orphaned', record, undefined);
     }
     const running = rt.step;
-    // A pending retry of an active step is dropped: the callback ended.
-    record.retry = undefined;
     rt.pushFront({ kind: 'terminal', status, data, followers });
     const waiting = rt.retry;
     if (waiting && !isTerminal(waiting.status)) waiting.stop(true);
@@ -803,32 +1080,52 @@ export class MailboxProcessor {
 
   #finalize(rt: CallbackRuntime, job: Job): void {
     rt.finalized = true;
-    rt.record.removeAt = this.#registry.removeAt(rt.record);
+    const record = rt.record;
+    if (record.retention !== true && record.retention <= 0) this.#registry.removeNow(rt);
     this.#registry.passivate(rt);
-    this.#answerJob(rt, job, true);
+    this.#answerJob(rt, job);
     const waiters = rt.waiters;
     rt.waiters = undefined;
-    if (waiters) this.#answerJob(rt, { ...job, followers: waiters }, false);
+    if (waiters) this.#answerJob(rt, { ...job, followers: waiters });
   }
 
-  #setStatus(rt: CallbackRuntime, to: CallbackStatus, data: DataVersion): void {
-    const record = rt.record;
-    const from = record.status;
-    record.data = data;
-    if (from === to) return;
-    record.status = to;
-    this.#stats.move(record.anchor, from, to);
-    this.#events.emit('transitioned', record, { from });
-  }
-
-  // ---- shutdown -----------------------------------------------------------------------------
+  // ---- handover and shutdown ------------------------------------------------------------------
 
   /**
-   * Stops processing: every running step is aborted (pool steps are let finish when the pool
-   * drains on close), every queued job rejected with {@link EngineClosedError}. Waits at most
-   * `closeTimeout` (on the engine clock) for steps in flight and the pool's drain; then stops
-   * waiting for steps that ignored their abort (their followers and the callback's waiters
-   * reject with {@link EngineClosedError}) and destroys the pool.
+   * Waits until no step of a resident callback matching `owned` runs (real time, at most
+   * `timeoutMs`): a replica handing shards over lets those steps end and commit here. A retry
+   * waiting for its instant does not count: it stays owed, for the next owner.
+   */
+  async quiesce(owned: (id: string) => boolean, timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    let expired = false;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        expired = true;
+        resolve();
+      }, timeoutMs);
+      timer.unref();
+    });
+    try {
+      for (;;) {
+        const running: Promise<unknown>[] = [];
+        for (const rt of this.#registry.runtimes())
+          if (rt.step !== undefined && rt.stepPromise && owned(rt.record.id))
+            running.push(rt.stepPromise);
+        if (running.length === 0 || expired) return;
+        await Promise.race([Promise.allSettled(running), timeout]);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Stops processing: no new job starts; queued jobs are refused with {@link EngineClosedError};
+   * steps in flight may finish for up to `closeTimeout` (on the engine clock), and their outcome
+   * is journaled as usual. A step still running then is aborted and cut off: it stays owed, and
+   * runs again at the next start of a durable engine; its report is answered with the callback
+   * as journaled. Then the pool drains (or is destroyed).
    */
   async close(): Promise<void> {
     this.#closed = true;
@@ -836,15 +1133,18 @@ export class MailboxProcessor {
     const inFlight: Promise<unknown>[] = [];
     const stepping: CallbackRuntime[] = [];
     for (const rt of this.#registry.runtimes()) {
-      // No further try; a durable store keeps the pending retry for the next start.
+      // No further try: the retry stays owed for the next start.
       rt.retry?.stop(false);
-      if (!(this.#o.pool.close === 'drain' && rt.step?.onPool)) rt.step?.abort.abort(closed);
-      for (const job of rt.drainAll()) for (const f of job.followers) f.reject(closed);
+      for (const job of rt.drainAll()) {
+        if (job.kind === 'terminal') rt.push(job);
+        else for (const f of job.followers) f.reject(closed);
+      }
       if (rt.stepPromise) {
         // Its waiters may still be answered: a terminal step in flight finalizes the callback.
         inFlight.push(rt.stepPromise);
         stepping.push(rt);
       } else {
+        for (const job of rt.drainAll()) this.#answerJob(rt, job);
         for (const w of rt.waiters ?? []) w.reject(closed);
         rt.waiters = undefined;
       }
@@ -858,7 +1158,9 @@ export class MailboxProcessor {
     try {
       if (inFlight.length > 0) await Promise.race([Promise.allSettled(inFlight), timedOut]);
       for (const rt of stepping) {
-        rt.step?.release?.(closed);
+        const step = rt.step;
+        if (step && !(this.#o.pool.close === 'drain' && step.onPool)) step.abort.abort(closed);
+        step?.release?.(closed);
         for (const w of rt.waiters ?? []) w.reject(closed);
         rt.waiters = undefined;
       }

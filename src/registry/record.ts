@@ -8,7 +8,7 @@
 
 import type { DataVersion } from '../data.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
-import type { PendingRetry } from '../retry.js';
+import type { JournalEntry, OwedInvocation } from '../mailbox/journal.js';
 import type { Deadline } from './deadline-queue.js';
 import type { CreateLink } from '../telemetry.js';
 import type { StepError } from '../types.js';
@@ -49,8 +49,20 @@ export interface CallbackRecord {
   /** The latest step failure (shown in answers as `stepError`). */
   stepError: StepError | undefined;
   /**
-   * An active callback's step that failed and waits for its next try (`retry` option); stored,
-   * so a restart runs it. Kept until that try settles.
+   * The step invocation it owes: written with the entry that owes it, cleared by the entry that
+   * ends it; one owed when the engine stopped runs again at the next start.
    */
-  retry?: PendingRetry | undefined;
+  owed: OwedInvocation | undefined;
+  /** The seq of its newest journal entry (0: none yet). */
+  head: number;
+  /**
+   * Memory store only: its journal (history), kept with the record until its retention ends;
+   * once the callback is retired, packed into one JSON text (a retained record stays small).
+   */
+  journal?: JournalEntry[] | string | undefined;
+  /**
+   * Memory store only: deduplication keys of reports applied to it, with when (engine clock);
+   * kept for the deduplication window.
+   */
+  keys?: Map<string, number> | undefined;
 }

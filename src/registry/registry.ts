@@ -32,6 +32,10 @@ import type {
   StoredCallback,
   StoreRecovery,
 } from '../store/store.js';
+import { decodeEntry, encodeEntry, toHistory, type JournalEntry } from '../mailbox/journal.js';
+
+/** A packed journal read back (a retired record's: its entries' public fields). */
+const unpack = (json: string): JournalEntry[] => JSON.parse(json) as JournalEntry[];
 import type { EarlyPersistence } from './early-events.js';
 import { StoreScheduler } from '../timers/store-scheduler.js';
 import { decodeToken, safeEqual, type TokenCodec } from '../token.js';
@@ -40,7 +44,13 @@ import { CallbackRuntime } from './callback-runtime.js';
 import { DeadlineQueue } from './deadline-queue.js';
 import type { EventHub } from './event-hub.js';
 import { listCallbacks, listStored, type ListOptions } from './list-callbacks.js';
-import { decodeRecord, encodeRecord } from './record-codec.js';
+import {
+  decodeRecord,
+  encodeMeta,
+  encodeRow,
+  encodeSnapshot,
+  type DecodedRecord,
+} from './record-codec.js';
 import type { CallbackRecord } from './record.js';
 import type { Stats } from './stats.js';
 
@@ -56,9 +66,22 @@ const HEARTBEAT = 1;
 const RETENTION = 2;
 const RETRY = 3;
 
-/** Rows of one group commit at most, and bytes of row bodies. */
+/** Rows and entries of one group commit at most, and bytes of entries and snapshots. */
 const BATCH_ROWS = 2048;
 const BATCH_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A callback's snapshot is rewritten once the journal entries after it weigh more than it does
+ * (at least this many bytes), or are this many: the bytes written per report stay those of the
+ * report (amortized at most twice), whatever the size of the callback's data, and reading a
+ * callback back folds a bounded tail.
+ */
+const SNAPSHOT_MIN_BYTES = 4096;
+const SNAPSHOT_MAX_ENTRIES = 256;
+
+/** Deduplication keys pruned per round, and how often a round runs (engine clock). */
+const PRUNE_BATCH = 1000;
+const PRUNE_EVERY_MS = 60_000;
 
 /** What the registry needs from the engine. */
 export interface RegistryDeps {
@@ -76,10 +99,10 @@ export interface RegistryDeps {
   /** A callback dropped after a failed commit: reject what waits in its mailbox. */
   readonly onInvalidated: (rt: CallbackRuntime, err: StoreUnavailableError) => void;
   /**
-   * Durable mode: a callback read back from the store has a pending step retry; its mailbox
-   * must wait for it before anything else is applied.
+   * A callback read back from the store owes a step invocation (the engine stopped before it
+   * ended, or it waits for its retry); its mailbox runs it before anything else.
    */
-  readonly onRetryPending?: (rt: CallbackRuntime) => void;
+  readonly onOwed?: (rt: CallbackRuntime) => void;
 }
 
 /** Callbacks by id and token; their actors, timers and retention. */
@@ -90,7 +113,7 @@ export class CallbackRegistry {
   readonly #events: EventHub;
   readonly #onTimeout: RegistryDeps['onTimeout'];
   readonly #onInvalidated: RegistryDeps['onInvalidated'];
-  readonly #onRetryPending: RegistryDeps['onRetryPending'];
+  readonly #onOwed: RegistryDeps['onOwed'];
   readonly #mayHold: (id: string) => boolean;
   /** Active (memory mode) or resident (durable mode) callbacks by id. */
   readonly #live = new Map<string, CallbackRuntime>();
@@ -122,6 +145,9 @@ export class CallbackRegistry {
   readonly #removing = new Set<string>();
   /** Dedup keys of claimed early events whose rows go with their report's effect. */
   readonly #claimedEarly = new Set<string>();
+  /** When deduplication keys were last pruned (engine clock). */
+  #prunedAt = 0;
+  #pruning = false;
 
   constructor(deps: RegistryDeps) {
     this.#o = deps.options;
@@ -130,7 +156,7 @@ export class CallbackRegistry {
     this.#events = deps.events;
     this.#onTimeout = deps.onTimeout;
     this.#onInvalidated = deps.onInvalidated;
-    this.#onRetryPending = deps.onRetryPending;
+    this.#onOwed = deps.onOwed;
     this.#mayHold = deps.mayHold ?? (() => true);
     this.#deadlines = new DeadlineQueue<CallbackRuntime | CallbackRecord>(
       this.#o.clock,
@@ -187,8 +213,12 @@ export class CallbackRegistry {
   }
 
   /** The group commit's counters (durable mode). */
-  get commits(): { commits: number; rows: number } {
-    return { commits: this.#commit?.commits ?? 0, rows: this.#commit?.rowsWritten ?? 0 };
+  get commits(): { commits: number; rows: number; bytes: number } {
+    return {
+      commits: this.#commit?.commits ?? 0,
+      rows: this.#commit?.rowsWritten ?? 0,
+      bytes: this.#commit?.bytesWritten ?? 0,
+    };
   }
 
   // ---- recovery ------------------------------------------------------------------------------
@@ -196,6 +226,8 @@ export class CallbackRegistry {
   /**
    * Opens the durable store: counters from its rows, the creation sequence, and the
    * scheduler armed at the earliest due time (deadlines that passed while down fire now).
+   * Callbacks that owe a step invocation (the engine stopped before it ended) are made resident,
+   * so their mailboxes run it before any report that arrives after `ready()`.
    * @returns the next creation sequence number.
    */
   async recover(): Promise<number> {
@@ -206,31 +238,172 @@ export class CallbackRegistry {
       node: this.#o.node,
     });
     for (const c of recovery.counts) this.#stats.addMany(c.anchor, c.status, c.count);
+    this.resumeOwed(recovery.owed ?? []);
     this.#scheduler!.start();
     return recovery.maxSeq + 1;
   }
 
+  /**
+   * Makes the callbacks with these ids resident (their rows are readable now: a synchronous
+   * store, or fetched), so each one's owed invocation runs before anything else reaches it.
+   */
+  resumeOwed(ids: readonly string[]): void {
+    for (const id of ids) {
+      try {
+        const rt = this.#live.get(id);
+        if (rt) this.#onOwed?.(rt);
+        else this.#loadStored(id);
+      } catch (err) {
+        this.#events.warn(err);
+      }
+    }
+  }
+
   // ---- writes (durable mode) -----------------------------------------------------------------
 
-  /** Puts a callback's current state in this turn's group commit (no-op in memory mode). */
-  write(rt: CallbackRuntime): void {
-    const commit = this.#commit;
-    if (!commit || rt.invalid) return;
+  /**
+   * Appends a journal entry, already applied to the callback's record. The memory store keeps
+   * it with the record; a durable store gets it in this turn's group commit, together with the
+   * callback's row (status, due time, head, owed), the report's deduplication key, and, when the
+   * entries since the last snapshot outweigh it, a new snapshot.
+   */
+  append(rt: CallbackRuntime, entry: JournalEntry): void {
     const record = rt.record;
-    if (isTerminal(record.status) && record.retention !== true && record.retention <= 0) {
-      commit.remove(record.id, rt);
+    const commit = this.#commit;
+    if (!commit) {
+      const journal =
+        typeof record.journal === 'string' ? unpack(record.journal) : (record.journal ?? []);
+      journal.push(entry);
+      record.journal = journal;
+      if (entry.dedupKey !== undefined) this.#rememberKey(record, entry.dedupKey, entry.at);
       return;
     }
-    const row = encodeRecord(
-      record,
-      rt.lastActivity,
-      rt.actor?.getSnapshot(),
-      rt.storedStatus,
-      rt.storedDue,
-    );
-    rt.storedStatus = row.status;
-    rt.storedDue = row.dueAt;
-    commit.write(rt, row);
+    if (rt.invalid) return;
+    const json = encodeEntry(entry);
+    commit.entry(rt, { id: record.id, seq: entry.seq, at: entry.at, entry: json });
+    if (entry.dedupKey !== undefined) {
+      commit.dedup(rt, { id: record.id, key: entry.dedupKey, at: entry.at });
+      (rt.recentKeys ??= new Set()).add(entry.dedupKey);
+      if (this.#claimedEarly.delete(entry.dedupKey)) commit.earlyDone(entry.dedupKey);
+    }
+    rt.tailBytes += json.length;
+    rt.tailEntries++;
+    this.#writeRow(rt);
+  }
+
+  /** The callback's row in this turn's group commit; a snapshot too when its tail outweighs it. */
+  #writeRow(rt: CallbackRuntime): void {
+    const commit = this.#commit!;
+    const record = rt.record;
+    if (rt.meta === undefined) {
+      rt.meta = encodeMeta(record);
+      commit.row(rt, encodeRow(record, rt.lastActivity, 'insert', rt.meta));
+    } else commit.row(rt, encodeRow(record, rt.lastActivity, 'update', ''));
+    if (
+      rt.tailEntries >= SNAPSHOT_MAX_ENTRIES ||
+      rt.tailBytes > Math.max(SNAPSHOT_MIN_BYTES, rt.snapshotBytes)
+    ) {
+      const body = encodeSnapshot(record, rt.lastActivity, rt.actor?.getSnapshot());
+      commit.snapshot(rt, { id: record.id, seq: record.head, body });
+      rt.snapshotBytes = body.length;
+      rt.tailBytes = 0;
+      rt.tailEntries = 0;
+    }
+  }
+
+  /**
+   * Rewrites a callback's row without a new entry: its due time changed (activity since the row
+   * was written moved its heartbeat). Durable mode only.
+   */
+  touchRow(rt: CallbackRuntime): void {
+    if (this.#commit && !rt.invalid && rt.meta !== undefined) this.#writeRow(rt);
+  }
+
+  /**
+   * Removes an inactive callback whose retention is zero at once (durable mode: its row, journal
+   * and keys, in this turn's group commit).
+   */
+  removeNow(rt: CallbackRuntime): void {
+    if (this.#commit && !rt.invalid) this.#commit.remove(rt.record.id, rt);
+  }
+
+  // ---- deduplication keys --------------------------------------------------------------------
+
+  /** Memory store: remembers a key with its callback, dropping keys past the window now and then. */
+  #rememberKey(record: CallbackRecord, key: string, at: number): void {
+    const keys = (record.keys ??= new Map());
+    keys.set(key, at);
+    // Amortized: a pass over the keys whenever their number doubles since the last pass.
+    if (keys.size >= 64 && (keys.size & (keys.size - 1)) === 0) {
+      const before = at - this.#o.dedupWindowMs;
+      for (const [k, t] of keys) if (t < before) keys.delete(k);
+    }
+  }
+
+  /**
+   * Whether a report with this deduplication key was applied to the callback within the window:
+   * the memory store keeps keys with the record; a durable store is asked (an asynchronous one
+   * answers from what was fetched).
+   */
+  hasKey(rt: CallbackRuntime | undefined, record: CallbackRecord, key: string): boolean {
+    if (!this.#durable) {
+      const at = record.keys?.get(key);
+      return at !== undefined && at >= this.#o.clock.now() - this.#o.dedupWindowMs;
+    }
+    if (rt?.recentKeys?.has(key)) return true;
+    return this.#durable.hasKey(record.id, key);
+  }
+
+  /**
+   * Prunes deduplication keys older than the window in bounded batches, at most once a minute,
+   * outside any callback's commit (durable stores; the memory store prunes per callback).
+   */
+  #pruneKeys(): void {
+    const store = this.#durable;
+    if (!store || this.#pruning) return;
+    const now = this.#o.clock.now();
+    if (now - this.#prunedAt < PRUNE_EVERY_MS) return;
+    this.#prunedAt = now;
+    this.#pruning = true;
+    const before = now - this.#o.dedupWindowMs;
+    const round = (): void => {
+      let removed: number | Promise<number>;
+      try {
+        removed = store.pruneKeys(before, PRUNE_BATCH);
+      } catch (err) {
+        this.#pruning = false;
+        return this.#events.warn(err);
+      }
+      void Promise.resolve(removed).then(
+        (n) => {
+          // A full batch: more are due; the next round after the engine's next turn.
+          if (n >= PRUNE_BATCH) setImmediate(round);
+          else this.#pruning = false;
+        },
+        (err: unknown) => {
+          this.#pruning = false;
+          this.#events.warn(err);
+        },
+      );
+    };
+    setImmediate(round);
+  }
+
+  // ---- history -------------------------------------------------------------------------------
+
+  /**
+   * A page of a callback's journal: entries with seq greater than `afterSeq`, oldest first. The
+   * memory store keeps them with the record; a durable store reads what it committed.
+   */
+  async history(id: string, afterSeq: number, limit: number): Promise<JournalEntry[]> {
+    if (!this.#durable) {
+      const kept = this.#live.get(id)?.record.journal ?? this.#store.get(id)?.journal ?? [];
+      const journal = typeof kept === 'string' ? unpack(kept) : kept;
+      const from = journal.findIndex((e) => e.seq > afterSeq);
+      return from < 0 ? [] : journal.slice(from, from + limit);
+    }
+    const rows = await this.#durable.history(id, afterSeq, limit);
+    return rows.map(decodeEntry);
   }
 
   /**
@@ -256,6 +429,7 @@ export class CallbackRegistry {
     // Re-read the earliest due time: arming only at this batch's rows would skip earlier rows
     // that were due but not yet rewritten when the scheduler last woke (it does not re-arm then).
     this.#scheduler?.poke();
+    this.#pruneKeys();
   }
 
   /** Inserted callbacks the store refused (a unique key is held by another callback). */
@@ -288,7 +462,8 @@ export class CallbackRegistry {
   async warm(request: Prefetch): Promise<void> {
     const store = this.#durable;
     if (!store?.prefetch) return;
-    const ids = request.ids?.filter((id) => !this.#live.has(id));
+    // The subtree of a resident callback may hold callbacks that are not: fetch it whole.
+    const ids = request.subtree ? request.ids : request.ids?.filter((id) => !this.#live.has(id));
     const idem =
       request.idempotencyKey !== undefined && !this.#idempotency.has(request.idempotencyKey)
         ? request.idempotencyKey
@@ -297,13 +472,29 @@ export class CallbackRegistry {
       request.correlationKey !== undefined && !this.#correlation.has(request.correlationKey)
         ? request.correlationKey
         : undefined;
-    if (!ids?.length && idem === undefined && corr === undefined) return;
+    const keys = request.keys?.filter((k) => !this.#live.get(k.id)?.recentKeys?.has(k.key));
+    if (!ids?.length && idem === undefined && corr === undefined && !keys?.length) return;
     const req: Prefetch = {
-      ...(ids?.length ? { ids } : {}),
+      ...(ids?.length ? { ids, ...(request.subtree ? { subtree: true } : {}) } : {}),
       ...(idem !== undefined ? { idempotencyKey: idem } : {}),
       ...(corr !== undefined ? { correlationKey: corr } : {}),
+      ...(keys?.length ? { keys } : {}),
     };
     for (let i = 0; i < 3; i++) if (await store.prefetch(req)) return;
+  }
+
+  /**
+   * Keeps a resident callback in memory until the returned function is called: what its next
+   * report reads is then in memory, although the report first awaits the store (its key, say),
+   * during which its last commit could otherwise let it leave.
+   */
+  pin(id: string): () => void {
+    const rt = this.#live.get(id);
+    if (!rt) return () => {};
+    rt.pins++;
+    return () => {
+      if (--rt.pins === 0) this.#release(rt);
+    };
   }
 
   /** The record of a resident callback (no store read). */
@@ -320,29 +511,6 @@ export class CallbackRegistry {
   /** Resolves once every pending write is committed. */
   async flush(): Promise<void> {
     await this.#commit?.drain();
-  }
-
-  /**
-   * Records reports' deduplication keys with the callback's effect, in the same transaction,
-   * then calls `ok` once committed (or `fail`). If an earlier write of the callback is being
-   * committed right now, the keys wait for it and go in the next batch; the answer waits too.
-   */
-  dedupThenRelease(
-    rt: CallbackRuntime,
-    keys: readonly string[],
-    ok: () => void,
-    fail: (err: Error) => void,
-  ): void {
-    const commit = this.#commit;
-    if (!commit || keys.length === 0) return this.release(rt, ok, fail);
-    if (rt.invalid) return fail(rt.invalid);
-    if (!commit.canDedup(rt))
-      return this.release(rt, () => this.dedupThenRelease(rt, keys, ok, fail), fail);
-    for (const key of keys) {
-      commit.dedup(rt, key, rt.record.id);
-      if (this.#claimedEarly.delete(key)) commit.earlyDone(key);
-    }
-    this.release(rt, ok, fail);
   }
 
   // ---- early events (durable mode) -------------------------------------------------------------
@@ -399,8 +567,16 @@ export class CallbackRegistry {
       if (owned(rt.record.id)) continue;
       rt.invalid ??= err;
       if (!rt.busy) this.#invalidate(rt);
-      // A step waiting for its retry: the next owner runs it (the store keeps it).
-      else rt.retry?.stop(false);
+      else {
+        // A step waiting for its retry, or still running: the next owner runs it (the store
+        // keeps it owed); nothing of it is committed here any more.
+        rt.retry?.stop(false);
+        const step = rt.step;
+        if (step) {
+          step.abort.abort(err);
+          step.release?.(err);
+        }
+      }
     }
     this.#idempotency.clear();
     this.#correlation.clear();
@@ -461,7 +637,7 @@ export class CallbackRegistry {
     if (!waiters?.length) return;
     // The callback as stored, made resident again from the row just read, keeps the waiters.
     if (row && decoded && !isTerminal(decoded.record.status)) {
-      const fresh = this.#resident(decoded.record, decoded.lastActivity, row.dueAt);
+      const fresh = this.#resident(decoded, row.meta);
       (fresh.waiters ??= []).push(...waiters);
     } else for (const w of waiters) w.reject(err);
   }
@@ -470,7 +646,8 @@ export class CallbackRegistry {
   #release(rt: CallbackRuntime): void {
     if (this.#live.get(rt.record.id) !== rt) return;
     if (rt.invalid && !rt.busy) return this.#invalidate(rt);
-    if (rt.busy || rt.pending > 0 || rt.waiters?.length || rt.batch !== undefined) return;
+    if (rt.busy || rt.pending > 0 || rt.waiters?.length || rt.batch !== undefined || rt.pins > 0)
+      return;
     if (rt.finalized || this.#evicting === rt || !this.#liveActors.has(rt.record.id))
       this.#drop(rt);
   }
@@ -499,11 +676,14 @@ export class CallbackRegistry {
   }
 
   /** Makes a stored active callback resident. */
-  #resident(record: CallbackRecord, lastActivity: number, dueAt: number | null): CallbackRuntime {
-    const rt = new CallbackRuntime(record, lastActivity);
+  #resident(decoded: DecodedRecord, meta: string): CallbackRuntime {
+    const record = decoded.record;
+    const rt = new CallbackRuntime(record, decoded.lastActivity);
     rt.committed = true;
-    rt.storedStatus = record.status;
-    rt.storedDue = dueAt;
+    rt.meta = meta;
+    rt.snapshotBytes = decoded.snapshotBytes;
+    rt.tailBytes = decoded.tailBytes;
+    rt.tailEntries = decoded.tailEntries;
     record.children = this.#durable!.childrenOf(record.id);
     if (record.children.length === 0) record.children = undefined;
     this.#live.set(record.id, rt);
@@ -513,7 +693,7 @@ export class CallbackRegistry {
     if (record.correlationKey !== undefined)
       this.#correlation.set(record.correlationKey, record.id);
     this.#liveActors.set(record.id, rt);
-    if (record.retry !== undefined) this.#onRetryPending?.(rt);
+    if (record.owed !== undefined) this.#onOwed?.(rt);
     return rt;
   }
 
@@ -528,15 +708,21 @@ export class CallbackRegistry {
    * for one this engine may not hold (another replica owns it): its record, read-only.
    */
   #fromRow(row: StoredCallback): Exclude<Found, { kind: 'notFound' }> {
-    const { record, lastActivity } = decodeRecord(row);
-    if (isTerminal(record.status) || !this.#mayHold(record.id)) return { kind: 'retained', record };
-    return { kind: 'live', rt: this.#resident(record, lastActivity, row.dueAt) };
+    const decoded = decodeRecord(row);
+    const record = decoded.record;
+    // A terminal callback that still owes its final step is resident until that step ended.
+    if ((isTerminal(record.status) && record.owed === undefined) || !this.#mayHold(record.id))
+      return { kind: 'retained', record };
+    return { kind: 'live', rt: this.#resident(decoded, row.meta) };
   }
 
   // ---- membership ---------------------------------------------------------------------------
 
-  /** Registers a new active callback (no actor yet: a virtual actor) and arms its timers. */
-  add(rt: CallbackRuntime, parent: CallbackRuntime | undefined): void {
+  /**
+   * Registers a new active callback (no actor yet: a virtual actor), appends its `created`
+   * entry (a durable store inserts its row in this turn's group commit) and arms its timers.
+   */
+  add(rt: CallbackRuntime, parent: CallbackRuntime | undefined, created: JournalEntry): void {
     const record = rt.record;
     this.#live.set(record.id, rt);
     this.#byToken.set(record.token, rt);
@@ -550,9 +736,9 @@ export class CallbackRegistry {
       !(this.prefetching && this.#correlation.has(record.correlationKey))
     )
       this.#correlation.set(record.correlationKey, record.id);
+    this.append(rt, created);
     if (this.#durable) {
       this.#liveActors.set(record.id, rt);
-      this.write(rt);
       return;
     }
     if (record.deadlineAt !== undefined)
@@ -772,13 +958,12 @@ export class CallbackRegistry {
   }
 
   /**
-   * Wakes a step's retry wait at `at` (`rt.retry.fire()`). A stored pending retry (durable mode,
-   * active callback): nothing here; the row written with it carries its instant into the store's
-   * due-time index, and the store scheduler wakes it. Otherwise (memory mode, or a terminal
-   * step's retry, kept in memory only): one entry in the deadline queue.
+   * Wakes a step's retry wait at `at` (`rt.retry.fire()`). Durable mode: nothing here; the row
+   * written with the owed retry carries its instant into the store's due-time index, and the
+   * store scheduler wakes it. Memory mode: one entry in the deadline queue.
    */
   armRetry(rt: CallbackRuntime, at: number): void {
-    if (this.#durable && rt.record.retry !== undefined) return;
+    if (this.#durable && rt.record.owed?.at !== undefined) return;
     this.#deadlines.cancel(rt.retryTimer);
     rt.retryTimer = this.#deadlines.schedule(at, rt, RETRY);
   }
@@ -806,8 +991,9 @@ export class CallbackRegistry {
     }
     this.#live.delete(record.id);
     this.#byToken.delete(record.token);
-    // Fold the patch log into one frozen object: retained records hold no history.
+    // Fold the patch log into one frozen object, and pack the journal into one text.
     record.data = DataVersion.of(record.data.value);
+    if (Array.isArray(record.journal)) record.journal = JSON.stringify(record.journal.map(toHistory));
     if (record.retention === true) return void this.#store.set(record, undefined);
     if (record.retention <= 0) return this.#forget(record, 'retention');
     this.#store.set(record, record.retention);
@@ -904,15 +1090,17 @@ export class CallbackRegistry {
       rt = found.rt;
     }
     const record = rt.record;
-    // A busy or finishing callback writes its row again when done; that write re-arms.
-    if (isTerminal(record.status) || rt.batch !== undefined) return false;
-    const reason = this.overdue(rt, now);
-    if (reason !== undefined) {
-      this.#onTimeout(rt, reason);
-      return true;
+    // A callback with writes in flight writes its row again; that commit re-arms.
+    if (rt.batch !== undefined) return false;
+    if (!isTerminal(record.status)) {
+      const reason = this.overdue(rt, now);
+      if (reason !== undefined) {
+        this.#onTimeout(rt, reason);
+        return true;
+      }
     }
-    if (record.retry !== undefined) {
-      // Its retry is being tried: the row is written again when that try settles.
+    if (record.owed?.at !== undefined) {
+      // Its step is being tried (or resumed): the row is written again when that try ends.
       if (rt.retry === undefined) return false;
       // A step waits for its retry: the wait ends now (else the stored due time is stale).
       if (rt.retry.at <= now) {
@@ -920,8 +1108,9 @@ export class CallbackRegistry {
         return true;
       }
     }
+    if (isTerminal(record.status)) return false;
     // The stored due time is stale (activity since): store the right one.
-    this.write(rt);
+    this.touchRow(rt);
     return true;
   }
 

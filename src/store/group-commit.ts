@@ -2,23 +2,22 @@
  * Group commit: the writes of one event-loop turn go to the store in one
  * transaction, and the answers that wait for them are released only after
  * COMMIT. Batches commit one at a time, in order, so per-callback order holds.
+ * A batch holds each callback's journal entries, its row, its snapshot and
+ * its reports' deduplication keys together: all of them commit, or none.
  *
  * @module
  */
 
 import { StoreUnavailableError, toError } from '../errors.js';
-import type { CommitResult, DurableStore, EarlyEventRow, StoredCallback } from './store.js';
-
-const CHANGE_RANK = { body: 0, index: 1, insert: 2 } as const;
-
-/** The change that covers both (`undefined`: unknown, so a full upsert). */
-function strongerChange(
-  a: StoredCallback['change'],
-  b: StoredCallback['change'],
-): StoredCallback['change'] {
-  if (a === undefined || b === undefined) return undefined;
-  return CHANGE_RANK[a] >= CHANGE_RANK[b] ? a : b;
-}
+import type {
+  CallbackRowWrite,
+  CommitResult,
+  DedupKeyWrite,
+  DurableStore,
+  EarlyEventRow,
+  JournalAppend,
+  SnapshotWrite,
+} from './store.js';
 
 /** Something whose writes are tracked: a callback's runtime. */
 export interface CommitMember {
@@ -30,12 +29,13 @@ type Waiter = { ok: () => void; fail: (err: Error) => void; member: CommitMember
 
 /** One batch of writes. */
 export class CommitBatch {
-  readonly rows = new Map<string, StoredCallback>();
+  readonly rows = new Map<string, CallbackRowWrite>();
+  readonly entries: JournalAppend[] = [];
+  readonly snapshots = new Map<string, SnapshotWrite>();
+  readonly dedup: DedupKeyWrite[] = [];
   readonly deletes = new Set<string>();
   readonly members: CommitMember[] = [];
   readonly waiters: Waiter[] = [];
-  /** Deduplication keys of reports whose effect is in this batch. */
-  readonly dedup: { key: string; id: string }[] = [];
   /** Inbox entries applied. */
   readonly inboxDone: number[] = [];
   /** Early events held, and early events done (by dedup key). */
@@ -44,6 +44,11 @@ export class CommitBatch {
   bytes = 0;
   /** `performance.now()` when it went to the store (only while commits are timed). */
   started = 0;
+
+  /** Rows, entries and deletes: what a commit's size is counted in. */
+  get size(): number {
+    return this.rows.size + this.entries.length + this.deletes.size;
+  }
 }
 
 /** What the group commit tells the engine after each batch. */
@@ -59,7 +64,7 @@ export interface GroupCommitHooks {
   conflicts?(batch: CommitBatch, ids: readonly string[]): Map<CommitMember, Error>;
   /** Whether commits are timed (someone listens to measurements). */
   measuring?(): boolean;
-  /** A commit's rows (written or removed), whether it succeeded, and how long it took. */
+  /** A commit's size (rows, entries, removals), whether it succeeded, and how long it took. */
   measured?(rows: number, ok: boolean, seconds: number): void;
 }
 
@@ -78,9 +83,10 @@ export class GroupCommit {
   /** The batch being committed by an asynchronous store. */
   #inflight: Promise<void> | undefined;
   #scheduled = false;
-  /** Batches committed, and rows written: for stats and benchmarks. */
+  /** Batches committed, rows and entries written, and bytes of entries and snapshots: for stats and benchmarks. */
   commits = 0;
   rowsWritten = 0;
+  bytesWritten = 0;
 
   constructor(store: DurableStore, hooks: GroupCommitHooks, limits: GroupCommitLimits) {
     this.#store = store;
@@ -105,57 +111,53 @@ export class GroupCommit {
     this.flush();
   };
 
-  /** Adds a row (the member's state now) to the open batch. */
-  write(member: CommitMember, row: StoredCallback): void {
+  #join(member: CommitMember, b: CommitBatch): void {
+    if (member.batch !== b) {
+      member.batch = b;
+      b.members.push(member);
+    }
+  }
+
+  /** Full: commit at the end of this synchronous run (not now: the rest of the entry's writes still join). */
+  #checkFull(b: CommitBatch): void {
+    if (b.size >= this.#limits.maxRows || b.bytes >= this.#limits.maxBytes) this.#flushSoon();
+  }
+
+  /** Writes a callback's row in the open batch (an update after an insert stays an insert). */
+  row(member: CommitMember, row: CallbackRowWrite): void {
     const b = this.#batch();
     const prev = b.rows.get(row.id);
-    if (prev) {
-      b.bytes -= prev.body.length;
-      // The store still holds the row before `prev`: keep the stronger change of the two.
-      const change = strongerChange(prev.change, row.change);
-      if (change !== row.change) row = { ...row, change };
-    }
+    if (prev?.change === 'insert' && row.change === 'update') row = { ...prev, ...row, change: 'insert', meta: prev.meta };
     b.rows.set(row.id, row);
     b.deletes.delete(row.id);
-    b.bytes += row.body.length;
-    if (member.batch !== b) {
-      member.batch = b;
-      b.members.push(member);
-    }
-    // Full: commit at the end of this synchronous run (not now: a deduplication key of the
-    // report whose effect this row is still joins the same batch).
-    if (b.rows.size >= this.#limits.maxRows || b.bytes >= this.#limits.maxBytes) this.#flushSoon();
+    this.#join(member, b);
+    this.#checkFull(b);
   }
 
-  #flushQueued = false;
-  #flushSoon(): void {
-    if (this.#flushQueued) return;
-    this.#flushQueued = true;
-    queueMicrotask(() => {
-      this.#flushQueued = false;
-      this.flush();
-    });
-  }
-
-  /**
-   * Whether a deduplication key recorded now lands in the same transaction as every write of
-   * `member` not yet committed: it has none, or only in the open batch.
-   */
-  canDedup(member: CommitMember): boolean {
-    return member.batch === undefined || member.batch === this.#open;
-  }
-
-  /**
-   * Records a report's deduplication key with its effect: in the open batch, which holds the
-   * member's writes not yet committed (check {@link canDedup} first).
-   */
-  dedup(member: CommitMember, key: string, id: string): void {
+  /** Appends a journal entry in the open batch. */
+  entry(member: CommitMember, entry: JournalAppend): void {
     const b = this.#batch();
-    b.dedup.push({ key, id });
-    if (member.batch !== b) {
-      member.batch = b;
-      b.members.push(member);
-    }
+    b.entries.push(entry);
+    b.bytes += entry.entry.length;
+    this.#join(member, b);
+    this.#checkFull(b);
+  }
+
+  /** Writes a callback's snapshot in the open batch (replacing one written earlier in it). */
+  snapshot(member: CommitMember, snapshot: SnapshotWrite): void {
+    const b = this.#batch();
+    const prev = b.snapshots.get(snapshot.id);
+    if (prev) b.bytes -= prev.body.length;
+    b.snapshots.set(snapshot.id, snapshot);
+    b.bytes += snapshot.body.length;
+    this.#join(member, b);
+  }
+
+  /** Records a report's deduplication key in the open batch: the batch of its entry. */
+  dedup(member: CommitMember, key: DedupKeyWrite): void {
+    const b = this.#batch();
+    b.dedup.push(key);
+    this.#join(member, b);
   }
 
   /**
@@ -165,18 +167,30 @@ export class GroupCommit {
   discard(member: CommitMember, id: string, err: Error): void {
     const b = this.#open;
     if (!b || member.batch !== b) return;
-    const row = b.rows.get(id);
-    if (row) {
-      b.bytes -= row.body.length;
-      b.rows.delete(id);
-    }
-    for (let i = b.dedup.length - 1; i >= 0; i--) if (b.dedup[i]!.id === id) b.dedup.splice(i, 1);
+    this.#dropWrites(b, id);
     member.batch = undefined;
     const gone = b.waiters.filter((w) => w.member === member);
     const keep = b.waiters.filter((w) => w.member !== member);
     b.waiters.length = 0;
     b.waiters.push(...keep);
     for (const w of gone) w.fail(err);
+  }
+
+  /** Takes a callback's pending writes out of a batch. */
+  #dropWrites(b: CommitBatch, id: string): void {
+    b.rows.delete(id);
+    const snap = b.snapshots.get(id);
+    if (snap) {
+      b.bytes -= snap.body.length;
+      b.snapshots.delete(id);
+    }
+    for (let i = b.entries.length - 1; i >= 0; i--) {
+      const e = b.entries[i]!;
+      if (e.id !== id) continue;
+      b.bytes -= e.entry.length;
+      b.entries.splice(i, 1);
+    }
+    for (let i = b.dedup.length - 1; i >= 0; i--) if (b.dedup[i]!.id === id) b.dedup.splice(i, 1);
   }
 
   /** Takes an applied report out of the inbox in the next batch. */
@@ -189,33 +203,23 @@ export class GroupCommit {
     const b = this.#batch();
     b.earlyAdds.push(row);
     b.bytes += row.data.length;
-    if (member.batch !== b) {
-      member.batch = b;
-      b.members.push(member);
-    }
+    this.#join(member, b);
   }
 
   /**
    * Removes a held early event in the open batch: the batch that also holds the effect of the
-   * report it became (see {@link dedup}), or the next one.
+   * report it became, or the next one.
    */
   earlyDone(dedupKey: string): void {
     this.#batch().earlyDone.push(dedupKey);
   }
 
-  /** Removes a callback's row in the open batch. */
+  /** Removes a callback (row, journal, snapshot, keys) in the open batch. */
   remove(id: string, member?: CommitMember): void {
     const b = this.#batch();
-    const prev = b.rows.get(id);
-    if (prev) {
-      b.bytes -= prev.body.length;
-      b.rows.delete(id);
-    }
+    this.#dropWrites(b, id);
     b.deletes.add(id);
-    if (member && member.batch !== b) {
-      member.batch = b;
-      b.members.push(member);
-    }
+    if (member) this.#join(member, b);
   }
 
   /**
@@ -233,6 +237,16 @@ export class GroupCommit {
     return this.#open === undefined && this.#inflight === undefined;
   }
 
+  #flushQueued = false;
+  #flushSoon(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.flush();
+    });
+  }
+
   /** Commits the open batch now (after the batch in flight, if the store is asynchronous). */
   flush(): void {
     if (this.#inflight) return; // the in-flight batch's completion flushes the next one
@@ -243,9 +257,11 @@ export class GroupCommit {
     let result: void | CommitResult | Promise<void | CommitResult>;
     try {
       result = this.#store.commit({
-        upserts: [...b.rows.values()],
+        rows: [...b.rows.values()],
+        entries: b.entries,
+        snapshots: [...b.snapshots.values()],
+        dedup: b.dedup,
         deletes: [...b.deletes],
-        ...(b.dedup.length > 0 ? { dedup: b.dedup } : {}),
         ...(b.inboxDone.length > 0 ? { inboxDone: b.inboxDone } : {}),
         ...(b.earlyAdds.length > 0 ? { earlyAdds: b.earlyAdds } : {}),
         ...(b.earlyDone.length > 0 ? { earlyDone: b.earlyDone } : {}),
@@ -268,14 +284,11 @@ export class GroupCommit {
     this.#inflight = undefined;
     for (const m of b.members) if (m.batch === b) m.batch = undefined;
     if (b.started !== 0)
-      this.#hooks.measured?.(
-        b.rows.size + b.deletes.size,
-        err === undefined,
-        (performance.now() - b.started) / 1000,
-      );
+      this.#hooks.measured?.(b.size, err === undefined, (performance.now() - b.started) / 1000);
     if (err === undefined) {
       this.commits++;
-      this.rowsWritten += b.rows.size + b.deletes.size;
+      this.rowsWritten += b.size;
+      this.bytesWritten += b.bytes;
       const conflicts = result?.conflicts;
       const refused =
         conflicts && conflicts.length > 0 ? this.#hooks.conflicts?.(b, conflicts) : undefined;

@@ -13,30 +13,77 @@
 
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 
-/** One callback as a durable store keeps it: indexed columns and an opaque JSON body. */
+/**
+ * One callback as a durable store keeps it: indexed columns, its fixed part as JSON, and its
+ * state as a snapshot (a fold of its journal up to some entry) plus the journal entries after it.
+ */
 export interface StoredCallback {
   /** The callbackId (primary key). */
   readonly id: string;
   /** Creation order, for `list()`. */
   readonly seq: number;
   readonly anchor: string;
-  /** The status, derived from the machine's snapshot (for counts, filters and listing). */
+  /** The status after its newest journal entry (for counts, filters and listing). */
   readonly status: CallbackStatus;
-  /** The next instant the engine must act on it (deadline, heartbeat, end of retention), or `null`. */
+  /** The next instant the engine must act on it (deadline, heartbeat, a retry, end of retention), or `null`. */
   readonly dueAt: number | null;
   /** Anchor-scoped idempotency key; unique. */
   readonly idempotencyKey: string | null;
   /** Correlation key (anchors with `correlate`). */
   readonly correlationKey: string | null;
   readonly parentId: string | null;
-  /** Everything else, including the machine's persisted snapshot, as JSON. */
+  /** The seq of its newest journal entry. */
+  readonly head: number;
+  /** What never changes after creation (token, creation time, tags, parent token, deadline, heartbeat, retention), as JSON. */
+  readonly meta: string;
+  /** Its state folded up to some journal entry, as JSON; `null` when none was written (fold from the first entry). */
+  readonly snapshot: string | null;
+  /** Its journal entries after the snapshot, oldest first, as JSON. */
+  readonly tail: readonly string[];
+}
+
+/** A callback's row as a commit writes it. */
+export interface CallbackRowWrite {
+  /** `insert`: a new row with every column; `update`: only `status`, `dueAt`, `head` and `owed` change. */
+  readonly change: 'insert' | 'update';
+  readonly id: string;
+  readonly seq: number;
+  readonly anchor: string;
+  readonly status: CallbackStatus;
+  readonly dueAt: number | null;
+  readonly idempotencyKey: string | null;
+  readonly correlationKey: string | null;
+  readonly parentId: string | null;
+  readonly head: number;
+  /** It owes a step invocation (found and resumed at the next start or by the shard's next owner). */
+  readonly owed: boolean;
+  readonly meta: string;
+}
+
+/** One journal entry appended. */
+export interface JournalAppend {
+  readonly id: string;
+  /** Its position in the callback's journal (1, 2, ...); unique per callback. */
+  readonly seq: number;
+  /** When it happened (engine clock). */
+  readonly at: number;
+  /** The entry as JSON. */
+  readonly entry: string;
+}
+
+/** A callback's snapshot, replacing the one stored: its state folded up to entry `seq`. */
+export interface SnapshotWrite {
+  readonly id: string;
+  readonly seq: number;
   readonly body: string;
-  /**
-   * On writes, what changed since the row the store holds (a hint: a store may always upsert):
-   * `insert` (no row yet), `index` (status or due time changed too), `body` (only the body).
-   * Absent on rows a store returns.
-   */
-  readonly change?: 'insert' | 'index' | 'body' | undefined;
+}
+
+/** A report's deduplication key, stored with the entry of its effect; unique per callback. */
+export interface DedupKeyWrite {
+  readonly id: string;
+  readonly key: string;
+  /** When it was applied (engine clock): kept for the deduplication window from then. */
+  readonly at: number;
 }
 
 /** What the engine hands a store when it opens it. */
@@ -53,16 +100,29 @@ export interface StoreRecovery {
   readonly counts: readonly { anchor: string; status: CallbackStatus; count: number }[];
   /** Highest creation sequence number stored, or -1. */
   readonly maxSeq: number;
+  /**
+   * Ids of callbacks that owe a step invocation (stores read synchronously; an asynchronous store
+   * answers {@link DurableStore.owedAsync} per shard instead).
+   */
+  readonly owed?: readonly string[];
 }
 
-/** One group commit: every row written and removed in one transaction. */
+/**
+ * One group commit: every write of one event-loop turn, in one transaction (all or nothing).
+ * A callback's journal entries, its row, its snapshot and the deduplication keys of its reports
+ * go together, so what the store holds is always a fold of what it journaled.
+ */
 export interface StoreBatch {
-  /** Rows to insert or replace (at most one per id). */
-  readonly upserts: readonly StoredCallback[];
-  /** Ids to remove. */
+  /** Rows to insert or update (at most one per id). */
+  readonly rows: readonly CallbackRowWrite[];
+  /** Journal entries to append, in order. */
+  readonly entries: readonly JournalAppend[];
+  /** Snapshots to write (at most one per id). */
+  readonly snapshots: readonly SnapshotWrite[];
+  /** Deduplication keys of reports applied in this batch. */
+  readonly dedup: readonly DedupKeyWrite[];
+  /** Callbacks to remove, with their journal, snapshot and keys (end of retention). */
   readonly deletes: readonly string[];
-  /** Deduplication keys of reports applied in this batch (stores that keep them). */
-  readonly dedup?: readonly { key: string; id: string }[];
   /** Queued reports applied in this batch, to take out of the inbox. */
   readonly inboxDone?: readonly number[];
   /** Early events held in this batch (stores with {@link DurableStore.loadEarly}). */
@@ -105,8 +165,12 @@ export interface CommitResult {
 export interface Prefetch {
   /** Rows by id, with the ids of their children. */
   readonly ids?: readonly string[];
+  /** Also every active descendant of these ids (before a terminal transition orphans them). */
+  readonly subtree?: boolean;
   readonly idempotencyKey?: string;
   readonly correlationKey?: string;
+  /** Deduplication keys to look up, each scoped to its callback. */
+  readonly keys?: readonly { readonly id: string; readonly key: string }[];
 }
 
 /** A report queued durably for the owner of its callback. */
@@ -146,7 +210,7 @@ export interface DurableStore {
    *   machine version or a newer schema; `StoreUnavailableError` if it cannot be opened.
    */
   open(context: StoreOpenContext): Promise<StoreRecovery>;
-  /** The row of a callback, or `undefined`. */
+  /** The row of a callback (with its snapshot and journal tail), or `undefined`. */
   load(id: string): StoredCallback | undefined;
   /** The row created with this idempotency key, or `undefined`. */
   findByIdempotencyKey(key: string): StoredCallback | undefined;
@@ -154,12 +218,21 @@ export interface DurableStore {
   findByCorrelationKey(key: string): StoredCallback | undefined;
   /** Ids of a callback's children, in creation order. */
   childrenOf(id: string): string[];
+  /** Whether a report with this deduplication key was applied to this callback (within the window). */
+  hasKey(id: string, key: string): boolean;
   /** The earliest `dueAt` stored, or `undefined`. */
   nextDueAt(): number | undefined;
   /** Ids of rows due at or before `now`, earliest first, at most `limit`. */
   dueIds(now: number, limit: number): string[];
   /** A page of rows in creation order. */
   list(query: StoreListQuery): StoredCallback[];
+  /** A callback's journal entries (JSON) with seq greater than `afterSeq`, oldest first, at most `limit`. */
+  history(id: string, afterSeq: number, limit: number): string[] | Promise<string[]>;
+  /**
+   * Removes deduplication keys applied before `before` (engine clock), at most `limit` of them.
+   * @returns how many were removed.
+   */
+  pruneKeys(before: number, limit: number): number | Promise<number>;
   /** Writes one batch in one transaction. */
   commit(batch: StoreBatch): void | CommitResult | Promise<void | CommitResult>;
   /**
@@ -174,6 +247,11 @@ export interface DurableStore {
    * rows fetched for the synchronous path (in place of {@link dueIds}).
    */
   dueAsync?(now: number, limit: number): Promise<string[]>;
+  /**
+   * For an asynchronous store: ids of callbacks in these shards that owe a step invocation,
+   * with their rows fetched (in place of {@link StoreRecovery.owed}).
+   */
+  owedAsync?(shards: readonly number[]): Promise<string[]>;
   /**
    * Every held early event, in arrival order (read once, at open: they are bounded per anchor
    * and the engine keeps them in memory). A store without it cannot hold early events.
@@ -214,7 +292,16 @@ export function isCallbackStore(value: unknown): value is CallbackStore {
   if (kind === 'memory') return true;
   if (kind !== 'durable') return false;
   const s = value as Record<string, unknown>;
-  return ['open', 'load', 'commit', 'close', 'dueIds', 'nextDueAt', 'list'].every(
-    (m) => typeof s[m] === 'function',
-  );
+  return [
+    'open',
+    'load',
+    'commit',
+    'close',
+    'dueIds',
+    'nextDueAt',
+    'list',
+    'hasKey',
+    'history',
+    'pruneKeys',
+  ].every((m) => typeof s[m] === 'function');
 }

@@ -10,6 +10,7 @@ import {
   type PostgresStore,
   type PostgresStoreOptions,
 } from '../../src/store/postgres.js';
+import { shardOf } from '../../src/store/shards.js';
 import { SECRET } from './engine.js';
 
 /** The PostgreSQL server of these tests (trust auth). */
@@ -108,4 +109,100 @@ export class PgFixture {
     this.#client = undefined;
     for (const schema of this.#schemas.splice(0)) await dropSchema(PG, schema);
   }
+}
+
+/** The schema callback-engine 0.1 wrote (version 1), before early events and the journal. */
+const SCHEMA_V1 = (shards: number): string => `
+CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS callbacks (
+  id text PRIMARY KEY,
+  shard int NOT NULL,
+  seq bigserial NOT NULL,
+  anchor text NOT NULL,
+  status text NOT NULL,
+  due_at bigint,
+  idem_key text,
+  corr_key text,
+  parent_id text,
+  body text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS callbacks_seq ON callbacks (seq);
+CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS callbacks_shard ON callbacks (shard, anchor, status);
+CREATE UNIQUE INDEX IF NOT EXISTS callbacks_idem ON callbacks (idem_key) WHERE idem_key IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS callbacks_corr ON callbacks (corr_key)
+  WHERE corr_key IS NOT NULL AND status NOT IN ('complete', 'error', 'cancel', 'timeout', 'orphan');
+CREATE INDEX IF NOT EXISTS callbacks_corr_seq ON callbacks (corr_key, seq) WHERE corr_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS callbacks_parent ON callbacks (parent_id, seq) WHERE parent_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS shards (
+  shard int PRIMARY KEY,
+  owner text,
+  epoch bigint NOT NULL DEFAULT 0,
+  expires_at timestamptz NOT NULL DEFAULT '-infinity'
+);
+INSERT INTO shards (shard) SELECT generate_series(0, ${shards - 1}) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS members (node text PRIMARY KEY, seen_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS inbox (
+  seq bigserial PRIMARY KEY,
+  shard int NOT NULL,
+  callback_id text NOT NULL,
+  dedup_key text NOT NULL UNIQUE,
+  message text NOT NULL,
+  queued_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS inbox_shard ON inbox (shard, seq);
+CREATE TABLE IF NOT EXISTS dedup (
+  key text PRIMARY KEY,
+  callback_id text NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE FUNCTION fence(p_node text, p_shards int[], p_epochs bigint[]) RETURNS void AS $f$
+DECLARE n int;
+BEGIN
+  SELECT count(*) INTO n FROM (
+    SELECT 1 FROM shards s
+    JOIN unnest(p_shards, p_epochs) AS f(shard, epoch) ON s.shard = f.shard AND s.epoch = f.epoch
+    WHERE s.owner = p_node AND s.expires_at > now()
+    FOR SHARE OF s) held;
+  IF n <> cardinality(p_shards) THEN
+    RAISE EXCEPTION 'lease lost' USING ERRCODE = 'CB001';
+  END IF;
+END $f$ LANGUAGE plpgsql;
+`;
+
+/** One callback row of a version-1 schema: its columns and its JSON body. */
+export interface PgV1Row {
+  readonly id: string;
+  readonly anchor: string;
+  readonly status: string;
+  readonly dueAt: number | null;
+  readonly body: Record<string, unknown>;
+}
+
+/**
+ * Writes this test's schema as callback-engine 0.1 left it (version 1, no early events, no
+ * journal), with these callbacks (each in its shard) and deduplication keys.
+ */
+export async function writeV1Schema(
+  fx: PgFixture,
+  options: {
+    shards: number;
+    machineVersion: string;
+    rows?: readonly PgV1Row[];
+    keys?: readonly { key: string; callbackId: string }[];
+  },
+): Promise<void> {
+  await fx.sql(`CREATE SCHEMA IF NOT EXISTS "${fx.schema}"`);
+  await fx.sql(SCHEMA_V1(options.shards));
+  await fx.sql(
+    "INSERT INTO meta (key, value) VALUES ('schema_version', '1'), ('machine_version', $1), ('shards', $2)",
+    [options.machineVersion, String(options.shards)],
+  );
+  for (const r of options.rows ?? [])
+    await fx.sql(
+      'INSERT INTO callbacks (id, shard, anchor, status, due_at, body) VALUES ($1, $2, $3, $4, $5, $6)',
+      [r.id, shardOf(r.id, options.shards), r.anchor, r.status, r.dueAt, JSON.stringify(r.body)],
+    );
+  for (const k of options.keys ?? [])
+    await fx.sql('INSERT INTO dedup (key, callback_id) VALUES ($1, $2)', [k.key, k.callbackId]);
 }

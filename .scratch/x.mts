@@ -1,0 +1,17 @@
+import { createActor } from 'xstate';
+import { lifecycleMachine } from '../src/lifecycle/machine.ts';
+import { DataVersion } from '../src/data.ts';
+const a = createActor(lifecycleMachine, { input: { data: DataVersion.EMPTY } }); a.start();
+a.send({ type: 'START', data: {} });
+const s1 = a.getSnapshot();
+a.send({ type: 'ACCEPT', data: {x:1} });
+const s2 = a.getSnapshot();
+console.log('same after ignored:', s1 === s2, s2.value, s1.can({type:'ACCEPT', data:{}}), s1.can({type:'PROGRESS', data:{}}));
+a.send({ type: 'PROGRESS', data: {p:1} });
+const s3 = a.getSnapshot();
+a.send({ type: 'PROGRESS', data: {p:2} });
+console.log('progress self', s3 === a.getSnapshot(), a.getSnapshot().context.data.value);
+a.send({ type: 'COMPLETE', data: {} });
+const s4 = a.getSnapshot();
+a.send({ type: 'COMPLETE', data: {} });
+console.log('done', s4 === a.getSnapshot(), s4.status);
