@@ -57,7 +57,7 @@ import { EarlyEvents } from './registry/early-events.js';
 import { SharedEarlyEvents, type ClaimedEarly } from './cluster/early-events.js';
 import { EventHub, type XStateInspector } from './registry/event-hub.js';
 import { listStoredAsync, type ListOptions } from './registry/list-callbacks.js';
-import { MailboxProcessor } from './registry/mailbox-processor.js';
+import { MailboxProcessor, type EndCause } from './registry/mailbox-processor.js';
 import type { CallbackRecord } from './registry/record.js';
 import { decodeRecord } from './registry/record-codec.js';
 import { CallbackRegistry } from './registry/registry.js';
@@ -558,7 +558,7 @@ class Engine implements CallbackEngine {
         ...(idemKey !== undefined ? { idempotencyKey: idemKey } : {}),
       });
     if (idemKey !== undefined) {
-      const existing = this.#existingByIdempotency(idemKey, anchor);
+      const existing = this.#existingByIdempotency(idemKey, anchor, anchorName, options);
       if (existing) return existing;
     }
     const parent =
@@ -660,7 +660,7 @@ class Engine implements CallbackEngine {
       // Another replica created it first with the same idempotency key: that one is the answer.
       if (!(err instanceof DuplicateKeyError) || idemKey === undefined) throw err;
       await this.#registry.warm({ idempotencyKey: idemKey });
-      const existing = this.#existingByIdempotency(idemKey, anchor);
+      const existing = this.#existingByIdempotency(idemKey, anchor, anchorName, options);
       if (!existing) throw err;
       return existing;
     });
@@ -769,10 +769,16 @@ class Engine implements CallbackEngine {
   #existingByIdempotency(
     key: string,
     anchor: ResolvedAnchor,
+    anchorName: string,
+    options: CreateOptions,
   ): Promise<CreatedCallback> | undefined {
     const record = this.#registry.byIdempotencyKey(key);
     if (!record) return undefined;
     const { id } = record;
+    // Another replica owns it and its create step is still owed: its owner answers, once that
+    // step ran (a retry of a create cut off by a crash waits for it, whichever replica it reaches).
+    if (this.#replica && record.owed !== undefined && !this.#replica.owns(id))
+      return this.#replica.createAt(id, anchorName, options);
     const rt = this.#registry.runtime(id);
     const make = () =>
       new CreatedAnswer(this.#mailboxes.answer(record), id, anchor.attributes, record.parentToken);
@@ -997,6 +1003,7 @@ class Engine implements CallbackEngine {
     map: (result: DispatchResult) => T,
     dedupKey?: string,
     freshKey = false,
+    caller = false,
   ): Promise<T> {
     this.#stats.dispatched++;
     const found = this.#registry.find(token);
@@ -1018,6 +1025,32 @@ class Engine implements CallbackEngine {
     const rt = found.rt;
     if (!isTerminal(rt.record.status)) this.#touch(rt);
     const pending = new Pending('applied', map);
+    if (status === 'cancel') {
+      // A cancel takes effect at once (it does not wait behind a running step).
+      if (dedupKey !== undefined && !freshKey && this.#registry.hasKey(rt, rt.record, dedupKey)) {
+        const answer = this.#mailboxes.answer(rt.record);
+        this.#registry.release(
+          rt,
+          () => pending.resolve({ answer, outcome: 'replayed' }),
+          (e) => pending.reject(e),
+        );
+      } else
+        this.#cancelLive(
+          rt,
+          data,
+          pending,
+          caller
+            ? { kind: 'cancelled' }
+            : {
+                kind: 'reported',
+                reported: 'cancel',
+                outcome: 'applied',
+                activity: true,
+                ...(dedupKey !== undefined ? { dedupKey } : {}),
+              },
+        );
+      return pending.promise();
+    }
     // Refuse before anything is applied, so the outside party can simply retry.
     if (this.#mailboxes.wouldSaturate(rt, status)) return Promise.reject(new PoolSaturatedError());
     this.#mailboxes.enqueue(rt, {
@@ -1062,7 +1095,7 @@ class Engine implements CallbackEngine {
     if (Relay.claims(token))
       return this.#relay.report(token, 'cancel', ingested, undefined).then(toAnswer);
     if (this.#replica)
-      return this.#replica.report(token, 'cancel', ingested, undefined).then(toAnswer);
+      return this.#replica.report(token, 'cancel', ingested, undefined, true).then(toAnswer);
     let found;
     try {
       found = this.#registry.find(token);
@@ -1080,7 +1113,12 @@ class Engine implements CallbackEngine {
     return pending.promise();
   }
 
-  #cancelLive(rt: CallbackRuntime, data: CallbackData, follower: Follower): void {
+  #cancelLive(
+    rt: CallbackRuntime,
+    data: CallbackData,
+    follower: Follower,
+    cause: EndCause = { kind: 'cancelled' },
+  ): void {
     if (isTerminal(rt.record.status)) {
       const result = this.#mailboxes.settledAnswer(rt.record, 'cancel', data);
       this.#registry.release(
@@ -1089,7 +1127,7 @@ class Engine implements CallbackEngine {
         (e) => follower.reject(e),
       );
     } else if (this.#mailboxes.admit(rt, 'cancel', data, 'cancel data', [follower]) >= 0)
-      this.#mailboxes.end(rt, 'cancel', data, [follower], { kind: 'cancelled' });
+      this.#mailboxes.end(rt, 'cancel', data, [follower], cause);
   }
 
   retryStep(tokenOrId: string): Promise<CallbackAnswer> {
@@ -1496,8 +1534,8 @@ class Engine implements CallbackEngine {
       warn: this.#events.warn,
       codec: this.#codec,
       maxDataBytes: this.#o.maxDataBytes,
-      report: (token, status, data, dedupKey, freshKey) =>
-        this.#report(token, status, data, toResult, dedupKey, freshKey),
+      report: (token, status, data, dedupKey, freshKey, caller) =>
+        this.#report(token, status, data, toResult, dedupKey, freshKey, caller),
       read: (token) => this.#read(token),
       answer: (record) => this.#mailboxes.answer(record),
       waitLocal: (id, signal) => this.#waitFor(id, signal),

@@ -228,6 +228,11 @@ export interface EngineStats {
   readonly commits: number;
   /** Durable store: rows written or removed by those commits. */
   readonly rowsWritten: number;
+  /**
+   * Durable store: bytes of journal entries and snapshots written by those commits (the JSON
+   * text; the database adds its own pages and indexes).
+   */
+  readonly bytesWritten: number;
   /** The worker pool, once a worker step started it: threads, tasks in flight, tasks queued. */
   readonly pool?: { readonly threads: number; readonly pending: number; readonly queued: number };
   /** Several replicas (`postgresStore()`): this replica's shards and forwarding counters. */

@@ -35,6 +35,14 @@ export type ForwardRequest =
        * copy of it queued later can find it applied.
        */
       readonly minted?: boolean;
+      /** A cancel by the engine's own caller (`engine.cancel()`), not by an outside party. */
+      readonly caller?: boolean;
+      /**
+       * Wall-clock ms past which the owner refuses it: the end of the sending replica's view of
+       * the cluster when it sent it. A replica that froze after sending (its message still in a
+       * buffer) cannot deliver it late.
+       */
+      readonly notAfter?: number;
     }
   | {
       readonly op: 'create';
@@ -101,6 +109,8 @@ export class Cluster {
   #transport: Transport | undefined;
   /** Until when (performance.now) the held leases are known valid. */
   #validUntil = 0;
+  /** When this replica's view of the cluster last lapsed (performance.now; 0: never). */
+  #lapsedAt = 0;
   #owners = new Map<number, string>();
   /** Shards just taken over whose owed steps are resumed and queued reports applied. */
   readonly #drainingShards = new Map<number, Promise<void>>();
@@ -236,6 +246,9 @@ export class Cluster {
       return;
     }
     const ttl = this.#settings.leaseTtlMs;
+    // The view had lapsed before this round (the replica froze, or lost the database): requests
+    // that arrived before now may have waited past it.
+    if (this.#validUntil > 0 && started >= this.#validUntil) this.#lapsedAt = this.#validUntil;
     this.#validUntil = started + ttl - Math.min(500, ttl / 10);
     this.#owners = round.owners;
     if (round.lost.length > 0) this.#stepDowns++;
@@ -347,21 +360,14 @@ export class Cluster {
   }
 
   /**
-   * Until when (`performance.now()`) this replica's view of the cluster is known valid: its last
-   * successful lease round plus the lease time. A request that arrives later, or is still
-   * waiting by then (the replica froze, or lost the database), is refused rather than applied
-   * or forwarded late, after reports sent since.
+   * Refuses a request that arrived at `arrivedAt` (`performance.now()`) if this replica's view of
+   * the cluster (its leases, renewed by every lease round) has lapsed since: the replica froze
+   * or lost its database while the request waited, so other replicas may have applied reports
+   * sent after it. Such a request is never applied or forwarded late: a retryable
+   * `StoreUnavailableError`.
    */
-  get viewValidUntil(): number {
-    return this.#validUntil;
-  }
-
-  /**
-   * Refuses a request whose replica's view of the cluster ended since it arrived (see
-   * {@link viewValidUntil}): a retryable `StoreUnavailableError`.
-   */
-  checkFresh(validUntil: number): void {
-    if (performance.now() < validUntil) return;
+  checkFresh(arrivedAt: number): void {
+    if (performance.now() < this.#validUntil && this.#lapsedAt < arrivedAt) return;
     throw new StoreUnavailableError(
       'this replica was cut off from the cluster (paused, or without its database) while the report waited; it was not applied: retry',
     );
@@ -376,13 +382,17 @@ export class Cluster {
   async route(
     id: string,
     request: ForwardRequest,
-    validUntil = this.#validUntil,
+    arrivedAt = performance.now(),
   ): Promise<ForwardReply> {
     const shard = shardOf(id, this.#settings.shards);
     const deadline = performance.now() + this.#settings.forwardTimeoutMs;
-    const payload = JSON.stringify(request);
     for (let attempt = 0; ; attempt++) {
-      this.checkFresh(validUntil);
+      this.checkFresh(arrivedAt);
+      const payload = JSON.stringify(
+        request.op === 'report'
+          ? { ...request, notAfter: Date.now() + (this.#validUntil - performance.now()) }
+          : request,
+      );
       // Owned here now (serving waits for queued reports of the shard to go first).
       if (this.owns(id)) return this.#host!.serve(request);
       const left = deadline - performance.now();
@@ -400,16 +410,16 @@ export class Cluster {
         }
       }
       if (request.op === 'report') {
-        this.checkFresh(validUntil);
+        this.checkFresh(arrivedAt);
         const queued = await this.#store.enqueue({
           callbackId: id,
           dedupKey: request.dedupKey,
           message: payload,
           // The database refuses it past this instant (wall clock): a replica frozen right here
           // queues nothing stale when it wakes.
-          notAfter: Date.now() + (validUntil - performance.now()),
+          notAfter: Date.now() + (this.#validUntil - performance.now()),
         });
-        if (queued === 'stale') this.checkFresh(-1);
+        if (queued === 'stale') this.checkFresh(Infinity);
         if (queued !== 'owned') {
           if (queued === 'queued') this.#queued++;
           return { kind: 'queued' };

@@ -41,7 +41,8 @@ export interface ReplicaHost {
   readonly warn: (err: unknown) => void;
   /**
    * The engine's own report path: one callback's rules, on a resident or fetched callback.
-   * `freshKey`: the deduplication key was minted for this very delivery (no store can have it).
+   * `freshKey`: the deduplication key was minted for this very delivery (no store can have it);
+   * `caller`: a cancel by the engine's own caller (`engine.cancel()`), not by an outside party.
    */
   report(
     token: string,
@@ -49,6 +50,7 @@ export interface ReplicaHost {
     data: CallbackData,
     dedupKey?: string,
     freshKey?: boolean,
+    caller?: boolean,
   ): Promise<DispatchResult>;
   /** Reads a resident or fetched callback (or answers `notFound`). */
   read(token: string): Answer;
@@ -155,24 +157,28 @@ export class Replica {
     return fields && this.#host.codec.verify(fields) ? fields : undefined;
   }
 
-  /** A report at any replica: applied here if this replica owns the callback, else at its owner. */
+  /**
+   * A report at any replica: applied here if this replica owns the callback, else at its owner.
+   * `caller`: a cancel by the engine's own caller (`engine.cancel()`).
+   */
   async report(
     token: string,
     status: CallbackStatus,
     data: CallbackData,
     dedupKey: string | undefined,
+    caller = false,
   ): Promise<DispatchResult> {
     const fields = this.#idOf(token);
     // A malformed or forged token is answered here, as by one engine (no store read).
     if (!fields) return this.#host.report(token, status, data);
-    // What this replica knew of the cluster when the report arrived holds until then; a report
-    // still waiting afterwards (the replica froze) is refused, never applied or forwarded late.
-    const validUntil = this.#cluster.viewValidUntil;
-    this.#cluster.checkFresh(validUntil);
+    // A report that waits while this replica's view of the cluster lapses (the replica froze) is
+    // refused, never applied or forwarded late.
+    const arrivedAt = performance.now();
+    this.#cluster.checkFresh(arrivedAt);
     if (this.#cluster.owns(fields.id)) {
       // Reports queued while its shard had no owner go first.
       await this.#cluster.settled(fields.id);
-      return this.#ownedReport(token, fields.id, status, data, dedupKey, false, validUntil);
+      return this.#ownedReport(token, fields.id, status, data, { dedupKey, arrivedAt, caller });
     }
     // Handed to another replica, one report of a callback at a time (routing may have to learn
     // the owner first, so two in flight could overtake each other). A key makes a retry through
@@ -184,9 +190,10 @@ export class Replica {
       status,
       data,
       ...(dedupKey === undefined ? { dedupKey: randomUUID(), minted: true } : { dedupKey }),
+      ...(caller ? { caller: true } : {}),
     };
     const reply = await this.#oneAtATime(fields.id, () =>
-      this.#cluster.route(fields.id, request, validUntil),
+      this.#cluster.route(fields.id, request, arrivedAt),
     );
     if (reply.kind === 'queued') return { answer: await this.read(token), outcome: 'queued' };
     return this.#fromReply(reply, fields.anchor, token);
@@ -241,10 +248,16 @@ export class Replica {
     id: string,
     status: CallbackStatus,
     data: CallbackData,
-    dedupKey: string | undefined,
-    minted = false,
-    validUntil?: number,
+    how: {
+      readonly dedupKey: string | undefined;
+      /** The key was minted for this delivery (no lookup). */
+      readonly minted?: boolean;
+      /** When it arrived: refused if this replica's view lapsed since (see `Cluster.checkFresh`). */
+      readonly arrivedAt?: number;
+      readonly caller?: boolean;
+    },
   ): Promise<DispatchResult> {
+    const { dedupKey, minted = false, arrivedAt, caller = false } = how;
     return this.#inOrder(id, async () => {
       const unpin = this.#host.registry.pin(id);
       try {
@@ -253,9 +266,9 @@ export class Replica {
           ...(isTerminal(status) ? { subtree: true } : {}),
           ...(dedupKey !== undefined && !minted ? { keys: [{ id, key: dedupKey }] } : {}),
         });
-        if (validUntil !== undefined) this.#cluster.checkFresh(validUntil);
+        if (arrivedAt !== undefined) this.#cluster.checkFresh(arrivedAt);
         if (!this.#cluster.owns(id)) throw notOwned();
-        return { result: this.#host.report(token, status, data, dedupKey, minted) };
+        return { result: this.#host.report(token, status, data, dedupKey, minted, caller) };
       } finally {
         unpin();
       }
@@ -348,6 +361,12 @@ export class Replica {
           id: created.id,
         };
       } else {
+        // Sent by a replica whose view of the cluster has ended since (it froze after sending):
+        // refused, never applied late (a queued copy was checked when it was queued).
+        if (inboxSeq === undefined && request.notAfter !== undefined && Date.now() > request.notAfter)
+          throw new StoreUnavailableError(
+            'the replica that forwarded this report was cut off from the cluster before it arrived; it was not applied: retry',
+          );
         // Reports queued for this shard go first (unless this is one of them).
         if (inboxSeq === undefined) await this.#cluster.settled(request.id);
         const data = ingestData('callbackData', request.data, this.#host.maxDataBytes);
@@ -356,9 +375,12 @@ export class Replica {
           request.id,
           request.status as CallbackStatus,
           data,
-          request.dedupKey,
-          // A minted key is new unless this is the queued copy of a forward that timed out.
-          request.minted === true && inboxSeq === undefined,
+          {
+            dedupKey: request.dedupKey,
+            // A minted key is new unless this is the queued copy of a forward that timed out.
+            minted: request.minted === true && inboxSeq === undefined,
+            caller: request.caller === true,
+          },
         );
         reply = { kind: 'answer', outcome: r.outcome, answer: (r.answer as Answer).toJSON() };
       }

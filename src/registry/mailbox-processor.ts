@@ -91,7 +91,7 @@ type EntryFields = Omit<JournalEntry, 'seq' | 'at' | 'status' | 'kind'> & {
 };
 
 /** Why a terminal transition happens: the fields of the entry that records it. */
-type EndCause = Omit<EntryFields, 'status' | 'data' | 'merge' | 'owed' | 'terminalReport'>;
+export type EndCause = Omit<EntryFields, 'status' | 'data' | 'merge' | 'owed' | 'terminalReport'>;
 
 /** Applies jobs to callbacks, one at a time per callback. */
 export class MailboxProcessor {
@@ -540,7 +540,35 @@ export class MailboxProcessor {
       });
       return void done();
     }
-    return this.#try(rt, anchor, step, owed, job, done);
+    // Commit, then act: the step starts once the entry that owes it is in the store, so a crash
+    // inside the step leaves it owed (it runs again at the next start), never lost.
+    if (!this.#registry.durable || rt.batch === undefined)
+      return this.#try(rt, anchor, step, owed, job, done);
+    return new Promise<void>((resolve) => {
+      this.#registry.release(
+        rt,
+        () => {
+          // Pre-empted while committing (a cancel, a deadline), or the engine is closing: the
+          // step does not start (owed still, it runs at the next start).
+          if (rt.record.owed !== owed || this.#closed || rt.invalid) {
+            done();
+            return resolve();
+          }
+          let pending: Promise<void> | undefined;
+          try {
+            pending = this.#try(rt, anchor, step, owed, job, done);
+          } catch (err) {
+            this.#events.warn(err);
+          }
+          if (pending) pending.then(resolve, resolve);
+          else resolve();
+        },
+        (err) => {
+          for (const f of job.followers.splice(0)) f.reject(err);
+          resolve();
+        },
+      );
+    });
   }
 
   /** For the step of a terminal status: the record's removal time once that step ended. */

@@ -84,7 +84,7 @@ export class Stats {
     active: number,
     retained: number,
     liveActors: number,
-    store: { commits: number; rows: number } = { commits: 0, rows: 0 },
+    store: { commits: number; rows: number; bytes: number } = { commits: 0, rows: 0, bytes: 0 },
   ): EngineStats {
     const byAnchor: Record<string, Partial<Counts>> = {};
     for (const [name, counts] of this.#byAnchor) byAnchor[name] = { ...counts };
@@ -107,6 +107,7 @@ export class Stats {
       evicted: this.evicted,
       commits: store.commits,
       rowsWritten: store.rows,
+      bytesWritten: store.bytes,
     });
   }
 }

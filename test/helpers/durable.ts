@@ -6,6 +6,7 @@ import {
   createCallbackEngine,
   type CallbackEngine,
   type CallbackEngineOptions,
+  type DurableStore,
 } from '../../src/index.js';
 import { sqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite.js';
 import { SECRET } from './engine.js';
@@ -34,11 +35,13 @@ export class DurableFixture {
     path: string,
     options: CallbackEngineOptions = {},
     store: Omit<SqliteStoreOptions, 'path'> = {},
+    /** A store to use instead of a SQLite store on `path` (a wrapper around one, say). */
+    instead?: DurableStore,
   ): CallbackEngine {
     const engine = createCallbackEngine({
       node: NODE,
       secrets: [SECRET],
-      store: sqliteStore({ path, ...store }),
+      store: instead ?? sqliteStore({ path, ...store }),
       ...options,
     });
     this.#engines.push(engine);

@@ -1,0 +1,17 @@
+import { startChild, reportTo, call, historyOf, gone, runsIn } from '../test/harness/journal-runner.ts';
+import { mkdtempSync } from 'node:fs'; import { join } from 'node:path'; import { tmpdir } from 'node:os';
+const dir = mkdtempSync(join(tmpdir(), 'j-'));
+const store = { sqlite: join(dir, 'a.db') }; const runs = join(dir, 'runs');
+const a = await startChild(store, runs, { node: 'a' });
+const cb = (await call(a, 'POST', '/create', {})).body as any;
+console.log('created', cb.id, cb.status);
+console.log(await reportTo(a, cb.token, 'progress', { seq: 1 }, 'k1'));
+console.log(await reportTo(a, cb.token, 'progress', { seq: 2, kill: 'progress' }, 'k2'));
+await gone(a);
+console.log('stderr', a.stderr().slice(-500));
+const b = await startChild(store, runs, { node: 'a' });
+await new Promise(r => setTimeout(r, 1000));
+console.log(JSON.stringify(await historyOf(b, cb.id), null, 1));
+console.log(runsIn(runs));
+console.log('stderr b', b.stderr().slice(-2000));
+process.kill(b.pid, 'SIGKILL');

@@ -1,0 +1,14 @@
+import { startChild, reportTo, call, historyOf, gone, runsIn, runsOf, eventually } from '../test/harness/journal-runner.ts';
+import { mkdtempSync } from 'node:fs'; import { join } from 'node:path'; import { tmpdir } from 'node:os';
+const dir = mkdtempSync(join(tmpdir(), 'j-'));
+const store = { sqlite: join(dir, 'a.db') }; const runs = join(dir, 'runs');
+const a = await startChild(store, runs, { node: 'a' });
+const cb = (await call(a, 'POST', '/create', {})).body as any;
+const hung = reportTo(a, cb.token, 'progress', { seq: 1, hangMs: 60_000 }, 'p1', 5000);
+await eventually(async () => (runsOf(runs, cb.id, 'progress', 1).length ? true : undefined), 'the step to start');
+console.log('step started');
+const t0 = performance.now();
+console.log('cancel', await reportTo(a, cb.token, 'cancel', { kill: 'cancel' }, 'x', 5000), performance.now() - t0);
+console.log('hung', await hung, performance.now() - t0);
+console.log('stderr', a.stderr().slice(-800));
+process.kill(a.pid, 'SIGKILL');
