@@ -178,11 +178,9 @@ async function dispatchWorkload(): Promise<void> {
     statuses: undefined,
     limit: 1,
   })[0]!;
-  check(
-    sample.status === 'progress' && sample.body.includes('"pct":0'),
-    'stored row holds the report',
-  );
-  const template = sample.body;
+  const stored = [sample.snapshot ?? '', ...sample.tail].join('\n');
+  check(sample.status === 'progress' && stored.includes('"pct":0'), 'stored row holds the report');
+  const template = sample.tail.find((e) => e.includes('"pct":0')) ?? stored;
   const bodyOf = (n: number) => template.replace('"pct":0', `"pct":${n}`);
   console.log(
     `engine row body: ${template.length} bytes; reports per group commit in warm-up: normal ${perCommit.normal.toFixed(1)}, full ${perCommit.full.toFixed(1)}`,

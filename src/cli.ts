@@ -206,8 +206,7 @@ async function inspect(
           table(
             ['#', 'at', 'what', 'status', 'details'],
             history.map((e) => {
-              const what =
-                e.kind === 'reported' ? `reported ${e.reported} (${e.outcome})` : e.kind;
+              const what = e.kind === 'reported' ? `reported ${e.reported} (${e.outcome})` : e.kind;
               const details = [
                 e.step !== undefined ? `step ${e.step} try ${e.attempt}` : '',
                 e.error !== undefined ? `error: ${e.error}` : '',

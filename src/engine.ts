@@ -703,16 +703,16 @@ class Engine implements CallbackEngine {
       reported = Promise.reject(toError(err));
     }
     return reported.then(
-        (r): DispatchResult | undefined => {
-          applied?.(r);
-          return r;
-        },
-        (err: unknown) => {
-          this.#registry.dropEarly(ev.dedupKey);
-          this.#events.rejected(`early event ${ev.dedupKey}: ${toError(err).message}`);
-          return undefined;
-        },
-      );
+      (r): DispatchResult | undefined => {
+        applied?.(r);
+        return r;
+      },
+      (err: unknown) => {
+        this.#registry.dropEarly(ev.dedupKey);
+        this.#events.rejected(`early event ${ev.dedupKey}: ${toError(err).message}`);
+        return undefined;
+      },
+    );
   }
 
   /**
@@ -1025,9 +1025,12 @@ class Engine implements CallbackEngine {
     const rt = found.rt;
     if (!isTerminal(rt.record.status)) this.#touch(rt);
     const pending = new Pending('applied', map);
+    // Read now, while what an asynchronous store fetched for this report is at hand.
+    const keyStored =
+      dedupKey !== undefined && !freshKey && this.#registry.hasKey(rt, rt.record, dedupKey);
     if (status === 'cancel') {
       // A cancel takes effect at once (it does not wait behind a running step).
-      if (dedupKey !== undefined && !freshKey && this.#registry.hasKey(rt, rt.record, dedupKey)) {
+      if (keyStored) {
         const answer = this.#mailboxes.answer(rt.record);
         this.#registry.release(
           rt,
@@ -1058,7 +1061,7 @@ class Engine implements CallbackEngine {
       status,
       data,
       followers: [pending],
-      ...(dedupKey !== undefined ? { dedupKey } : {}),
+      ...(dedupKey !== undefined ? { dedupKey, keyStored } : {}),
       ...(freshKey ? { freshKey } : {}),
       ...(this.#traceCtx ? { trace: this.#traceCtx } : {}),
     });

@@ -8,17 +8,10 @@
  * @module
  */
 
-import type { CallbackData } from './data.js';
 import { describe, durationMs, parseDuration } from './duration.js';
 import { InvalidArgumentError } from './errors.js';
 import { checkKnownKeys } from './keys.js';
-import {
-  lookupStep,
-  STEP_KEYS,
-  type ActiveStatus,
-  type CallbackStatus,
-  type StepKey,
-} from './lifecycle/statuses.js';
+import { lookupStep, STEP_KEYS, type CallbackStatus, type StepKey } from './lifecycle/statuses.js';
 
 /**
  * How a failing step is tried again. The delay before try `n` (n ≥ 2) is

@@ -119,8 +119,8 @@ describe.each(modes)('steps cut off by a crash run again (%s)', (mode) => {
       });
       return r.status === 200 ? r.body : undefined;
     }, 'the idempotent create');
-    const id = again!.id as string;
-    expect(again!.data).toMatchObject({ killOn: 'create', createSeen: true });
+    const id = again.id as string;
+    expect(again.data).toMatchObject({ killOn: 'create', createSeen: true });
     const h = await until(b, id, (x) => completed(x, 'create').length === 1, 'the create step');
     expect(h.map((e) => e.kind)).toEqual(['created', 'stepResumed', 'stepCompleted']);
     expect(runsOf(runs, id, 'create')).toHaveLength(2);

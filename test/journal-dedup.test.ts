@@ -9,7 +9,6 @@ import {
   createSimulatedClock,
   type CallbackEngine,
   type DispatchResult,
-  type DurableStore,
   type StoreBatch,
 } from '../src/index.js';
 import { sqliteStore } from '../src/store/sqlite.js';
@@ -110,7 +109,7 @@ describe('deduplication keys', () => {
         const v = Reflect.get(target, prop, receiver) as unknown;
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
-    }) as DurableStore;
+    });
     const engine = fx.open('', { maxCallbackBytes: 4096 }, undefined, store);
     const runs = new Map<string, number>();
     counting(engine, runs);

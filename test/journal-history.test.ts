@@ -205,7 +205,7 @@ describe('the record is the fold of its journal', () => {
 function recordingStore(path: string): {
   store: DurableStore;
   batches: StoreBatch[];
-  failNext(): void;
+  failNext: () => void;
 } {
   const real = sqliteStore({ path });
   const batches: StoreBatch[] = [];
@@ -258,7 +258,9 @@ describe('one commit for a parent’s end and its subtree’s orphaning', () => 
     await engine.cancel(parent.token);
     const ended = batches.find((b) => b.entries.some((e) => e.id === parent.id))!;
     const kinds = (id: string) =>
-      ended.entries.filter((e) => e.id === id).map((e) => JSON.parse(e.entry).kind);
+      ended.entries
+        .filter((e) => e.id === id)
+        .map((e) => (JSON.parse(e.entry) as { kind: string }).kind);
     expect(kinds(parent.id)).toEqual(['cancelled']);
     for (const id of [kids[0]!.id, kids[1]!.id, grand.id]) expect(kinds(id)).toEqual(['orphaned']);
     expect(kinds(kids[2]!.id)).toEqual([]);

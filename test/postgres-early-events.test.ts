@@ -195,8 +195,9 @@ describe.skipIf(!available)('early events with postgresStore()', () => {
     // The shards it takes hold the callback: the held row is applied to it.
     await vi.waitFor(async () => {
       expect(await b.get(cb.token)).toMatchObject({ status: 'progress', data: { n: 1 } });
+      // Its step runs once the report's entry is committed.
+      expect(seen.get('V-1')).toEqual(['create:-', 'progress:1']);
     }, poll);
-    expect(seen.get('V-1')).toEqual(['create:-', 'progress:1']);
     await vi.waitFor(async () => expect(await heldRows()).toEqual([]), poll);
     clock.advance(120_000);
     expect(b.stats().early).toMatchObject({ expired: 0, claimed: 1 });

@@ -335,9 +335,7 @@ describe.skipIf(!available)(
         // A still believes it holds s: its commit reaches the database and the fence refuses it.
         expect(a.held().get(s)).toBe(epoch);
         const fencedBefore = a.fencedOut;
-        const err = await rejection(
-          a.commit(batch([write(x, 'x by stale A', 'body')])),
-        );
+        const err = await rejection(a.commit(batch([write(x, 'x by stale A', 'body')])));
         expect(err).toBeInstanceOf(LeaseLostError);
         expect(err).toBeInstanceOf(StoreUnavailableError);
         expect(err.code).toBe('CBE_ERR_STORE_UNAVAILABLE');
@@ -349,7 +347,9 @@ describe.skipIf(!available)(
         // A batch that also touches a shard A still holds is refused whole (one statement).
         const z = idIn(s, 'z');
         await expect(
-          a.commit(batch([write(y, 'y by stale A', 'body'), write(z, 'z by stale A', 'insert')], [x])),
+          a.commit(
+            batch([write(y, 'y by stale A', 'body'), write(z, 'z by stale A', 'insert')], [x]),
+          ),
         ).rejects.toBeInstanceOf(LeaseLostError);
         expect(a.fencedOut).toBe(fencedBefore + 2);
         expect(await bodyOf(x)).toBe('x by A');
@@ -375,9 +375,9 @@ describe.skipIf(!available)(
         expect(a.held().has(s)).toBe(false);
         expect(a.owns(x)).toBe(false);
         expect(b.owns(x)).toBe(true);
-        await expect(
-          a.commit(batch([write(x, 'x by A again', 'body')])),
-        ).rejects.toBeInstanceOf(LeaseLostError);
+        await expect(a.commit(batch([write(x, 'x by A again', 'body')]))).rejects.toBeInstanceOf(
+          LeaseLostError,
+        );
         expect(a.fencedOut).toBe(fencedBefore + 4);
         expect(await bodyOf(x)).toBe('x by B');
         // A still commits for the shards it holds.
@@ -392,9 +392,7 @@ describe.skipIf(!available)(
         await a.commit(batch([write(y, 'y by A', 'insert')]));
         await expire(t);
         const fencedBefore = a.fencedOut;
-        const err = await rejection(
-          a.commit(batch([write(y, 'y too late', 'body')])),
-        );
+        const err = await rejection(a.commit(batch([write(y, 'y too late', 'body')])));
         expect(err).toBeInstanceOf(LeaseLostError);
         expect(err.code).toBe('CBE_ERR_STORE_UNAVAILABLE');
         expect(err.retryable).toBe(true);

@@ -78,7 +78,12 @@ describe('pending step retries in the SQLite store', () => {
       const owed = decodeRecord(toStoredCallback(r)).record.owed;
       return {
         due: r.due_at,
-        retry: owed && { status: owed.step, attempt: owed.attempt, at: owed.at, report: owed.report },
+        retry: owed && {
+          status: owed.step,
+          attempt: owed.attempt,
+          at: owed.at,
+          report: owed.report,
+        },
       };
     } finally {
       db.close();

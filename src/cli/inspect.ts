@@ -156,9 +156,7 @@ export async function inspectSqlite(path: string): Promise<StoreInspector> {
       const rows = run(
         () =>
           db
-            .prepare(
-              `${CALLBACK_SELECT} WHERE ${where.join(' AND ')} ORDER BY c.seq LIMIT ?`,
-            )
+            .prepare(`${CALLBACK_SELECT} WHERE ${where.join(' AND ')} ORDER BY c.seq LIMIT ?`)
             .all(...args, limit + 1) as CallbackSelectRow[],
       );
       const items = rows.slice(0, limit).map(view);
@@ -170,9 +168,7 @@ export async function inspectSqlite(path: string): Promise<StoreInspector> {
     get(id) {
       const row = run(
         () =>
-          db.prepare(`${CALLBACK_SELECT} WHERE c.id = ?`).get(id) as
-            | CallbackSelectRow
-            | undefined,
+          db.prepare(`${CALLBACK_SELECT} WHERE c.id = ?`).get(id) as CallbackSelectRow | undefined,
       );
       if (row === undefined) return undefined;
       const children = run(() =>

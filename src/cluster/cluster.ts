@@ -290,7 +290,8 @@ export class Cluster {
         if (ok) for (const s of blocked) this.#blockedShards.delete(s);
       });
     }
-    for (const s of this.#blockedShards) if (!this.#store.held().has(s)) this.#blockedShards.delete(s);
+    for (const s of this.#blockedShards)
+      if (!this.#store.held().has(s)) this.#blockedShards.delete(s);
   }
 
   /** Leases may have ended without renewal: own nothing until the next successful round. */
@@ -476,6 +477,8 @@ export class Cluster {
               const request = JSON.parse(e.message) as ForwardRequest;
               const reply = await this.#host!.serve(request, e.seq);
               if (reply.kind === 'error' && reply.retryable) throw new Error(reply.message);
+              // Not applied (this replica's lease lapsed meanwhile): the drain is not done.
+              if (reply.kind === 'notOwner') throw new Error('the shard moved while draining');
               this.#inboxApplied++;
             }),
           );

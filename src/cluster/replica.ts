@@ -363,7 +363,11 @@ export class Replica {
       } else {
         // Sent by a replica whose view of the cluster has ended since (it froze after sending):
         // refused, never applied late (a queued copy was checked when it was queued).
-        if (inboxSeq === undefined && request.notAfter !== undefined && Date.now() > request.notAfter)
+        if (
+          inboxSeq === undefined &&
+          request.notAfter !== undefined &&
+          Date.now() > request.notAfter
+        )
           throw new StoreUnavailableError(
             'the replica that forwarded this report was cut off from the cluster before it arrived; it was not applied: retry',
           );

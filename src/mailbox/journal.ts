@@ -11,7 +11,8 @@
  * @module
  */
 
-import { DataVersion, deepFreeze, type CallbackData } from '../data.js';
+import type { DataVersion } from '../data.js';
+import { deepFreeze, type CallbackData } from '../data.js';
 import type { HistoryEntry } from '../history.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import type { StepError } from '../types.js';

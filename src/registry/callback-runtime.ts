@@ -80,6 +80,11 @@ export interface Job {
   readonly dedupKey?: string | undefined;
   /** The key was minted for this very delivery: no earlier report can have it (no lookup). */
   readonly freshKey?: boolean | undefined;
+  /**
+   * The store had the key when the report was admitted (read then: an asynchronous store's
+   * fetched rows are gone by the time a queued job runs). Keys applied since are in memory.
+   */
+  readonly keyStored?: boolean | undefined;
   /** Who gets the answer once the job (and anything it hands over to) is done. */
   readonly followers: Follower[];
   /** The OpenTelemetry context of the dispatch or create that made the job (when traced). */

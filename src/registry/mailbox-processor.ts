@@ -109,6 +109,8 @@ export class MailboxProcessor {
   /** Anchors already warned about a step failing after its callback was terminal. */
   readonly #warnedAnchors = new Set<string>();
   #closed = false;
+  /** `close()`'s grace period ended: no step starts any more (what is owed stays owed). */
+  #cutOff = false;
 
   constructor(deps: ProcessorDeps) {
     this.#o = deps.options;
@@ -164,7 +166,11 @@ export class MailboxProcessor {
   }
 
   /** The invocation of `status`'s step for this report, if the anchor has a step for it. */
-  #owes(record: CallbackRecord, status: CallbackStatus, report: CallbackData): OwedInvocation | undefined {
+  #owes(
+    record: CallbackRecord,
+    status: CallbackStatus,
+    report: CallbackData,
+  ): OwedInvocation | undefined {
     const anchor = this.#anchors.get(record.anchor);
     const step = anchor && lookupStep(anchor.next, status);
     return step ? { step: status, attempt: 1, report } : undefined;
@@ -404,12 +410,14 @@ export class MailboxProcessor {
         break;
     }
     const key = job.dedupKey;
-    const seen = key !== undefined && !job.freshKey && this.#registry.hasKey(rt, record, key);
+    const seen =
+      key !== undefined &&
+      !job.freshKey &&
+      (job.keyStored === true || this.#registry.hasRecentKey(rt, key));
     if (isTerminal(record.status)) {
-      const result =
-        seen
-          ? { answer: this.answer(record), outcome: 'replayed' as const }
-          : this.settledAnswer(record, job.status, job.data);
+      const result = seen
+        ? { answer: this.answer(record), outcome: 'replayed' as const }
+        : this.settledAnswer(record, job.status, job.data);
       this.#resolve(rt, job.followers, result);
       this.#events.emit('dispatched', record, {
         reported: job.status,
@@ -548,9 +556,9 @@ export class MailboxProcessor {
       this.#registry.release(
         rt,
         () => {
-          // Pre-empted while committing (a cancel, a deadline), or the engine is closing: the
-          // step does not start (owed still, it runs at the next start).
-          if (rt.record.owed !== owed || this.#closed || rt.invalid) {
+          // Pre-empted while committing (a cancel, a deadline), or `close()`'s grace period is
+          // over: the step does not start (owed still, it runs at the next start).
+          if (rt.record.owed !== owed || this.#cutOff || rt.invalid) {
             done();
             return resolve();
           }
@@ -572,10 +580,7 @@ export class MailboxProcessor {
   }
 
   /** For the step of a terminal status: the record's removal time once that step ended. */
-  #endOfTerminalStep(
-    record: CallbackRecord,
-    owed: OwedInvocation,
-  ): { removeAt?: number } {
+  #endOfTerminalStep(record: CallbackRecord, owed: OwedInvocation): { removeAt?: number } {
     if (!isTerminal(owed.step) || record.removeAt !== undefined) return {};
     const at = this.#registry.removeAt(record);
     return at === undefined ? {} : { removeAt: at };
@@ -661,7 +666,7 @@ export class MailboxProcessor {
     done: () => void,
   ): Promise<void> | undefined {
     const record = rt.record;
-    if (this.#closed || rt.invalid) return undefined;
+    if (rt.invalid) return undefined;
     const policy = retryPolicyFor(anchor.retry, step, owed.step);
     if (!policy || owed.attempt >= policy.attempts) return undefined;
     const attempt = owed.attempt + 1;
@@ -686,6 +691,8 @@ export class MailboxProcessor {
       owed: next,
     });
     this.#answerJob(rt, { ...job, followers: job.followers.splice(0) });
+    // Closing: the retry stays owed (with its instant) for the next start.
+    if (this.#closed) return Promise.resolve();
     return this.#waitRetry(rt, anchor, step, next, job, done);
   }
 
@@ -878,7 +885,8 @@ export class MailboxProcessor {
   #resume(rt: CallbackRuntime, job: Job): Promise<void> | undefined {
     const record = rt.record;
     const owed = record.owed;
-    const done = () => (owed && isTerminal(owed.step) ? this.#finalize(rt, job) : this.#answerJob(rt, job));
+    const done = () =>
+      owed && isTerminal(owed.step) ? this.#finalize(rt, job) : this.#answerJob(rt, job);
     if (!owed) return void this.#answerJob(rt, job);
     const anchor = this.#anchors.get(record.anchor);
     const step = anchor && lookupStep(anchor.next, owed.step);
@@ -1015,13 +1023,10 @@ export class MailboxProcessor {
     }
     this.#applyTerminal(rt, status, data, followers, cause);
     for (const { rt: child, parentStatus } of subtree)
-      this.#applyTerminal(
-        child,
-        'orphan',
-        { reason: 'parent-inactive', parentStatus },
-        [],
-        { kind: 'orphaned', reason: 'parent-inactive' },
-      );
+      this.#applyTerminal(child, 'orphan', { reason: 'parent-inactive', parentStatus }, [], {
+        kind: 'orphaned',
+        reason: 'parent-inactive',
+      });
     if (!rt.busy && !this.#closed) this.#drain(rt);
     for (const { rt: r } of subtree) if (!r.busy && !this.#closed) this.#drain(r);
   }
@@ -1179,12 +1184,16 @@ export class MailboxProcessor {
     }
     const clock = this.#o.clock;
     const expired = new AbortController();
-    const timer = clock.setTimeout(() => expired.abort(closed), this.#o.closeTimeoutMs);
+    const timer = clock.setTimeout(() => {
+      this.#cutOff = true;
+      expired.abort(closed);
+    }, this.#o.closeTimeoutMs);
     const timedOut = new Promise<void>((resolve) =>
       expired.signal.addEventListener('abort', () => resolve(), { once: true }),
     );
     try {
       if (inFlight.length > 0) await Promise.race([Promise.allSettled(inFlight), timedOut]);
+      this.#cutOff = true;
       for (const rt of stepping) {
         const step = rt.step;
         if (step && !(this.#o.pool.close === 'drain' && step.onPool)) step.abort.abort(closed);

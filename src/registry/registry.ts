@@ -355,6 +355,15 @@ export class CallbackRegistry {
   }
 
   /**
+   * Whether a key was applied to a resident callback since it became resident (no store read):
+   * with {@link hasKey} at admission, what a queued report needs when its turn comes.
+   */
+  hasRecentKey(rt: CallbackRuntime, key: string): boolean {
+    if (!this.#durable) return this.hasKey(rt, rt.record, key);
+    return rt.recentKeys?.has(key) ?? false;
+  }
+
+  /**
    * Prunes deduplication keys older than the window in bounded batches, at most once a minute,
    * outside any callback's commit (durable stores; the memory store prunes per callback).
    */
@@ -993,7 +1002,8 @@ export class CallbackRegistry {
     this.#byToken.delete(record.token);
     // Fold the patch log into one frozen object, and pack the journal into one text.
     record.data = DataVersion.of(record.data.value);
-    if (Array.isArray(record.journal)) record.journal = JSON.stringify(record.journal.map(toHistory));
+    if (Array.isArray(record.journal))
+      record.journal = JSON.stringify(record.journal.map(toHistory));
     if (record.retention === true) return void this.#store.set(record, undefined);
     if (record.retention <= 0) return this.#forget(record, 'retention');
     this.#store.set(record, record.retention);

@@ -127,7 +127,8 @@ export class GroupCommit {
   row(member: CommitMember, row: CallbackRowWrite): void {
     const b = this.#batch();
     const prev = b.rows.get(row.id);
-    if (prev?.change === 'insert' && row.change === 'update') row = { ...prev, ...row, change: 'insert', meta: prev.meta };
+    if (prev?.change === 'insert' && row.change === 'update')
+      row = { ...prev, ...row, change: 'insert', meta: prev.meta };
     b.rows.set(row.id, row);
     b.deletes.delete(row.id);
     this.#join(member, b);

@@ -78,7 +78,7 @@ async function step(cb: StepInput): Promise<Record<string, unknown>> {
     seq,
     attempt: cb.attempt,
     pid: process.pid,
-    node: values.node!,
+    node: values.node,
   };
   const wantsKill = cb.report.kill === cb.status || cb.data.killOn === cb.status;
   const before = wantsKill ? runsBefore(keyOf(run)) : 0;
@@ -99,10 +99,10 @@ const store = values.sqlite
       ...(values.nats ? { nats: { servers: values.nats } } : {}),
     });
 const engine = createCallbackEngine({
-  node: values.node!,
+  node: values.node,
   secrets: [JOURNAL_SECRET],
   retention: true,
-  closeTimeout: values['close-timeout']!,
+  closeTimeout: values['close-timeout'],
   store,
 });
 engine.anchor('job', {

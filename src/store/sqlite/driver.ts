@@ -60,22 +60,26 @@ type BetterSqliteCtor = new (
 
 let nodeSqlite: Promise<NodeSqliteModule | undefined> | undefined;
 
+/** `node:sqlite` by a name TypeScript does not resolve (Node 20's types do not have it). */
+const NODE_SQLITE: string = 'node:sqlite';
+
 /** `node:sqlite`, if this Node has it (loaded once, without its experimental warning). */
 export function loadNodeSqlite(): Promise<NodeSqliteModule | undefined> {
   nodeSqlite ??= (async () => {
     // Node 22 prints an ExperimentalWarning when the module loads: hold that one warning back.
-    const emit = process.emitWarning;
-    process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-      const text = typeof warning === 'string' ? warning : warning.message;
+    const warnings = process as unknown as { emitWarning: (...a: unknown[]) => void };
+    const original = warnings.emitWarning;
+    warnings.emitWarning = (warning: unknown, ...rest: unknown[]) => {
+      const text = warning instanceof Error ? warning.message : String(warning);
       if (/SQLite is an experimental feature/i.test(text)) return;
-      (emit as (...a: unknown[]) => void).call(process, warning, ...rest);
-    }) as typeof process.emitWarning;
+      original.call(process, warning, ...rest);
+    };
     try {
-      return (await import('node:sqlite' as string)) as NodeSqliteModule;
+      return (await import(NODE_SQLITE)) as NodeSqliteModule;
     } catch {
       return undefined;
     } finally {
-      process.emitWarning = emit;
+      warnings.emitWarning = original;
     }
   })();
   return nodeSqlite;
@@ -126,7 +130,7 @@ export async function openConnection(
   }
   let Database: BetterSqliteCtor;
   try {
-    Database = (await import('better-sqlite3')).default as unknown as BetterSqliteCtor;
+    Database = (await import('better-sqlite3')).default;
   } catch (err) {
     throw new StoreUnavailableError(
       'sqliteStore() on this Node needs the package better-sqlite3 12.x (npm install better-sqlite3@12), or Node 22.13+ for its built-in node:sqlite',

@@ -180,8 +180,7 @@ export function migrate(db: SqlConnection, name: string, machineVersion: string)
     );
   if (version > 0) {
     const row = db.prepare("SELECT value FROM meta WHERE key = 'machine_version'").get() as
-      | { value: string }
-      | undefined;
+      { value: string } | undefined;
     if (row?.value !== machineVersion)
       throw new StoreIncompatibleError(
         `${name} was written by lifecycle machine version ${row?.value ?? '(none)'}; this engine runs ${machineVersion}`,
@@ -191,7 +190,9 @@ export function migrate(db: SqlConnection, name: string, machineVersion: string)
   db.exec('BEGIN IMMEDIATE');
   try {
     if (version === 0) {
-      db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;');
+      db.exec(
+        'CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;',
+      );
       db.exec(CALLBACKS_V2);
       db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(
         'machine_version',

@@ -16,11 +16,7 @@
 
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import {
-  StoreIncompatibleError,
-  StoreLockedError,
-  StoreUnavailableError,
-} from '../../errors.js';
+import { StoreIncompatibleError, StoreLockedError, StoreUnavailableError } from '../../errors.js';
 import type { CallbackStatus } from '../../lifecycle/statuses.js';
 import { toEarlyRow, type EarlyRow } from '../row.js';
 import type {
@@ -343,9 +339,7 @@ export class SqliteStore implements DurableStore {
       if (query.anchor !== undefined) where.push('c.anchor = ?');
       if (statuses.length > 0) where.push(`c.status IN (${statuses.map(() => '?').join(', ')})`);
       stmt = this.#read(() =>
-        this.#db!.prepare(
-          `${CALLBACK_SELECT} WHERE ${where.join(' AND ')} ORDER BY c.seq LIMIT ?`,
-        ),
+        this.#db!.prepare(`${CALLBACK_SELECT} WHERE ${where.join(' AND ')} ORDER BY c.seq LIMIT ?`),
       );
       this.#listStatements.set(key, stmt);
     }
