@@ -11,6 +11,7 @@ export default defineConfig({
       { find: /^callback-engine\/dashboard$/, replacement: src('observe/index.ts') },
       { find: /^callback-engine\/sqlite$/, replacement: src('store/sqlite.ts') },
       { find: /^callback-engine\/metrics$/, replacement: src('observe/metrics.ts') },
+      { find: /^callback-engine\/client$/, replacement: src('client/index.ts') },
       { find: /^callback-engine$/, replacement: src('index.ts') },
     ],
   },
