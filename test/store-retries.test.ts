@@ -14,7 +14,7 @@ import {
 } from '../src/index.js';
 import { DurableFixture, report, turn } from './helpers/durable.js';
 import { rejection } from './helpers/engine.js';
-import { listening, PG, PgFixture } from './helpers/postgres.js';
+import { PgFixture, pgAvailable } from './helpers/postgres.js';
 
 const MIN = 60_000;
 
@@ -279,8 +279,6 @@ describe('pending step retries in the SQLite store', () => {
     expect(row(path, cb.id).body.retry).toBeUndefined();
   });
 });
-
-const pgAvailable = (await listening(PG, 5432)) || process.env.CI === 'true';
 
 describe.skipIf(!pgAvailable)('pending step retries in the PostgreSQL store', () => {
   const fx = new PgFixture();
