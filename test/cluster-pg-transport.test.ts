@@ -45,9 +45,26 @@ async function pair(options: { chunkBytes?: number } = {}) {
 }
 
 describe.skipIf(!pgAvailable)('PgTransport (PostgreSQL LISTEN/NOTIFY)', () => {
+  it('a node given at connect is LISTENed on before connect resolves; requests before serve() wait for it', async () => {
+    const prefix = `cbe.transport-test.${process.pid}.${++n}`;
+    const owner = await PgTransport.connect({
+      connectionString: PG,
+      prefix,
+      name: 'cbe-test:o',
+      node: 'z',
+    });
+    const entry = await PgTransport.connect({ connectionString: PG, prefix, name: 'cbe-test:e' });
+    open.push(owner, entry);
+    const reply = entry.request('z', 'early', 5000);
+    await new Promise((r) => setTimeout(r, 100));
+    owner.serve('z', async (payload) => `z got ${payload}`);
+    expect(await reply).toBe('z got early');
+  });
+
   it('answers a request from the replica that serves the node', async () => {
     const { owner, entry } = await pair();
     owner.serve('a', async (payload) => `a got ${payload}`);
+    await owner.listening();
     expect(await entry.request('a', 'hello', 2000)).toBe('a got hello');
   });
 
@@ -57,6 +74,7 @@ describe.skipIf(!pgAvailable)('PgTransport (PostgreSQL LISTEN/NOTIFY)', () => {
       const parsed = JSON.parse(payload) as { blob: string };
       return JSON.stringify({ length: parsed.blob.length, echo: parsed.blob });
     });
+    await owner.listening();
     // A 256 KiB report, as large as the default body limit allows, with multi-byte characters.
     const blob = 'naïve 😀 '.repeat(Math.ceil((256 * 1024) / 13)).slice(0, 256 * 1024);
     const reply = JSON.parse(await entry.request('a', JSON.stringify({ blob }), 10_000)) as {
@@ -70,6 +88,7 @@ describe.skipIf(!pgAvailable)('PgTransport (PostgreSQL LISTEN/NOTIFY)', () => {
   it('keeps 200 concurrent requests apart (correlation ids), small and chunked mixed', async () => {
     const { owner, entry } = await pair({ chunkBytes: 1000 });
     owner.serve('a', async (payload) => `${payload}!`);
+    await owner.listening();
     const payloads = Array.from({ length: 200 }, (_, i) => `${i}:${'x'.repeat((i % 5) * 700)}`);
     const replies = await Promise.all(payloads.map((p) => entry.request('a', p, 10_000)));
     expect(replies).toEqual(payloads.map((p) => `${p}!`));
@@ -89,8 +108,7 @@ describe.skipIf(!pgAvailable)('PgTransport (PostgreSQL LISTEN/NOTIFY)', () => {
     owner.onBroadcast(() => seen.push('owner'));
     entry.onBroadcast(() => seen.push('entry'));
     other.owner.onBroadcast(() => seen.push('other'));
-    // LISTEN is sent when onBroadcast is called: make sure it is in place first.
-    await entry.request('none', '', 50).catch(() => {});
+    await Promise.all([owner.listening(), entry.listening(), other.owner.listening()]);
     owner.broadcast();
     await vi.waitFor(() => expect(seen.sort()).toEqual(['entry', 'owner']), {
       timeout: 2000,
@@ -108,6 +126,7 @@ describe.skipIf(!pgAvailable)('PgTransport (PostgreSQL LISTEN/NOTIFY)', () => {
       if (payload === 'slow') await gate;
       return `ok ${payload}`;
     });
+    await owner.listening();
     const slow = entry.request('a', 'slow', 10_000).then(
       () => 'answered',
       (err: Error) => err.message,

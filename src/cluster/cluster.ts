@@ -150,6 +150,7 @@ export class Cluster {
             connectionString: this.#store.connectionString,
             prefix: this.#settings.subject,
             name: `callback-engine:${this.#node}:forward`,
+            node: this.#node,
           });
     } catch (err) {
       throw new StoreUnavailableError(

@@ -77,6 +77,11 @@ export interface PgTransportOptions {
   readonly name: string;
   /** Largest NOTIFY payload sent. @default {@link PG_NOTIFY_CHUNK_BYTES} */
   readonly chunkBytes?: number;
+  /**
+   * The node this replica serves: its channel is LISTENed on before `connect()` resolves, so no
+   * request sent once others learn it owns shards is missed. @default none
+   */
+  readonly node?: string;
   /** Leave `synchronous_commit` as the server has it (for measurements). @default false */
   readonly synchronousCommit?: boolean;
 }
@@ -102,13 +107,17 @@ export class PgTransport implements Transport {
   readonly #pending = new Map<string, Pending>();
   readonly #partials = new Map<string, Partial>();
   #sweep: NodeJS.Timeout | undefined;
+  #listened: Promise<void> = Promise.resolve();
+  /** Requests that arrived for a served channel before its handler was given. */
+  readonly #early: { channel: string; corr: string; reply: string; text: string }[] = [];
   /** Notifications waiting to be sent: channel and payload, in order. */
   #outbox: { channels: string[]; payloads: string[]; settle: ((err?: Error) => void)[] } = {
     channels: [],
     payloads: [],
     settle: [],
   };
-  #sending = false;
+  /** The connection a send is in flight on (a new connection need not wait for a dead one). */
+  #sendingOn: pg.Client | undefined;
 
   private constructor(options: PgTransportOptions, Client: typeof pg.Client) {
     this.#options = options;
@@ -117,6 +126,7 @@ export class PgTransport implements Transport {
     this.#replyChannel = `cbe_r${this.#id}`;
     this.#broadcastChannel = channelOf(options.prefix, '*rebalance');
     this.#channels.add(this.#replyChannel);
+    if (options.node !== undefined) this.#channels.add(channelOf(options.prefix, options.node));
   }
 
   /**
@@ -194,15 +204,29 @@ export class PgTransport implements Transport {
   #listen(channel: string): void {
     if (this.#channels.has(channel)) return;
     this.#channels.add(channel);
-    this.#client?.query(`LISTEN "${channel}"`).catch(() => {
-      // A broken connection is handled by #lost; the next connect LISTENs again.
-    });
+    const client = this.#client;
+    if (!client) return;
+    this.#listened = Promise.all([
+      this.#listened,
+      client.query(`LISTEN "${channel}"`).then(
+        () => {},
+        () => {
+          // A broken connection is handled by #lost; the next connect LISTENs again.
+        },
+      ),
+    ]).then(() => {});
+  }
+
+  /** Resolves once every channel asked for so far is LISTENed on (or the connection broke). */
+  listening(): Promise<void> {
+    return Promise.all([this.#listened, this.#connecting]).then(() => {});
   }
 
   serve(node: string, handler: RequestHandler): void {
     const channel = channelOf(this.#options.prefix, node);
     this.#handlers.set(channel, handler);
     this.#listen(channel);
+    for (const e of this.#early.splice(0)) this.#handle(e.channel, e.corr, e.reply, e.text);
   }
 
   request(node: string, payload: string, timeoutMs: number): Promise<string> {
@@ -288,10 +312,10 @@ export class PgTransport implements Transport {
   /** Sends everything queued in one statement, unless a send is in flight (then after it). */
   #flush(): void {
     const client = this.#client;
-    if (this.#sending || !client || this.#outbox.settle.length === 0) return;
+    if (!client || this.#sendingOn === client || this.#outbox.settle.length === 0) return;
     const box = this.#outbox;
     this.#outbox = { channels: [], payloads: [], settle: [] };
-    this.#sending = true;
+    this.#sendingOn = client;
     const sql =
       box.payloads.length === 1
         ? 'SELECT pg_notify($1, $2)'
@@ -300,12 +324,12 @@ export class PgTransport implements Transport {
       box.payloads.length === 1 ? [box.channels[0], box.payloads[0]] : [box.channels, box.payloads];
     client.query(sql, params).then(
       () => {
-        this.#sending = false;
+        if (this.#sendingOn === client) this.#sendingOn = undefined;
         for (const s of box.settle) s();
         this.#flush();
       },
       (err: unknown) => {
-        this.#sending = false;
+        if (this.#sendingOn === client) this.#sendingOn = undefined;
         for (const s of box.settle) s(toError(err));
         this.#flush();
       },
@@ -360,19 +384,26 @@ export class PgTransport implements Transport {
       p.resolve(text);
       return;
     }
-    if (kind === 'q') {
-      const handler = this.#handlers.get(channel);
-      if (!handler) return;
-      handler(text).then(
-        (answer) =>
-          this.#send(reply, 'a', corr, '-', answer).catch(() => {
-            // The requester times out and the cluster queues the report durably.
-          }),
-        () => {
-          // The handler answers its own errors; nothing to send if it threw anyway.
-        },
-      );
+    if (kind === 'q') this.#handle(channel, corr, reply, text);
+  }
+
+  /** Runs a request's handler and sends its answer. */
+  #handle(channel: string, corr: string, reply: string, text: string): void {
+    const handler = this.#handlers.get(channel);
+    if (!handler) {
+      // LISTENed at connect for the node, served a moment later: keep a few until then.
+      if (this.#early.length < 1000) this.#early.push({ channel, corr, reply, text });
+      return;
     }
+    handler(text).then(
+      (answer) =>
+        this.#send(reply, 'a', corr, '-', answer).catch(() => {
+          // The requester times out and the cluster queues the report durably.
+        }),
+      () => {
+        // The handler answers its own errors; nothing to send if it threw anyway.
+      },
+    );
   }
 
   #dropStalePartials(): void {
