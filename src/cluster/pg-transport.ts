@@ -31,8 +31,14 @@ export const PG_NOTIFY_CHUNK_BYTES = 7900;
 
 /** How long parts of a message that never completed are kept (a sender that broke off). */
 const PARTIAL_TTL_MS = 60_000;
-/** Wait before reconnecting after the connection broke (doubling, capped). */
-const RECONNECT_MS = [100, 250, 500, 1000, 2000] as const;
+/**
+ * Wait before reconnecting after the connection broke (growing, capped). Short: while this
+ * replica is not LISTENing, requests for its callbacks go unanswered until forwardTimeout, and
+ * a refused connection costs the server nothing.
+ */
+const RECONNECT_MS = [50, 100, 250, 500] as const;
+/** Longest wait for a connection to open (a server that accepts but does not answer). */
+const CONNECT_TIMEOUT_MS = 5000;
 
 /** The channel of a name within a cluster prefix: `cbe_` and 40 hex characters. */
 export function channelOf(prefix: string, name: string): string {
@@ -150,6 +156,8 @@ export class PgTransport implements Transport {
       const client = new this.#Client({
         connectionString: this.#options.connectionString,
         application_name: this.#options.name,
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        keepAlive: true,
         ...(this.#options.synchronousCommit ? {} : { options: '-c synchronous_commit=off' }),
       });
       client.on('error', (err) => this.#lost(client, err));
