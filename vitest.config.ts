@@ -11,11 +11,14 @@ export default defineConfig({
       { find: /^callback-engine\/dashboard$/, replacement: src('observe/index.ts') },
       { find: /^callback-engine\/sqlite$/, replacement: src('store/sqlite.ts') },
       { find: /^callback-engine\/metrics$/, replacement: src('observe/metrics.ts') },
+      { find: /^callback-engine\/client$/, replacement: src('client/index.ts') },
       { find: /^callback-engine$/, replacement: src('index.ts') },
     ],
   },
   test: {
     include: ['test/**/*.test.ts'],
+    // PG_URL, else the local server, else one embedded PostgreSQL for the whole run.
+    globalSetup: ['test/setup/postgres.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
   },

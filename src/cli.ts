@@ -36,9 +36,9 @@ const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
             run the engine in a child process on a SQLite file, SIGKILL it under HTTP load, restart it
             on the same file, print the recovery time and check every acknowledged update is there
   demo --replicas N
-            run N engine processes on one PostgreSQL schema (CBE_PG, default
-            postgres://postgres@127.0.0.1:5432/test) with NATS forwarding (CBE_NATS, default
-            nats://127.0.0.1:4222), send ordered reports round-robin across them, SIGKILL one
+            run N engine processes on one PostgreSQL schema (PG_URL, default
+            postgres://postgres@127.0.0.1:5432/test) forwarding over NATS where it answers
+            (CBE_NATS, default nats://127.0.0.1:4222) or else over PostgreSQL, send ordered reports round-robin across them, SIGKILL one
             mid-run, print the takeover time and check every acknowledged report was applied
             exactly once and in order (default 400 callbacks × 20 reports)
   ls        list the callbacks of a SQLite store file (offline, read-only), oldest first, 50 a page

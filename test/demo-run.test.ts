@@ -42,7 +42,8 @@ describe('npm start -- --crash (the crash demo)', () => {
 });
 
 describe('npm start -- --replicas 3 (the cluster demo)', () => {
-  // PostgreSQL and NATS run on every machine of this project, CI's included (.ci/run starts them).
+  // PostgreSQL: PG_URL, the local server, or the run's embedded one (test/setup/postgres.ts).
+  // The replicas forward over NATS where it answers, else over PostgreSQL.
   it('runs three engine processes on PostgreSQL, SIGKILLs one, and loses nothing', async () => {
     const { stdout } = await promisify(execFile)(
       'npm',

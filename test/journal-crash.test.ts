@@ -24,7 +24,7 @@ import {
   type ChildStore,
   type JournalChild,
 } from './harness/journal-runner.js';
-import { listening, PG, PgFixture } from './helpers/postgres.js';
+import { PgFixture, pgAvailable } from './helpers/postgres.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cbe-journal-crash-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,8 +39,6 @@ const reportsWith = (h: readonly HistoryEntry[], seq: number) =>
   h.filter((e) => e.kind === 'reported' && e.outcome === 'applied' && e.data?.seq === seq);
 const completed = (h: readonly HistoryEntry[], step: string) =>
   h.filter((e) => e.kind === 'stepCompleted' && e.step === step);
-
-const pgAvailable = (await listening(PG, 5432)) || process.env.CI === 'true';
 
 type Mode = 'sqlite' | 'postgres restart' | 'postgres takeover';
 const modes: Mode[] = [

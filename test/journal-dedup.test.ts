@@ -14,7 +14,7 @@ import {
 import { sqliteStore } from '../src/store/sqlite.js';
 import { DurableFixture, turn } from './helpers/durable.js';
 import { makeEngine } from './helpers/engine.js';
-import { listening, PG, PgFixture } from './helpers/postgres.js';
+import { PgFixture, pgAvailable } from './helpers/postgres.js';
 
 const keyed = (
   engine: CallbackEngine,
@@ -170,8 +170,6 @@ describe('deduplication keys', () => {
     expect(() => makeEngine({ dedupWindow: 'PT0S' })).toThrow(/longer than zero/);
   });
 });
-
-const pgAvailable = (await listening(PG, 5432)) || process.env.CI === 'true';
 
 describe.skipIf(!pgAvailable)('deduplication keys with several replicas (PostgreSQL)', () => {
   const pg = new PgFixture();

@@ -3,8 +3,9 @@
  * before the 202; claimed in arrival order by a create on any replica; removed with the applied
  * reports' effects; bounded per anchor against the table (no overshoot with concurrent holds on
  * two replicas); expired and counted on the engine clock; a held row whose callback exists
- * without having claimed it is applied, not expired. Needs PostgreSQL (CBE_PG); two replicas run
- * in this process, forwarding over NATS (each test its own schema, dropped afterwards).
+ * without having claimed it is applied, not expired. Needs PostgreSQL (PG_URL); two replicas run
+ * in this process, forwarding over NATS where it answers, else over PostgreSQL (each test its own
+ * schema, dropped afterwards).
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
@@ -17,10 +18,9 @@ import {
 import { serve } from '../src/http/index.js';
 import { rejection } from './helpers/engine.js';
 import { MACHINE_VERSION } from '../src/lifecycle/persist.js';
-import { NATS, PG, PgFixture, listening, writeV1Schema } from './helpers/postgres.js';
+import { natsAvailable, PgFixture, pgAvailable, writeV1Schema } from './helpers/postgres.js';
 
-const available =
-  ((await listening(PG, 5432)) && (await listening(NATS, 4222))) || process.env.CI === 'true';
+const available = pgAvailable;
 
 const SHARDS = 8;
 const poll = { timeout: 10_000, interval: 25 };
@@ -67,9 +67,9 @@ function open(
 
 /** Replicas a and b, ready, holding half of the shards each. */
 async function pair(clock: SimulatedClock, early: object = {}) {
-  const a = open('a', clock, early, true);
+  const a = open('a', clock, early, natsAvailable);
   await a.ready();
-  const b = open('b', clock, early, true);
+  const b = open('b', clock, early, natsAvailable);
   await b.ready();
   await vi.waitFor(() => {
     expect(a.stats().cluster?.shards).toBe(SHARDS / 2);

@@ -20,7 +20,7 @@ import {
 } from '../src/store/sqlite/store.js';
 import { DurableFixture, report, turn } from './helpers/durable.js';
 import { rejection } from './helpers/engine.js';
-import { listening, PG, PgFixture } from './helpers/postgres.js';
+import { PgFixture, pgAvailable } from './helpers/postgres.js';
 
 const MIN = 60_000;
 
@@ -295,8 +295,6 @@ describe('pending step retries in the SQLite store', () => {
     expect(row(path, cb.id).retry).toBeUndefined();
   });
 });
-
-const pgAvailable = (await listening(PG, 5432)) || process.env.CI === 'true';
 
 describe.skipIf(!pgAvailable)('pending step retries in the PostgreSQL store', () => {
   const fx = new PgFixture();

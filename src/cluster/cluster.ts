@@ -18,6 +18,7 @@ import { CallbackEngineError, LeaseLostError, StoreUnavailableError, toError } f
 import type { PostgresStore } from '../store/postgres.js';
 import { shardOf } from '../store/shards.js';
 import type { ClusterStats } from '../types.js';
+import { PgTransport } from './pg-transport.js';
 import { NatsTransport, type Transport } from './transport.js';
 
 /** A request one replica sends the owner of a callback. */
@@ -163,23 +164,31 @@ export class Cluster {
    */
   async start(host: ClusterHost): Promise<void> {
     this.#host = host;
+    // Forwarding: NATS when configured (faster), else LISTEN/NOTIFY on the store's database.
     const nats = this.#settings.nats;
-    if (nats) {
-      try {
-        this.#transport = await NatsTransport.connect(
-          nats.servers,
-          this.#settings.subject,
-          `callback-engine:${this.#node}`,
-        );
-      } catch (err) {
-        throw new StoreUnavailableError(
-          `cannot connect to NATS (${String(nats.servers)}): ${toError(err).message}`,
-          { cause: err },
-        );
-      }
-      this.#transport.serve(this.#node, (payload) => this.#onRequest(payload));
-      this.#transport.onBroadcast(() => this.#kick());
+    try {
+      this.#transport = nats
+        ? await NatsTransport.connect(
+            nats.servers,
+            this.#settings.subject,
+            `callback-engine:${this.#node}`,
+          )
+        : await PgTransport.connect({
+            connectionString: this.#store.connectionString,
+            prefix: this.#settings.subject,
+            name: `callback-engine:${this.#node}:forward`,
+            node: this.#node,
+          });
+    } catch (err) {
+      throw new StoreUnavailableError(
+        nats
+          ? `cannot connect to NATS (${String(nats.servers)}): ${toError(err).message}`
+          : `cannot open the forwarding connection to ${this.#store.name}: ${toError(err).message}`,
+        { cause: err },
+      );
     }
+    this.#transport.serve(this.#node, (payload) => this.#onRequest(payload));
+    this.#transport.onBroadcast(() => this.#kick());
     // The others give up their excess at their next round (a broadcast hurries them): wait for
     // a share that long, then run with what there is (a cluster with more replicas than shards).
     const renew = this.#settings.renewIntervalMs;

@@ -6,8 +6,9 @@
  * through the surviving replicas that every acknowledged report was applied
  * exactly once and in order.
  *
- * Needs PostgreSQL (`CBE_PG`, default postgres://postgres@127.0.0.1:5432/test)
- * and NATS (`CBE_NATS`, default nats://127.0.0.1:4222).
+ * Needs PostgreSQL (`PG_URL`, default postgres://postgres@127.0.0.1:5432/test).
+ * The replicas forward over NATS when it answers (`CBE_NATS`, default
+ * nats://127.0.0.1:4222), else over PostgreSQL.
  *
  * @module
  */
@@ -64,7 +65,7 @@ function redact(url: string): string {
  * Runs the cluster demo.
  *
  * @returns the number of acknowledged reports lost, duplicated or out of order (must be 0).
- * @throws if PostgreSQL or NATS cannot be reached, or a replica does not start.
+ * @throws if PostgreSQL (or NATS, when asked for) cannot be reached, or a replica does not start.
  */
 export async function runReplicasDemo(options: ReplicasDemoOptions = {}): Promise<number> {
   const count = options.replicas ?? 3;
@@ -74,14 +75,18 @@ export async function runReplicasDemo(options: ReplicasDemoOptions = {}): Promis
   const leaseTtl = options.leaseTtl ?? 2000;
   const renew = options.renew ?? 500;
   const forwardTimeout = options.forwardTimeout ?? 1000;
-  const pg = options.pg ?? process.env.CBE_PG ?? DEFAULT_PG;
-  const nats = options.nats ?? process.env.CBE_NATS ?? DEFAULT_NATS;
+  const pg = options.pg ?? (process.env.PG_URL || process.env.CBE_PG || DEFAULT_PG);
   const log = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   if (count < 2) throw new Error('--replicas must be at least 2 (one of them is killed)');
   if (!(await listening(pg, 5432)))
-    throw new Error(`PostgreSQL is not reachable at ${redact(pg)} (set CBE_PG)`);
-  if (!(await listening(nats, 4222)))
-    throw new Error(`NATS is not reachable at ${nats} (set CBE_NATS)`);
+    throw new Error(`PostgreSQL is not reachable at ${redact(pg)} (set PG_URL)`);
+  // NATS when given or answering at its default address; else the replicas forward over PostgreSQL.
+  let nats = options.nats ?? process.env.CBE_NATS ?? DEFAULT_NATS;
+  if (nats !== 'none' && !(await listening(nats, 4222))) {
+    if (options.nats !== undefined || process.env.CBE_NATS)
+      throw new Error(`NATS is not reachable at ${nats} (set CBE_NATS, or 'none')`);
+    nats = 'none';
+  }
 
   // Loaded here: it needs the PostgreSQL client, which the other demos do not.
   const { dropSchema } = await import('../store/postgres.js');
@@ -90,7 +95,7 @@ export async function runReplicasDemo(options: ReplicasDemoOptions = {}): Promis
   let replicas: Replica[] = [];
   try {
     log(
-      `callback-engine cluster demo: ${count} engine processes on PostgreSQL ${redact(pg)} schema ${schema}, NATS ${nats}`,
+      `callback-engine cluster demo: ${count} engine processes on PostgreSQL ${redact(pg)} schema ${schema}, forwarding over ${nats === 'none' ? 'PostgreSQL (no NATS)' : `NATS ${nats}`}`,
     );
     log(
       `lease TTL ${fmt(leaseTtl)} ms, renewal every ${fmt(renew)} ms, forward timeout ${fmt(forwardTimeout)} ms`,

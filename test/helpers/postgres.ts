@@ -13,11 +13,45 @@ import {
 import { shardOf } from '../../src/store/shards.js';
 import { SECRET } from './engine.js';
 
-/** The PostgreSQL server of these tests (trust auth). */
-export const PG = process.env.CBE_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
+/**
+ * The PostgreSQL server of these tests: `PG_URL` (or its older name `CBE_PG`), else the local
+ * server. When neither is set and nothing answers locally, test/setup/postgres.ts starts an
+ * embedded server for the run and sets `PG_URL` before any test file loads.
+ */
+export const PG = pgUrl() ?? 'postgres://postgres@127.0.0.1:5432/test';
 /** The NATS server of these tests. */
-export const NATS = process.env.CBE_NATS ?? 'nats://127.0.0.1:4222';
-export { listening } from '../../src/demo/replicas.js';
+export const NATS = process.env.CBE_NATS || 'nats://127.0.0.1:4222';
+import { listening } from '../../src/demo/replicas.js';
+export { listening };
+
+/** Whether PostgreSQL answers (else the suites that need it are skipped, with a notice). */
+export const pgAvailable = (await listening(PG, 5432)) || process.env.CI === 'true';
+/**
+ * Whether NATS answers. Without it, replicas forward over PostgreSQL, and the tests that are
+ * about NATS itself are skipped with a printed notice.
+ */
+export const natsAvailable = await listening(NATS, 4222);
+
+/** `PG_URL`, else `CBE_PG`; an empty value counts as unset. */
+export function pgUrl(): string | undefined {
+  return process.env.PG_URL || process.env.CBE_PG || undefined;
+}
+
+/** Prints why a suite does not run or runs otherwise (a skipped suite must say so). */
+export function notice(what: string, why: string, tag: 'skipped' | 'notice' = 'skipped'): void {
+  process.stderr.write(`\n[${tag}] ${what}: ${why}\n`);
+}
+if (!pgAvailable)
+  notice(
+    'PostgreSQL suites',
+    `nothing answers at ${PG.replace(/\/\/[^@/]*@/, '//')} (set PG_URL, or let npm test start an embedded server)`,
+  );
+if (!natsAvailable)
+  notice(
+    'NATS forwarding',
+    `nothing answers at ${NATS}: replicas in these tests forward over PostgreSQL instead`,
+    'notice',
+  );
 
 /** Lease settings small enough for fast tests (renewInterval at most half of leaseTtl). */
 export const TTL = 2000;
@@ -25,7 +59,7 @@ export const RENEW = 500;
 
 /** Options of {@link PgFixture.engine}: the store's cluster settings and the engine's own. */
 export interface ReplicaOptions {
-  /** Use NATS forwarding. @default true */
+  /** Forward over NATS (else over PostgreSQL). @default whether NATS answers */
   nats?: boolean;
   store?: Partial<Omit<PostgresStoreOptions, 'connectionString' | 'schema' | 'nats'>>;
   engine?: CallbackEngineOptions;
@@ -63,7 +97,7 @@ export class PgFixture {
         leaseTtl: TTL,
         renewInterval: RENEW,
         maxConnections: 4,
-        ...(options.nats === false ? {} : { nats: { servers: NATS } }),
+        ...((options.nats ?? natsAvailable) ? { nats: { servers: NATS } } : {}),
         ...options.store,
       }),
       ...options.engine,

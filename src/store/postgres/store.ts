@@ -74,8 +74,10 @@ export interface PostgresStoreOptions {
   /** How long a forwarded report waits for its owner before it is queued durably. @default 2000 */
   forwardTimeout?: number | string;
   /**
-   * The forwarding transport: NATS request-reply. Without it, a report for a callback another
-   * replica owns is queued durably (202) and applied by its owner from the inbox.
+   * The forwarding transport: NATS request-reply. Without it, replicas forward to each other
+   * over PostgreSQL LISTEN/NOTIFY on one extra connection each (slower than NATS, see the
+   * benchmarks). Either way, a report whose owner does not answer in time is queued durably
+   * (202) and applied by the owner from the inbox.
    */
   nats?: { servers: string | string[] } | undefined;
   /** Connections in the pool. @default 8 */
@@ -192,6 +194,11 @@ export class PostgresStore implements DurableStore {
       // not a URL: keep the generic name (never print credentials)
     }
     this.name = `${where}#${options.schema}`;
+  }
+
+  /** The connection string (the forwarding transport opens its own connection with it). */
+  get connectionString(): string {
+    return this.#url;
   }
 
   /** The connection pool (open). */
@@ -1149,8 +1156,9 @@ function settings(options: PostgresStoreOptions): ClusterSettings {
  * service: engines with distinct `node` names and the same `secrets` on one
  * schema form a cluster. Each callback belongs to one of `shards` shards,
  * leased by one replica at a time; every commit is fenced by its leases.
- * Needs the package `pg` (node-postgres 8.x), loaded when the store opens, and
- * for forwarding between replicas the package `nats`.
+ * Needs the package `pg` (node-postgres 8.x), loaded when the store opens;
+ * replicas forward reports to each other over PostgreSQL, or over NATS (the
+ * package `nats`) when `nats` is set.
  *
  * @param options - connection, schema and cluster settings.
  * @returns the store, for `createCallbackEngine({ store })`.
