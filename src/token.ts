@@ -55,11 +55,30 @@ export const WRAPPED_PREFIX = Buffer.from('{"useTransport":true,', 'utf8').toStr
 const WRAPPED_KEY_LABEL = 'callback-engine wrapped token v1';
 
 const BASE64URL_RE = /^[A-Za-z0-9_-]+$/;
+/** Any base64 spelling (either alphabet, optional padding): decoded, but only canonical ones verify. */
+const ANY_BASE64_RE = /^[A-Za-z0-9_+/-]+={0,2}$/;
 const SIG_BYTES = 32;
 
 /**
+ * Decoded fields of tokens that were not in their canonical encoding (the exact bytes
+ * {@link TokenCodec.mint} produces: base64url without padding of
+ * `{"node","anchor","id","sig"}` as `JSON.stringify` writes it). They decode, so routing by
+ * node and anchor still works, but they never verify: one callback has one token, so a map keyed
+ * by token cannot be split by alternative spellings of it.
+ */
+const NON_CANONICAL = new WeakSet<CallbackTokenFields>();
+
+/** The canonical JSON text of a plain token's fields. */
+function plainJson(node: string, anchor: string, id: string, sig: string): string {
+  return JSON.stringify({ node, anchor, id, sig });
+}
+
+/**
  * Decodes a token's fields without checking its signature. Use it to route a
- * token to its node; never to trust one.
+ * token to its node; never to trust one. Another spelling of a token (standard
+ * base64 or padding, other JSON key order, whitespace or escapes, extra fields)
+ * decodes too, but never verifies: a token is accepted only in the exact
+ * encoding the engine minted.
  *
  * @param token - the encoded token.
  * @returns the fields, or `undefined` if `token` is not a well-formed token.
@@ -67,13 +86,17 @@ const SIG_BYTES = 32;
 export function decodeToken(token: unknown): CallbackTokenFields | undefined {
   if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH)
     return undefined;
-  if (!BASE64URL_RE.test(token)) return undefined;
+  let canonical = BASE64URL_RE.test(token);
+  if (!canonical && !ANY_BASE64_RE.test(token)) return undefined;
   let parsed: unknown;
+  let text: string;
   try {
-    const bytes = Buffer.from(token, 'base64url');
-    // Only the canonical encoding is a token: trailing or padding junk that decodes the same is an alteration.
-    if (bytes.toString('base64url') !== token) return undefined;
-    parsed = JSON.parse(bytes.toString('utf8'));
+    // The base64 decoder reads both alphabets, with or without padding.
+    const bytes = Buffer.from(token, 'base64');
+    // Trailing bits or junk that decode the same are an alteration, not the token.
+    if (canonical && bytes.toString('base64url') !== token) canonical = false;
+    text = bytes.toString('utf8');
+    parsed = JSON.parse(text);
   } catch {
     return undefined;
   }
@@ -96,6 +119,8 @@ export function decodeToken(token: unknown): CallbackTokenFields | undefined {
     if (!Array.isArray(f.transport)) return undefined;
     fields.transport = f.transport;
   }
+  // Wrapped tokens are checked whole by verifyWrapped(); as plain tokens they never verify.
+  if (!canonical || text !== plainJson(f.node, f.anchor, f.id, f.sig)) NON_CANONICAL.add(fields);
   return fields;
 }
 
@@ -143,21 +168,27 @@ export class TokenCodec {
    */
   mint(anchor: string, id: string): string {
     const sig = this.#sign(this.#keys[0]!, this.node, anchor, id).toString('base64url');
-    return Buffer.from(JSON.stringify({ node: this.node, anchor, id, sig }), 'utf8').toString(
-      'base64url',
-    );
+    return Buffer.from(plainJson(this.node, anchor, id, sig), 'utf8').toString('base64url');
   }
 
   /**
-   * Checks a decoded token's signature against every secret, in constant time.
+   * Checks a decoded token's signature against every secret, in constant time. Fields decoded
+   * from a token that was not in its canonical encoding never verify (see {@link decodeToken}).
    *
-   * @returns `true` if it was signed by this node with one of its secrets.
+   * @returns `true` if it was signed by this node with one of its secrets, and spelled as minted.
    */
   verify(fields: CallbackTokenFields): boolean {
-    if ((!this.#anyNode && fields.node !== this.node) || !BASE64URL_RE.test(fields.sig))
+    if (
+      NON_CANONICAL.has(fields) ||
+      fields.useTransport !== undefined ||
+      fields.transport !== undefined ||
+      (!this.#anyNode && fields.node !== this.node) ||
+      !BASE64URL_RE.test(fields.sig)
+    )
       return false;
     const given = Buffer.from(fields.sig, 'base64url');
-    if (given.length !== SIG_BYTES) return false;
+    // 43 characters carry 258 bits: only the spelling whose 2 spare bits are zero is the signature.
+    if (given.length !== SIG_BYTES || given.toString('base64url') !== fields.sig) return false;
     let ok = false;
     // Check every key (no early exit) so timing does not reveal which key matched.
     for (const key of this.#keys) {
