@@ -23,15 +23,38 @@ import type { ErrorBody } from './respond.js';
 /** How often `close()` looks for keep-alive connections that became idle. */
 const CLOSE_SWEEP_MS = 25;
 
+/**
+ * How often node:http looks for requests past their headers or request timeout. Node checks every
+ * 30 s by default, so a 10 s headers timeout could take up to 40 s to fire; a tenth of the
+ * shortest timeout (at most 1 s, at least 50 ms) keeps each within 10 % of its value.
+ */
+export function connectionsCheckingIntervalMs(
+  headersTimeout: number,
+  requestTimeout: number,
+): number {
+  const shortest = Math.min(...[headersTimeout, requestTimeout].filter((t) => t > 0));
+  if (!Number.isFinite(shortest)) return 1000;
+  return Math.min(1000, Math.max(50, Math.floor(shortest / 10)));
+}
+
 /** Options of {@link serve}: the handler's options plus the server's. */
 export interface ServeOptions extends DispatchHandlerOptions {
   /** TCP port; `0` picks a free one. @default 0 */
   port?: number;
   /** Interface to listen on; `'0.0.0.0'` or `'::'` for all. @default '127.0.0.1' */
   host?: string;
-  /** Longest time to receive a whole request (headers and body); 408 after. @default 30000 */
+  /**
+   * Longest time to receive a whole request (headers and body), from its first byte; 408 and the
+   * connection is closed after (within a tenth of it, at most 1 s, later). `0` turns it off.
+   * @default 30000
+   */
   requestTimeoutMs?: number;
-  /** Longest time to receive the request headers; 408 after. Not above `requestTimeoutMs`. @default 10000 */
+  /**
+   * Longest time to receive the request headers, from the request's first byte; 408 and the
+   * connection is closed after (within a tenth of it, at most 1 s, later). Not above
+   * `requestTimeoutMs`.
+   * @default 10000
+   */
   headersTimeoutMs?: number;
   /**
    * How long an idle keep-alive connection stays open. Behind a load balancer,
@@ -155,7 +178,12 @@ export async function serve(
   const limit = handlerOptions.maxBodyBytes ?? HTTP_DEFAULTS.maxBodyBytes;
 
   const server = createServer(
-    { requestTimeout, headersTimeout, keepAliveTimeout: keepAlive },
+    {
+      requestTimeout,
+      headersTimeout,
+      keepAliveTimeout: keepAlive,
+      connectionsCheckingInterval: connectionsCheckingIntervalMs(headersTimeout, requestTimeout),
+    },
     handler,
   );
   server.on('clientError', onClientError);
