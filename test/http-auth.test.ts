@@ -51,9 +51,12 @@ describe('bearer auth', () => {
     expect(r.status).toBe(401);
   });
 
-  it('leaves /openapi.json public and describes the scheme there', async () => {
+  it('puts /openapi.json behind the same auth, and describes the scheme there', async () => {
     const { url } = await start({ auth: { bearer: 'current-token' } });
-    const r = await fetch(`${url}/openapi.json`);
+    expect((await fetch(`${url}/openapi.json`)).status).toBe(401);
+    const r = await fetch(`${url}/openapi.json`, {
+      headers: { authorization: 'Bearer current-token' },
+    });
     expect(r.status).toBe(200);
     const doc = (await r.json()) as { components: { securitySchemes: Record<string, unknown> } };
     expect(doc.components.securitySchemes.bearer).toEqual({ type: 'http', scheme: 'bearer' });

@@ -380,12 +380,14 @@ export function createOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocu
       [`${base}/openapi.json`]: {
         get: {
           operationId: 'openApi',
-          summary: 'This document',
+          summary: 'This document (behind the same auth as every other route)',
+          ...secured,
           responses: {
             '200': {
               description: 'The OpenAPI document.',
               content: jsonContent({ type: 'object' }),
             },
+            ...(security.length > 0 ? { '401': ERROR_RESPONSES['401'] } : {}),
           },
         },
       },

@@ -9,7 +9,11 @@ import { InvalidArgumentError } from '../errors.js';
 import { checkKnownKeys } from '../keys.js';
 import type { ResolvedHmac } from './auth.js';
 
-/** Optional authentication of every dispatch route (`/openapi.json` stays public). */
+/**
+ * Optional authentication of every route of the service, for every method: the dispatch routes,
+ * `/openapi.json`, and the dashboard and `/metrics` mounted with it (unless they are given auth
+ * of their own).
+ */
 export interface DispatchAuthOptions {
   /**
    * Accepted bearer tokens (`Authorization: Bearer ...`); several allow rotation.

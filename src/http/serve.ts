@@ -15,7 +15,7 @@ import {
 import type { AddressInfo, Socket } from 'node:net';
 import type { CallbackEngine } from '../engine.js';
 import { InvalidArgumentError } from '../errors.js';
-import { createDispatchHandler } from './handler.js';
+import { createDispatchHandler, type DispatchHandler } from './handler.js';
 import { checkKnownKeys } from '../keys.js';
 import { HANDLER_OPTION_KEYS, HTTP_DEFAULTS, type DispatchHandlerOptions } from './options.js';
 import type { ErrorBody } from './respond.js';
@@ -64,6 +64,15 @@ export interface ServeOptions extends DispatchHandlerOptions {
   keepAliveTimeoutMs?: number;
   /** On `close()`, how long in-flight requests may finish before their connections are cut. @default 5000 */
   closeTimeoutMs?: number;
+  /**
+   * Mounts more of the service in front of the dispatch routes: gets the dispatch handler and
+   * returns the handler to serve, e.g. `(h) => withDashboard(withMetrics(h, metrics), monitor)`.
+   * Those parts take the dispatch routes' auth (unless given their own).
+   * @default none: the dispatch routes only
+   */
+  wrap?: (
+    handler: DispatchHandler,
+  ) => (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
 }
 
 const SERVE_OPTION_KEYS: readonly string[] = Object.freeze([
@@ -74,6 +83,7 @@ const SERVE_OPTION_KEYS: readonly string[] = Object.freeze([
   'headersTimeoutMs',
   'keepAliveTimeoutMs',
   'closeTimeoutMs',
+  'wrap',
 ]);
 
 /** A running standalone service. */
@@ -127,7 +137,8 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
  * Starts the Dispatch Callback Service as a standalone server.
  *
  * @param engine - the engine to dispatch to.
- * @param options - port, host, timeouts, and every {@link DispatchHandlerOptions} option.
+ * @param options - port, host, timeouts, `wrap` (the dashboard, metrics), and every
+ *   {@link DispatchHandlerOptions} option.
  * @returns once listening: the URL and `close()`.
  * @throws `InvalidArgumentError` (rejects) for an invalid option; the listen error if the port is taken.
  * @example
@@ -151,8 +162,13 @@ export async function serve(
     headersTimeoutMs,
     keepAliveTimeoutMs,
     closeTimeoutMs,
+    wrap,
     ...handlerOptions
   } = options;
+  if (wrap !== undefined && typeof wrap !== 'function')
+    throw new InvalidArgumentError(
+      `options.wrap must be a function from the dispatch handler to a request handler (got ${typeof wrap})`,
+    );
   if (!Number.isSafeInteger(port) || port < 0 || port > 65_535) {
     throw new InvalidArgumentError(
       `options.port must be an integer from 0 to 65535 (got ${String(port)})`,
@@ -174,7 +190,12 @@ export async function serve(
   }
   const keepAlive = ms('keepAliveTimeoutMs', keepAliveTimeoutMs, 5_000);
   const grace = ms('closeTimeoutMs', closeTimeoutMs, 5_000);
-  const handler = createDispatchHandler(engine, handlerOptions);
+  const dispatch = createDispatchHandler(engine, handlerOptions);
+  const handler = wrap === undefined ? dispatch : wrap(dispatch);
+  if (typeof handler !== 'function')
+    throw new InvalidArgumentError(
+      `options.wrap must return a request handler (got ${typeof handler})`,
+    );
   const limit = handlerOptions.maxBodyBytes ?? HTTP_DEFAULTS.maxBodyBytes;
 
   const server = createServer(
