@@ -35,6 +35,7 @@ export {
   ParentNotFoundError,
   PayloadTooLargeError,
   PoolSaturatedError,
+  SecretMismatchError,
   StepTimeoutError,
   StoreIncompatibleError,
   StoreLockedError,

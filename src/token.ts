@@ -54,6 +54,9 @@ export const WRAPPED_PREFIX = Buffer.from('{"useTransport":true,', 'utf8').toStr
 /** What signing keys of wrapped tokens are derived with: never the plain tokens' keys. */
 const WRAPPED_KEY_LABEL = 'callback-engine wrapped token v1';
 
+/** What a key's fingerprint is the HMAC of: a fixed label, so it names the key without revealing it. */
+const FINGERPRINT_LABEL = 'callback-engine key fingerprint v1';
+
 const BASE64URL_RE = /^[A-Za-z0-9_-]+$/;
 /** Any base64 spelling (either alphabet, optional padding): decoded, but only canonical ones verify. */
 const ANY_BASE64_RE = /^[A-Za-z0-9_+/-]+={0,2}$/;
@@ -124,10 +127,63 @@ export function decodeToken(token: unknown): CallbackTokenFields | undefined {
   return fields;
 }
 
+/**
+ * The fingerprint of a signing key: hex HMAC-SHA256 of a fixed label under the key. Equal keys
+ * have equal fingerprints; the key cannot be recovered from it (it is as safe to store as any
+ * token, which is an HMAC under the same key too).
+ *
+ * @param secret - one of the engine's `secrets`.
+ * @returns 64 hex characters.
+ */
+export function keyFingerprint(secret: string | Buffer | KeyObject): string {
+  return createHmac('sha256', secret).update(FINGERPRINT_LABEL).digest('hex');
+}
+
+/** A replica's keys as fingerprints, in `secrets` order: the first signs, all verify. */
+export interface KeyringPeer {
+  /** How a message names it, e.g. `replica "orders-a"`. */
+  readonly name: string;
+  readonly fingerprints: readonly string[];
+}
+
+const short = (fp: string | undefined): string => (fp ?? '').slice(0, 8);
+
+/**
+ * Whether a replica with keys `mine` may join replicas with keys `peers` (the keys last recorded
+ * for their schema, and every live replica's): each side must verify the tokens the other signs,
+ * i.e. every signing key is among the other side's keys. Extra verify-only keys on either side do
+ * not matter. This makes a rolling rotation safe in three steps, each a restart of every replica:
+ * add the new secret after the current one (verify only), then put it first (it signs), then drop
+ * the old one; a replica that skips a step while another is still a step behind is refused.
+ *
+ * @param mine - this replica's fingerprints (the first signs).
+ * @param peers - the others.
+ * @returns `undefined` when it may join, else why not and what to do, naming keys by the first 8
+ *   hex characters of their fingerprints.
+ */
+export function keyringMismatch(
+  mine: readonly string[],
+  peers: readonly KeyringPeer[],
+): string | undefined {
+  const rotate =
+    'To rotate secrets, change every replica in three steps, each a restart of every replica: add the new secret after the current one (it only verifies), then put it first (it signs), then drop the old one.';
+  const keys = (list: readonly string[]) => list.map(short).join(', ');
+  for (const peer of peers) {
+    const theirs = peer.fingerprints[0];
+    if (theirs !== undefined && !mine.includes(theirs))
+      return `the secrets of this replica do not match: ${peer.name} signs tokens with key ${short(theirs)}, which is not among this replica's keys (${keys(mine)}), so its callbacks would be answered notFound here. Give every replica of a schema the same secrets (the same list, in the same order). ${rotate}`;
+    if (!peer.fingerprints.includes(mine[0]!))
+      return `the secrets of this replica do not match: it would sign tokens with key ${short(mine[0])}, which ${peer.name} cannot verify (its keys: ${keys(peer.fingerprints)}), so its callbacks would be answered notFound there. Give every replica of a schema the same secrets (the same list, in the same order). ${rotate}`;
+  }
+  return undefined;
+}
+
 /** Mints and verifies the tokens of one engine node. */
 export class TokenCodec {
   /** The node name put in every token. */
   readonly node: string;
+  /** Fingerprints of the secrets (see {@link keyFingerprint}), in order: the first signs. */
+  readonly fingerprints: readonly string[];
   readonly #keys: readonly KeyObject[];
 
   /** Keys of wrapped tokens, derived from the secrets (same order: the first signs). */
@@ -149,6 +205,7 @@ export class TokenCodec {
     this.#keys = secrets.map((s) =>
       createSecretKey(typeof s === 'string' ? Buffer.from(s, 'utf8') : s),
     );
+    this.fingerprints = Object.freeze(this.#keys.map(keyFingerprint));
     // A separate key per secret: a wrapped token's signature can never pass as a plain one's.
     this.#wrapKeys = this.#keys.map((key) =>
       createSecretKey(createHmac('sha256', key).update(WRAPPED_KEY_LABEL).digest()),
