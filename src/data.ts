@@ -6,7 +6,14 @@
  * @module
  */
 
-import { InvalidDataError, PayloadTooLargeError } from './errors.js';
+import {
+  CallbackEngineError,
+  cut,
+  InvalidDataError,
+  MAX_STEP_ERROR_CHARS,
+  PayloadTooLargeError,
+  toStepError,
+} from './errors.js';
 
 /** A JSON value. */
 export type JsonValue =
@@ -44,6 +51,27 @@ export function deepFreeze(value: unknown): void {
  * @throws {@link PayloadTooLargeError} if its JSON is larger than `maxBytes`.
  */
 export function ingestData(what: string, value: unknown, maxBytes: number): CallbackData {
+  try {
+    return ingest(what, value, maxBytes);
+  } catch (err) {
+    // A hostile value (a Proxy, a getter that throws) fails as bad data with a bounded message.
+    if (isOwnError(err)) throw err;
+    throw new InvalidDataError(
+      cut(`${what} cannot be read: ${toStepError(err).message}`, MAX_STEP_ERROR_CHARS),
+    );
+  }
+}
+
+/** Whether `err` is one of the engine's errors (checked without letting a hostile value throw). */
+function isOwnError(err: unknown): boolean {
+  try {
+    return err instanceof CallbackEngineError;
+  } catch {
+    return false;
+  }
+}
+
+function ingest(what: string, value: unknown, maxBytes: number): CallbackData {
   if (value === undefined || value === null) return EMPTY_DATA;
   const flat = ingestFlat(value, maxBytes);
   if (flat) return flat;
@@ -57,9 +85,12 @@ export function ingestData(what: string, value: unknown, maxBytes: number): Call
   try {
     json = JSON.stringify(value);
   } catch (err) {
-    throw new InvalidDataError(`${what} is not JSON-serializable: ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new InvalidDataError(
+      cut(`${what} is not JSON-serializable: ${toStepError(err).message}`, MAX_STEP_ERROR_CHARS),
+      {
+        cause: err,
+      },
+    );
   }
   if (json === undefined) throw new InvalidDataError(`${what} is not JSON-serializable`);
   // A UTF-8 byte is at most 3 per UTF-16 unit, so short texts skip the exact count.

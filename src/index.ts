@@ -36,6 +36,7 @@ export {
   ParentNotFoundError,
   PayloadTooLargeError,
   PoolSaturatedError,
+  SecretMismatchError,
   StepTimeoutError,
   StoreIncompatibleError,
   StoreLockedError,

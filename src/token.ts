@@ -54,12 +54,34 @@ export const WRAPPED_PREFIX = Buffer.from('{"useTransport":true,', 'utf8').toStr
 /** What signing keys of wrapped tokens are derived with: never the plain tokens' keys. */
 const WRAPPED_KEY_LABEL = 'callback-engine wrapped token v1';
 
+/** What a key's fingerprint is the HMAC of: a fixed label, so it names the key without revealing it. */
+const FINGERPRINT_LABEL = 'callback-engine key fingerprint v1';
+
 const BASE64URL_RE = /^[A-Za-z0-9_-]+$/;
+/** Any base64 spelling (either alphabet, optional padding): decoded, but only canonical ones verify. */
+const ANY_BASE64_RE = /^[A-Za-z0-9_+/-]+={0,2}$/;
 const SIG_BYTES = 32;
 
 /**
+ * Decoded fields of tokens that were not in their canonical encoding (the exact bytes
+ * {@link TokenCodec.mint} produces: base64url without padding of
+ * `{"node","anchor","id","sig"}` as `JSON.stringify` writes it). They decode, so routing by
+ * node and anchor still works, but they never verify: one callback has one token, so a map keyed
+ * by token cannot be split by alternative spellings of it.
+ */
+const NON_CANONICAL = new WeakSet<CallbackTokenFields>();
+
+/** The canonical JSON text of a plain token's fields. */
+function plainJson(node: string, anchor: string, id: string, sig: string): string {
+  return JSON.stringify({ node, anchor, id, sig });
+}
+
+/**
  * Decodes a token's fields without checking its signature. Use it to route a
- * token to its node; never to trust one.
+ * token to its node; never to trust one. Another spelling of a token (standard
+ * base64 or padding, other JSON key order, whitespace or escapes, extra fields)
+ * decodes too, but never verifies: a token is accepted only in the exact
+ * encoding the engine minted.
  *
  * @param token - the encoded token.
  * @returns the fields, or `undefined` if `token` is not a well-formed token.
@@ -67,13 +89,17 @@ const SIG_BYTES = 32;
 export function decodeToken(token: unknown): CallbackTokenFields | undefined {
   if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH)
     return undefined;
-  if (!BASE64URL_RE.test(token)) return undefined;
+  let canonical = BASE64URL_RE.test(token);
+  if (!canonical && !ANY_BASE64_RE.test(token)) return undefined;
   let parsed: unknown;
+  let text: string;
   try {
-    const bytes = Buffer.from(token, 'base64url');
-    // Only the canonical encoding is a token: trailing or padding junk that decodes the same is an alteration.
-    if (bytes.toString('base64url') !== token) return undefined;
-    parsed = JSON.parse(bytes.toString('utf8'));
+    // The base64 decoder reads both alphabets, with or without padding.
+    const bytes = Buffer.from(token, 'base64');
+    // Trailing bits or junk that decode the same are an alteration, not the token.
+    if (canonical && bytes.toString('base64url') !== token) canonical = false;
+    text = bytes.toString('utf8');
+    parsed = JSON.parse(text);
   } catch {
     return undefined;
   }
@@ -96,13 +122,68 @@ export function decodeToken(token: unknown): CallbackTokenFields | undefined {
     if (!Array.isArray(f.transport)) return undefined;
     fields.transport = f.transport;
   }
+  // Wrapped tokens are checked whole by verifyWrapped(); as plain tokens they never verify.
+  if (!canonical || text !== plainJson(f.node, f.anchor, f.id, f.sig)) NON_CANONICAL.add(fields);
   return fields;
+}
+
+/**
+ * The fingerprint of a signing key: hex HMAC-SHA256 of a fixed label under the key. Equal keys
+ * have equal fingerprints; the key cannot be recovered from it (it is as safe to store as any
+ * token, which is an HMAC under the same key too).
+ *
+ * @param secret - one of the engine's `secrets`.
+ * @returns 64 hex characters.
+ */
+export function keyFingerprint(secret: string | Buffer | KeyObject): string {
+  return createHmac('sha256', secret).update(FINGERPRINT_LABEL).digest('hex');
+}
+
+/** A replica's keys as fingerprints, in `secrets` order: the first signs, all verify. */
+export interface KeyringPeer {
+  /** How a message names it, e.g. `replica "orders-a"`. */
+  readonly name: string;
+  readonly fingerprints: readonly string[];
+}
+
+const short = (fp: string | undefined): string => (fp ?? '').slice(0, 8);
+
+/**
+ * Whether a replica with keys `mine` may join replicas with keys `peers` (the keys last recorded
+ * for their schema, and every live replica's): each side must verify the tokens the other signs,
+ * i.e. every signing key is among the other side's keys. Extra verify-only keys on either side do
+ * not matter. This makes a rolling rotation safe in three steps, each a restart of every replica:
+ * add the new secret after the current one (verify only), then put it first (it signs), then drop
+ * the old one; a replica that skips a step while another is still a step behind is refused.
+ *
+ * @param mine - this replica's fingerprints (the first signs).
+ * @param peers - the others.
+ * @returns `undefined` when it may join, else why not and what to do, naming keys by the first 8
+ *   hex characters of their fingerprints.
+ */
+export function keyringMismatch(
+  mine: readonly string[],
+  peers: readonly KeyringPeer[],
+): string | undefined {
+  const rotate =
+    'To rotate secrets, change every replica in three steps, each a restart of every replica: add the new secret after the current one (it only verifies), then put it first (it signs), then drop the old one.';
+  const keys = (list: readonly string[]) => list.map(short).join(', ');
+  for (const peer of peers) {
+    const theirs = peer.fingerprints[0];
+    if (theirs !== undefined && !mine.includes(theirs))
+      return `the secrets of this replica do not match: ${peer.name} signs tokens with key ${short(theirs)}, which is not among this replica's keys (${keys(mine)}), so its callbacks would be answered notFound here. Give every replica of a schema the same secrets (the same list, in the same order). ${rotate}`;
+    if (!peer.fingerprints.includes(mine[0]!))
+      return `the secrets of this replica do not match: it would sign tokens with key ${short(mine[0])}, which ${peer.name} cannot verify (its keys: ${keys(peer.fingerprints)}), so its callbacks would be answered notFound there. Give every replica of a schema the same secrets (the same list, in the same order). ${rotate}`;
+  }
+  return undefined;
 }
 
 /** Mints and verifies the tokens of one engine node. */
 export class TokenCodec {
   /** The node name put in every token. */
   readonly node: string;
+  /** Fingerprints of the secrets (see {@link keyFingerprint}), in order: the first signs. */
+  readonly fingerprints: readonly string[];
   readonly #keys: readonly KeyObject[];
 
   /** Keys of wrapped tokens, derived from the secrets (same order: the first signs). */
@@ -124,6 +205,7 @@ export class TokenCodec {
     this.#keys = secrets.map((s) =>
       createSecretKey(typeof s === 'string' ? Buffer.from(s, 'utf8') : s),
     );
+    this.fingerprints = Object.freeze(this.#keys.map(keyFingerprint));
     // A separate key per secret: a wrapped token's signature can never pass as a plain one's.
     this.#wrapKeys = this.#keys.map((key) =>
       createSecretKey(createHmac('sha256', key).update(WRAPPED_KEY_LABEL).digest()),
@@ -143,21 +225,27 @@ export class TokenCodec {
    */
   mint(anchor: string, id: string): string {
     const sig = this.#sign(this.#keys[0]!, this.node, anchor, id).toString('base64url');
-    return Buffer.from(JSON.stringify({ node: this.node, anchor, id, sig }), 'utf8').toString(
-      'base64url',
-    );
+    return Buffer.from(plainJson(this.node, anchor, id, sig), 'utf8').toString('base64url');
   }
 
   /**
-   * Checks a decoded token's signature against every secret, in constant time.
+   * Checks a decoded token's signature against every secret, in constant time. Fields decoded
+   * from a token that was not in its canonical encoding never verify (see {@link decodeToken}).
    *
-   * @returns `true` if it was signed by this node with one of its secrets.
+   * @returns `true` if it was signed by this node with one of its secrets, and spelled as minted.
    */
   verify(fields: CallbackTokenFields): boolean {
-    if ((!this.#anyNode && fields.node !== this.node) || !BASE64URL_RE.test(fields.sig))
+    if (
+      NON_CANONICAL.has(fields) ||
+      fields.useTransport !== undefined ||
+      fields.transport !== undefined ||
+      (!this.#anyNode && fields.node !== this.node) ||
+      !BASE64URL_RE.test(fields.sig)
+    )
       return false;
     const given = Buffer.from(fields.sig, 'base64url');
-    if (given.length !== SIG_BYTES) return false;
+    // 43 characters carry 258 bits: only the spelling whose 2 spare bits are zero is the signature.
+    if (given.length !== SIG_BYTES || given.toString('base64url') !== fields.sig) return false;
     let ok = false;
     // Check every key (no early exit) so timing does not reveal which key matched.
     for (const key of this.#keys) {

@@ -39,7 +39,7 @@ describe('tokens at the call-in point (spec 4)', () => {
     expect((await engine.get(cb.token)).data).toEqual({ secret: 1 });
   });
 
-  it('accepts a token re-encoded with the same signed fields (key order does not matter)', async () => {
+  it('refuses a token re-encoded with the same signed fields in another key order (one spelling per token)', async () => {
     ({ engine } = makeEngine());
     engine.anchor('job');
     const cb = await engine.create('job');
@@ -47,7 +47,9 @@ describe('tokens at the call-in point (spec 4)', () => {
     const reordered = Buffer.from(
       JSON.stringify({ sig: f.sig, id: f.id, anchor: f.anchor, node: f.node }),
     ).toString('base64url');
-    expect((await engine.dispatch(report(reordered, 'start'))).status).toBe('start');
+    expect((await engine.dispatch(report(reordered, 'start'))).status).toBe('notFound');
+    expect(engine.stats().forgedTokens).toBe(1);
+    expect((await engine.get(cb.token)).status).toBe('create');
   });
 
   it('rotating secrets keeps old tokens valid; dropping the old secret invalidates them', async () => {

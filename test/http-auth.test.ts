@@ -51,9 +51,12 @@ describe('bearer auth', () => {
     expect(r.status).toBe(401);
   });
 
-  it('leaves /openapi.json public and describes the scheme there', async () => {
+  it('puts /openapi.json behind the same auth, and describes the scheme there', async () => {
     const { url } = await start({ auth: { bearer: 'current-token' } });
-    const r = await fetch(`${url}/openapi.json`);
+    expect((await fetch(`${url}/openapi.json`)).status).toBe(401);
+    const r = await fetch(`${url}/openapi.json`, {
+      headers: { authorization: 'Bearer current-token' },
+    });
     expect(r.status).toBe(200);
     const doc = (await r.json()) as { components: { securitySchemes: Record<string, unknown> } };
     expect(doc.components.securitySchemes.bearer).toEqual({ type: 'http', scheme: 'bearer' });
@@ -69,15 +72,17 @@ describe('HMAC signature auth', () => {
   ) => {
     const method = init.method ?? 'POST';
     const body = init.body ?? '';
+    const headers = body === '' ? {} : { 'content-type': 'application/json' };
     return fetch(`${url}${path}`, {
       method,
       headers: {
-        ...(body === '' ? {} : { 'content-type': 'application/json' }),
+        ...headers,
         'callback-signature': signRequest({
           secret: init.secret ?? 'new-secret',
           method,
           path,
           body,
+          headers,
           timestamp: init.t ?? now(),
         }),
         ...init.headers,
@@ -112,6 +117,16 @@ describe('HMAC signature auth', () => {
       body,
     });
     expect(r.status).toBe(401);
+    // Nor the retired v1 scheme, which did not cover the headers: the 401 says so.
+    const t = now();
+    const v1 = createHmac('sha256', 'new-secret').update(`${t}.POST.${path}.${body}`).digest('hex');
+    r = await fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'callback-signature': `t=${t},v1=${v1}` },
+      body,
+    });
+    expect(r.status).toBe(401);
+    expect((await jsonOf(r)).message).toMatch(/only v1 signatures, which did not cover/);
     expect((await fx.engine.get(cb.token)).status).toBe('create');
 
     r = await signed(url, path, { body });
@@ -200,25 +215,50 @@ describe('HMAC signature auth', () => {
 });
 
 describe('signRequest()', () => {
-  it('is t=<seconds>,v1=<hex HMAC-SHA256 of "t.METHOD.path.body">', () => {
+  it('is t=<seconds>,v2=<hex HMAC-SHA256 of the scheme, t, METHOD, target, covered headers and body>', () => {
     const header = signRequest({
       secret: 's',
       method: 'post',
       path: '/callbacks/x/complete?a=1',
       body: '{"a":1}',
+      headers: {
+        'Content-Type': 'application/json',
+        'callback-dedup-key': ' k1 ',
+        'ce-id': 'e1',
+        authorization: 'Bearer not-signed',
+        'x-other': 'not signed',
+      },
       timestamp: 1700000000,
     });
     const hex = createHmac('sha256', 's')
-      .update('1700000000.POST./callbacks/x/complete?a=1.{"a":1}')
+      .update(
+        'v2\n1700000000\nPOST\n/callbacks/x/complete?a=1\n' +
+          'callback-dedup-key:k1\nce-id:e1\ncontent-type:application/json\n\n{"a":1}',
+      )
       .digest('hex');
-    expect(header).toBe(`t=1700000000,v1=${hex}`);
+    expect(header).toBe(`t=1700000000,v2=${hex}`);
+  });
+
+  it('takes headers as an object, a Headers or pairs; several secrets give several signatures', () => {
+    const base = { method: 'POST', path: '/events', body: '{}', timestamp: 1 };
+    const pairs: [string, string][] = [
+      ['ce-type', 't'],
+      ['content-type', 'application/json'],
+    ];
+    const a = signRequest({ ...base, secret: 's', headers: Object.fromEntries(pairs) });
+    expect(signRequest({ ...base, secret: 's', headers: new Headers(pairs) })).toBe(a);
+    expect(signRequest({ ...base, secret: 's', headers: pairs })).toBe(a);
+    expect(signRequest({ ...base, secret: 's' })).not.toBe(a);
+    const both = signRequest({ ...base, secret: ['s', 'old'], headers: pairs });
+    expect(both.startsWith(`${a},v2=`)).toBe(true);
+    expect(both.split(',')).toHaveLength(3);
   });
 
   it('refuses a path that is not absolute', () => {
     expect(() => signRequest({ secret: 's', method: 'GET', path: 'callbacks' })).toThrow(
       expect.objectContaining({
         code: 'CBE_ERR_INVALID_ARGUMENT',
-        message: 'signRequest: path must start with "/" (got "callbacks")',
+        message: 'signRequest: path must start with "/" and hold no line break (got "callbacks")',
       }),
     );
   });

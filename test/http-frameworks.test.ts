@@ -99,6 +99,7 @@ describe('Express 5', () => {
       method: 'POST',
       path,
       body,
+      headers: { 'content-type': 'application/json' },
       timestamp: Math.floor(e.clock.now() / 1000),
     });
     const r = await fetch(`${base}${path}`, {
@@ -132,6 +133,7 @@ describe('Express 5', () => {
       method: 'POST',
       path,
       body,
+      headers: { 'content-type': 'application/json' },
       timestamp: Math.floor(e.clock.now() / 1000),
     });
     const r = await fetch(`${base}${path}`, {

@@ -11,6 +11,7 @@ import {
   type DispatchResult,
   type StoreBatch,
 } from '../src/index.js';
+import { cloudEventKey } from '../src/http/routes.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import { DurableFixture, turn } from './helpers/durable.js';
 import { makeEngine } from './helpers/engine.js';
@@ -161,6 +162,17 @@ describe('deduplication keys', () => {
     } finally {
       db.close();
     }
+  });
+
+  it("a CloudEvent's key is its source and id, unambiguous and never cut", () => {
+    expect(cloudEventKey('a b', 'c')).not.toBe(cloudEventKey('a', 'b c'));
+    expect(cloudEventKey('/carrier', 'E-1')).toBe('["/carrier","E-1"]');
+    const prefix = 'x'.repeat(300);
+    const one = cloudEventKey('/s', `${prefix}1`);
+    const two = cloudEventKey('/s', `${prefix}2`);
+    expect(one).not.toBe(two);
+    for (const k of [one, two]) expect(k).toMatch(/^ce:[A-Za-z0-9_-]{43}$/);
+    expect(cloudEventKey('/s', `${prefix}1`)).toBe(one);
   });
 
   it('refuses a bad dedupWindow option', () => {

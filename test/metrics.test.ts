@@ -146,7 +146,16 @@ describe('GET /metrics (prom-client)', () => {
     // Every other request still reaches the dispatch handler (and its auth).
     const other = await fetch(`${url}/callbacks/${ship.token}`);
     expect(other.status).toBe(401);
-    expect((await fetch(`${url}/metrics`, { method: 'POST' })).status).toBe(405);
+    // The gate first: without credentials even a wrong method is a 401.
+    expect((await fetch(`${url}/metrics`, { method: 'POST' })).status).toBe(401);
+    expect(
+      (
+        await fetch(`${url}/metrics`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${BEARER}` },
+        })
+      ).status,
+    ).toBe(405);
   });
 
   it('measures commits of a durable store: latency and rows per batch', async () => {

@@ -40,6 +40,30 @@ describe('README schemas example', () => {
   });
 });
 
+describe('README signed request', () => {
+  it('is examples/signed-request.ts, and its signed binary CloudEvent is applied by a service with HMAC auth', async () => {
+    const file = readFileSync(new URL('../examples/signed-request.ts', import.meta.url), 'utf8');
+    expect(block('signed-request').trim()).toBe(file.trim());
+    const { sendSignedEvent } = await import('../examples/signed-request.js');
+    const { createCallbackEngine } = await import('../src/index.js');
+    const { serve } = await import('../src/http/index.js');
+    const engine = createCallbackEngine({ secrets: ['token-secret-0123456789abcdef'] });
+    engine.anchor('payment');
+    const service = await serve(engine, { auth: { hmac: { secret: 'shared-hmac-secret' } } });
+    try {
+      const cb = await engine.create('payment');
+      const refused = await sendSignedEvent(service.url, 'another-secret', cb.token);
+      expect(refused.status).toBe(401);
+      const r = await sendSignedEvent(service.url, 'shared-hmac-secret', cb.token);
+      expect(r.status).toBe(200);
+      expect(await r.json()).toMatchObject({ status: 'complete', data: { amount: 42 } });
+    } finally {
+      await service.close();
+      await engine.close();
+    }
+  });
+});
+
 describe('README framework recipes are the files the framework tests mount', () => {
   it('the Express and Fastify recipes are examples/express.ts and examples/fastify.ts', () => {
     for (const name of ['express', 'fastify']) {

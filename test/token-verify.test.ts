@@ -38,8 +38,7 @@ describe('tokens', () => {
   it.each([
     ['empty', ''],
     ['not base64', 'not a token!'],
-    ['padding junk', `${codec.mint('a', 'b')}==`],
-    ['trailing junk', `${codec.mint('a', 'b')}x`],
+    ['misplaced padding', `${codec.mint('a', 'b')}=x`],
     ['truncated', codec.mint('a', 'b').slice(0, 40)],
     ['JSON array', Buffer.from('[1,2]').toString('base64url')],
     [
@@ -57,7 +56,15 @@ describe('tokens', () => {
     expect(decodeToken(token)).toBeUndefined();
   });
 
-  it('decodes a token wrapped for transport', () => {
+  it.each([
+    ['padding junk', `${codec.mint('a', 'b')}==`],
+    ['trailing junk', `${codec.mint('a', 'b')}x`],
+  ])('decodeToken reads or refuses %s, and such a token never verifies', (_name, token) => {
+    const fields = decodeToken(token);
+    if (fields !== undefined) expect(codec.verify(fields)).toBe(false);
+  });
+
+  it('decodes a token wrapped for transport; a plain signature in it does not verify', () => {
     const fields = decodeToken(codec.mint('a', 'b'))!;
     const wrapped = Buffer.from(
       JSON.stringify({ ...fields, useTransport: true, transport: [{ node: 'edge' }] }),
@@ -66,7 +73,8 @@ describe('tokens', () => {
       useTransport: true,
       transport: [{ node: 'edge' }],
     });
-    expect(codec.verify(decodeToken(wrapped)!)).toBe(true);
+    // The plain token's signature with extra fields is another spelling, not a token.
+    expect(codec.verify(decodeToken(wrapped)!)).toBe(false);
   });
 
   it('callbackIds carry 128 random bits and do not repeat', () => {

@@ -13,11 +13,13 @@ import {
   authCheck,
   bearerOk,
   bearerRefused,
-  checkSignature,
   parsedBodyRefused,
+  readSignature,
+  verifySignature,
   type AuthCheck,
 } from './auth.js';
 import { ClientGoneError, prereadBody, readBody } from './body.js';
+import { carryAuth, registerDispatchAuth } from './gate.js';
 import { createOpenApiDocument } from './openapi.js';
 import {
   resolveHandlerOptions,
@@ -49,16 +51,6 @@ export type DispatchHandler = (
 ) => void;
 
 const EMPTY = Buffer.alloc(0);
-
-/** Where a handler keeps its auth check, for `withDashboard` to protect its routes the same way. */
-const AUTH = Symbol.for('callback-engine.http.auth');
-
-/** The auth a dispatch handler was created with, or `undefined` (no auth, or not a dispatch handler). */
-export function handlerAuth(handler: unknown): AuthCheck | undefined {
-  return typeof handler === 'function'
-    ? (handler as { [AUTH]?: AuthCheck | undefined })[AUTH]
-    : undefined;
-}
 
 /** Per-handler state computed once from the options. */
 interface HandlerState {
@@ -115,6 +107,8 @@ export function createDispatchHandler(
 ): DispatchHandler {
   const resolved = resolveHandlerOptions(options);
   const auth = authCheck(resolved.bearer, resolved.hmac, engine.clock);
+  // The engine's admin parts (dashboard, metrics) take this auth, wherever they are mounted.
+  registerDispatchAuth(engine, auth);
   const state: HandlerState = {
     engine,
     options: resolved,
@@ -135,8 +129,7 @@ export function createDispatchHandler(
     // `handle` catches everything itself; this catch only guards against a bug in that guard.
     handle(state, req, res, next).catch(reportBug);
   };
-  Object.defineProperty(handler, AUTH, { value: auth });
-  return handler;
+  return carryAuth(handler, auth ?? null);
 }
 
 function reportBug(err: unknown): void {
@@ -194,6 +187,12 @@ async function serveRequest(
       `no route for ${method} ${pathOf(req.url).slice(0, 200)}`,
     );
   }
+  const { options: o, auth } = state;
+  // One gate, first: every route and every method (OPTIONS and the OpenAPI document included)
+  // answers 401 before anything else is said about a request without the credentials.
+  let body: RouteInput['body'] | undefined;
+  if (auth !== undefined) body = await authenticate(auth, req, o.maxBodyBytes);
+
   const allowed = ALLOWED[route.name];
   if (!allowed.includes(method)) {
     throw new HttpError(
@@ -206,26 +205,13 @@ async function serveRequest(
   if (method === 'OPTIONS') return options(req, res, route, allowed);
   if (route.name === 'openapi') return openApi(req, res, state.openApiJson);
 
-  const { options: o, auth } = state;
-  // Bearer first, before reading a byte of the body. With HMAC also configured, both must pass.
-  if (auth?.bearer !== undefined && !bearerOk(auth.bearer, req.headers))
-    throw bearerRefused(req.headers);
-
   if (route.name === 'callbacks') checkMessageType(req.headers);
   else if (route.name === 'callbackUrl') checkReportType(req.headers);
   else if (route.name === 'events') checkEventType(req.headers);
 
-  const preread = prereadBody(req);
-  const body: RouteInput['body'] = preread ?? {
+  body ??= prereadBody(req) ?? {
     raw: method === 'POST' ? await readBody(req, o.maxBodyBytes) : EMPTY,
   };
-  if (auth?.hmac !== undefined) {
-    // A body parser ran first: the bytes the client signed are gone.
-    if (!('raw' in body) || (preread !== undefined && bodyLost(req, body.raw)))
-      throw parsedBodyRefused(auth.hmac.header);
-    const refused = checkSignature(auth.hmac, auth.clock, req, body.raw);
-    if (refused !== undefined) throw refused;
-  }
   if ('raw' in body && body.raw.length > o.maxBodyBytes) {
     throw new PayloadTooLargeError(
       `request body is over the limit of ${o.maxBodyBytes} bytes`,
@@ -256,6 +242,42 @@ async function serveRequest(
       break;
   }
   send(res, reply, !req.complete);
+}
+
+/**
+ * The gate of the dispatch routes: bearer first, before reading a byte of the body; then a
+ * signature's header (present, well formed, fresh) before the body is read, and the signature
+ * over the body once it is. With both configured, both must pass.
+ *
+ * @returns the body read to verify a signature (so it is not read twice), or `undefined`.
+ * @throws `HttpError` 401 when the credentials do not pass.
+ */
+async function authenticate(
+  auth: AuthCheck,
+  req: IncomingMessage,
+  maxBodyBytes: number,
+): Promise<RouteInput['body'] | undefined> {
+  if (auth.bearer !== undefined && !bearerOk(auth.bearer, req.headers))
+    throw bearerRefused(req.headers);
+  if (auth.hmac === undefined) return undefined;
+  const claim = readSignature(auth.hmac, auth.clock, req);
+  if (claim instanceof HttpError) throw claim;
+  const preread = prereadBody(req);
+  const body = preread ?? { raw: declaresBody(req) ? await readBody(req, maxBodyBytes) : EMPTY };
+  // A body parser ran first: the bytes the client signed are gone.
+  if (!('raw' in body) || (preread !== undefined && bodyLost(req, body.raw)))
+    throw parsedBodyRefused(auth.hmac.header);
+  const refused = verifySignature(auth.hmac, claim, req, body.raw);
+  if (refused !== undefined) throw refused;
+  return body;
+}
+
+/** Whether a request says it has a body (whatever its method). */
+function declaresBody(req: IncomingMessage): boolean {
+  const declared = req.headers['content-length'];
+  return (
+    (declared !== undefined && declared !== '0') || req.headers['transfer-encoding'] !== undefined
+  );
 }
 
 /** Whether a consumed stream left no body although the request declared one. */

@@ -9,7 +9,7 @@
  */
 
 export { signRequest } from './auth.js';
-export type { SignRequestInput } from './auth.js';
+export type { SignedHeadersInput, SignRequestInput } from './auth.js';
 export { contentMode, CE_BATCH_JSON, CE_JSON } from './cloudevents.js';
 export type { ContentMode, IncomingEvent } from './cloudevents.js';
 export { createDispatchHandler } from './handler.js';

@@ -282,7 +282,7 @@ export function createOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocu
       in: 'header',
       name: options.auth.hmac.header,
       description:
-        '`t=<unix seconds>,v1=<hex>`: the hex is HMAC-SHA256, with the shared secret, of `<t>.<METHOD>.<path?query>.<raw body>` (an empty body signs the empty string). The timestamp must be within the replay window (default 300 s). With bearer auth also required, a request needs both.',
+        '`t=<unix seconds>,v2=<hex>` (several `v2` allowed, one per secret during a rotation): the hex is HMAC-SHA256, with the shared secret, of these lines, each ending in a line feed: `v2`, the timestamp, the method, the path with query as sent, one `name:value` line per `Content-Type`, `Callback-Dedup-Key` and `ce-*` header sent (names lower-cased, lines sorted), an empty line; then the raw body (an empty body signs nothing after the empty line). The timestamp must be within the replay window (default 300 s). With bearer auth also required, a request needs both.',
     };
     security.push({ signature: [] });
   }
@@ -380,12 +380,14 @@ export function createOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocu
       [`${base}/openapi.json`]: {
         get: {
           operationId: 'openApi',
-          summary: 'This document',
+          summary: 'This document (behind the same auth as every other route)',
+          ...secured,
           responses: {
             '200': {
               description: 'The OpenAPI document.',
               content: jsonContent({ type: 'object' }),
             },
+            ...(security.length > 0 ? { '401': ERROR_RESPONSES['401'] } : {}),
           },
         },
       },

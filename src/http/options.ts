@@ -9,7 +9,11 @@ import { InvalidArgumentError } from '../errors.js';
 import { checkKnownKeys } from '../keys.js';
 import type { ResolvedHmac } from './auth.js';
 
-/** Optional authentication of every dispatch route (`/openapi.json` stays public). */
+/**
+ * Optional authentication of every route of the service, for every method: the dispatch routes,
+ * `/openapi.json`, and the dashboard and `/metrics` mounted with it (unless they are given auth
+ * of their own).
+ */
 export interface DispatchAuthOptions {
   /**
    * Accepted bearer tokens (`Authorization: Bearer ...`); several allow rotation.
@@ -18,12 +22,13 @@ export interface DispatchAuthOptions {
   bearer?: string | readonly string[];
   /**
    * Signed requests, in the style of Stripe's signatures: the header carries
-   * `t=<unix seconds>,v1=<hex>`, the hex being HMAC-SHA256 of
-   * `<t>.<METHOD>.<path?query>.<raw body>` (a request without a body signs the
-   * empty string like any other). `signRequest()` builds it. Several secrets
-   * allow rotation; compared in constant time. With `bearer` also set, a
-   * request needs both. The raw body is needed: mount the handler before any
-   * body parser.
+   * `t=<unix seconds>,v2=<hex>`, the hex being HMAC-SHA256 of the method, the
+   * path with query as sent, the timestamp, the `Content-Type`,
+   * `Callback-Dedup-Key` and `ce-*` headers (whatever selects the callback, its
+   * status or its deduplication key outside the body), and the raw body.
+   * `signRequest()` builds it. Several secrets allow rotation; compared in
+   * constant time. With `bearer` also set, a request needs both. The raw body is
+   * needed: mount the handler before any body parser.
    */
   hmac?: DispatchHmacOptions;
 }

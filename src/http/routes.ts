@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 /**
  * The dispatch routes: CALLBACK messages, getCallback, callback URLs and
  * CloudEvents, each turned into an engine call and its answer into a reply.
@@ -203,7 +204,7 @@ export async function dispatchEvent(
   let status: string | undefined =
     ext.callbackstatus === undefined ? undefined : String(ext.callbackstatus);
   // source + id identify an event (CloudEvents 1.0): a redelivered event is applied once.
-  const dedupKey = `${event.source.slice(0, 100)} ${event.id.slice(0, 99)}`;
+  const dedupKey = cloudEventKey(event.source, event.id);
   if (token === undefined && ext.callbackid === undefined && ext.callbacktoken === undefined) {
     // No callback holds its correlation keys yet: an anchor that opted in may hold it (early).
     const held = await engine.holdEarly({
@@ -281,4 +282,15 @@ function earlyReply(held: Extract<EarlyHoldResult, { kind: 'queued' }>): Reply {
 
 function notFound(answer: DispatchResult['answer']): Reply {
   return resultReply({ answer, outcome: 'notFound' });
+}
+
+/**
+ * The deduplication key of a CloudEvent: its `source` and `id` as a JSON pair (unambiguous:
+ * `["a b","c"]` and `["a","b c"]` differ), or, when that is longer than a key may be, `ce:` and
+ * the SHA-256 of it (never cut: two long ids that share a prefix stay apart).
+ */
+export function cloudEventKey(source: string, id: string): string {
+  const pair = JSON.stringify([source, id]);
+  if (pair.length <= 200) return pair;
+  return `ce:${createHash('sha256').update(pair, 'utf8').digest('base64url')}`;
 }

@@ -15,7 +15,7 @@ import {
 import type { AddressInfo, Socket } from 'node:net';
 import type { CallbackEngine } from '../engine.js';
 import { InvalidArgumentError } from '../errors.js';
-import { createDispatchHandler } from './handler.js';
+import { createDispatchHandler, type DispatchHandler } from './handler.js';
 import { checkKnownKeys } from '../keys.js';
 import { HANDLER_OPTION_KEYS, HTTP_DEFAULTS, type DispatchHandlerOptions } from './options.js';
 import type { ErrorBody } from './respond.js';
@@ -23,15 +23,38 @@ import type { ErrorBody } from './respond.js';
 /** How often `close()` looks for keep-alive connections that became idle. */
 const CLOSE_SWEEP_MS = 25;
 
+/**
+ * How often node:http looks for requests past their headers or request timeout. Node checks every
+ * 30 s by default, so a 10 s headers timeout could take up to 40 s to fire; a tenth of the
+ * shortest timeout (at most 1 s, at least 50 ms) keeps each within 10 % of its value.
+ */
+export function connectionsCheckingIntervalMs(
+  headersTimeout: number,
+  requestTimeout: number,
+): number {
+  const shortest = Math.min(...[headersTimeout, requestTimeout].filter((t) => t > 0));
+  if (!Number.isFinite(shortest)) return 1000;
+  return Math.min(1000, Math.max(50, Math.floor(shortest / 10)));
+}
+
 /** Options of {@link serve}: the handler's options plus the server's. */
 export interface ServeOptions extends DispatchHandlerOptions {
   /** TCP port; `0` picks a free one. @default 0 */
   port?: number;
   /** Interface to listen on; `'0.0.0.0'` or `'::'` for all. @default '127.0.0.1' */
   host?: string;
-  /** Longest time to receive a whole request (headers and body); 408 after. @default 30000 */
+  /**
+   * Longest time to receive a whole request (headers and body), from its first byte; 408 and the
+   * connection is closed after (within a tenth of it, at most 1 s, later). `0` turns it off.
+   * @default 30000
+   */
   requestTimeoutMs?: number;
-  /** Longest time to receive the request headers; 408 after. Not above `requestTimeoutMs`. @default 10000 */
+  /**
+   * Longest time to receive the request headers, from the request's first byte; 408 and the
+   * connection is closed after (within a tenth of it, at most 1 s, later). Not above
+   * `requestTimeoutMs`.
+   * @default 10000
+   */
   headersTimeoutMs?: number;
   /**
    * How long an idle keep-alive connection stays open. Behind a load balancer,
@@ -41,6 +64,15 @@ export interface ServeOptions extends DispatchHandlerOptions {
   keepAliveTimeoutMs?: number;
   /** On `close()`, how long in-flight requests may finish before their connections are cut. @default 5000 */
   closeTimeoutMs?: number;
+  /**
+   * Mounts more of the service in front of the dispatch routes: gets the dispatch handler and
+   * returns the handler to serve, e.g. `(h) => withDashboard(withMetrics(h, metrics), monitor)`.
+   * Those parts take the dispatch routes' auth (unless given their own).
+   * @default none: the dispatch routes only
+   */
+  wrap?: (
+    handler: DispatchHandler,
+  ) => (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
 }
 
 const SERVE_OPTION_KEYS: readonly string[] = Object.freeze([
@@ -51,6 +83,7 @@ const SERVE_OPTION_KEYS: readonly string[] = Object.freeze([
   'headersTimeoutMs',
   'keepAliveTimeoutMs',
   'closeTimeoutMs',
+  'wrap',
 ]);
 
 /** A running standalone service. */
@@ -104,7 +137,8 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
  * Starts the Dispatch Callback Service as a standalone server.
  *
  * @param engine - the engine to dispatch to.
- * @param options - port, host, timeouts, and every {@link DispatchHandlerOptions} option.
+ * @param options - port, host, timeouts, `wrap` (the dashboard, metrics), and every
+ *   {@link DispatchHandlerOptions} option.
  * @returns once listening: the URL and `close()`.
  * @throws `InvalidArgumentError` (rejects) for an invalid option; the listen error if the port is taken.
  * @example
@@ -128,8 +162,13 @@ export async function serve(
     headersTimeoutMs,
     keepAliveTimeoutMs,
     closeTimeoutMs,
+    wrap,
     ...handlerOptions
   } = options;
+  if (wrap !== undefined && typeof wrap !== 'function')
+    throw new InvalidArgumentError(
+      `options.wrap must be a function from the dispatch handler to a request handler (got ${typeof wrap})`,
+    );
   if (!Number.isSafeInteger(port) || port < 0 || port > 65_535) {
     throw new InvalidArgumentError(
       `options.port must be an integer from 0 to 65535 (got ${String(port)})`,
@@ -151,11 +190,21 @@ export async function serve(
   }
   const keepAlive = ms('keepAliveTimeoutMs', keepAliveTimeoutMs, 5_000);
   const grace = ms('closeTimeoutMs', closeTimeoutMs, 5_000);
-  const handler = createDispatchHandler(engine, handlerOptions);
+  const dispatch = createDispatchHandler(engine, handlerOptions);
+  const handler = wrap === undefined ? dispatch : wrap(dispatch);
+  if (typeof handler !== 'function')
+    throw new InvalidArgumentError(
+      `options.wrap must return a request handler (got ${typeof handler})`,
+    );
   const limit = handlerOptions.maxBodyBytes ?? HTTP_DEFAULTS.maxBodyBytes;
 
   const server = createServer(
-    { requestTimeout, headersTimeout, keepAliveTimeout: keepAlive },
+    {
+      requestTimeout,
+      headersTimeout,
+      keepAliveTimeout: keepAlive,
+      connectionsCheckingInterval: connectionsCheckingIntervalMs(headersTimeout, requestTimeout),
+    },
     handler,
   );
   server.on('clientError', onClientError);

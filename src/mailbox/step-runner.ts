@@ -10,13 +10,14 @@
 import { buildAttributes } from '../answer.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { CallbackData, DataVersion } from '../data.js';
-import { StepTimeoutError } from '../errors.js';
+import { StepTimeoutError, toStepError } from '../errors.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import type { ResolvedAnchor } from '../options.js';
 import type { LazyPool } from '../pool/lazy-pool.js';
 import { isWorkerStep } from '../pool/worker-step.js';
 import type { CallbackAttributes, StepEntry, StepInput, StepOutput } from '../types.js';
 
+/** Whether `v` is a thenable; reading `then` may throw (a hostile object), which the caller catches. */
 const isPromiseLike = (v: unknown): v is PromiseLike<unknown> =>
   typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 
@@ -138,7 +139,12 @@ export interface StepHost {
   step: RunningStep | undefined;
 }
 
-/** How a step ended: `ok` with its output, or not with what it threw (or why it was stopped). */
+/**
+ * How a step ended: `ok` with its output, or not with an `Error` saying why. Whatever the step
+ * threw, rejected with or was stopped for arrives as a safe, bounded `Error` (see
+ * `toStepError`): its message is a string of at most `MAX_STEP_ERROR_CHARS` characters, and
+ * reading it never throws.
+ */
 export type StepSettle = (ok: boolean, value: unknown) => void;
 
 /** Runs steps with their signal and time limit. */
@@ -175,16 +181,19 @@ export class StepRunner {
     const input = new StepCall(rt.record, anchor, status, report, abort, attempt);
     const done: StepSettle = (ok, value) => {
       if (rt.step === running) rt.step = undefined;
-      settle(ok, value);
+      // Converted here, once: the mailbox only ever sees a bounded Error that is safe to read.
+      settle(ok, ok ? value : toStepError(value));
     };
     let out: StepOutput | Promise<StepOutput>;
+    let thenable: boolean;
     try {
       out = isWorkerStep(step) ? this.pool.run(step, input, abort.signal) : step(input);
+      thenable = isPromiseLike(out);
     } catch (err) {
       return void done(false, err);
     }
-    if (!isPromiseLike(out)) return void done(true, out);
-    return this.#await(running, out, anchor, done);
+    if (!thenable) return void done(true, out);
+    return this.#await(running, out as PromiseLike<StepOutput>, anchor, done);
   }
 
   /**
@@ -215,10 +224,15 @@ export class StepRunner {
         resolve();
       };
       running.release = (err) => finish(err === undefined, err);
-      out.then(
-        (v) => finish(true, v),
-        (e: unknown) => finish(false, e),
-      );
+      try {
+        out.then(
+          (v) => finish(true, v),
+          (e: unknown) => finish(false, e),
+        );
+      } catch (err) {
+        // A hostile thenable whose `then` throws: the step failed with that.
+        finish(false, err);
+      }
       if (open && anchor.stepTimeoutMs !== false) {
         armed = true;
         timer = clock.setTimeout(() => {

@@ -9,8 +9,9 @@
  * - `GET {base}/api/callbacks`, `GET {base}/api/callbacks/{id}`, `POST {base}/api/callbacks/{id}/cancel`
  *   and `/retry`: the list, a callback's details and the actions (see `dashboard-api.ts`).
  *
- * Every route sits behind the same auth as the dispatch routes (spec 16), and
- * none ever answers with a callback's token: callbacks are shown by id.
+ * Every route sits behind the same auth as the dispatch routes, whatever the order the parts are
+ * created, wrapped or mounted in (see `http/gate.ts`), and none ever answers with a callback's
+ * token: callbacks are shown by id.
  *
  * @module
  */
@@ -20,7 +21,7 @@ import { systemClock } from '../clock.js';
 import { describe } from '../duration.js';
 import { InvalidArgumentError } from '../errors.js';
 import { authCheck, bearerOk, checkSignature, type AuthCheck } from '../http/auth.js';
-import { handlerAuth } from '../http/handler.js';
+import { adminAuth, carriedAuth, carryAuth, type AdminAuth } from '../http/gate.js';
 import { resolveAuth, type DispatchAuthOptions } from '../http/options.js';
 import { errorReply, HttpError, send as sendJson } from '../http/respond.js';
 import { checkKnownKeys } from '../keys.js';
@@ -41,8 +42,10 @@ export interface DashboardOptions {
    * Credentials every dashboard route requires: the same shape as the
    * handler's `auth`. A bearer token may also come as the password of HTTP
    * Basic auth, so a browser can open the page (it prompts). `false` serves the
-   * dashboard without auth.
-   * @default `withDashboard`: the dispatch handler's auth; `createDashboard`: none
+   * dashboard without auth, deliberately.
+   * @default the auth of the engine's dispatch handlers (`createDispatchHandler`,
+   *   `serve`), whenever and wherever they are created; none when they have none. Refused
+   *   at creation when they disagree.
    */
   auth?: DispatchAuthOptions | false;
   /** Most concurrent `/events` subscribers; one more is answered 503. @default 100 */
@@ -185,8 +188,16 @@ function resolveDashboardOptions(options: unknown): Settings {
   };
 }
 
-function ownAuth(auth: DashboardOptions['auth']): AuthCheck | undefined {
-  if (auth === undefined || auth === false) return undefined;
+/**
+ * An admin part's own `auth` option: `undefined` (take the dispatch routes'), `false` (none),
+ * or its own check.
+ *
+ * @throws `InvalidArgumentError` for invalid auth options.
+ */
+export function ownAuth(
+  auth: DispatchAuthOptions | false | undefined,
+): AuthCheck | false | undefined {
+  if (auth === undefined || auth === false) return auth;
   const { bearer, hmac } = resolveAuth(auth);
   return authCheck(bearer, hmac, systemClock);
 }
@@ -257,12 +268,14 @@ class Subscriber {
   }
 }
 
-function routes(monitor: Monitor, s: Settings, auth: AuthCheck | undefined): DashboardHandler {
+function routes(monitor: Monitor, s: Settings, gate: AdminAuth): DashboardHandler {
   const { base } = s;
   let subscribers = 0;
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path !== base && !path.startsWith(`${base}/`)) return false;
+    // The gate first, for every route and method under the base.
+    const auth = gate();
     const refused = auth === undefined ? undefined : adminRefusal(auth, req);
     if (refused !== undefined) {
       sendJson(res, errorReply(refused, 1));
@@ -394,32 +407,43 @@ function routes(monitor: Monitor, s: Settings, auth: AuthCheck | undefined): Das
 }
 
 /**
- * Creates the dashboard routes for a monitor.
+ * Creates the dashboard routes for a monitor, to mount beside the dispatch routes.
  *
  * @param monitor - the live view to serve.
- * @param options - base path, title, `auth` (none unless given), subscriber limits.
+ * @param options - base path, title, `auth` (by default the engine's dispatch handlers' auth),
+ *   subscriber limits.
  * @returns a handler that answers dashboard requests and returns `true`, or returns `false`
  *   (and leaves the response alone) for any other path.
- * @throws `InvalidArgumentError` for an unknown or invalid option.
+ * @throws `InvalidArgumentError` for an unknown or invalid option, or when the engine's
+ *   dispatch handlers have different auth and `options.auth` does not say which applies.
+ * @example
+ * ```ts
+ * const dashboard = createDashboard(createMonitor(engine));
+ * app.use((req, res, next) => dashboard(req, res) || next());
+ * ```
  */
 export function createDashboard(
   monitor: Monitor,
   options: DashboardOptions = {},
 ): DashboardHandler {
-  return routes(monitor, resolveDashboardOptions(options), ownAuth(options.auth));
+  const settings = resolveDashboardOptions(options);
+  const gate = adminAuth('the dashboard', ownAuth(options.auth), monitor.engine, undefined);
+  return routes(monitor, settings, gate);
 }
 
 /**
  * Puts the dashboard in front of a request handler (the Dispatch Callback
  * Service) and records how long each other request took in the monitor.
- * Every dashboard route requires the dispatch handler's auth (when it has
- * any), unless `options.auth` says otherwise.
+ * Every dashboard route requires the auth of the engine's dispatch handlers
+ * (whatever order they are created or wrapped in), unless `options.auth` says otherwise.
  *
- * @param handler - the dispatch handler (from `createDispatchHandler`) or any request handler.
+ * @param handler - the dispatch handler (from `createDispatchHandler`), a handler that wraps it
+ *   (`withMetrics`), or any request handler; `next` is passed on (Express, Connect).
  * @param monitor - the live view to serve.
  * @param options - base path, title, `auth`, subscriber limits.
- * @returns a node:http request handler.
- * @throws `InvalidArgumentError` for an unknown or invalid option.
+ * @returns a request handler; it carries the dispatch routes' auth for outer wrappers.
+ * @throws `InvalidArgumentError` for an unknown or invalid option, or when the auth to require
+ *   is ambiguous (see {@link DashboardOptions.auth}).
  * @example
  * ```ts
  * const handler = createDispatchHandler(engine, { auth: { bearer: process.env.TOKEN! } });
@@ -427,17 +451,18 @@ export function createDashboard(
  * ```
  */
 export function withDashboard(
-  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  handler: (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void,
   monitor: Monitor,
   options: DashboardOptions = {},
-): (req: IncomingMessage, res: ServerResponse) => void {
+): (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void {
   const settings = resolveDashboardOptions(options);
-  const auth = options.auth === undefined ? handlerAuth(handler) : ownAuth(options.auth);
-  const dashboard = routes(monitor, settings, auth);
-  return (req, res) => {
+  const wrapped = carriedAuth(handler);
+  const gate = adminAuth('the dashboard', ownAuth(options.auth), monitor.engine, wrapped);
+  const dashboard = routes(monitor, settings, gate);
+  return carryAuth((req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => {
     if (dashboard(req, res)) return;
     const started = performance.now();
     res.on('finish', () => monitor.recordLatency(performance.now() - started));
-    handler(req, res);
-  };
+    handler(req, res, next);
+  }, wrapped);
 }

@@ -1,8 +1,8 @@
 /**
  * `callback-engine/metrics`: Prometheus metrics of an engine with
  * `prom-client` (an optional peer dependency: install it to use this entry),
- * and `GET /metrics` mounted beside the Dispatch Callback Service, behind its
- * auth.
+ * and `GET /metrics` mounted beside the Dispatch Callback Service, behind the same
+ * auth as its routes.
  *
  * Counters come from engine events and measurements, gauges are read from
  * `engine.stats()` at scrape time, histograms from `engine.onMeasure()`.
@@ -17,12 +17,13 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { describe } from '../duration.js';
 import type { CallbackEngine } from '../engine.js';
 import { InvalidArgumentError } from '../errors.js';
-import { handlerAuth } from '../http/handler.js';
+import { adminAuth, carriedAuth, carryAuth } from '../http/gate.js';
+import type { DispatchAuthOptions } from '../http/options.js';
 import { errorReply, send } from '../http/respond.js';
 import { checkKnownKeys } from '../keys.js';
 import type { Measurement } from '../telemetry.js';
 import type { EngineEvent } from '../types.js';
-import { adminRefusal } from './dashboard.js';
+import { adminRefusal, ownAuth } from './dashboard.js';
 
 /** Options of {@link createMetrics}. */
 export interface MetricsOptions {
@@ -47,6 +48,9 @@ export interface EngineMetrics {
   /** Stops listening to the engine (the metrics stay registered with their last values). */
   close(): void;
 }
+
+/** The engine each metrics object was created for, so `/metrics` takes that engine's auth. */
+const engineOf = new WeakMap<EngineMetrics, CallbackEngine>();
 
 const DURATION_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -267,7 +271,7 @@ export function createMetrics(engine: CallbackEngine, options: MetricsOptions = 
   };
   const unsubscribe = engine.subscribe(onEvent);
   const unmeasure = engine.onMeasure(onMeasure);
-  return Object.freeze({
+  const metrics: EngineMetrics = Object.freeze({
     register,
     scrape: () => register.metrics(),
     close() {
@@ -275,35 +279,62 @@ export function createMetrics(engine: CallbackEngine, options: MetricsOptions = 
       unmeasure();
     },
   });
+  engineOf.set(metrics, engine);
+  return metrics;
 }
 
 /** Options of {@link withMetrics}. */
 export interface WithMetricsOptions {
   /** The route's path. @default '/metrics' */
   path?: string;
+  /**
+   * Credentials `GET /metrics` requires: the same shape as the dispatch handler's `auth`
+   * (Prometheus sends a bearer token with `authorization.credentials`; a bearer token may also
+   * come as the password of Basic auth). `false` serves the metrics without auth, deliberately.
+   * @default the auth of the engine's dispatch handlers, whenever and wherever they are
+   *   created; none when they have none. Refused at creation when they disagree.
+   */
+  auth?: DispatchAuthOptions | false;
 }
 
 /**
- * Serves `GET {path}` (default `/metrics`) with the metrics' exposition in front of a dispatch
- * handler, behind that handler's auth when it has any (bearer token, as Prometheus'
- * `authorization` setting sends it, or HMAC-signed GETs); every other request goes to `handler`.
+ * Serves `GET {path}` (default `/metrics`) with the metrics' exposition in front of a request
+ * handler, behind the auth of the engine's dispatch handlers when they have any (a bearer token,
+ * as Prometheus' `authorization` setting sends it, or HMAC-signed GETs), whatever order the
+ * parts are created or wrapped in; every other request goes to `handler` (with `next`).
+ *
+ * @param handler - the dispatch handler, a handler that wraps it (`withDashboard`), or any handler.
+ * @param metrics - from {@link createMetrics}.
+ * @param options - the path, and `auth`.
+ * @returns a request handler; it carries the dispatch routes' auth for outer wrappers.
+ * @throws {@link InvalidArgumentError} for a bad option, or when the auth to require is
+ *   ambiguous (see {@link WithMetricsOptions.auth}) or unknowable (metrics not from
+ *   `createMetrics` around a handler that is not a dispatch handler, and no `auth` option).
  */
 export function withMetrics(
   handler: (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void,
   metrics: EngineMetrics,
   options: WithMetricsOptions = {},
 ): (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void {
-  checkKnownKeys('withMetrics options', options, ['path']);
+  checkKnownKeys('withMetrics options', options, ['path', 'auth']);
   const path = options.path ?? '/metrics';
   if (typeof path !== 'string' || !path.startsWith('/'))
     throw new InvalidArgumentError(
       `withMetrics options.path must start with "/" (got ${describe(path)})`,
     );
-  const auth = handlerAuth(handler);
-  return (req, res, next) => {
+  const wrapped = carriedAuth(handler);
+  const gate = adminAuth('withMetrics()', ownAuth(options.auth), engineOf.get(metrics), wrapped);
+  return carryAuth((req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     if ((q < 0 ? url : url.slice(0, q)) !== path) return handler(req, res, next);
+    // The gate first, for every method.
+    const auth = gate();
+    const refused =
+      auth === undefined
+        ? undefined
+        : adminRefusal(auth, req, '/metrics', 'callback-engine metrics');
+    if (refused) return send(res, errorReply(refused, 1));
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'application/json' });
       res.end(
@@ -311,11 +342,6 @@ export function withMetrics(
       );
       return;
     }
-    const refused =
-      auth === undefined
-        ? undefined
-        : adminRefusal(auth, req, '/metrics', 'callback-engine metrics');
-    if (refused) return send(res, errorReply(refused, 1));
     metrics.scrape().then(
       (text) => {
         res.writeHead(200, {
@@ -326,5 +352,5 @@ export function withMetrics(
       },
       (err: unknown) => send(res, errorReply(err, 1)),
     );
-  };
+  }, wrapped);
 }

@@ -10,7 +10,7 @@ import { warner, type WarnFn } from '../log.js';
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Piscina } from 'piscina';
-import { EngineClosedError, toError } from '../errors.js';
+import { EngineClosedError, toError, toStepError } from '../errors.js';
 import type { StepOutput } from '../types.js';
 import type { WorkerTask } from './worker.js';
 import type { PoolOptions, StepRunner, WorkerStep, WorkerStepInput } from './worker-step.js';
@@ -130,7 +130,8 @@ class PiscinaStepRunner implements WorkerPool {
     else signal.addEventListener('abort', forward, { once: true });
     const result = this.#piscina.run(task, { signal: controller.signal }).catch((err: unknown) => {
       // Like fetch(): an aborted task rejects with the abort reason (cancel, timeout, close).
-      throw controller.signal.aborted ? toError(controller.signal.reason) : err;
+      // Anything else arrives bounded, whatever crossed the thread boundary.
+      throw controller.signal.aborted ? toError(controller.signal.reason) : toStepError(err);
     });
     const pending: PendingTask = { result, controller };
     this.#pending.add(pending);

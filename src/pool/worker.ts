@@ -11,7 +11,7 @@
  * @module
  */
 
-import { toError } from '../errors.js';
+import { toError, toStepError } from '../errors.js';
 import type { StepOutput } from '../types.js';
 import type { WorkerStepInput } from './worker-step.js';
 
@@ -48,7 +48,7 @@ let tsxImport: Promise<(href: string) => Promise<StepModule>> | undefined;
  * @param task - the step module, the export name and the step input.
  * @returns the step's output: an object merged into the callback's data, or nothing.
  * @throws TypeError when the module has no function under `exportName` or the step returns a value
- *   structured clone cannot copy; rethrows whatever the step throws.
+ *   structured clone cannot copy; what the step throws, as a bounded `Error` (`toStepError`).
  */
 export default async function runWorkerTask(task: WorkerTask): Promise<StepOutput> {
   const mod = await loadModule(task.module);
@@ -58,7 +58,14 @@ export default async function runWorkerTask(task: WorkerTask): Promise<StepOutpu
       `worker step module ${task.module} has no function export "${task.exportName}"`,
     );
   }
-  const output = (await (fn as (input: WorkerStepInput) => unknown)(task.input)) as StepOutput;
+  let output: StepOutput;
+  try {
+    output = (await (fn as (input: WorkerStepInput) => unknown)(task.input)) as StepOutput;
+  } catch (err) {
+    // Sent back as a bounded plain Error: a 5 MB message is not copied across threads, and a
+    // value structured clone cannot copy (a Proxy, a function) still arrives as a message.
+    throw toStepError(err);
+  }
   if (output !== undefined && output !== null) {
     // Checked here: if piscina's postMessage failed instead, the thread would die with an
     // unreadable error and have to be replaced.

@@ -236,6 +236,7 @@ export class CallbackRegistry {
     const recovery: StoreRecovery = await store.open({
       machineVersion: MACHINE_VERSION,
       node: this.#o.node,
+      keyFingerprints: this.#codec.fingerprints,
     });
     for (const c of recovery.counts) this.#stats.addMany(c.anchor, c.status, c.count);
     this.resumeOwed(recovery.owed ?? []);

@@ -92,6 +92,12 @@ export interface StoreOpenContext {
   readonly machineVersion: string;
   /** The opening engine's node name. */
   readonly node: string;
+  /**
+   * Fingerprints of the engine's `secrets` (HMAC of a fixed label under each key; never the
+   * keys), in order: the first signs. A store shared by replicas refuses to open for a replica
+   * whose keys do not match the others' (`SecretMismatchError`).
+   */
+  readonly keyFingerprints?: readonly string[];
 }
 
 /** What a store reports once open, so the engine restores its counters without reading every row. */

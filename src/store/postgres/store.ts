@@ -17,6 +17,7 @@ import { durationMs } from '../../duration.js';
 import {
   InvalidArgumentError,
   LeaseLostError,
+  SecretMismatchError,
   StoreIncompatibleError,
   StoreLockedError,
   StoreUnavailableError,
@@ -24,6 +25,7 @@ import {
 } from '../../errors.js';
 import type { CallbackStatus } from '../../lifecycle/statuses.js';
 import { checkKnownKeys } from '../../keys.js';
+import { keyringMismatch, type KeyringPeer } from '../../token.js';
 import { toEarlyRow, type EarlyRow } from '../row.js';
 import { DEFAULT_SHARDS, shardOf, type ShardLease } from '../shards.js';
 import type {
@@ -318,6 +320,7 @@ export class PostgresStore implements DurableStore {
           `INSERT INTO meta (key, value) VALUES ('schema_version', $1), ('machine_version', $2), ('shards', $3)`,
           [String(POSTGRES_SCHEMA_VERSION), context.machineVersion, String(this.cluster.shards)],
         );
+        await this.#checkKeys(q, context);
         return;
       }
       const meta = new Map(
@@ -346,15 +349,64 @@ export class PostgresStore implements DurableStore {
         ]);
         if (had[0]?.t == null) await q(EARLY_SCHEMA);
         await q(MIGRATE_1_TO_2);
-        return;
       }
-      // A schema written before early events existed gains their table (only when missing: a
-      // CREATE INDEX, even IF NOT EXISTS, would lock the table against other replicas' holds).
-      const early = await q<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [
-        `"${this.#schema}".early_events`,
-      ]);
-      if (early[0]?.t == null) await q(EARLY_SCHEMA);
+      await this.#checkKeys(q, context);
     });
+  }
+
+  /**
+   * Replicas of one schema must share their signing keys: compares this replica's key
+   * fingerprints (never the keys) with those last recorded for the schema and those of every live
+   * replica (see `keyringMismatch`), then records its own. Runs under the migration lock.
+   * @throws {@link SecretMismatchError} naming the fix.
+   */
+  async #checkKeys(
+    q: <R>(text: string, params?: unknown[]) => Promise<R[]>,
+    context: StoreOpenContext,
+  ): Promise<void> {
+    const mine = context.keyFingerprints;
+    if (mine === undefined || mine.length === 0) return;
+    const own = `keys:${context.node}`;
+    const rows = await q<{ key: string; value: string; live: boolean | null }>(
+      `SELECT m.key, m.value, b.seen_at > now() - $1 * interval '1 millisecond' AS live
+         FROM meta m LEFT JOIN members b ON m.key = 'keys:' || b.node
+        WHERE m.key = 'keys' OR (m.key LIKE 'keys:%' AND m.key <> $2)`,
+      [this.cluster.leaseTtlMs, own],
+    );
+    const peers: KeyringPeer[] = [];
+    for (const r of rows) {
+      if (r.key !== 'keys' && r.live !== true) continue;
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(r.value);
+      } catch {
+        continue;
+      }
+      const fingerprints = (parsed as { keys?: unknown } | null)?.keys;
+      if (!Array.isArray(fingerprints) || !fingerprints.every((f) => typeof f === 'string'))
+        continue;
+      peers.push({
+        name:
+          r.key === 'keys'
+            ? 'the replica that last joined this schema'
+            : `live replica ${JSON.stringify(r.key.slice(5))}`,
+        fingerprints,
+      });
+    }
+    const problem = keyringMismatch(mine, peers);
+    if (problem !== undefined) throw new SecretMismatchError(`${this.name}: ${problem}`);
+    await q(
+      `WITH v AS (SELECT json_build_object('keys', $1::json, 'at', extract(epoch FROM now()))::text AS value)
+       INSERT INTO meta (key, value) SELECT k, v.value FROM v, unnest(ARRAY['keys', $2]) AS k
+       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
+      [JSON.stringify(mine), own],
+    );
+    // Replicas gone for a day (their member row is gone too) leave no keys behind.
+    await q(
+      `DELETE FROM meta m WHERE m.key LIKE 'keys:%'
+          AND NOT EXISTS (SELECT 1 FROM members b WHERE m.key = 'keys:' || b.node)
+          AND (m.value::json->>'at')::float8 < extract(epoch FROM now() - interval '1 day')`,
+    );
   }
 
   // ---- synchronous reads of what was fetched --------------------------------------------------
