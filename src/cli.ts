@@ -29,7 +29,8 @@ const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
        callback-engine stats <db> [--json]
        callback-engine --version | --help
 
-  diagram   print the callback lifecycle machine as Mermaid (default), SVG, or JSON for Stately tools
+  diagram   print the callback lifecycle machine as Mermaid (default), SVG, or JSON: a machine config
+            that XState's createMachine() builds and Stately Studio imports (paste it as createMachine(...))
   demo      run the simulation: engine + HTTP service + dashboard, N callbacks reported back over HTTP,
             on a SQLite store in a temp file (--memory: on the memory store)
   demo --crash
