@@ -43,6 +43,14 @@ export {
   toError,
 } from './errors.js';
 export type { CallbackEngineErrorCode, CallbackEngineErrorOptions, DataIssue } from './errors.js';
+export { anchorDiagram, anchorPlan } from './lifecycle/anchor-diagram.js';
+export type {
+  AnchorPlan,
+  DiagramFormat,
+  DiagramOptions,
+  StatusPlan,
+  StepDescription,
+} from './lifecycle/anchor-diagram.js';
 export {
   machineGraph,
   toMachineConfig,
@@ -56,6 +64,7 @@ export type {
   MachineConfigJson,
   MachineConfigOptions,
   MachineGraph,
+  MermaidOptions,
   StateConfigJson,
   SvgOptions,
   TransitionConfigJson,

@@ -87,18 +87,52 @@ export function machineGraph(machine: AnyStateMachine = lifecycleMachine): Machi
 
 const short = (graph: MachineGraph, id: string) => graph.states.find((s) => s.id === id)?.key ?? id;
 
+/** Decorations of {@link toMermaid}: edge labels, notes, styles, a title. */
+export interface MermaidOptions {
+  /** A title (Mermaid front matter). */
+  readonly title?: string | undefined;
+  /** The label of a transition's edge; the event by default. */
+  readonly label?: ((transition: DiagramTransition) => string) | undefined;
+  /** Lines of a note beside a state, by state key. */
+  readonly notes?: Readonly<Record<string, readonly string[]>> | undefined;
+  /** `classDef` styles by class name, e.g. `{ visited: 'fill:#fde7d7' }`. */
+  readonly classDefs?: Readonly<Record<string, string>> | undefined;
+  /** The state keys of each class. */
+  readonly classes?: Readonly<Record<string, readonly string[]>> | undefined;
+}
+
+/**
+ * Text safe inside a Mermaid label or note: one line, without the characters that end a
+ * statement or open a block (`;`, `{`, `}`) and with `#` written as Mermaid's entity.
+ */
+export function mermaidText(text: string): string {
+  return text
+    .replace(/[\r\n]+/g, ' ')
+    .replace(/;/g, ',')
+    .replace(/#/g, '#35;')
+    .replace(/[{]/g, '(')
+    .replace(/[}]/g, ')');
+}
+
 /**
  * The machine as a Mermaid `stateDiagram-v2`.
  *
+ * @param machine - an XState v5 machine; defaults to the callback lifecycle.
+ * @param options - edge labels, notes beside states, styles and a title.
  * @example
  * ```ts
  * console.log(toMermaid()); // paste into any Mermaid renderer
  * ```
  */
-export function toMermaid(machine: AnyStateMachine = lifecycleMachine): string {
+export function toMermaid(
+  machine: AnyStateMachine = lifecycleMachine,
+  options: MermaidOptions = {},
+): string {
   const graph = machineGraph(machine);
   const root = machine.root as unknown as StateNodeLike;
-  const lines = ['stateDiagram-v2'];
+  const lines = options.title
+    ? ['---', `title: ${JSON.stringify(mermaidText(options.title))}`, '---', 'stateDiagram-v2']
+    : ['stateDiagram-v2'];
   const emit = (parent: string | undefined, indent: string, initial: string | undefined) => {
     if (initial) lines.push(`${indent}[*] --> ${initial}`);
     for (const s of graph.states.filter((x) => x.parent === parent)) {
@@ -111,13 +145,25 @@ export function toMermaid(machine: AnyStateMachine = lifecycleMachine): string {
     for (const t of graph.transitions) {
       const source = graph.states.find((s) => s.id === t.source);
       if (!source || source.parent !== parent) continue;
-      lines.push(`${indent}${source.key} --> ${short(graph, t.target)}: ${t.event}`);
+      const label = options.label ? mermaidText(options.label(t)) : t.event;
+      lines.push(`${indent}${source.key} --> ${short(graph, t.target)}: ${label}`);
     }
     for (const s of graph.states.filter((x) => x.parent === parent && x.type === 'final')) {
       lines.push(`${indent}${s.key} --> [*]`);
     }
+    for (const s of graph.states.filter((x) => x.parent === parent)) {
+      const note = options.notes?.[s.key];
+      if (!note?.length) continue;
+      lines.push(`${indent}note right of ${s.key}`);
+      for (const l of note) lines.push(`${indent}  ${mermaidText(l)}`);
+      lines.push(`${indent}end note`);
+    }
   };
   emit(undefined, '  ', root.initial?.target?.[0]?.key);
+  for (const [name, style] of Object.entries(options.classDefs ?? {}))
+    lines.push(`  classDef ${name} ${style}`);
+  for (const [name, keys] of Object.entries(options.classes ?? {}))
+    if (keys.length > 0) lines.push(`  class ${keys.join(',')} ${name}`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -215,7 +215,7 @@ export interface RenderOptions {
 }
 
 const marker = (id: string, fill: string) =>
-  `<marker id="${id}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="${fill}"/></marker>`;
+  `<marker id="${id}" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="${fill}"/></marker>`;
 const MARKERS = `${marker('arrow', '#555')}${marker('arrow-hi', '#c2571a')}${marker('arrow-dim', '#b9bfcc')}`;
 
 const BASE_STYLE =
@@ -251,10 +251,17 @@ export function renderMachineSvg(layout: MachineLayout, options: RenderOptions =
       `<path class="edge${cls}" data-edge="${esc(key(e.source))}->${esc(key(e.target))}" marker-end="url(#arrow${d?.tone ? `-${d.tone}` : ''})" d="${e.path}">${title}</path>`,
     );
     const label = d?.label ?? e.events.join(', ');
-    if (label)
+    if (label) {
+      // Several lines go down from the label's place (up, for a self-loop's label above a box).
+      const parts = label.split('\n');
+      const y0 = e.source === e.target ? e.label.y - 13 * (parts.length - 1) : e.label.y;
+      const body = parts
+        .map((p, i) => `<tspan x="${e.label.x}" dy="${i === 0 ? 0 : 13}">${esc(p)}</tspan>`)
+        .join('');
       labels.push(
-        `<text class="label${cls}" x="${e.label.x}" y="${e.label.y}" text-anchor="${e.label.anchor}">${esc(label)}${title}</text>`,
+        `<text class="label${cls}" x="${e.label.x}" y="${y0}" text-anchor="${e.label.anchor}">${parts.length === 1 ? esc(label) : body}${title}</text>`,
       );
+    }
   }
   for (const s of graph.states) {
     const b = boxes.get(s.id);
