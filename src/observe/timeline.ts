@@ -1,0 +1,538 @@
+/**
+ * One callback's timeline, read from its history: a time axis from its
+ * creation; each report with its outcome (applied or ignored); each step try
+ * with its duration and error; the waits before retries; resumed steps; the
+ * deadline and heartbeat windows. As SVG (the dashboard, a ticket) and as
+ * plain text for terminals. Pure functions of the history entries and the
+ * callback's details.
+ *
+ * @module
+ */
+
+import type { HistoryEntry } from '../history.js';
+import { spanText } from '../lifecycle/describe.js';
+import { isTerminal, type CallbackStatus } from '../lifecycle/statuses.js';
+import { esc } from '../lifecycle/svg-layout.js';
+import { callbackPath, pathLine, type PathDetails } from './callback-path.js';
+
+/** Options of {@link timelineSvg} and {@link timelineText}. */
+export interface TimelineOptions {
+  /**
+   * The present (ms since epoch): an active callback's axis runs to it, and its open heartbeat
+   * window and deadline are drawn against it. @default the last entry's time
+   */
+  readonly now?: number | undefined;
+  /** The title; by default `callback <id> at anchor <anchor>`. */
+  readonly title?: string | undefined;
+  /** Width of the SVG in px. @default 960 */
+  readonly width?: number | undefined;
+}
+
+/** A span of one status. */
+export interface StatusSpan {
+  readonly status: CallbackStatus;
+  readonly from: number;
+  /** When it ended; the axis' end for the last one. */
+  readonly to: number;
+}
+
+/** A mark on the axis: a report, a cancel, a timeout, an orphaning, a resumed or retried step. */
+export interface TimelineMark {
+  readonly seq: number;
+  readonly at: number;
+  readonly kind: 'report' | 'cancel' | 'timeout' | 'orphan' | 'resumed' | 'retried';
+  /** What it says: `start`, `accept (ignored)`, `deadline`, `progress step resumed (restart)`. */
+  readonly label: string;
+  /** For a report: applied or ignored. */
+  readonly outcome?: 'applied' | 'ignored' | undefined;
+}
+
+/** One try of a step. */
+export interface StepTry {
+  readonly seq: number;
+  /** The status it ran for. */
+  readonly status: CallbackStatus;
+  readonly attempt: number;
+  /** When it started (its end less its duration) and ended. */
+  readonly from: number;
+  readonly to: number;
+  readonly ok: boolean;
+  readonly error?: string | undefined;
+  /** When the next try was scheduled, if it failed and is retried. */
+  readonly retryAt?: number | undefined;
+}
+
+/** A heartbeat window: from a report (or the creation) to the time it would pass. */
+export interface HeartbeatWindow {
+  readonly from: number;
+  readonly to: number;
+  /** Whether it passed (the callback timed out with reason `heartbeat`). */
+  readonly expired: boolean;
+}
+
+/** What a timeline shows, in engine-clock ms. */
+export interface Timeline {
+  readonly start: number;
+  /** The axis' end. */
+  readonly end: number;
+  readonly spans: readonly StatusSpan[];
+  readonly marks: readonly TimelineMark[];
+  readonly tries: readonly StepTry[];
+  /** The deadline, if the callback has one. */
+  readonly deadlineAt: number | undefined;
+  readonly heartbeats: readonly HeartbeatWindow[];
+  readonly status: CallbackStatus;
+}
+
+/**
+ * Reads a callback's history into what its timeline shows.
+ *
+ * @param entries - its history entries, oldest first.
+ * @param details - its details: creation time, deadline, heartbeat, status.
+ * @param options - `now`, for an active callback.
+ */
+export function timelineOf(
+  entries: readonly HistoryEntry[],
+  details: PathDetails = {},
+  options: TimelineOptions = {},
+): Timeline {
+  const path = callbackPath(entries, details);
+  const start = path.startedAt ?? options.now ?? 0;
+  const last = entries.at(-1);
+  const active = !isTerminal(path.status);
+  let end = Math.max(start, last?.at ?? start);
+  for (const e of entries) if (e.retryAt !== undefined) end = Math.max(end, e.retryAt);
+  if (active && options.now !== undefined) end = Math.max(end, options.now);
+
+  const timedOut = entries.find((e) => e.kind === 'timedOut');
+  const deadlineAt =
+    details.deadlineAt ?? (timedOut?.reason === 'deadline' ? timedOut.at : undefined);
+  // A timer close to the events is worth its room on the axis; a far one is an arrow off its end.
+  const near = (t: number) => t <= end + Math.max(1000, (end - start) * 0.25);
+  if (deadlineAt !== undefined && near(deadlineAt) && (active || deadlineAt <= end))
+    end = Math.max(end, deadlineAt);
+
+  const heartbeats: HeartbeatWindow[] = [];
+  if (details.heartbeatMs !== undefined) {
+    const beats = entries.filter((e) => e.kind === 'created' || e.kind === 'reported');
+    beats.forEach((b, i) => {
+      const ends = b.at + details.heartbeatMs!;
+      const nextBeat = beats[i + 1]?.at;
+      const stopped = entries.find((e) => e.at >= b.at && e.seq > b.seq && isTerminal(e.status));
+      const expired =
+        timedOut?.reason === 'heartbeat' &&
+        timedOut.at >= b.at &&
+        (nextBeat === undefined || nextBeat > timedOut.at);
+      const to = Math.min(ends, nextBeat ?? ends, stopped?.at ?? ends);
+      if (isTerminal(b.status) && b.kind === 'reported') return;
+      heartbeats.push({ from: b.at, to: expired ? timedOut.at : to, expired });
+    });
+    // The open window of an active callback: when it times out unless a report comes.
+    const open = heartbeats.at(-1);
+    const passes = open && active ? open.from + details.heartbeatMs : undefined;
+    if (passes !== undefined && passes - start <= 3 * Math.max(end - start, 1000))
+      end = Math.max(end, passes);
+  }
+  if (end - start < 1000) end = start + 1000;
+
+  const spans: StatusSpan[] = [];
+  let from = start;
+  let status: CallbackStatus = path.visited[0] ?? path.status;
+  for (const m of path.moves) {
+    spans.push({ status, from, to: m.at });
+    status = m.to;
+    from = m.at;
+  }
+  spans.push({ status, from, to: isTerminal(status) ? Math.max(from, end) : end });
+
+  const marks: TimelineMark[] = [];
+  const tries: StepTry[] = [];
+  for (const e of entries) {
+    if (e.kind === 'reported')
+      marks.push({
+        seq: e.seq,
+        at: e.at,
+        kind: 'report',
+        label: e.outcome === 'ignored' ? `${e.reported} (ignored)` : (e.reported ?? e.status),
+        outcome: e.outcome ?? 'applied',
+      });
+    else if (e.kind === 'cancelled')
+      marks.push({ seq: e.seq, at: e.at, kind: 'cancel', label: 'cancelled by the caller' });
+    else if (e.kind === 'timedOut')
+      marks.push({
+        seq: e.seq,
+        at: e.at,
+        kind: 'timeout',
+        label: `timed out (${e.reason ?? 'deadline'})`,
+      });
+    else if (e.kind === 'orphaned')
+      marks.push({ seq: e.seq, at: e.at, kind: 'orphan', label: 'orphaned: the parent ended' });
+    else if (e.kind === 'stepResumed')
+      marks.push({
+        seq: e.seq,
+        at: e.at,
+        kind: 'resumed',
+        label: `${e.step ?? ''} step resumed${e.reason ? ` (${e.reason})` : ''}`.trim(),
+      });
+    else if (e.kind === 'stepRetried')
+      marks.push({
+        seq: e.seq,
+        at: e.at,
+        kind: 'retried',
+        label: `${e.step ?? ''} step retried by hand`.trim(),
+      });
+    else if ((e.kind === 'stepCompleted' || e.kind === 'stepFailed') && e.step !== undefined)
+      tries.push({
+        seq: e.seq,
+        status: e.step,
+        attempt: e.attempt ?? 1,
+        from: e.at - (e.durationMs ?? 0),
+        to: e.at,
+        ok: e.kind === 'stepCompleted',
+        error: e.error,
+        retryAt: e.retryAt,
+      });
+  }
+  return { start, end, spans, marks, tries, deadlineAt, heartbeats, status: path.status };
+}
+
+const STATUS_FILL: Readonly<Record<CallbackStatus, string>> = {
+  create: '#dfe6f5',
+  accept: '#cbd7f0',
+  start: '#b3c5ea',
+  progress: '#93acdf',
+  complete: '#bfe3c8',
+  error: '#f2c4bf',
+  cancel: '#f1e1b8',
+  timeout: '#f5c9a9',
+  orphan: '#ddd3ea',
+};
+
+/** Where a label goes: its text's x, anchor and row. */
+interface Placed {
+  readonly x: number;
+  readonly end: boolean;
+  readonly row: number;
+}
+
+/**
+ * Lays labels out in rows so that none overlaps another. Each label starts at its mark, or
+ * ends there when it would run past the right edge.
+ */
+function place(
+  items: readonly { readonly at: number; readonly text: string }[],
+  right: number,
+): { placed: Placed[]; rows: number } {
+  const boxes = items.map(({ at, text }) => {
+    const w = textWidth(text);
+    const end = at - 4 + w > right;
+    return { x0: end ? at + 4 - w : at - 4, w, end, at };
+  });
+  const order = boxes.map((_, i) => i).sort((a, b) => boxes[a]!.x0 - boxes[b]!.x0);
+  const ends: number[] = [];
+  const placed: Placed[] = new Array<Placed>(items.length);
+  for (const i of order) {
+    const b = boxes[i]!;
+    let r = ends.findIndex((e) => e + 8 <= b.x0);
+    if (r < 0) r = ends.push(0) - 1;
+    ends[r] = b.x0 + b.w;
+    placed[i] = { x: b.end ? b.at + 4 : b.at - 4, end: b.end, row: r };
+  }
+  return { placed, rows: Math.max(1, ends.length) };
+}
+
+/** A nice tick step for a span: 1, 2 or 5 times a power of ten ms, about `n` ticks. */
+function tickStep(span: number, n: number): number {
+  const raw = span / n;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 5, 10]) if (raw <= m * p) return m * p;
+  return 10 * p;
+}
+
+const textWidth = (s: string, px = 11) => s.length * px * 0.6;
+
+const STYLE =
+  'text{fill:#1d2b4f}.lane{font-size:11px;fill:#5d667a;font-weight:600}.muted{fill:#6b7385}.axis line{stroke:#aab2c2}.axis text{font-size:10px;fill:#5d667a}.grid{stroke:#eceff5}.span text{font-size:11px}.mark text,.try text,.wait text,.timer text{font-size:11px}.ok{fill:#3f8f55}.bad{fill:#c0564d}.badtext{fill:#a4443d}.ignored{fill:#fff;stroke:#8a93a6;stroke-width:1.5}.applied{fill:#3d5a99}.wait line{stroke:#c0564d;stroke-dasharray:4 3;stroke-width:1.5}.now{stroke:#3d5a99;stroke-width:1.5}.deadline{stroke:#c2571a;stroke-width:1.5;stroke-dasharray:6 3}.hb{fill:#f6e7c1}.hbtick{stroke:#c9a13b;stroke-width:1.5}.leader line{stroke:#c5ccda}.tag{paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}.hb.expired{fill:#f5c9a9}.dl{fill:#fbe9df}';
+
+function titleOf(details: PathDetails, options: TimelineOptions): string {
+  if (options.title !== undefined) return options.title;
+  const who = details.id === undefined ? 'callback' : `callback ${details.id}`;
+  return details.anchor === undefined ? who : `${who} at anchor ${details.anchor}`;
+}
+
+const utc = (ms: number) =>
+  new Date(ms)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, ' UTC');
+
+/**
+ * A callback's timeline as a self-contained SVG: lanes for its status, its reports (applied
+ * ones filled, ignored ones hollow), its step tries (bars as long as they ran, green or red with
+ * the error, a dashed wait to each retry), and its deadline and heartbeat windows, over a time
+ * axis from its creation. Marks carry `data-kind` (`status`, `report`, `try`, `wait`,
+ * `resumed`, `deadline`, `heartbeat`, ...) and `data-seq` (the history entry).
+ *
+ * @param entries - the callback's history, oldest first.
+ * @param details - its details (`engine.details()`): id, anchor, creation, deadline, heartbeat.
+ * @param options - `now` for an active callback, a title, the width.
+ * @returns a self-contained SVG document.
+ */
+export function timelineSvg(
+  entries: readonly HistoryEntry[],
+  details: PathDetails = {},
+  options: TimelineOptions = {},
+): string {
+  const t = timelineOf(entries, details, options);
+  const W = options.width ?? 960;
+  const L = 96;
+  const R = 28;
+  const x = (ms: number) => +(L + ((ms - t.start) / (t.end - t.start)) * (W - L - R)).toFixed(1);
+  const since = (ms: number) => `+${spanText(ms - t.start)}`;
+  const out: string[] = [];
+  let y = 58;
+
+  // Lines from marks and bars down to their labels: drawn first, under every label.
+  const leaders: string[] = [];
+
+  // Status lane.
+  const statusY = y;
+  const statusH = 22;
+  const spans = t.spans.map((s) => {
+    const x1 = x(s.from);
+    const x2 = Math.max(x(s.to), x1 + 2);
+    const label =
+      textWidth(s.status) + 8 < x2 - x1
+        ? `<text x="${x1 + 4}" y="${statusY + 15}">${s.status}</text>`
+        : '';
+    return `<g class="span" data-kind="status" data-status="${s.status}"><title>${s.status} ${since(s.from)} – ${since(s.to)}</title><rect x="${x1}" y="${statusY}" width="${(x2 - x1).toFixed(1)}" height="${statusH}" fill="${STATUS_FILL[s.status]}"/>${label}</g>`;
+  });
+  y += statusH + 16;
+
+  // Reports and other marks.
+  const markY = y + 6;
+  const mp = place(
+    t.marks.map((m) => ({ at: x(m.at), text: `${m.label} ${since(m.at)}` })),
+    W - 4,
+  );
+  const marks = t.marks.map((m, i) => {
+    const cx = x(m.at);
+    const p = mp.placed[i]!;
+    const ly = markY + 18 + p.row * 14;
+    const shape =
+      m.kind === 'report'
+        ? `<circle cx="${cx}" cy="${markY}" r="5" class="${m.outcome === 'ignored' ? 'ignored' : 'applied'}"/>`
+        : m.kind === 'timeout' || m.kind === 'orphan' || m.kind === 'cancel'
+          ? `<path d="M${cx},${markY - 6} L${cx + 6},${markY} L${cx},${markY + 6} L${cx - 6},${markY} z" class="bad"/>`
+          : `<text x="${cx}" y="${markY + 5}" text-anchor="middle" font-size="14" class="applied">↻</text>`;
+    leaders.push(`<line x1="${cx}" x2="${cx}" y1="${markY + 6}" y2="${ly - 10}"/>`);
+    return `<g class="mark" data-kind="${m.kind}" data-seq="${m.seq}"${m.outcome ? ` data-outcome="${m.outcome}"` : ''}>${shape}<text x="${p.x}" y="${ly}"${p.end ? ' text-anchor="end"' : ''} class="tag${m.outcome === 'ignored' ? ' muted' : ''}">${esc(`${m.label} ${since(m.at)}`)}</text></g>`;
+  });
+  const marksTop = y;
+  y = markY + 18 + (mp.rows - 1) * 14 + 14;
+
+  // Step tries and the waits before retries: one row of bars, their labels packed below.
+  const stepY = y + 4;
+  const tryText = (s: StepTry) =>
+    `${s.status} try ${s.attempt} · ${spanText(s.to - s.from)}${s.ok ? ' ✓' : ` ✗ ${s.error ?? 'failed'}`}`;
+  const retried = t.tries.filter((s) => s.retryAt !== undefined);
+  const waitText = (s: StepTry) => `wait ${spanText(s.retryAt! - s.to)} → try ${s.attempt + 1}`;
+  const sp = place(
+    [
+      ...t.tries.map((s) => ({ at: x(s.from), text: tryText(s) })),
+      ...retried.map((s) => ({ at: x(s.to) + 6, text: waitText(s) })),
+    ],
+    W - 4,
+  );
+  const tries = t.tries.map((s, i) => {
+    const x1 = x(s.from);
+    const w = Math.max(3, x(s.to) - x1);
+    const p = sp.placed[i]!;
+    const ly = stepY + 26 + p.row * 14;
+    leaders.push(`<line x1="${x1}" x2="${x1}" y1="${stepY + 12}" y2="${ly - 10}"/>`);
+    return `<g class="try" data-kind="try" data-seq="${s.seq}" data-status="${s.status}" data-attempt="${s.attempt}" data-result="${s.ok ? 'ok' : 'failed'}"><title>${esc(tryText(s))}</title><rect x="${x1}" y="${stepY}" width="${w.toFixed(1)}" height="12" rx="2" class="${s.ok ? 'ok' : 'bad'}"/><text x="${p.x}" y="${ly}"${p.end ? ' text-anchor="end"' : ''} class="tag${s.ok ? '' : ' badtext'}">${esc(tryText(s))}</text></g>`;
+  });
+  const waits = retried.map((s, k) => {
+    const p = sp.placed[t.tries.length + k]!;
+    const ly = stepY + 26 + p.row * 14;
+    return `<g class="wait" data-kind="wait" data-seq="${s.seq}" data-attempt="${s.attempt + 1}"><line x1="${x(s.to)}" x2="${x(s.retryAt!)}" y1="${stepY + 6}" y2="${stepY + 6}"/><line x1="${x(s.retryAt!)}" x2="${x(s.retryAt!)}" y1="${stepY}" y2="${stepY + 12}"/><text x="${p.x}" y="${ly}"${p.end ? ' text-anchor="end"' : ''} class="tag badtext">${esc(waitText(s))}</text></g>`;
+  });
+  const stepsTop = y;
+  y = stepY + 26 + (sp.rows - 1) * 14 + 14;
+
+  // Deadline and heartbeat windows.
+  const timerY = y + 4;
+  const timers: string[] = [];
+  const timerLabels: string[] = [];
+  let timerRows = 0;
+  if (t.deadlineAt !== undefined) {
+    const inside = t.deadlineAt <= t.end;
+    const x2 = inside ? x(t.deadlineAt) : W - R;
+    timerLabels.push(`<text x="12" y="${timerY + 9}" class="lane">deadline</text>`);
+    timers.push(
+      `<g class="timer" data-kind="deadline"><rect x="${x(t.start)}" y="${timerY}" width="${(x2 - x(t.start)).toFixed(1)}" height="10" class="dl"/><text x="${inside ? x2 - 4 : x2}" y="${timerY + 9}" text-anchor="end">${esc(inside ? `deadline ${since(t.deadlineAt)}` : `deadline ${since(t.deadlineAt)} →`)}</text></g>`,
+    );
+    timerRows++;
+  }
+  if (t.heartbeats.length > 0) {
+    const hy = timerY + timerRows * 18;
+    for (const h of t.heartbeats) {
+      const x1 = x(h.from);
+      const x2 = Math.max(x1 + 2, x(Math.min(h.to, t.end)) - 1);
+      timers.push(
+        `<g class="timer" data-kind="heartbeat"${h.expired ? ' data-expired="true"' : ''}><title>heartbeat window ${since(h.from)} – ${since(h.to)}${h.expired ? ' (passed: timed out)' : ''}</title><rect x="${x1}" y="${hy}" width="${(x2 - x1).toFixed(1)}" height="10" class="hb${h.expired ? ' expired' : ''}"/><line x1="${x1}" x2="${x1}" y1="${hy - 2}" y2="${hy + 12}" class="hbtick"/></g>`,
+      );
+    }
+    timerLabels.push(
+      `<text x="12" y="${hy + 9}" class="lane">heartbeat</text><text x="12" y="${hy + 22}" class="muted" font-size="10">${esc(spanText(details.heartbeatMs!))}</text>`,
+    );
+    timerRows++;
+  }
+  if (timerRows > 0) y = timerY + timerRows * 18 + 8;
+
+  // The axis.
+  const axisY = y + 8;
+  const step = tickStep(t.end - t.start, Math.max(3, Math.floor((W - L - R) / 90)));
+  const ticks: string[] = [];
+  for (let ms = 0; t.start + ms <= t.end + 1e-6; ms += step) {
+    const tx = x(t.start + ms);
+    ticks.push(
+      `<line x1="${tx}" x2="${tx}" y1="${statusY}" y2="${axisY}" class="grid"/><line x1="${tx}" x2="${tx}" y1="${axisY}" y2="${axisY + 5}"/><text x="${tx}" y="${axisY + 17}" text-anchor="middle">+${spanText(ms)}</text>`,
+    );
+  }
+  const deadlineLine =
+    t.deadlineAt !== undefined && t.deadlineAt <= t.end
+      ? `<line x1="${x(t.deadlineAt)}" x2="${x(t.deadlineAt)}" y1="${statusY - 4}" y2="${axisY}" class="deadline"/>`
+      : '';
+  const nowLine =
+    options.now !== undefined && !isTerminal(t.status) && options.now <= t.end
+      ? `<g data-kind="now"><line x1="${x(options.now)}" x2="${x(options.now)}" y1="${statusY - 4}" y2="${axisY}" class="now"/><text x="${x(options.now) + 3}" y="${statusY - 6}" class="muted" font-size="10">now</text></g>`
+      : '';
+  const height = axisY + 30;
+  const lane = (label: string, top: number) =>
+    `<text x="12" y="${top + 15}" class="lane">${label}</text>`;
+
+  const path = callbackPath(entries, details);
+  const facts = [
+    t.start ? `created ${utc(t.start)}` : '',
+    t.deadlineAt !== undefined ? `deadline ${since(t.deadlineAt)}` : 'no deadline',
+    details.heartbeatMs !== undefined ? `heartbeat ${spanText(details.heartbeatMs)}` : '',
+    `now ${path.status}`,
+  ].filter(Boolean);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${height}" width="${W}" height="${height}" font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="${esc(`Timeline of ${titleOf(details, options)}: ${pathLine(path)}`)}">`,
+    `<style>${STYLE}</style>`,
+    `<text x="12" y="22" font-size="15" font-weight="600">${esc(titleOf(details, options))}</text>`,
+    `<text x="12" y="40" class="muted">${esc(`${pathLine(path)} · ${facts.join(' · ')}`)}</text>`,
+    `<g class="axis">${ticks.join('')}<line x1="${L}" x2="${W - R}" y1="${axisY}" y2="${axisY}"/></g>`,
+    lane('status', statusY + 2),
+    lane('reports', marksTop),
+    t.tries.length ? lane('steps', stepsTop) : '',
+    ...timerLabels,
+    ...spans,
+    ...timers,
+    deadlineLine,
+    nowLine,
+    `<g class="leader">${leaders.join('')}</g>`,
+    ...waits,
+    ...tries,
+    ...marks,
+    '</svg>',
+  );
+  return `${out.filter(Boolean).join('\n')}\n`;
+}
+
+/**
+ * A callback's timeline as plain text, for terminals and tickets: its path in one line, its
+ * timers, then one line per history entry with its time since creation, what happened, the
+ * status after it, and details (outcome, try, duration, error, next try).
+ *
+ * @param entries - the callback's history, oldest first.
+ * @param details - its details (`engine.details()`).
+ * @returns the text, ending with a newline.
+ */
+export function timelineText(
+  entries: readonly HistoryEntry[],
+  details: PathDetails = {},
+  options: TimelineOptions = {},
+): string {
+  const t = timelineOf(entries, details, options);
+  const path = callbackPath(entries, details);
+  // Exact to the millisecond under 100 s, where entries are close enough to need it.
+  const since = (ms: number) => {
+    const d = ms - t.start;
+    return d >= 1000 && d < 100_000 ? `+${(d / 1000).toFixed(3)} s` : `+${spanText(d)}`;
+  };
+  const head = [
+    `${titleOf(details, options)}: ${path.status}`,
+    `path: ${pathLine(path)}`,
+    [
+      path.startedAt !== undefined ? `created ${new Date(path.startedAt).toISOString()}` : '',
+      t.deadlineAt !== undefined
+        ? `deadline ${since(t.deadlineAt)} (${new Date(t.deadlineAt).toISOString()})`
+        : 'no deadline',
+      details.heartbeatMs !== undefined ? `heartbeat ${spanText(details.heartbeatMs)}` : '',
+    ]
+      .filter(Boolean)
+      .join(' · '),
+    '',
+  ];
+  const rows: string[][] = entries.map((e) => {
+    const step = e.step !== undefined ? `${e.step} step` : 'step';
+    let what: string;
+    let detail = '';
+    switch (e.kind) {
+      case 'created':
+        what = 'created';
+        break;
+      case 'reported':
+        what = `report ${e.reported ?? '?'}`;
+        detail = e.outcome ?? 'applied';
+        break;
+      case 'cancelled':
+        what = 'cancelled by the caller';
+        break;
+      case 'timedOut':
+        what = `timed out (${e.reason ?? 'deadline'})`;
+        break;
+      case 'orphaned':
+        what = 'orphaned (the parent ended)';
+        break;
+      case 'stepCompleted':
+        what = `${step} ok`;
+        detail = `try ${e.attempt ?? 1}, ${spanText(e.durationMs ?? 0)}`;
+        break;
+      case 'stepFailed':
+        what = `${step} failed`;
+        detail = `try ${e.attempt ?? 1}, ${spanText(e.durationMs ?? 0)}: ${e.error ?? '(no message)'}`;
+        if (e.retryAt !== undefined)
+          detail += ` · try ${(e.attempt ?? 1) + 1} at ${since(e.retryAt)} (waits ${spanText(e.retryAt - e.at)})`;
+        break;
+      case 'stepResumed':
+        what = `${step} resumed`;
+        detail = e.reason ?? '';
+        break;
+      default:
+        what = `${step} retried by hand`;
+    }
+    const owes =
+      e.step !== undefined && e.kind !== 'stepCompleted' && e.kind !== 'stepFailed'
+        ? `runs the ${e.step} step${e.attempt && e.attempt > 1 ? ` (try ${e.attempt})` : ''}`
+        : '';
+    return [since(e.at), String(e.seq), what, e.status, [detail, owes].filter(Boolean).join(' · ')];
+  });
+  const header = ['time', '#', 'what', 'status', 'details'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) =>
+        i === 0 || i === 1
+          ? c.padStart(widths[i]!)
+          : i === cells.length - 1
+            ? c
+            : c.padEnd(widths[i]!),
+      )
+      .join('  ')
+      .trimEnd();
+  return `${[...head, line(header), ...rows.map(line)].join('\n')}\n`;
+}
