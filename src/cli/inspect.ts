@@ -9,6 +9,7 @@
 import { createRequire } from 'node:module';
 import { existsSync, statSync } from 'node:fs';
 import type BetterSqlite3 from 'better-sqlite3';
+import type { HistoryEntry } from '../history.js';
 import { decodeRecord } from '../registry/record-codec.js';
 import type { CallbackRecord } from '../registry/record.js';
 import { ROW_COLUMNS as columns, toStored, type Row } from '../store/row.js';
@@ -22,6 +23,8 @@ export interface InspectedCallback {
   readonly seq: number;
   readonly createdAt: string;
   readonly deadlineAt: string | null;
+  /** Its heartbeat window in ms, if it has one. */
+  readonly heartbeatMs: number | null;
   readonly removeAt: string | null;
   readonly tags: readonly string[];
   readonly parentId: string | null;
@@ -50,6 +53,11 @@ export interface StoreInspector {
     cursor: string | undefined;
   };
   get(id: string): (InspectedCallback & { children: string[] }) | undefined;
+  /**
+   * A callback's history (its journal as users read it), oldest first; `undefined` when the file
+   * keeps none for it. Absent on stores that keep no history: `get` then prints the record only.
+   */
+  history?(id: string): readonly HistoryEntry[] | undefined;
   stats(): InspectedStats;
   close(): void;
 }
@@ -73,6 +81,7 @@ function shown(r: CallbackRecord): InspectedCallback {
     seq: r.seq,
     createdAt: iso(r.createdAt)!,
     deadlineAt: iso(r.deadlineAt),
+    heartbeatMs: r.heartbeatMs ?? null,
     removeAt: iso(r.removeAt),
     tags: r.tags,
     parentId: r.parentId ?? null,

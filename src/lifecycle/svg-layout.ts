@@ -157,11 +157,11 @@ export const esc = (s: string): string =>
   s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /**
- * Cuts text to about `px` pixels at `fontPx` (an average glyph is about 0.6 em wide), ending
- * with `…` when cut.
+ * Cuts text to about `px` pixels at `fontPx` (an average glyph of a sans-serif text is about
+ * 0.56 em wide), ending with `…` when cut.
  */
 export function fit(text: string, px: number, fontPx: number): string {
-  const max = Math.max(1, Math.floor(px / (fontPx * 0.6)));
+  const max = Math.max(1, Math.floor(px / (fontPx * 0.56)));
   return text.length <= max ? text : `${text.slice(0, Math.max(0, max - 1))}…`;
 }
 

@@ -71,7 +71,7 @@ export interface CallbackPath {
   readonly steps: readonly StepTries[];
   /** Its status after the last entry (or the details' status when there are no entries). */
   readonly status: CallbackStatus;
-  /** When it was created: the details' `createdAt`, else the first entry's time. */
+  /** When it was created: its `created` entry's time, else the details' `createdAt`, else its first entry's. */
   readonly startedAt: number | undefined;
 }
 
@@ -148,7 +148,7 @@ export function callbackPath(
     ignored,
     steps: [...steps.values()],
     status: final,
-    startedAt: details.createdAt ?? entries[0]?.at,
+    startedAt: entries.find((e) => e.kind === 'created')?.at ?? details.createdAt ?? entries[0]?.at,
   };
 }
 

@@ -254,6 +254,18 @@ const textWidth = (s: string, px = 11) => s.length * px * 0.6;
 const STYLE =
   'text{fill:#1d2b4f}.lane{font-size:11px;fill:#5d667a;font-weight:600}.muted{fill:#6b7385}.axis line{stroke:#aab2c2}.axis text{font-size:10px;fill:#5d667a}.grid{stroke:#eceff5}.span text{font-size:11px}.mark text,.try text,.wait text,.timer text{font-size:11px}.ok{fill:#3f8f55}.bad{fill:#c0564d}.badtext{fill:#a4443d}.ignored{fill:#fff;stroke:#8a93a6;stroke-width:1.5}.applied{fill:#3d5a99}.wait line{stroke:#c0564d;stroke-dasharray:4 3;stroke-width:1.5}.now{stroke:#3d5a99;stroke-width:1.5}.deadline{stroke:#c2571a;stroke-width:1.5;stroke-dasharray:6 3}.hb{fill:#f6e7c1}.hbtick{stroke:#c9a13b;stroke-width:1.5}.leader line{stroke:#c5ccda}.tag{paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}.hb.expired{fill:#f5c9a9}.dl{fill:#fbe9df}';
 
+/** The rules scoped to the timeline's own root, so that it can sit in a page or beside another SVG. */
+const SCOPED_STYLE = STYLE.split('}')
+  .filter((rule) => rule.includes('{'))
+  .map((rule) => {
+    const [selectors, body] = rule.split('{') as [string, string];
+    return `${selectors
+      .split(',')
+      .map((sel) => `.timeline ${sel.trim()}`)
+      .join(',')}{${body}}`;
+  })
+  .join('');
+
 function titleOf(details: PathDetails, options: TimelineOptions): string {
   if (options.title !== undefined) return options.title;
   const who = details.id === undefined ? 'callback' : `callback ${details.id}`;
@@ -420,8 +432,8 @@ export function timelineSvg(
     `now ${path.status}`,
   ].filter(Boolean);
   out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${height}" width="${W}" height="${height}" font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="${esc(`Timeline of ${titleOf(details, options)}: ${pathLine(path)}`)}">`,
-    `<style>${STYLE}</style>`,
+    `<svg xmlns="http://www.w3.org/2000/svg" class="timeline" viewBox="0 0 ${W} ${height}" width="${W}" height="${height}" font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="${esc(`Timeline of ${titleOf(details, options)}: ${pathLine(path)}`)}">`,
+    `<style>${SCOPED_STYLE}</style>`,
     `<text x="12" y="22" font-size="15" font-weight="600">${esc(titleOf(details, options))}</text>`,
     `<text x="12" y="40" class="muted">${esc(`${pathLine(path)} · ${facts.join(' · ')}`)}</text>`,
     `<g class="axis">${ticks.join('')}<line x1="${L}" x2="${W - R}" y1="${axisY}" y2="${axisY}"/></g>`,
