@@ -8,6 +8,7 @@
 
 import type { HistoryEntry } from '../history.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
+import { svgWidth } from '../lifecycle/svg-layout.js';
 import { pathMermaid, pathSvg, type PathDetails } from '../observe/callback-path.js';
 import { timelineSvg, timelineText } from '../observe/timeline.js';
 import { table, type InspectedCallback } from './inspect.js';
@@ -45,7 +46,7 @@ export function stackSvg(docs: readonly string[]): string {
   let y = 0;
   let width = 0;
   const parts = docs.map((doc) => {
-    const w = Number(/^<svg[^>]*\swidth="(\d+)"/.exec(doc)?.[1] ?? 0);
+    const w = svgWidth(doc) ?? 0;
     const h = Number(/^<svg[^>]*\sheight="(\d+)"/.exec(doc)?.[1] ?? 0);
     const placed = doc.trim().replace(/^<svg /, `<svg x="0" y="${y}" `);
     y += h + 12;
@@ -108,6 +109,6 @@ export function showCallback(
   if (format === 'text') return { out: `${recordTable(cb)}\n${timelineText(history, details)}` };
   if (format === 'mermaid') return { out: pathMermaid(history, details) };
   const path = pathSvg(history, details);
-  const width = Number(/^<svg[^>]*\swidth="(\d+)"/.exec(path)?.[1] ?? 960);
-  return { out: stackSvg([path, timelineSvg(history, details, { width })]) };
+  // The timeline as wide as the path above it.
+  return { out: stackSvg([path, timelineSvg(history, details, { width: svgWidth(path) })]) };
 }

@@ -250,7 +250,7 @@ function json(plan: AnchorPlan): MachineConfigJson {
 }
 
 const SVG_STYLE =
-  '.state.step>rect{fill:#e3ecfb;stroke-width:2}.state.nostep>rect{fill:#f7f7f9;stroke:#b9bfcc}.state.nostep.final>rect{stroke:#cfa9a5}.state .stepname{font-weight:600;fill:#1d2b4f}.legend text{font-size:11px}.legend .head{font-weight:600;fill:#5d667a}.legend line{stroke:#dde2ec}';
+  '.state.step>rect{fill:#e3ecfb;stroke-width:2}.state.nostep>rect{fill:#f7f7f9;stroke:#b9bfcc}.state.nostep.final>rect{stroke:#cfa9a5}.state .stepname{font-weight:600;fill:#1d2b4f}.plan text{font-size:11px}.plan .head{font-weight:600;fill:#5d667a}.plan line{stroke:#dde2ec}';
 
 function svg(plan: AnchorPlan): string {
   const graph = machineGraph();
@@ -260,7 +260,7 @@ function svg(plan: AnchorPlan): string {
   const rows = [...plan.statuses, ...(plan.notFound ? [plan.notFound] : [])];
   const cols = [20, 110, 420, 560];
   const legend: string[] = [
-    `<g class="legend"><text x="${cols[0]}" y="18" class="head">status</text><text x="${cols[1]}" y="18" class="head">step</text><text x="${cols[2]}" y="18" class="head">from</text><text x="${cols[3]}" y="18" class="head">retry</text>`,
+    `<g class="plan"><text x="${cols[0]}" y="18" class="head">status</text><text x="${cols[1]}" y="18" class="head">step</text><text x="${cols[2]}" y="18" class="head">next entry</text><text x="${cols[3]}" y="18" class="head">retry</text>`,
   ];
   rows.forEach((p, i) => {
     const y = 38 + i * 18;

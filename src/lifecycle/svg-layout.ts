@@ -152,6 +152,12 @@ export function layoutMachine(graph: MachineGraph, options: LayoutOptions = {}):
   return { graph, boxes, edges, width, height };
 }
 
+/** The width of an SVG document's root element (`width="..."`), or `undefined`. */
+export function svgWidth(svg: string): number | undefined {
+  const m = /^<svg[^>]*\swidth="(\d+(?:\.\d+)?)"/.exec(svg);
+  return m ? Number(m[1]) : undefined;
+}
+
 /** Escapes text for SVG and HTML. */
 export const esc = (s: string): string =>
   s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');

@@ -115,15 +115,16 @@ export function timelineOf(
   const heartbeats: HeartbeatWindow[] = [];
   if (details.heartbeatMs !== undefined) {
     const beats = entries.filter((e) => e.kind === 'created' || e.kind === 'reported');
+    const endedAt = entries.find((e) => isTerminal(e.status))?.at;
     beats.forEach((b, i) => {
       const ends = b.at + details.heartbeatMs!;
       const nextBeat = beats[i + 1]?.at;
-      const stopped = entries.find((e) => e.at >= b.at && e.seq > b.seq && isTerminal(e.status));
+      const stopped = endedAt !== undefined && endedAt >= b.at ? endedAt : undefined;
       const expired =
         timedOut?.reason === 'heartbeat' &&
         timedOut.at >= b.at &&
         (nextBeat === undefined || nextBeat > timedOut.at);
-      const to = Math.min(ends, nextBeat ?? ends, stopped?.at ?? ends);
+      const to = Math.min(ends, nextBeat ?? ends, stopped ?? ends);
       if (isTerminal(b.status) && b.kind === 'reported') return;
       heartbeats.push({ from: b.at, to: expired ? timedOut.at : to, expired });
     });
@@ -208,7 +209,7 @@ const STATUS_FILL: Readonly<Record<CallbackStatus, string>> = {
   orphan: '#ddd3ea',
 };
 
-/** Where a label goes: its text's x, anchor and row. */
+/** Where a label goes: its text's x, anchor and row (-1: no room, not drawn). */
 interface Placed {
   readonly x: number;
   readonly end: boolean;
@@ -222,6 +223,7 @@ interface Placed {
 function place(
   items: readonly { readonly at: number; readonly text: string }[],
   right: number,
+  maxRows = 8,
 ): { placed: Placed[]; rows: number } {
   const boxes = items.map(({ at, text }) => {
     const w = textWidth(text);
@@ -234,8 +236,9 @@ function place(
   for (const i of order) {
     const b = boxes[i]!;
     let r = ends.findIndex((e) => e + 8 <= b.x0);
-    if (r < 0) r = ends.push(0) - 1;
-    ends[r] = b.x0 + b.w;
+    if (r < 0 && ends.length < maxRows) r = ends.push(0) - 1;
+    // No room left: the label is not drawn (its mark keeps it as a tooltip).
+    if (r >= 0) ends[r] = b.x0 + b.w;
     placed[i] = { x: b.end ? b.at + 4 : b.at - 4, end: b.end, row: r };
   }
   return { placed, rows: Math.max(1, ends.length) };
@@ -250,6 +253,25 @@ function tickStep(span: number, n: number): number {
 }
 
 const textWidth = (s: string, px = 11) => s.length * px * 0.6;
+
+/** Above this many marks (or tries) in a lane, marks closer than 3 px to the previous one are merged. */
+const THIN_ABOVE = 300;
+
+/**
+ * Keeps the items of a crowded lane at least 3 px apart: each kept item counts the ones merged
+ * into it. Lanes of up to {@link THIN_ABOVE} items are kept whole.
+ */
+function thin<T>(items: readonly T[], xOf: (item: T) => number): { item: T; more: number }[] {
+  if (items.length <= THIN_ABOVE) return items.map((item) => ({ item, more: 0 }));
+  const kept: { item: T; more: number; x: number }[] = [];
+  for (const item of items) {
+    const x = xOf(item);
+    const last = kept.at(-1);
+    if (last && x - last.x < 3) last.more++;
+    else kept.push({ item, more: 0, x });
+  }
+  return kept;
+}
 
 const STYLE =
   'text{fill:#1d2b4f}.lane{font-size:11px;fill:#5d667a;font-weight:600}.muted{fill:#6b7385}.axis line{stroke:#aab2c2}.axis text{font-size:10px;fill:#5d667a}.grid{stroke:#eceff5}.span text{font-size:11px}.mark text,.try text,.wait text,.timer text{font-size:11px}.ok{fill:#3f8f55}.bad{fill:#c0564d}.badtext{fill:#a4443d}.ignored{fill:#fff;stroke:#8a93a6;stroke-width:1.5}.applied{fill:#3d5a99}.wait line{stroke:#c0564d;stroke-dasharray:4 3;stroke-width:1.5}.now{stroke:#3d5a99;stroke-width:1.5}.deadline{stroke:#c2571a;stroke-width:1.5;stroke-dasharray:6 3}.hb{fill:#f6e7c1}.hbtick{stroke:#c9a13b;stroke-width:1.5}.leader line{stroke:#c5ccda}.tag{paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}.hb.expired{fill:#f5c9a9}.dl{fill:#fbe9df}';
@@ -315,19 +337,23 @@ export function timelineSvg(
     const x2 = Math.max(x(s.to), x1 + 2);
     const label =
       textWidth(s.status) + 8 < x2 - x1
-        ? `<text x="${x1 + 4}" y="${statusY + 15}">${s.status}</text>`
+        ? `<text x="${x1 + 4}" y="${statusY + 15}">${esc(s.status)}</text>`
         : '';
-    return `<g class="span" data-kind="status" data-status="${s.status}"><title>${s.status} ${since(s.from)} – ${since(s.to)}</title><rect x="${x1}" y="${statusY}" width="${(x2 - x1).toFixed(1)}" height="${statusH}" fill="${STATUS_FILL[s.status]}"/>${label}</g>`;
+    return `<g class="span" data-kind="status" data-status="${esc(s.status)}"><title>${esc(s.status)} ${since(s.from)} – ${since(s.to)}</title><rect x="${x1}" y="${statusY}" width="${(x2 - x1).toFixed(1)}" height="${statusH}" fill="${STATUS_FILL[s.status]}"/>${label}</g>`;
   });
   y += statusH + 16;
 
   // Reports and other marks.
   const markY = y + 6;
+  const shownMarks = thin(t.marks, (m) => x(m.at));
+  const markText = ({ item: m, more }: { item: TimelineMark; more: number }) =>
+    `${m.label} ${since(m.at)}${more ? ` (and ${more} more)` : ''}`;
   const mp = place(
-    t.marks.map((m) => ({ at: x(m.at), text: `${m.label} ${since(m.at)}` })),
+    shownMarks.map((g) => ({ at: x(g.item.at), text: markText(g) })),
     W - 4,
   );
-  const marks = t.marks.map((m, i) => {
+  const marks = shownMarks.map((g, i) => {
+    const m = g.item;
     const cx = x(m.at);
     const p = mp.placed[i]!;
     const ly = markY + 18 + p.row * 14;
@@ -337,37 +363,51 @@ export function timelineSvg(
         : m.kind === 'timeout' || m.kind === 'orphan' || m.kind === 'cancel'
           ? `<path d="M${cx},${markY - 6} L${cx + 6},${markY} L${cx},${markY + 6} L${cx - 6},${markY} z" class="bad"/>`
           : `<text x="${cx}" y="${markY + 5}" text-anchor="middle" font-size="14" class="applied">↻</text>`;
-    leaders.push(`<line x1="${cx}" x2="${cx}" y1="${markY + 6}" y2="${ly - 10}"/>`);
-    return `<g class="mark" data-kind="${m.kind}" data-seq="${m.seq}"${m.outcome ? ` data-outcome="${m.outcome}"` : ''}>${shape}<text x="${p.x}" y="${ly}"${p.end ? ' text-anchor="end"' : ''} class="tag${m.outcome === 'ignored' ? ' muted' : ''}">${esc(`${m.label} ${since(m.at)}`)}</text></g>`;
+    let label = '';
+    if (p.row >= 0) {
+      leaders.push(`<line x1="${cx}" x2="${cx}" y1="${markY + 6}" y2="${ly - 10}"/>`);
+      label = `<text x="${p.x}" y="${ly}"${p.end ? ' text-anchor="end"' : ''} class="tag${m.outcome === 'ignored' ? ' muted' : ''}">${esc(markText(g))}</text>`;
+    }
+    return `<g class="mark" data-kind="${m.kind}" data-seq="${m.seq}"${m.outcome ? ` data-outcome="${m.outcome}"` : ''}><title>${esc(markText(g))}</title>${shape}${label}</g>`;
   });
   const marksTop = y;
   y = markY + 18 + (mp.rows - 1) * 14 + 14;
 
   // Step tries and the waits before retries: one row of bars, their labels packed below.
   const stepY = y + 4;
-  const tryText = (s: StepTry) =>
-    `${s.status} try ${s.attempt} · ${spanText(s.to - s.from)}${s.ok ? ' ✓' : ` ✗ ${s.error ?? 'failed'}`}`;
-  const retried = t.tries.filter((s) => s.retryAt !== undefined);
+  const shownTries = thin(t.tries, (s) => x(s.from));
+  const tryText = ({ item: s, more }: { item: StepTry; more: number }) =>
+    `${s.status} try ${s.attempt} · ${spanText(s.to - s.from)}${s.ok ? ' ✓' : ` ✗ ${s.error ?? 'failed'}`}${more ? ` (and ${more} more tries)` : ''}`;
+  const retried = shownTries.map((g) => g.item).filter((s) => s.retryAt !== undefined);
   const waitText = (s: StepTry) => `wait ${spanText(s.retryAt! - s.to)} → try ${s.attempt + 1}`;
   const sp = place(
     [
-      ...t.tries.map((s) => ({ at: x(s.from), text: tryText(s) })),
+      ...shownTries.map((g) => ({ at: x(g.item.from), text: tryText(g) })),
       ...retried.map((s) => ({ at: x(s.to) + 6, text: waitText(s) })),
     ],
     W - 4,
   );
-  const tries = t.tries.map((s, i) => {
+  const tries = shownTries.map((g, i) => {
+    const s = g.item;
     const x1 = x(s.from);
     const w = Math.max(3, x(s.to) - x1);
     const p = sp.placed[i]!;
     const ly = stepY + 26 + p.row * 14;
-    leaders.push(`<line x1="${x1}" x2="${x1}" y1="${stepY + 12}" y2="${ly - 10}"/>`);
-    return `<g class="try" data-kind="try" data-seq="${s.seq}" data-status="${s.status}" data-attempt="${s.attempt}" data-result="${s.ok ? 'ok' : 'failed'}"><title>${esc(tryText(s))}</title><rect x="${x1}" y="${stepY}" width="${w.toFixed(1)}" height="12" rx="2" class="${s.ok ? 'ok' : 'bad'}"/><text x="${p.x}" y="${ly}"${p.end ? ' text-anchor="end"' : ''} class="tag${s.ok ? '' : ' badtext'}">${esc(tryText(s))}</text></g>`;
+    let label = '';
+    if (p.row >= 0) {
+      leaders.push(`<line x1="${x1}" x2="${x1}" y1="${stepY + 12}" y2="${ly - 10}"/>`);
+      label = `<text x="${p.x}" y="${ly}"${p.end ? ' text-anchor="end"' : ''} class="tag${s.ok ? '' : ' badtext'}">${esc(tryText(g))}</text>`;
+    }
+    return `<g class="try" data-kind="try" data-seq="${s.seq}" data-status="${esc(s.status)}" data-attempt="${s.attempt}" data-result="${s.ok ? 'ok' : 'failed'}"><title>${esc(tryText(g))}</title><rect x="${x1}" y="${stepY}" width="${w.toFixed(1)}" height="12" rx="2" class="${s.ok ? 'ok' : 'bad'}"/>${label}</g>`;
   });
   const waits = retried.map((s, k) => {
-    const p = sp.placed[t.tries.length + k]!;
+    const p = sp.placed[shownTries.length + k]!;
     const ly = stepY + 26 + p.row * 14;
-    return `<g class="wait" data-kind="wait" data-seq="${s.seq}" data-attempt="${s.attempt + 1}"><line x1="${x(s.to)}" x2="${x(s.retryAt!)}" y1="${stepY + 6}" y2="${stepY + 6}"/><line x1="${x(s.retryAt!)}" x2="${x(s.retryAt!)}" y1="${stepY}" y2="${stepY + 12}"/><text x="${p.x}" y="${ly}"${p.end ? ' text-anchor="end"' : ''} class="tag badtext">${esc(waitText(s))}</text></g>`;
+    const label =
+      p.row >= 0
+        ? `<text x="${p.x}" y="${ly}"${p.end ? ' text-anchor="end"' : ''} class="tag badtext">${esc(waitText(s))}</text>`
+        : '';
+    return `<g class="wait" data-kind="wait" data-seq="${s.seq}" data-attempt="${s.attempt + 1}"><title>${esc(waitText(s))}</title><line x1="${x(s.to)}" x2="${x(s.retryAt!)}" y1="${stepY + 6}" y2="${stepY + 6}"/><line x1="${x(s.retryAt!)}" x2="${x(s.retryAt!)}" y1="${stepY}" y2="${stepY + 12}"/>${label}</g>`;
   });
   const stepsTop = y;
   y = stepY + 26 + (sp.rows - 1) * 14 + 14;
@@ -388,7 +428,7 @@ export function timelineSvg(
   }
   if (t.heartbeats.length > 0) {
     const hy = timerY + timerRows * 18;
-    for (const h of t.heartbeats) {
+    for (const { item: h } of thin(t.heartbeats, (w) => x(w.from))) {
       const x1 = x(h.from);
       const x2 = Math.max(x1 + 2, x(Math.min(h.to, t.end)) - 1);
       timers.push(
