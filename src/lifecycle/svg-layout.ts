@@ -241,6 +241,8 @@ export function renderMachineSvg(layout: MachineLayout, options: RenderOptions =
     `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" font-family="system-ui, sans-serif" font-size="13"${options.label ? ` role="img" aria-label="${esc(options.label)}"` : ''}>`,
     `<defs>${MARKERS}</defs>`,
     `<style>${BASE_STYLE}${options.style ?? ''}</style>`,
+    // Opaque, so that it reads on a dark page too.
+    '<rect width="100%" height="100%" fill="#fff"/>',
   );
   if (options.title)
     out.push(`<text x="20" y="26" font-size="16" font-weight="600">${esc(options.title)}</text>`);

@@ -474,6 +474,7 @@ export function timelineSvg(
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" class="timeline" viewBox="0 0 ${W} ${height}" width="${W}" height="${height}" font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="${esc(`Timeline of ${titleOf(details, options)}: ${pathLine(path)}`)}">`,
     `<style>${SCOPED_STYLE}</style>`,
+    '<rect width="100%" height="100%" fill="#fff"/>',
     `<text x="12" y="22" font-size="15" font-weight="600">${esc(titleOf(details, options))}</text>`,
     `<text x="12" y="40" class="muted">${esc(`${pathLine(path)} · ${facts.join(' · ')}`)}</text>`,
     `<g class="axis">${ticks.join('')}<line x1="${L}" x2="${W - R}" y1="${axisY}" y2="${axisY}"/></g>`,
