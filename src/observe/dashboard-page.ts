@@ -181,6 +181,8 @@ const SCRIPT = `
 
   // ---- the list ----
   let cursors = [''];
+  // Filters change faster than pages arrive: only the latest request's page is shown.
+  let listSeq = 0;
   async function getJson(url, init) {
     const res = await fetch(url, init);
     const body = await res.json().catch(() => ({}));
@@ -193,8 +195,10 @@ const SCRIPT = `
     if (filter.status) q.set('status', filter.status);
     const cursor = cursors.at(-1);
     if (cursor) q.set('cursor', cursor);
+    const seq = ++listSeq;
     try {
       const page = await getJson(base + '/api/callbacks?' + q);
+      if (seq !== listSeq) return;
       $('list').innerHTML = page.items.length ? page.items.map((c) =>
         '<tr' + (c.id === current ? ' class="open"' : '') + '><td class="id">' + idButton(c.id) + '</td><td>' + text(c.anchor) + '</td><td>' + badge(c.status) +
         '</td><td>' + when(c.createdAt) + '</td><td>' + text(c.tags.join(', ')) + '</td></tr>').join('')
@@ -204,6 +208,7 @@ const SCRIPT = `
       $('next').disabled = !page.cursor;
       $('next').dataset.cursor = page.cursor || '';
     } catch (e) {
+      if (seq !== listSeq) return;
       $('list').innerHTML = '<tr><td colspan="5" class="failed">' + text(e.message) + '</td></tr>';
     }
   }
