@@ -87,7 +87,8 @@ describe('lifecycle diagrams (from the real machine)', () => {
         for (const second of events) {
           const actor = createActor(m, { input: { data: DataVersion.EMPTY } }).start();
           actor.send({ type: first, data: {} });
-          actor.send({ type: second, data: {} });
+          // A final state takes no more events (XState would warn about each one).
+          if (actor.getSnapshot().status === 'active') actor.send({ type: second, data: {} });
           seen.push(`${first} ${second} ${JSON.stringify(actor.getSnapshot().value)}`);
           actor.stop();
         }
