@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { anchorDiagram } from '../src/lifecycle/anchor-diagram.js';
 import { pathSvg } from '../src/observe/callback-path.js';
-import { timelineSvg } from '../src/observe/timeline.js';
+import { timelineSvg } from '../src/observe/timeline-svg.js';
 import { resolveAnchor, resolveOptions } from '../src/options.js';
 import { OCR_DETAILS, OCR_HISTORY } from '../test/fixtures/history.js';
 

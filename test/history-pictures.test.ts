@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { HistoryEntry } from '../src/history.js';
 import { callbackPath, pathLine, pathMermaid, pathSvg } from '../src/observe/callback-path.js';
-import { timelineOf, timelineSvg, timelineText } from '../src/observe/timeline.js';
+import { timelineSvg } from '../src/observe/timeline-svg.js';
+import { timelineText } from '../src/observe/timeline-text.js';
+import { timelineOf } from '../src/observe/timeline.js';
 import { OCR_DETAILS, OCR_HISTORY, PAYMENT_HISTORY, T0 } from './fixtures/history.js';
 
 /** The text of every element matching `re` (tags stripped), in order. */

@@ -10,7 +10,8 @@ import type { HistoryEntry } from '../history.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import { svgWidth } from '../lifecycle/svg-layout.js';
 import { pathMermaid, pathSvg, type PathDetails } from '../observe/callback-path.js';
-import { timelineSvg, timelineText } from '../observe/timeline.js';
+import { timelineSvg } from '../observe/timeline-svg.js';
+import { timelineText } from '../observe/timeline-text.js';
 import { table, type InspectedCallback } from './inspect.js';
 
 /** What `get --format` prints. */

@@ -32,7 +32,8 @@ import type { CallbackDetails } from '../types.js';
 import { svgWidth } from '../lifecycle/svg-layout.js';
 import { pathMermaid, pathSvg } from './callback-path.js';
 import type { Monitor } from './monitor.js';
-import { timelineSvg, timelineText } from './timeline.js';
+import { timelineSvg } from './timeline-svg.js';
+import { timelineText } from './timeline-text.js';
 
 /** The header every dashboard action must carry (any value): a cross-site form cannot set it. */
 export const ACTION_HEADER = 'x-requested-with';

@@ -20,7 +20,9 @@ export type {
   StepTries,
 } from './callback-path.js';
 export type { HistoryEntry, HistoryKind, HistoryPage } from '../history.js';
-export { timelineOf, timelineSvg, timelineText } from './timeline.js';
+export { timelineOf } from './timeline.js';
+export { timelineSvg } from './timeline-svg.js';
+export { timelineText } from './timeline-text.js';
 export type {
   HeartbeatWindow,
   StatusSpan,
