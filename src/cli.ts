@@ -7,7 +7,7 @@
  *   callback-engine demo --crash [--concurrency N]
  *   callback-engine demo --replicas N [--callbacks N] [--concurrency N]
  *   callback-engine ls <db> [--status S] [--anchor A] [--limit N] [--cursor C] [--json]
- *   callback-engine get <db> <id> [--json]
+ *   callback-engine get <db> <id> [--json | --format table|json|text|svg|mermaid]
  *   callback-engine stats <db> [--json]
  *   callback-engine --version | --help
  *
@@ -17,6 +17,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { inspectSqlite, InspectError, table, type StoreInspector } from './cli/inspect.js';
+import { GET_FORMATS, showCallback, type GetFormat } from './cli/show.js';
 import { toMermaid, toStatelyJson, toSvg } from './lifecycle/diagram.js';
 import { ACTIVE_STATUSES, TERMINAL_STATUSES } from './lifecycle/statuses.js';
 
@@ -25,11 +26,12 @@ const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
        callback-engine demo --crash [--concurrency N]
        callback-engine demo --replicas N [--callbacks N] [--concurrency N]
        callback-engine ls <db> [--status S] [--anchor A] [--limit N] [--cursor C] [--json]
-       callback-engine get <db> <id> [--json]
+       callback-engine get <db> <id> [--json | --format table|json|text|svg|mermaid]
        callback-engine stats <db> [--json]
        callback-engine --version | --help
 
-  diagram   print the callback lifecycle machine as Mermaid (default), SVG, or JSON for Stately tools
+  diagram   print the callback lifecycle machine as Mermaid (default), SVG, or JSON: a machine config
+            that XState's createMachine() builds and Stately Studio imports (paste it as createMachine(...))
   demo      run the simulation: engine + HTTP service + dashboard, N callbacks reported back over HTTP,
             on a SQLite store in a temp file (--memory: on the memory store)
   demo --crash
@@ -42,7 +44,9 @@ const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
             mid-run, print the takeover time and check every acknowledged report was applied
             exactly once and in order (default 400 callbacks × 20 reports)
   ls        list the callbacks of a SQLite store file (offline, read-only), oldest first, 50 a page
-  get       one callback of a SQLite store file by id: status, data, step error, times, children
+  get       one callback of a SQLite store file by id: status, data, step error, times, children;
+            from its history: --format text (its timeline, one line per entry), svg (its path on the
+            lifecycle over its timeline), mermaid (its path), to paste into a ticket
   stats     counts by status and anchor of a SQLite store file
             (ls/get/stats print a table, or JSON with --json; a file in use by a running engine is
             locked: read it through that engine's HTTP service instead)
@@ -56,16 +60,24 @@ function version(): string {
   return pkg.version;
 }
 
+/** What the CLI reaches outside its arguments (tests replace it). */
+export interface CliIo {
+  /** Opens a store file read-only. @default {@link inspectSqlite} */
+  readonly inspect?: (path: string) => StoreInspector | Promise<StoreInspector>;
+}
+
 /**
  * Runs the CLI.
  *
  * @param argv - arguments after the program name.
+ * @param io - how store files are opened.
  * @returns the exit code (a promise of it for `demo`); output goes to `out`, errors to `err`.
  */
 export function main(
   argv: readonly string[],
   out: (text: string) => void = (t) => process.stdout.write(t),
   err: (text: string) => void = (t) => process.stderr.write(t),
+  io: CliIo = {},
 ): number | Promise<number> {
   let parsed;
   // A callbackId is base64url and may start with "-": keep such an argument positional.
@@ -76,7 +88,7 @@ export function main(
       args: argv.map((a) => (ID_LIKE.test(a) ? `${HIDE}${a}` : a)),
       allowPositionals: true,
       options: {
-        format: { type: 'string', short: 'f', default: 'mermaid' },
+        format: { type: 'string', short: 'f' },
         callbacks: { type: 'string' },
         concurrency: { type: 'string' },
         port: { type: 'string', default: '0' },
@@ -109,12 +121,12 @@ export function main(
   }
   if (command === 'demo') return demo(parsed.values, out, err);
   if (command === 'ls' || command === 'get' || command === 'stats')
-    return inspect(command, parsed.positionals.slice(1), parsed.values, out, err);
+    return inspect(command, parsed.positionals.slice(1), parsed.values, out, err, io);
   if (command !== 'diagram') {
     err(`unknown command "${command}"\n${USAGE}`);
     return 2;
   }
-  const format = parsed.values.format;
+  const format = parsed.values.format ?? 'mermaid';
   if (format === 'mermaid') out(toMermaid());
   else if (format === 'svg') out(toSvg(undefined, { title: 'callback lifecycle' }));
   else if (format === 'json') out(`${JSON.stringify(toStatelyJson(), null, 2)}\n`);
@@ -129,9 +141,17 @@ export function main(
 async function inspect(
   command: 'ls' | 'get' | 'stats',
   args: readonly string[],
-  values: { status?: string; anchor?: string; limit?: string; cursor?: string; json?: boolean },
+  values: {
+    status?: string;
+    anchor?: string;
+    limit?: string;
+    cursor?: string;
+    json?: boolean;
+    format?: string;
+  },
   out: (text: string) => void,
   err: (text: string) => void,
+  io: CliIo,
 ): Promise<number> {
   const [file, id] = args;
   const want = command === 'get' ? 2 : 1;
@@ -149,9 +169,21 @@ async function inspect(
     err(`--status must be one of ${STATUSES.join(', ')} (got ${JSON.stringify(values.status)})\n`);
     return 2;
   }
+  let format: GetFormat | undefined;
+  if (values.format !== undefined) {
+    if (command !== 'get' || !(GET_FORMATS as readonly string[]).includes(values.format)) {
+      err(
+        command === 'get'
+          ? `--format must be one of ${GET_FORMATS.join(', ')} (got ${JSON.stringify(values.format)})\n`
+          : `--format is for diagram and get; ${command} takes --json\n`,
+      );
+      return 2;
+    }
+    format = values.format as GetFormat;
+  }
   let store: StoreInspector | undefined;
   try {
-    store = await inspectSqlite(file);
+    store = await (io.inspect ?? inspectSqlite)(file);
     const json = (v: unknown) => out(`${JSON.stringify(v, null, 2)}\n`);
     if (command === 'stats') {
       const s = store.stats();
@@ -183,50 +215,17 @@ async function inspect(
         err(`no callback with id ${JSON.stringify(id)} in ${file}\n`);
         return 1;
       }
-      const history = store.history(cb.id);
-      if (values.json) return (json({ ...cb, history }), 0);
-      const rows: [string, string][] = [
-        ['id', cb.id],
-        ['anchor', cb.anchor],
-        ['status', cb.status],
-        ['token', cb.tokenHint],
-        ['created', cb.createdAt],
-        ['deadline', cb.deadlineAt ?? '-'],
-        ['remove at', cb.removeAt ?? '-'],
-        ['tags', cb.tags.join(', ') || '-'],
-        ['parent', cb.parentId ?? '-'],
-        ['children', cb.children.join(', ') || '-'],
-        ['step error', cb.stepError ? `${cb.stepError.status}: ${cb.stepError.message}` : '-'],
-        ['data', JSON.stringify(cb.data)],
-      ];
-      out(table(['field', 'value'], rows));
-      if (history.length > 0) {
-        out('\nhistory\n');
-        out(
-          table(
-            ['#', 'at', 'what', 'status', 'details'],
-            history.map((e) => {
-              const what = e.kind === 'reported' ? `reported ${e.reported} (${e.outcome})` : e.kind;
-              const details = [
-                e.step !== undefined ? `step ${e.step} try ${e.attempt}` : '',
-                e.error !== undefined ? `error: ${e.error}` : '',
-                e.retryAt !== undefined ? `retry at ${new Date(e.retryAt).toISOString()}` : '',
-                e.reason !== undefined ? e.reason : '',
-                e.data !== undefined ? JSON.stringify(e.data) : '',
-              ]
-                .filter((x) => x !== '')
-                .join('; ');
-              return [
-                String(e.seq),
-                new Date(e.at).toISOString(),
-                what,
-                e.status,
-                details.length > 80 ? `${details.slice(0, 79)}…` : details,
-              ];
-            }),
-          ),
-        );
+      const shown = showCallback(
+        cb,
+        store.history?.(cb.id),
+        format ?? (values.json ? 'json' : 'table'),
+        file,
+      );
+      if ('err' in shown) {
+        err(shown.err);
+        return shown.code;
       }
+      out(shown.out);
       return 0;
     }
     const page = store.list({

@@ -39,6 +39,7 @@ import {
   type CallbackStatus,
   type DispatchStatus,
 } from './lifecycle/statuses.js';
+import { anchorDiagram, type DiagramOptions } from './lifecycle/anchor-diagram.js';
 import { parseMessage, type ParsedMessage, type ReadAction } from './message.js';
 import {
   checkCreateKeys,
@@ -285,6 +286,23 @@ export interface CallbackEngine {
    * @returns the function that detaches it.
    */
   inspect(inspector: XStateInspector): () => void;
+  /**
+   * An anchor's diagram: the callback lifecycle annotated with what this anchor does on each
+   * status (the step that runs and the `next` entry it comes from, its retry policy) and its
+   * deadline and heartbeat.
+   * @param anchor - a registered anchor's name.
+   * @param options - `format`: `mermaid` (default), `svg`, or `json` (a machine config that
+   *   XState's `createMachine()` builds and Stately Studio imports, with the annotations as
+   *   state descriptions).
+   * @returns the diagram as text.
+   * @throws {@link UnknownAnchorError} if no anchor has this name; {@link InvalidArgumentError}
+   *   for an unknown format.
+   * @example
+   * ```ts
+   * writeFileSync('order.svg', engine.diagram('order', { format: 'svg' }));
+   * ```
+   */
+  diagram(anchor: string, options?: DiagramOptions): string;
   /**
    * The callback URL of a token: `POST {baseUrl}/callbacks/{token}/{status}` with the report data as JSON.
    * @throws {@link InvalidArgumentError} if the engine has no `baseUrl` option.
@@ -1492,6 +1510,12 @@ class Engine implements CallbackEngine {
     const detach = this.#events.addInspector(inspector);
     this.#registry.passivateIdle();
     return detach;
+  }
+
+  diagram(anchor: string, options?: DiagramOptions): string {
+    const resolved = this.#anchors.get(anchor);
+    if (!resolved) throw new UnknownAnchorError(String(anchor));
+    return anchorDiagram(resolved, options);
   }
 
   subscribe(listener: (event: EngineEvent) => void): () => void {

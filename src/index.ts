@@ -45,12 +45,31 @@ export {
   toError,
 } from './errors.js';
 export type { CallbackEngineErrorCode, CallbackEngineErrorOptions, DataIssue } from './errors.js';
-export { machineGraph, toMermaid, toStatelyJson, toSvg } from './lifecycle/diagram.js';
+export { anchorDiagram, anchorPlan } from './lifecycle/anchor-diagram.js';
+export type {
+  AnchorPlan,
+  DiagramFormat,
+  DiagramOptions,
+  StatusPlan,
+  StepDescription,
+} from './lifecycle/anchor-diagram.js';
+export {
+  machineGraph,
+  toMachineConfig,
+  toMermaid,
+  toStatelyJson,
+  toSvg,
+} from './lifecycle/diagram.js';
 export type {
   DiagramState,
   DiagramTransition,
+  MachineConfigJson,
+  MachineConfigOptions,
   MachineGraph,
+  MermaidOptions,
+  StateConfigJson,
   SvgOptions,
+  TransitionConfigJson,
 } from './lifecycle/diagram.js';
 export { lifecycleMachine } from './lifecycle/machine.js';
 export type { LifecycleContext, LifecycleEvent, LifecycleMachine } from './lifecycle/machine.js';

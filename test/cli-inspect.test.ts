@@ -172,7 +172,14 @@ describe('callback-engine ls|get|stats <db>', () => {
       const got = await cli('get', held, cb.id);
       expect(got.code).toBe(0);
       expect(got.out).toMatch(/^status\s+start$/m);
-      expect(got.out).toMatch(/reported start \(applied\)/);
+      // Its history, as the running engine committed it.
+      const history = JSON.parse((await cli('get', held, cb.id, '--json')).out) as {
+        history: { kind: string; status: string }[];
+      };
+      expect(history.history.map((e) => [e.kind, e.status])).toEqual([
+        ['created', 'create'],
+        ['reported', 'start'],
+      ]);
       // A second engine on the same file is still refused.
       const second = createCallbackEngine({
         node: 'cli-2',

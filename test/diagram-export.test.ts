@@ -1,6 +1,15 @@
+import { createActor, createMachine, type AnyStateMachine } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { main } from '../src/cli.js';
-import { machineGraph, toMermaid, toStatelyJson, toSvg } from '../src/lifecycle/diagram.js';
+import { DataVersion } from '../src/data.js';
+import {
+  machineGraph,
+  toMachineConfig,
+  toMermaid,
+  toStatelyJson,
+  toSvg,
+} from '../src/lifecycle/diagram.js';
+import { lifecycleMachine, STATUS_EVENT } from '../src/lifecycle/machine.js';
 import { ACTIVE_STATUSES, TERMINAL_STATUSES } from '../src/lifecycle/statuses.js';
 
 // What spec 3 says the lifecycle is, written out independently of the machine.
@@ -64,14 +73,56 @@ describe('lifecycle diagrams (from the real machine)', () => {
     expect(svg.match(/<g /g)?.length).toBe(svg.match(/<\/g>/g)?.length);
   });
 
-  it('exports the machine JSON for Stately tools', () => {
-    const json = toStatelyJson() as {
-      id: string;
-      states: Record<string, { states?: Record<string, unknown> }>;
+  it('the JSON is a machine config: createMachine() builds the same states and transitions', () => {
+    // Through text, as a user pastes it: nothing but JSON survives.
+    const json = JSON.parse(JSON.stringify(toStatelyJson())) as Parameters<typeof createMachine>[0];
+    const copy = createMachine(json);
+    expect(machineGraph(copy)).toEqual(machineGraph(lifecycleMachine));
+    expect(copy.id).toBe('callback');
+    // And it behaves the same: from every state, every event leads to the same state.
+    const values = (m: AnyStateMachine) => {
+      const seen: string[] = [];
+      const events = ['MERGE', ...Object.values(STATUS_EVENT)];
+      for (const first of events)
+        for (const second of events) {
+          const actor = createActor(m, { input: { data: DataVersion.EMPTY } }).start();
+          actor.send({ type: first, data: {} });
+          // A final state takes no more events (XState would warn about each one).
+          if (actor.getSnapshot().status === 'active') actor.send({ type: second, data: {} });
+          seen.push(`${first} ${second} ${JSON.stringify(actor.getSnapshot().value)}`);
+          actor.stop();
+        }
+      return seen;
     };
+    expect(values(copy)).toEqual(values(lifecycleMachine));
+    // The old export (the resolved machine) was refused exactly here.
+    const resolved = JSON.parse(JSON.stringify(lifecycleMachine.toJSON())) as typeof json;
+    const old = createActor(createMachine(resolved));
+    old.subscribe({ error: () => {} });
+    old.start();
+    expect(old.getSnapshot().status).toBe('error');
+    expect(String((old.getSnapshot() as { error?: unknown }).error)).toMatch(/Initial state node/);
+  });
+
+  it('the JSON names states, initial and final states, targets and actions the way people write them', () => {
+    const json = toStatelyJson();
     expect(json.id).toBe('callback');
-    expect(Object.keys(json.states)).toEqual(['active', ...TERMINAL_STATUSES]);
-    expect(Object.keys(json.states.active!.states!)).toEqual([...ACTIVE_STATUSES]);
+    expect(json.initial).toBe('active');
+    expect(Object.keys(json.states!)).toEqual(['active', ...TERMINAL_STATUSES]);
+    const active = json.states!.active!;
+    expect(active.initial).toBe('create');
+    expect(Object.keys(active.states!)).toEqual([...ACTIVE_STATUSES]);
+    expect(active.on!.COMPLETE).toEqual({ target: 'complete', actions: ['merge'] });
+    expect(active.on!.MERGE).toEqual({ actions: ['merge'] });
+    expect(active.states!.progress!.on!.PROGRESS).toEqual({ actions: ['merge'] });
+    for (const s of TERMINAL_STATUSES) {
+      expect(json.states![s]!.type).toBe('final');
+      expect(json.states![s]!.description).toMatch(/\w/);
+    }
+    // Without options: no descriptions, the JSON starting context.
+    const bare = toMachineConfig();
+    expect(bare.states!.complete).toEqual({ type: 'final' });
+    expect(bare.context).toEqual({ data: {} });
   });
 
   it('the CLI prints each format and refuses unknown ones', () => {
@@ -87,7 +138,10 @@ describe('lifecycle diagrams (from the real machine)', () => {
     expect(out).toBe(toMermaid());
     out = '';
     expect(run('diagram', '--format', 'json')).toBe(0);
-    expect(JSON.parse(out)).toEqual(JSON.parse(JSON.stringify(toStatelyJson())));
+    expect(JSON.parse(out)).toEqual(toStatelyJson());
+    expect(
+      machineGraph(createMachine(JSON.parse(out) as Parameters<typeof createMachine>[0])),
+    ).toEqual(machineGraph());
     out = '';
     expect(run('diagram', '--format', 'svg')).toBe(0);
     expect(out).toContain('<svg');

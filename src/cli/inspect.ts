@@ -32,6 +32,8 @@ export interface InspectedCallback {
   readonly seq: number;
   readonly createdAt: string;
   readonly deadlineAt: string | null;
+  /** Its heartbeat window in ms, if it has one. */
+  readonly heartbeatMs: number | null;
   readonly removeAt: string | null;
   readonly tags: readonly string[];
   readonly parentId: string | null;
@@ -60,8 +62,11 @@ export interface StoreInspector {
     cursor: string | undefined;
   };
   get(id: string): (InspectedCallback & { children: string[] }) | undefined;
-  /** A callback's history (its journal), oldest first, at most `limit` entries after `afterSeq`. */
-  history(id: string, afterSeq?: number, limit?: number): HistoryEntry[];
+  /**
+   * A callback's history (its journal as users read it), oldest first, at most `limit` entries
+   * after `afterSeq`. Absent on stores that keep no history: `get` then prints the record only.
+   */
+  history?(id: string, afterSeq?: number, limit?: number): readonly HistoryEntry[] | undefined;
   stats(): InspectedStats;
   close(): void;
 }
@@ -85,6 +90,7 @@ function shown(r: CallbackRecord): InspectedCallback {
     seq: r.seq,
     createdAt: iso(r.createdAt)!,
     deadlineAt: iso(r.deadlineAt),
+    heartbeatMs: r.heartbeatMs ?? null,
     removeAt: iso(r.removeAt),
     tags: r.tags,
     parentId: r.parentId ?? null,

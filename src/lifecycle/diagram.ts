@@ -1,13 +1,15 @@
 /**
  * Diagrams of a state machine, read from the machine itself (never a
  * hand-drawn copy): Mermaid `stateDiagram-v2`, a self-contained SVG whose
- * state boxes carry live counts, and the machine's JSON for Stately tools.
+ * state boxes carry live counts, and a machine config (JSON) that
+ * `createMachine()` and Stately Studio read back.
  *
  * @module
  */
 
 import type { AnyStateMachine } from 'xstate';
 import { lifecycleMachine } from './machine.js';
+import { layoutMachine, renderMachineSvg } from './svg-layout.js';
 
 /** A state of the machine. */
 export interface DiagramState {
@@ -44,6 +46,7 @@ interface StateNodeLike {
   key: string;
   type: DiagramState['type'];
   states: Record<string, StateNodeLike>;
+  parent?: StateNodeLike | undefined;
   initial?: { target?: readonly { key: string }[] } | undefined;
   transitions: Map<string, readonly { target?: readonly { id: string }[] | undefined }[]>;
 }
@@ -84,18 +87,52 @@ export function machineGraph(machine: AnyStateMachine = lifecycleMachine): Machi
 
 const short = (graph: MachineGraph, id: string) => graph.states.find((s) => s.id === id)?.key ?? id;
 
+/** Decorations of {@link toMermaid}: edge labels, notes, styles, a title. */
+export interface MermaidOptions {
+  /** A title (Mermaid front matter). */
+  readonly title?: string | undefined;
+  /** The label of a transition's edge; the event by default. */
+  readonly label?: ((transition: DiagramTransition) => string) | undefined;
+  /** Lines of a note beside a state, by state key. */
+  readonly notes?: Readonly<Record<string, readonly string[]>> | undefined;
+  /** `classDef` styles by class name, e.g. `{ visited: 'fill:#fde7d7' }`. */
+  readonly classDefs?: Readonly<Record<string, string>> | undefined;
+  /** The state keys of each class. */
+  readonly classes?: Readonly<Record<string, readonly string[]>> | undefined;
+}
+
+/**
+ * Text safe inside a Mermaid label or note: one line, without the characters that end a
+ * statement or open a block (`;`, `{`, `}`) and with `#` written as Mermaid's entity.
+ */
+export function mermaidText(text: string): string {
+  return text
+    .replace(/[\r\n]+/g, ' ')
+    .replace(/;/g, ',')
+    .replace(/#/g, '#35;')
+    .replace(/[{]/g, '(')
+    .replace(/[}]/g, ')');
+}
+
 /**
  * The machine as a Mermaid `stateDiagram-v2`.
  *
+ * @param machine - an XState v5 machine; defaults to the callback lifecycle.
+ * @param options - edge labels, notes beside states, styles and a title.
  * @example
  * ```ts
  * console.log(toMermaid()); // paste into any Mermaid renderer
  * ```
  */
-export function toMermaid(machine: AnyStateMachine = lifecycleMachine): string {
+export function toMermaid(
+  machine: AnyStateMachine = lifecycleMachine,
+  options: MermaidOptions = {},
+): string {
   const graph = machineGraph(machine);
   const root = machine.root as unknown as StateNodeLike;
-  const lines = ['stateDiagram-v2'];
+  const lines = options.title
+    ? ['---', `title: ${JSON.stringify(mermaidText(options.title))}`, '---', 'stateDiagram-v2']
+    : ['stateDiagram-v2'];
   const emit = (parent: string | undefined, indent: string, initial: string | undefined) => {
     if (initial) lines.push(`${indent}[*] --> ${initial}`);
     for (const s of graph.states.filter((x) => x.parent === parent)) {
@@ -108,19 +145,183 @@ export function toMermaid(machine: AnyStateMachine = lifecycleMachine): string {
     for (const t of graph.transitions) {
       const source = graph.states.find((s) => s.id === t.source);
       if (!source || source.parent !== parent) continue;
-      lines.push(`${indent}${source.key} --> ${short(graph, t.target)}: ${t.event}`);
+      const label = options.label ? mermaidText(options.label(t)) : t.event;
+      lines.push(`${indent}${source.key} --> ${short(graph, t.target)}: ${label}`);
     }
     for (const s of graph.states.filter((x) => x.parent === parent && x.type === 'final')) {
       lines.push(`${indent}${s.key} --> [*]`);
     }
+    for (const s of graph.states.filter((x) => x.parent === parent)) {
+      const note = options.notes?.[s.key];
+      if (!note?.length) continue;
+      lines.push(`${indent}note right of ${s.key}`);
+      for (const l of note) lines.push(`${indent}  ${mermaidText(l)}`);
+      lines.push(`${indent}end note`);
+    }
   };
   emit(undefined, '  ', root.initial?.target?.[0]?.key);
+  for (const [name, style] of Object.entries(options.classDefs ?? {}))
+    lines.push(`  classDef ${name} ${style}`);
+  for (const [name, keys] of Object.entries(options.classes ?? {}))
+    if (keys.length > 0) lines.push(`  class ${keys.join(',')} ${name}`);
   return `${lines.join('\n')}\n`;
 }
 
-/** The machine's JSON definition, for Stately tools. */
-export function toStatelyJson(machine: AnyStateMachine = lifecycleMachine): unknown {
-  return machine.toJSON();
+/** A transition in a machine config: a target and actions, as `createMachine()` takes it. */
+export interface TransitionConfigJson {
+  /** A sibling's key, or `#<state id>` for any other state; absent: the state is not left. */
+  readonly target?: string;
+  readonly actions?: readonly string[];
+  readonly description?: string;
+}
+
+/** A state in a machine config. */
+export interface StateConfigJson {
+  readonly type?: 'final' | 'parallel' | 'history';
+  readonly initial?: string;
+  readonly description?: string;
+  readonly meta?: Readonly<Record<string, unknown>>;
+  readonly on?: Readonly<Record<string, TransitionConfigJson | readonly TransitionConfigJson[]>>;
+  readonly states?: Readonly<Record<string, StateConfigJson>>;
+}
+
+/**
+ * A machine config as JSON, the shape `createMachine()` takes and Stately Studio imports
+ * (pasted as `createMachine(<this JSON>)`).
+ */
+export interface MachineConfigJson extends StateConfigJson {
+  readonly id: string;
+  readonly context?: Readonly<Record<string, unknown>>;
+}
+
+/** Options of {@link toMachineConfig}. */
+export interface MachineConfigOptions {
+  /** A description per state key (Stately Studio shows it on the state). */
+  readonly descriptions?: Readonly<Record<string, string>>;
+  /** `meta` per state key (kept by `createMachine()`; must be JSON). */
+  readonly meta?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** The machine's own description. */
+  readonly description?: string;
+  /** A JSON context to start from. @default `{ data: {} }` for the lifecycle, else none */
+  readonly context?: Readonly<Record<string, unknown>>;
+}
+
+/** What each status means (for the lifecycle's state descriptions). */
+export const STATUS_DESCRIPTIONS: Readonly<Record<string, string>> = Object.freeze({
+  active: 'The callback waits for its outside party; reports move it forward only.',
+  create: 'Created; the outside work is not acknowledged yet.',
+  accept: 'The outside party accepted the request and has not started.',
+  start: 'The outside work started.',
+  progress:
+    'The outside work reports progress; every report merges its data and runs the step again.',
+  complete: 'The outside work finished.',
+  error: 'The outside work failed, or a step failed for good.',
+  cancel: 'The caller cancelled.',
+  timeout: 'The deadline or the heartbeat window passed while active.',
+  orphan: 'The parent callback ended while this one was active.',
+});
+
+interface TransitionLike {
+  target?: readonly { id: string }[] | undefined;
+  actions?: readonly unknown[];
+  description?: string | undefined;
+}
+
+const actionName = (a: unknown): string | undefined =>
+  typeof a === 'string'
+    ? a
+    : typeof a === 'object' && a !== null && typeof (a as { type?: unknown }).type === 'string'
+      ? (a as { type: string }).type
+      : typeof a === 'function'
+        ? ((a as { type?: string }).type ?? (a.name || undefined))
+        : undefined;
+
+/**
+ * The machine as a config that `createMachine()` accepts and Stately Studio imports: states,
+ * initial states, final states and every transition with its target and named actions, read
+ * from the machine itself. Inline functions (the context factory, inline actions) cannot be
+ * JSON: actions keep their names (provide them with `machine.provide()`), and the context is
+ * a JSON starting value.
+ *
+ * @param machine - an XState v5 machine; defaults to the callback lifecycle.
+ * @param options - descriptions and `meta` by state key, a starting context.
+ * @returns the config, as plain JSON.
+ * @example
+ * ```ts
+ * const copy = createMachine(toMachineConfig()); // the same states and transitions
+ * ```
+ */
+export function toMachineConfig(
+  machine: AnyStateMachine = lifecycleMachine,
+  options: MachineConfigOptions = {},
+): MachineConfigJson {
+  const root = machine.root as unknown as StateNodeLike;
+  const byId = new Map<string, StateNodeLike>();
+  const index = (n: StateNodeLike) => {
+    byId.set(n.id, n);
+    for (const c of Object.values(n.states)) index(c);
+  };
+  index(root);
+  const targetOf = (from: StateNodeLike, id: string): string => {
+    const to = byId.get(id);
+    // A sibling by its key (the form people write); anything else by its id.
+    return to && from.parent && to.parent === from.parent ? to.key : `#${id}`;
+  };
+  const node = (n: StateNodeLike): StateConfigJson => {
+    const out: {
+      -readonly [K in keyof StateConfigJson]: StateConfigJson[K];
+    } = {};
+    if (n.type === 'final' || n.type === 'parallel' || n.type === 'history') out.type = n.type;
+    const initial = n.type === 'compound' ? n.initial?.target?.[0]?.key : undefined;
+    if (initial !== undefined) out.initial = initial;
+    const description = options.descriptions?.[n.key];
+    if (description !== undefined) out.description = description;
+    const meta = options.meta?.[n.key];
+    if (meta !== undefined) out.meta = JSON.parse(JSON.stringify(meta)) as Record<string, unknown>;
+    const on: Record<string, TransitionConfigJson | TransitionConfigJson[]> = {};
+    for (const [event, defs] of n.transitions) {
+      const list = (defs as readonly TransitionLike[]).map((d) => {
+        const t: { -readonly [K in keyof TransitionConfigJson]: TransitionConfigJson[K] } = {};
+        const target = d.target?.[0];
+        if (target) t.target = targetOf(n, target.id);
+        const actions = (d.actions ?? []).map(actionName).filter((a) => a !== undefined);
+        if (actions.length > 0) t.actions = actions;
+        if (d.description) t.description = d.description;
+        return t;
+      });
+      on[event] = list.length === 1 ? list[0]! : list;
+    }
+    if (Object.keys(on).length > 0) out.on = on;
+    const kids = Object.values(n.states);
+    if (kids.length > 0) out.states = Object.fromEntries(kids.map((c) => [c.key, node(c)]));
+    return out;
+  };
+  const rest = node(root);
+  const context = options.context ?? (machine === lifecycleMachine ? { data: {} } : undefined);
+  return {
+    id: root.id,
+    ...(options.description !== undefined ? { description: options.description } : {}),
+    ...(context !== undefined ? { context } : {}),
+    ...rest,
+  };
+}
+
+/**
+ * The machine config for Stately tools: {@link toMachineConfig} with a description on every
+ * state of the lifecycle. `createMachine()` accepts it; Stately Studio imports it pasted as
+ * `createMachine(<this JSON>)`.
+ */
+export function toStatelyJson(machine: AnyStateMachine = lifecycleMachine): MachineConfigJson {
+  return toMachineConfig(
+    machine,
+    machine === lifecycleMachine
+      ? {
+          descriptions: STATUS_DESCRIPTIONS,
+          description:
+            'The lifecycle of one callback: reports from its outside party move it forward through the active statuses to one final status.',
+        }
+      : {},
+  );
 }
 
 /** Options of {@link toSvg}. */
@@ -130,16 +331,6 @@ export interface SvgOptions {
   /** Title drawn above the diagram. */
   title?: string;
 }
-
-interface Box {
-  x: number;
-  y: number;
-  w: number;
-  h: number;
-}
-
-const esc = (s: string) =>
-  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /**
  * The machine as a self-contained SVG (no scripts, no external resources).
@@ -152,122 +343,12 @@ export function toSvg(
   machine: AnyStateMachine = lifecycleMachine,
   options: SvgOptions = {},
 ): string {
-  const graph = machineGraph(machine);
-  const W = 112;
-  const H = 54;
-  const GAP = 78;
-  const PAD = 26;
-  // Room under a compound's children for arcs that skip over a sibling.
-  const ARCS = 64;
-  const boxes = new Map<string, Box>();
-  const top = graph.states.filter((s) => s.parent === undefined);
-  const compounds = top.filter((s) => s.type === 'compound');
-  const leaves = top.filter((s) => s.type !== 'compound');
-  // Room above the first row for self-loops on compound states.
-  let y = options.title ? 64 : 44;
-  let width = 0;
-  // Row 1: compound states with their children.
-  let x = 20;
-  for (const c of compounds) {
-    const kids = graph.states.filter((s) => s.parent === c.id);
-    const w = Math.max(W, kids.length * W + (kids.length - 1) * GAP + 2 * PAD);
-    const box = { x, y, w, h: H + 2 * PAD + 18 + ARCS };
-    boxes.set(c.id, box);
-    kids.forEach((k, i) =>
-      boxes.set(k.id, { x: x + PAD + i * (W + GAP), y: y + PAD + 18, w: W, h: H }),
-    );
-    x += w + GAP;
-  }
-  width = Math.max(width, x);
-  if (compounds.length) y += H + 2 * PAD + 18 + ARCS + 90;
-  // Row 2: the top-level atomic and final states, centred under row 1.
-  const rowW = leaves.length * W + (leaves.length - 1) * GAP;
-  const start = Math.max(20, (width - rowW) / 2);
-  leaves.forEach((s, i) => boxes.set(s.id, { x: start + i * (W + GAP), y, w: W, h: H }));
-  width = Math.max(width, start + rowW + 20);
-  const height = y + H + 30;
-
-  const out: string[] = [];
-  out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${Math.ceil(width)} ${Math.ceil(height)}" width="${Math.ceil(width)}" height="${Math.ceil(height)}" font-family="system-ui, sans-serif" font-size="13">`,
-    '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
-    '<style>.state rect{fill:#f4f6fb;stroke:#3d5a99;stroke-width:1.5}.final rect{fill:#fbf4f4;stroke:#99443d}.compound>rect{fill:none;stroke:#8892a6;stroke-dasharray:5 4}.edge{stroke:#555;fill:none;stroke-width:1.2}.label{fill:#333;font-size:11px}.count{font-weight:600;fill:#1d2b4f}</style>',
-  );
-  if (options.title)
-    out.push(`<text x="20" y="28" font-size="16" font-weight="600">${esc(options.title)}</text>`);
-  const center = (b: Box) => ({ cx: b.x + b.w / 2, cy: b.y + b.h / 2 });
-  // Edges first, boxes on top.
-  const pairs = new Map<string, string[]>();
-  for (const t of graph.transitions) {
-    const k = `${t.source}|${t.target}`;
-    pairs.set(k, [...(pairs.get(k) ?? []), t.event]);
-  }
-  for (const [k, events] of pairs) {
-    const [source, target] = k.split('|') as [string, string];
-    const a = boxes.get(source);
-    const b = boxes.get(target);
-    if (!a || !b) continue;
-    const label = esc(events.join(', '));
-    if (source === target) {
-      const { cx } = center(a);
-      out.push(
-        `<path class="edge" marker-end="url(#arrow)" d="M${cx - 16},${a.y} C${cx - 30},${a.y - 34} ${cx + 30},${a.y - 34} ${cx + 16},${a.y}"/>`,
-        `<text class="label" x="${cx}" y="${a.y - 30}" text-anchor="middle">${label}</text>`,
-      );
-      continue;
-    }
-    const ca = center(a);
-    const cb = center(b);
-    if (a.y === b.y && Math.abs(ca.cx - cb.cx) > a.w + GAP + 1) {
-      // Same row, skipping boxes: an arc underneath, deeper for longer spans.
-      const depth = 14 + (Math.abs(ca.cx - cb.cx) / (W + GAP)) * 12;
-      const x1 = ca.cx + (cb.cx > ca.cx ? 12 : -12);
-      const x2 = cb.cx - (cb.cx > ca.cx ? 12 : -12);
-      const by = a.y + a.h;
-      out.push(
-        `<path class="edge" marker-end="url(#arrow)" d="M${x1},${by} C${x1},${by + depth * 1.6} ${x2},${by + depth * 1.6} ${x2},${by}"/>`,
-        `<text class="label" x="${(x1 + x2) / 2}" y="${by + depth * 1.2 + 12}" text-anchor="middle">${label}</text>`,
-      );
-      continue;
-    }
-    const down = b.y > a.y + a.h;
-    const x1 = ca.cx < cb.cx ? a.x + a.w : a.x;
-    const y1 = down ? a.y + a.h : ca.cy;
-    const x2 = down ? cb.cx : ca.cx < cb.cx ? b.x : b.x + b.w;
-    const y2 = down ? b.y : cb.cy;
-    const sx = down ? Math.min(Math.max(cb.cx, a.x + 10), a.x + a.w - 10) : x1;
-    out.push(
-      `<path class="edge" marker-end="url(#arrow)" d="M${sx},${y1} L${x2},${y2}"/>`,
-      `<text class="label" x="${(sx + x2) / 2 + (down ? 4 : 0)}" y="${(y1 + y2) / 2 - 5}" text-anchor="${down ? 'start' : 'middle'}">${label}</text>`,
-    );
-  }
-  for (const s of graph.states) {
-    const b = boxes.get(s.id);
-    if (!b) continue;
-    const cls = s.type === 'compound' ? 'compound' : s.type === 'final' ? 'state final' : 'state';
-    out.push(
-      `<g class="${cls}" data-state="${esc(s.key)}"><rect x="${b.x}" y="${b.y}" width="${b.w}" height="${b.h}" rx="10"/>`,
-    );
-    if (s.type === 'compound') {
-      out.push(`<text x="${b.x + 12}" y="${b.y + 20}" font-weight="600">${esc(s.key)}</text>`);
-    } else {
-      const count = options.counts?.[s.key] ?? 0;
-      out.push(
-        `<text x="${b.x + b.w / 2}" y="${b.y + 22}" text-anchor="middle">${esc(s.key)}</text>`,
-        `<text x="${b.x + b.w / 2}" y="${b.y + 42}" text-anchor="middle" class="count"><tspan data-count-for="${esc(s.key)}">${count}</tspan></text>`,
-      );
-    }
-    out.push('</g>');
-  }
-  // Initial-state markers.
-  for (const s of graph.states.filter((x) => x.initial)) {
-    const child = graph.states.find((c) => c.parent === s.id && c.key === s.initial);
-    const b = child && boxes.get(child.id);
-    if (b)
-      out.push(
-        `<circle cx="${b.x - 14}" cy="${b.y + b.h / 2}" r="5" fill="#333"/><path class="edge" marker-end="url(#arrow)" d="M${b.x - 9},${b.y + b.h / 2} L${b.x},${b.y + b.h / 2}"/>`,
-      );
-  }
-  out.push('</svg>');
-  return `${out.join('\n')}\n`;
+  const layout = layoutMachine(machineGraph(machine), { top: options.title ? 64 : 44 });
+  return renderMachineSvg(layout, {
+    title: options.title,
+    state: (s) =>
+      s.type === 'compound'
+        ? undefined
+        : { lines: [{ text: String(options.counts?.[s.key] ?? 0), countFor: s.key }] },
+  });
 }

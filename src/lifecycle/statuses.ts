@@ -80,3 +80,19 @@ export function lookupStep<T>(
   if (ERROR_GROUP.has(status) && next.error !== undefined) return next.error;
   return next['*'];
 }
+
+/**
+ * Which key of a step map applies to a status, in the same order as {@link lookupStep}: the
+ * exact status, then its group default (`active` or `error`), then `*`.
+ *
+ * @returns the key, or `undefined` when none applies.
+ */
+export function stepKeyFor(
+  next: Readonly<Partial<Record<StepKey, unknown>>>,
+  status: CallbackStatus | PseudoStatus,
+): StepKey | undefined {
+  if (next[status] !== undefined) return status;
+  if (ACTIVE_GROUP.has(status) && next.active !== undefined) return 'active';
+  if (ERROR_GROUP.has(status) && next.error !== undefined) return 'error';
+  return next['*'] !== undefined ? '*' : undefined;
+}

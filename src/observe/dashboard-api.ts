@@ -3,8 +3,12 @@
  *
  * - `GET  /api/callbacks?anchor=&status=&cursor=&limit=`: a page of callbacks (engine `listAsync()`);
  * - `GET  /api/callbacks/{id}`: one callback's details and history;
+ * - `GET  /api/callbacks/{id}/history`: its durable history (`engine.history()`, when the engine
+ *   keeps one), with its path on the lifecycle (SVG and Mermaid) and its timeline (SVG and text);
  * - `POST /api/callbacks/{id}/cancel`: cancels an active callback;
- * - `POST /api/callbacks/{id}/retry`: runs its failed final step again (`engine.retryStep()`).
+ * - `POST /api/callbacks/{id}/retry`: runs its failed final step again (`engine.retryStep()`);
+ * - `GET  /api/anchors/{name}/diagram?format=svg|mermaid|json`: what an anchor runs on each
+ *   status (`engine.diagram()`).
  *
  * Callbacks are shown by id only: no answer of these routes carries a token (spec 16). The
  * actions are also guarded against cross-site requests (see {@link crossSiteRefusal}).
@@ -14,7 +18,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CallbackEngine } from '../engine.js';
-import { AlreadySettledError, InvalidArgumentError } from '../errors.js';
+import { AlreadySettledError, InvalidArgumentError, UnknownAnchorError } from '../errors.js';
 import { errorReply, HttpError, send, type Reply } from '../http/respond.js';
 import {
   ACTIVE_STATUSES,
@@ -23,8 +27,13 @@ import {
   type CallbackStatus,
 } from '../lifecycle/statuses.js';
 import { decodeToken } from '../token.js';
+import type { HistoryEntry, HistoryOptions, HistoryPage } from '../history.js';
 import type { CallbackDetails } from '../types.js';
+import { svgWidth } from '../lifecycle/svg-layout.js';
+import { pathMermaid, pathSvg } from './callback-path.js';
 import type { Monitor } from './monitor.js';
+import { timelineSvg } from './timeline-svg.js';
+import { timelineText } from './timeline-text.js';
 
 /** The header every dashboard action must carry (any value): a cross-site form cannot set it. */
 export const ACTION_HEADER = 'x-requested-with';
@@ -38,6 +47,66 @@ const MAX_CHILDREN = 200;
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 200;
 const STATUSES: ReadonlySet<string> = new Set([...ACTIVE_STATUSES, ...TERMINAL_STATUSES]);
+
+/** Most history entries the history route reads and draws; the rest is left out (`truncated`). */
+export const MAX_HISTORY_ENTRIES = 5000;
+
+/** Most characters of one history entry's data sent, as JSON; longer data is cut. */
+export const MAX_ENTRY_DATA_CHARS = 2048;
+
+/** Reads pages of a callback's history: `engine.history()`. */
+export type HistoryReader = (tokenOrId: string, options?: HistoryOptions) => Promise<HistoryPage>;
+
+/** The engine's `history()` method, if it has one (bound to it). */
+export function historyReader(engine: CallbackEngine): HistoryReader {
+  return (tokenOrId, options) => engine.history(tokenOrId, options);
+}
+
+/**
+ * A callback's history for the dashboard: every entry (up to {@link MAX_HISTORY_ENTRIES}), its
+ * path on the lifecycle as SVG and Mermaid, its timeline as SVG and text.
+ */
+export async function historyBody(
+  read: HistoryReader,
+  d: CallbackDetails,
+  now: number,
+): Promise<Record<string, unknown>> {
+  const entries: HistoryEntry[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await read(d.id, { cursor, limit: 1000 });
+    entries.push(...page.entries);
+    cursor = page.cursor;
+  } while (cursor !== undefined && entries.length < MAX_HISTORY_ENTRIES);
+  const truncated = cursor !== undefined || entries.length > MAX_HISTORY_ENTRIES;
+  const shown = entries.slice(0, MAX_HISTORY_ENTRIES);
+  const path = pathSvg(shown, d);
+  return {
+    id: d.id,
+    status: d.status,
+    // Each entry's data as it was, cut like the details' data when large.
+    entries: shown.map((e) => {
+      if (e.data === undefined) return e;
+      const json = JSON.stringify(e.data);
+      if (json.length <= MAX_ENTRY_DATA_CHARS) return e;
+      return {
+        ...e,
+        data: undefined,
+        dataPreview: json.slice(0, MAX_ENTRY_DATA_CHARS),
+        dataTruncated: true,
+      };
+    }),
+    truncated,
+    path: { svg: path, mermaid: pathMermaid(shown, d) },
+    // As wide as the path, so that both are drawn at one scale.
+    timeline: {
+      svg: timelineSvg(shown, d, { now, width: svgWidth(path) }),
+      text: timelineText(shown, d, { now }),
+    },
+  };
+}
+
+const DIAGRAM_FORMATS: ReadonlySet<string> = new Set(['svg', 'mermaid', 'json']);
 
 const notFound = (): HttpError =>
   new HttpError('CBE_ERR_NOT_FOUND', 404, 'no callback has this id (or its record was removed)');
@@ -134,6 +203,36 @@ function detailBody(d: CallbackDetails, monitor: Monitor): Promise<Record<string
   return monitor.history(d.id).then((h) => ({ ...body, history: h ? h.events : null }));
 }
 
+/**
+ * An anchor's diagram (`engine.diagram()`), `{ anchor, format, diagram }`.
+ * @throws {@link HttpError} 404 for an unknown anchor, `InvalidArgumentError` for a bad format.
+ */
+function anchorDiagramReply(engine: CallbackEngine, encoded: string, url: URL): Reply {
+  let name: string;
+  try {
+    name = decodeURIComponent(encoded);
+  } catch {
+    throw new HttpError('CBE_ERR_ROUTE_NOT_FOUND', 404, 'bad percent-encoding in the path');
+  }
+  const format = url.searchParams.get('format') ?? 'svg';
+  if (!DIAGRAM_FORMATS.has(format))
+    throw new InvalidArgumentError(
+      `format must be svg, mermaid or json (got ${JSON.stringify(format)})`,
+    );
+  try {
+    const diagram = engine.diagram(name, { format: format as 'svg' | 'mermaid' | 'json' });
+    return { statusCode: 200, body: { anchor: name, format, diagram } };
+  } catch (err) {
+    if (err instanceof UnknownAnchorError)
+      throw new HttpError(
+        'CBE_ERR_NOT_FOUND',
+        404,
+        `no anchor ${JSON.stringify(name)} is registered`,
+      );
+    throw err;
+  }
+}
+
 /** Reads a callback's details by id (or by a token, whose id is taken), or throws the 404. */
 async function detailsOf(engine: CallbackEngine, key: string): Promise<CallbackDetails> {
   const id = decodeToken(key)?.id ?? key;
@@ -194,7 +293,12 @@ export function apiRoute(
       })(),
     );
   }
-  const m = /^\/api\/callbacks\/([^/]+)(?:\/(cancel|retry))?$/.exec(rest);
+  const a = /^\/api\/anchors\/([^/]+)\/diagram$/.exec(rest);
+  if (a) {
+    if (!isGet) return reply(Promise.reject(methodNotAllowed(method, 'GET, HEAD')));
+    return reply(new Promise<Reply>((resolve) => resolve(anchorDiagramReply(engine, a[1]!, url))));
+  }
+  const m = /^\/api\/callbacks\/([^/]+)(?:\/(cancel|retry|history))?$/.exec(rest);
   if (!m)
     return reply(
       Promise.reject(new HttpError('CBE_ERR_ROUTE_NOT_FOUND', 404, `no route ${url.pathname}`)),
@@ -215,6 +319,15 @@ export function apiRoute(
     return reply(
       detailsOf(engine, key)
         .then((d) => detailBody(d, monitor))
+        .then((body) => ({ statusCode: 200, body })),
+    );
+  }
+  if (action === 'history') {
+    if (!isGet) return reply(Promise.reject(methodNotAllowed(method, 'GET, HEAD')));
+    const read = historyReader(engine);
+    return reply(
+      detailsOf(engine, key)
+        .then((d) => historyBody(read, d, engine.clock.now()))
         .then((body) => ({ statusCode: 200, body })),
     );
   }

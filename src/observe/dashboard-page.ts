@@ -4,7 +4,9 @@
  * embeds the lifecycle diagram rendered from the real machine and keeps it
  * current from a Server-Sent Events stream of {@link MonitorView}s; it lists
  * callbacks (filtered by anchor and status, paged by cursor), shows one
- * callback's details and history, and cancels a callback or retries its
+ * callback's details and history (and, when the engine keeps a durable
+ * history, its path on the lifecycle and its timeline), shows what the
+ * selected anchor runs on each status, and cancels a callback or retries its
  * failed step through the dashboard's JSON API.
  *
  * @module
@@ -79,6 +81,12 @@ const STYLE = `
   .muted { color:var(--muted); }
   .bad { color:var(--bad); }
   .wide { grid-column: 1 / -1; }
+  .picture svg { width:100%; height:auto; display:block; }
+  .picture + .picture { margin-top:10px; border-top:1px solid var(--line); padding-top:8px; }
+  .picture h3 { font-size:12px; margin:0 0 4px; color:var(--muted); font-weight:600; }
+  details.copy { margin-top:6px; font-size:12px; }
+  details.copy pre { max-height:220px; white-space:pre; }
+  [hidden] { display:none !important; }
 `;
 
 /** The page's script; `base` and `view` are defined before it. */
@@ -173,6 +181,8 @@ const SCRIPT = `
 
   // ---- the list ----
   let cursors = [''];
+  // Filters change faster than pages arrive: only the latest request's page is shown.
+  let listSeq = 0;
   async function getJson(url, init) {
     const res = await fetch(url, init);
     const body = await res.json().catch(() => ({}));
@@ -185,8 +195,10 @@ const SCRIPT = `
     if (filter.status) q.set('status', filter.status);
     const cursor = cursors.at(-1);
     if (cursor) q.set('cursor', cursor);
+    const seq = ++listSeq;
     try {
       const page = await getJson(base + '/api/callbacks?' + q);
+      if (seq !== listSeq) return;
       $('list').innerHTML = page.items.length ? page.items.map((c) =>
         '<tr' + (c.id === current ? ' class="open"' : '') + '><td class="id">' + idButton(c.id) + '</td><td>' + text(c.anchor) + '</td><td>' + badge(c.status) +
         '</td><td>' + when(c.createdAt) + '</td><td>' + text(c.tags.join(', ')) + '</td></tr>').join('')
@@ -196,6 +208,7 @@ const SCRIPT = `
       $('next').disabled = !page.cursor;
       $('next').dataset.cursor = page.cursor || '';
     } catch (e) {
+      if (seq !== listSeq) return;
       $('list').innerHTML = '<tr><td colspan="5" class="failed">' + text(e.message) + '</td></tr>';
     }
   }
@@ -205,6 +218,7 @@ const SCRIPT = `
     cursors = [''];
     render(view);
     loadList();
+    loadAnchor();
   });
   $('next').addEventListener('click', () => { cursors.push($('next').dataset.cursor); loadList(); });
   $('prev').addEventListener('click', () => { cursors.pop(); loadList(); });
@@ -255,8 +269,47 @@ const SCRIPT = `
     $('do-cancel').addEventListener('click', () => act('cancel', d.id));
     $('do-retry').addEventListener('click', () => act('retry', d.id));
     if (focus) $('detail-id').focus();
+    if (pictureFor !== d.id) $('picture').hidden = true;
+    loadPicture(d.id);
     return true;
   }
+  // The path on the lifecycle and the timeline, from the engine's durable history (if it keeps one).
+  let pictureFor = '';
+  async function loadPicture(id) {
+    let h;
+    try {
+      h = await getJson(base + '/api/callbacks/' + encodeURIComponent(id) + '/history');
+    } catch (e) {
+      if (current === id) { $('picture').hidden = true; pictureFor = ''; }
+      return;
+    }
+    if (current !== id) return;
+    pictureFor = id;
+    $('picture-path').innerHTML = h.path.svg;
+    $('picture-timeline').innerHTML = h.timeline.svg;
+    $('picture-mermaid').textContent = h.path.mermaid;
+    $('picture-text').textContent = h.timeline.text;
+    $('picture-note').textContent = h.entries.length + ' history entries' + (h.truncated ? ', the oldest ones (the rest is left out)' : '');
+    $('picture').hidden = false;
+  }
+
+  // What the selected anchor runs on each status.
+  async function loadAnchor() {
+    const name = filter.anchor;
+    if (!name) { $('anchor-section').hidden = true; return; }
+    let html;
+    try {
+      const r = await getJson(base + '/api/anchors/' + encodeURIComponent(name) + '/diagram?format=svg');
+      html = r.diagram;
+    } catch (e) {
+      html = '<p class="failed">' + text(e.message) + '</p>';
+    }
+    if (filter.anchor !== name) return;
+    $('anchor-name').textContent = name;
+    $('anchor-diagram').innerHTML = html;
+    $('anchor-section').hidden = false;
+  }
+
   async function act(action, id) {
     if (action === 'cancel' && !confirm('Cancel callback ' + id + '? Its outside party learns it should stop.')) return;
     $('action-result').textContent = action === 'cancel' ? 'cancelling…' : 'retrying…';
@@ -365,6 +418,10 @@ export function dashboardPage(options: {
       <div class="chart"><svg id="lat" viewBox="0 0 480 80" role="img" aria-label="dispatch latency"></svg><div class="legend" id="lat-legend"></div></div>
     </div>
   </section>
+  <section class="wide" id="anchor-section" aria-labelledby="h-anchor" hidden>
+    <h2 id="h-anchor">What anchor <span id="anchor-name"></span> runs on each status</h2>
+    <div class="picture" id="anchor-diagram"></div>
+  </section>
   <section aria-labelledby="h-list">
     <h2 id="h-list">Callbacks</h2>
     <table><thead><tr><th scope="col">callback id</th><th scope="col">anchor</th><th scope="col">status</th><th scope="col">created</th><th scope="col">tags</th></tr></thead><tbody id="list"></tbody></table>
@@ -374,6 +431,13 @@ export function dashboardPage(options: {
     <h2 id="h-detail">Callback</h2>
     <form id="find"><label for="q" class="muted" style="align-self:center">Find</label><input id="q" placeholder="callback id or token" autocomplete="off"><button>Show</button></form>
     <div id="detail"><p class="muted">Pick a callback in the list, or find one by its id or token.</p></div>
+  </section>
+  <section class="wide" id="picture" aria-labelledby="h-picture" hidden>
+    <h2 id="h-picture">Path and timeline · <span id="picture-note"></span></h2>
+    <div class="picture"><h3>Path on the lifecycle</h3><div id="picture-path"></div></div>
+    <div class="picture"><h3>Timeline</h3><div id="picture-timeline"></div></div>
+    <details class="copy"><summary>Path as Mermaid (for a ticket)</summary><pre id="picture-mermaid"></pre></details>
+    <details class="copy"><summary>Timeline as text</summary><pre id="picture-text"></pre></details>
   </section>
   <section class="wide" aria-labelledby="h-recent">
     <h2 id="h-recent">Recent transitions</h2>

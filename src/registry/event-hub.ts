@@ -9,6 +9,7 @@
 import type { InspectionEvent, Observer } from 'xstate';
 import type { Clock } from '../clock.js';
 import { toError } from '../errors.js';
+import { inspectionWithContext } from '../lifecycle/inspection.js';
 import { errorWarner, warner, type EngineLogger, type WarnFn } from '../log.js';
 import { Telemetry } from '../telemetry.js';
 import type { EngineEvent, EngineEventType } from '../types.js';
@@ -40,8 +41,13 @@ export class EventHub {
   readonly telemetry: Telemetry;
   readonly #listeners = new Set<(event: EngineEvent) => void>();
   readonly #inspectors = new Set<XStateInspector>();
-  /** Passed to createActor only while inspectors are attached (no cost otherwise). */
-  readonly #inspectAll = (event: InspectionEvent): void => {
+  /**
+   * Passed to createActor only while inspectors are attached (no cost otherwise). Inspectors see
+   * the callback's context as users read it (status, data as JSON, the report), not the
+   * machine's internal data version.
+   */
+  readonly #inspectAll = (raw: InspectionEvent): void => {
+    const event = inspectionWithContext(raw);
     for (const inspector of this.#inspectors) {
       try {
         if (typeof inspector === 'function') inspector(event);

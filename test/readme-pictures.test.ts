@@ -1,0 +1,31 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { images } from '../docs/images.js';
+
+const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+
+describe('the README shows pictures the code draws', () => {
+  it('each picture under docs/images is what docs/images.ts draws now, and the README shows it', () => {
+    const drawn = images();
+    expect(Object.keys(drawn).sort()).toEqual([
+      'anchor-ocr.svg',
+      'callback-path.svg',
+      'callback-timeline.svg',
+    ]);
+    for (const [name, svg] of Object.entries(drawn)) {
+      const committed = readFileSync(new URL(`../docs/images/${name}`, import.meta.url), 'utf8');
+      // Run `npx tsx docs/images.ts` after changing how pictures are drawn.
+      expect(committed, name).toBe(svg);
+      expect(readme).toContain(`(docs/images/${name})`);
+    }
+    // The path: an ignored accept, two failed tries, the deadline.
+    expect(drawn['callback-path.svg']).toContain('ignored accept +1.9 s');
+    expect(drawn['callback-timeline.svg']).toContain('wait 2 s → try 3');
+  });
+
+  it('the Stately inspector recipe is examples/inspect-stately.ts', () => {
+    const file = readFileSync(new URL('../examples/inspect-stately.ts', import.meta.url), 'utf8');
+    const m = /<!-- example: inspect-stately -->\s*```ts\n([\s\S]*?)```/.exec(readme);
+    expect(m?.[1]?.trim()).toBe(file.trim());
+  });
+});
