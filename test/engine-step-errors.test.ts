@@ -252,7 +252,11 @@ describe('step errors are bounded (spec 16)', () => {
     await engine.close();
     const db = new Database(path, { readonly: true });
     try {
-      const rows = db.prepare('SELECT length(body) AS n FROM callbacks').all() as { n: number }[];
+      const rows = db
+        .prepare(
+          'SELECT length(entry) AS n FROM journal UNION ALL SELECT length(body) FROM snapshots UNION ALL SELECT length(meta) FROM callbacks',
+        )
+        .all() as { n: number }[];
       expect(rows.length).toBeGreaterThanOrEqual(2);
       for (const row of rows) expect(row.n).toBeLessThan(16 * 1024);
     } finally {

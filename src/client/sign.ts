@@ -34,12 +34,10 @@ export interface SignableRequest {
 
 /**
  * The authentication headers of one attempt. Signed per attempt: the timestamp is fresh, so
- * a retry after a long backoff is still inside the service's replay window.
- *
- * Everything the signature covers is decided here and only here, so that when the service's
- * signature also covers the headers that select the callback, its status and its
- * deduplication key (`Callback-Dedup-Key`, CloudEvent `ce-*` headers), only this function
- * changes: `request.headers` already holds them.
+ * a retry after a long backoff is still inside the service's replay window. The signature
+ * covers the method, the target, the timestamp, the headers that select the callback, its
+ * status and its deduplication key (`Content-Type`, `Callback-Dedup-Key`, CloudEvent `ce-*`
+ * headers, all in `request.headers`) and the body: `signRequest()` picks them.
  */
 export function authHeaders(auth: ClientAuth, request: SignableRequest): Record<string, string> {
   const out: Record<string, string> = {};
@@ -50,6 +48,7 @@ export function authHeaders(auth: ClientAuth, request: SignableRequest): Record<
       method: request.method,
       path: request.target,
       body: request.body,
+      headers: request.headers,
       timestamp: request.timestamp,
     });
   }
