@@ -208,6 +208,8 @@ describe.skipIf(!available)('early events with postgresStore()', () => {
       expect(seen.get('V-1')).toEqual(['create:-', 'progress:1']);
     }, poll);
     await vi.waitFor(async () => expect(await heldRows()).toEqual([]), poll);
+    // Counted once its report is answered (after its step's outcome is stored).
+    await vi.waitFor(() => expect(b.stats().early).toMatchObject({ claimed: 1 }), poll);
     clock.advance(120_000);
     expect(b.stats().early).toMatchObject({ expired: 0, claimed: 1 });
   });
