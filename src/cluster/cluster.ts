@@ -374,10 +374,13 @@ export class Cluster {
    * the cluster (its leases, renewed by every lease round) has lapsed since: the replica froze
    * or lost its database while the request waited, so other replicas may have applied reports
    * sent after it. Such a request is never applied or forwarded late: a retryable
-   * `StoreUnavailableError`.
+   * `StoreUnavailableError`. (A request that arrives while the view is lapsed, before the next
+   * round noticed, is stopped later: a forward carries the view's end in `notAfter`, which its
+   * owner checks; a queued report is refused by the database past it; this replica applies
+   * nothing itself without a valid lease.)
    */
   checkFresh(arrivedAt: number): void {
-    if (performance.now() < this.#validUntil && this.#lapsedAt < arrivedAt) return;
+    if (this.#lapsedAt < arrivedAt) return;
     throw new StoreUnavailableError(
       'this replica was cut off from the cluster (paused, or without its database) while the report waited; it was not applied: retry',
     );
