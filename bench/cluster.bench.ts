@@ -51,7 +51,7 @@ import {
   terminate,
   type Replica,
 } from '../src/demo/replicas.js';
-import { dropSchema, postgresStore } from '../src/store/postgres.js';
+import { dropSchema, postgresStore } from '../test/helpers/postgres.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import type { DurableStore } from '../src/store/store.js';
 import { check, machine, closedLoop, createMany } from './lib.js';

@@ -29,7 +29,7 @@ import {
   type VerifyResult,
   PG_BIN,
 } from '../src/demo/replicas.js';
-import { dropSchema } from '../src/store/postgres.js';
+import { dropSchema } from './helpers/postgres.js';
 import { NATS, natsAvailable, notice, PG, pgAvailable } from './helpers/postgres.js';
 const TTL = 2000;
 const RENEW = 500;

@@ -57,21 +57,27 @@ describe('reading, waiting, listing (spec 10)', () => {
     const seen: number[] = [];
     let cursor: string | undefined;
     do {
-      const page = engine.list({ limit: 7, ...(cursor !== undefined && { cursor }) });
+      const page = await engine.list({ limit: 7, ...(cursor !== undefined && { cursor }) });
       seen.push(...page.items.map((x) => x.data.i as number));
       cursor = page.cursor;
     } while (cursor);
     expect(seen).toEqual(Array.from({ length: 25 }, (_, i) => i));
-    expect(engine.list({ anchor: 'a', limit: 100 }).items).toHaveLength(12);
-    expect(engine.list({ tags: ['vip'] }).items.map((x) => x.data.i)).toEqual([0, 5, 10, 15, 20]);
-    expect(engine.list({ status: 'complete' }).items.map((x) => x.id)).toEqual([made[3]!.id]);
+    expect((await engine.list({ anchor: 'a', limit: 100 })).items).toHaveLength(12);
+    expect((await engine.list({ tags: ['vip'] })).items.map((x) => x.data.i)).toEqual([
+      0, 5, 10, 15, 20,
+    ]);
+    expect((await engine.list({ status: 'complete' })).items.map((x) => x.id)).toEqual([
+      made[3]!.id,
+    ]);
     expect(
-      engine.list({ status: ['create'], anchor: 'b', tags: ['vip'] }).items.map((x) => x.data.i),
+      (await engine.list({ status: ['create'], anchor: 'b', tags: ['vip'] })).items.map(
+        (x) => x.data.i,
+      ),
     ).toEqual([0, 10, 20]);
-    expect(() => engine.list({ limit: 0 })).toThrow(
+    await expect(engine.list({ limit: 0 })).rejects.toThrow(
       /options\.limit must be an integer from 1 to 1000/,
     );
-    expect(() => engine.list({ cursor: '!!' })).toThrow(/options\.cursor is not a cursor/);
+    await expect(engine.list({ cursor: '!!' })).rejects.toThrow(/options\.cursor is not a cursor/);
   });
 
   it('emits events on every transition and keeps counters by status and anchor (spec 13)', async () => {

@@ -10,6 +10,7 @@ import {
 } from '../src/index.js';
 import { makeEngine, rejection } from './helpers/engine.js';
 import { serviceFixture } from './helpers/http.js';
+import { internalsOf } from '../src/engine-internals.js';
 
 const fx = serviceFixture();
 
@@ -174,7 +175,7 @@ describe('early events over HTTP', () => {
     expect((r.body as { message: string }).message).toMatch(/early\.maxEvents 2/);
     expect(engine.stats().early).toMatchObject({ held: 2, refused: 1 });
     const err = await rejection(
-      engine.holdEarly({
+      internalsOf(engine).holdEarly({
         attributes: { orderid: 'C-4' },
         type: 'com.example.order.shipped',
         dedupKey: 'c4',
@@ -297,15 +298,19 @@ describe('early events in process', () => {
       type: 'com.example.order.shipped',
       dedupKey: 'k1',
     };
-    expect(await engine.holdEarly(input)).toEqual({ kind: 'found', token: cb.token });
-    expect(await engine.holdEarly({ ...input, attributes: { other: 1 } })).toEqual({
+    expect(await internalsOf(engine).holdEarly(input)).toEqual({ kind: 'found', token: cb.token });
+    expect(await internalsOf(engine).holdEarly({ ...input, attributes: { other: 1 } })).toEqual({
       kind: 'unmatched',
     });
     expect(
-      await engine.holdEarly({ ...input, attributes: { orderid: 'H-2' }, dedupKey: 'k2' }),
+      await internalsOf(engine).holdEarly({
+        ...input,
+        attributes: { orderid: 'H-2' },
+        dedupKey: 'k2',
+      }),
     ).toMatchObject({ kind: 'queued', anchor: 'order', duplicate: false });
     const err = await rejection(
-      engine.holdEarly({ ...input, attributes: { orderid: 'H-3' }, status: 'bogus' }),
+      internalsOf(engine).holdEarly({ ...input, attributes: { orderid: 'H-3' }, status: 'bogus' }),
     );
     expect(err.code).toBe('CBE_ERR_INVALID_MESSAGE');
     await engine.close();
@@ -315,9 +320,13 @@ describe('early events in process', () => {
     const { engine } = makeEngine({ maxCallbackBytes: 200 });
     anchors(engine);
     const base = { attributes: { orderid: 'J-1' }, type: 'com.example.order.shipped' };
-    await engine.holdEarly({ ...base, data: { n: 1 }, dedupKey: 'a' });
-    await engine.holdEarly({ ...base, data: { n: 2, pad: 'x'.repeat(300) }, dedupKey: 'b' });
-    await engine.holdEarly({ ...base, data: { n: 3 }, dedupKey: 'c' });
+    await internalsOf(engine).holdEarly({ ...base, data: { n: 1 }, dedupKey: 'a' });
+    await internalsOf(engine).holdEarly({
+      ...base,
+      data: { n: 2, pad: 'x'.repeat(300) },
+      dedupKey: 'b',
+    });
+    await internalsOf(engine).holdEarly({ ...base, data: { n: 3 }, dedupKey: 'c' });
     const cb = await engine.create('order', { data: { orderId: 'J-1' } });
     expect(cb.data).toEqual({ orderId: 'J-1', n: 3 });
     expect(seen.get('J-1')).toEqual(['create:-', 'progress:1', 'progress:3']);
@@ -329,7 +338,7 @@ describe('early events in process', () => {
     engine.anchor('a', { correlate: ['ref'], early: true, eventTypes: { only: 'progress' } });
     engine.anchor('b', { correlate: ['ref'], early: true });
     const hold = (type: string, dedupKey: string, status?: string) =>
-      engine.holdEarly({ attributes: { ref: 'R' }, type, dedupKey, status });
+      internalsOf(engine).holdEarly({ attributes: { ref: 'R' }, type, dedupKey, status });
     expect(await hold('only', '1')).toMatchObject({ kind: 'queued', anchor: 'a' });
     // No status for "a" or "b" from this type: not held.
     expect(await hold('other', '2')).toEqual({ kind: 'unmatched' });

@@ -351,7 +351,7 @@ describe('fuzzing the real server', () => {
     expect(byStatus).toBe(created);
     expect(byAnchor).toBe(created);
     expect(stats.active + stats.retained).toBe(created);
-    const listed = engine.list({ limit: 1000 }).items;
+    const listed = (await engine.list({ limit: 1000 })).items;
     expect(listed).toHaveLength(created);
     for (const item of listed) {
       const answer = await engine.get(item.token);

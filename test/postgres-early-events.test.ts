@@ -19,6 +19,7 @@ import { serve } from '../src/http/index.js';
 import { rejection } from './helpers/engine.js';
 import { MACHINE_VERSION } from '../src/lifecycle/persist.js';
 import { natsAvailable, PgFixture, pgAvailable, writeV1Schema } from './helpers/postgres.js';
+import { internalsOf } from '../src/engine-internals.js';
 
 const available = pgAvailable;
 
@@ -79,7 +80,7 @@ async function pair(clock: SimulatedClock, early: object = {}) {
 }
 
 const hold = (engine: CallbackEngine, orderid: string, n: number, type = 'shipped') =>
-  engine.holdEarly({
+  internalsOf(engine).holdEarly({
     attributes: { orderid },
     type,
     data: { n },
@@ -239,7 +240,7 @@ describe.skipIf(!available)('early events with postgresStore()', () => {
       await a.create('order', { data: { orderid: r.corr_key.split('\\0')[1] } });
     await vi.waitFor(async () => expect(await heldRows()).toEqual([]), poll);
     const big = (engine: CallbackEngine, id: string) =>
-      engine.holdEarly({
+      internalsOf(engine).holdEarly({
         attributes: { orderid: id },
         type: 'shipped',
         data: { pad: 'x'.repeat(80) },

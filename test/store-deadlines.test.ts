@@ -203,7 +203,7 @@ describe('deadlines from the SQLite store (issue 10 items 6-7)', () => {
     expect(await statusOf(engine, gone.token)).toBe('notFound');
     expect(await statusOf(engine, kept.token)).toBe('complete');
     expect(engine.stats()).toMatchObject({ retained: 1, byStatus: { complete: 1 } });
-    expect(engine.list().items.map((c) => c.id)).toEqual([kept.id]);
+    expect((await engine.list()).items.map((c) => c.id)).toEqual([kept.id]);
   });
 
   it('retention: true keeps a record forever, across restarts', async () => {

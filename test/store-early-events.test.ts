@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createSimulatedClock, type CallbackEngine, type StepInput } from '../src/index.js';
 import { MACHINE_VERSION } from '../src/lifecycle/persist.js';
 import { DurableFixture, writeV1File } from './helpers/durable.js';
+import { internalsOf } from '../src/engine-internals.js';
 
 const fx = new DurableFixture();
 afterEach(() => fx.cleanup());
@@ -22,7 +23,7 @@ function anchors(engine: CallbackEngine, retention = 'PT10M'): void {
 }
 
 const hold = (engine: CallbackEngine, orderid: string, n: number, status?: string) =>
-  engine.holdEarly({
+  internalsOf(engine).holdEarly({
     attributes: { orderid },
     type: 'shipped',
     status,

@@ -260,7 +260,7 @@ describe('store faults (issue 10 item 9)', () => {
       expect(got.data).toHaveProperty('pad', pad);
     }
     expect((await engine.get(firstToken)).data).not.toHaveProperty('big');
-    expect(engine.list({ limit: 1000 }).items.map((c) => c.id)).toEqual([...acked.keys()]);
+    expect((await engine.list({ limit: 1000 })).items.map((c) => c.id)).toEqual([...acked.keys()]);
     expect(firstId).toBe([...acked.keys()][0]);
   });
 

@@ -151,15 +151,17 @@ describe('recovery from the SQLite store (issue 10 item 7)', () => {
     let engine = engineOn(path, clock);
     const o42 = await engine.create('order', { data: { orderId: 42 } });
     const o43 = await engine.create('order', { data: { orderId: 'A-43' } });
-    expect(engine.correlate({ orderid: '42' })).toBe(o42.token);
+    expect(await engine.findToken({ attributes: { orderid: '42' } })).toBe(o42.token);
 
     engine = await restart(engine, path, clock);
-    expect(engine.correlate({ orderid: '42' })).toBe(o42.token);
-    expect(engine.correlate({ orderid: 42 })).toBe(o42.token);
-    expect(engine.correlate({ orderid: 'A-43' })).toBe(o43.token);
-    expect(engine.correlate({ orderid: '44' })).toBeUndefined();
+    expect(await engine.findToken({ attributes: { orderid: '42' } })).toBe(o42.token);
+    expect(await engine.findToken({ attributes: { orderid: 42 } })).toBe(o42.token);
+    expect(await engine.findToken({ attributes: { orderid: 'A-43' } })).toBe(o43.token);
+    expect(await engine.findToken({ attributes: { orderid: '44' } })).toBeUndefined();
     // The token found is usable.
-    const r = await engine.deliver(report(engine.correlate({ orderid: '42' })!, 'start'));
+    const r = await engine.deliver(
+      report((await engine.findToken({ attributes: { orderid: '42' } }))!, 'start'),
+    );
     expect(r.outcome).toBe('applied');
     expect(r.answer.data).toEqual({ orderId: 42 });
   });
@@ -213,26 +215,26 @@ describe('recovery from the SQLite store (issue 10 item 7)', () => {
       before.push(cb.id);
       if (i === 2) await engine.dispatch(report(cb.token, 'complete'));
     }
-    expect(engine.list().items.map((c) => c.id)).toEqual(before);
+    expect((await engine.list()).items.map((c) => c.id)).toEqual(before);
 
     engine = await restart(engine, path, clock);
-    expect(engine.list().items.map((c) => c.id)).toEqual(before);
+    expect((await engine.list()).items.map((c) => c.id)).toEqual(before);
     const after: string[] = [];
     for (let i = 0; i < 3; i++) after.push((await engine.create('job', { data: { i } })).id);
-    expect(engine.list().items.map((c) => c.id)).toEqual([...before, ...after]);
+    expect((await engine.list()).items.map((c) => c.id)).toEqual([...before, ...after]);
     // Filters and paging over the restored rows.
-    expect(engine.list({ anchor: 'order' }).items.map((c) => c.id)).toEqual(
+    expect((await engine.list({ anchor: 'order' })).items.map((c) => c.id)).toEqual(
       before.filter((_, i) => i % 2 === 1),
     );
-    expect(engine.list({ status: 'complete' }).items.map((c) => c.id)).toEqual([before[2]]);
-    expect(engine.list({ tags: ['t0'] }).items.map((c) => c.id)).toEqual([
+    expect((await engine.list({ status: 'complete' })).items.map((c) => c.id)).toEqual([before[2]]);
+    expect((await engine.list({ tags: ['t0'] })).items.map((c) => c.id)).toEqual([
       before[0],
       before[3],
       before[6],
     ]);
-    const page1 = engine.list({ limit: 4 });
-    const page2 = engine.list({ limit: 4, cursor: page1.cursor! });
-    const page3 = engine.list({ limit: 4, cursor: page2.cursor! });
+    const page1 = await engine.list({ limit: 4 });
+    const page2 = await engine.list({ limit: 4, cursor: page1.cursor! });
+    const page3 = await engine.list({ limit: 4, cursor: page2.cursor! });
     expect([...page1.items, ...page2.items, ...page3.items].map((c) => c.id)).toEqual([
       ...before,
       ...after,
@@ -242,7 +244,7 @@ describe('recovery from the SQLite store (issue 10 item 7)', () => {
     // Order still holds after a second restart.
     engine = await restart(engine, path, clock);
     const late = await engine.create('job');
-    expect(engine.list({ limit: 1000 }).items.map((c) => c.id)).toEqual([
+    expect((await engine.list({ limit: 1000 })).items.map((c) => c.id)).toEqual([
       ...before,
       ...after,
       late.id,
@@ -267,8 +269,8 @@ describe('recovery from the SQLite store (issue 10 item 7)', () => {
     const commits = engine.stats().commits;
     engine = await restart(engine, path, clock);
     expect(commits).toBeGreaterThan(0);
-    expect(engine.list({ status: 'progress' }).items.map((i) => i.id)).toEqual([cb.id]);
-    expect(engine.list({ status: 'accept' }).items).toHaveLength(0);
+    expect((await engine.list({ status: 'progress' })).items.map((i) => i.id)).toEqual([cb.id]);
+    expect((await engine.list({ status: 'accept' })).items).toHaveLength(0);
     expect(engine.stats().byStatus).toMatchObject({ accept: 0, progress: 1 });
     expect((await engine.get(cb.token)).data).toEqual({ a: 1, b: 2, c: 3 });
   });
@@ -358,6 +360,6 @@ describe('recovery from the SQLite store (issue 10 item 7)', () => {
     expect(created.status).toBe('create');
     expect(replay.outcome).toBe('replayed');
     // The early create got a sequence number after the stored ones.
-    expect(engine.list().items.map((x) => x.id)).toEqual([a.id, b.id, c.id, created.id]);
+    expect((await engine.list()).items.map((x) => x.id)).toEqual([a.id, b.id, c.id, created.id]);
   });
 });

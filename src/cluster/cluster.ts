@@ -15,7 +15,7 @@
  */
 
 import { CallbackEngineError, LeaseLostError, StoreUnavailableError, toError } from '../errors.js';
-import type { PostgresStore } from '../store/postgres.js';
+import type { PostgresStore } from '../store/postgres/store.js';
 import { shardOf } from '../store/shards.js';
 import type { ClusterStats } from '../types.js';
 import { PgTransport } from './pg-transport.js';
@@ -44,6 +44,13 @@ export type ForwardRequest =
        * buffer) cannot deliver it late.
        */
       readonly notAfter?: number;
+    }
+  | {
+      /** Runs a terminal callback's failed final step again (`engine.retryStep()`). */
+      readonly op: 'retry';
+      /** The callbackId (routing). */
+      readonly id: string;
+      readonly tokenOrId: string;
     }
   | {
       readonly op: 'create';

@@ -31,7 +31,7 @@ import type { ResolvedAnchor, ResolvedEarly } from '../options.js';
 import type { EventHub } from '../registry/event-hub.js';
 import type { CallbackRecord } from '../registry/record.js';
 import { decodeRecord } from '../registry/record-codec.js';
-import type { PostgresStore, SharedEarlyRow } from '../store/postgres.js';
+import type { PostgresStore, SharedEarlyRow } from '../store/postgres/store.js';
 import type { StoredCallback } from '../store/store.js';
 import type { EarlyEventStats, EarlyHoldResult } from '../types.js';
 

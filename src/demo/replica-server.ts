@@ -32,7 +32,7 @@ import { parseArgs } from 'node:util';
 import { createCallbackEngine } from '../engine.js';
 import { toError } from '../errors.js';
 import { createDispatchHandler } from '../http/handler.js';
-import { postgresStore } from '../store/postgres.js';
+import { postgresStore } from '../postgres.js';
 
 /** The secret every replica of a cluster shares, so any of them verifies any token. */
 export const REPLICA_SECRET = 'replica-demo-secret-0123456789abcdef';

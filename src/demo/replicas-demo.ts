@@ -88,8 +88,6 @@ export async function runReplicasDemo(options: ReplicasDemoOptions = {}): Promis
     nats = 'none';
   }
 
-  // Loaded here: it needs the PostgreSQL client, which the other demos do not.
-  const { dropSchema } = await import('../store/postgres.js');
   const schema = `cbe_demo_${process.pid}`;
   let load: ClusterLoad | undefined;
   let replicas: Replica[] = [];
@@ -171,5 +169,18 @@ export async function runReplicasDemo(options: ReplicasDemoOptions = {}): Promis
     await Promise.allSettled(replicas.filter((r) => !r.isGone()).map((r) => terminate(r)));
     await killAllReplicas();
     await dropSchema(pg, schema);
+  }
+}
+
+/** Drops the demo's schema (the PostgreSQL client is loaded here: the other demos do not need it). */
+async function dropSchema(connectionString: string, schema: string): Promise<void> {
+  const { Client } = (await import('pg')).default;
+  const client = new Client({ connectionString });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await client.end().catch(() => {});
   }
 }

@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 
 import { extractTraceContext, withTraceContext } from '../telemetry.js';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { CallbackEngine } from '../engine.js';
+import type { CallbackEngine } from '../callback-engine.js';
+import { internalsOf } from '../engine-internals.js';
 import { InvalidMessageError } from '../errors.js';
 import { DISPATCH_STATUSES, isDispatchStatus } from '../lifecycle/statuses.js';
 import { decodeToken } from '../token.js';
@@ -207,7 +208,7 @@ export async function dispatchEvent(
   const dedupKey = cloudEventKey(event.source, event.id);
   if (token === undefined && ext.callbackid === undefined && ext.callbacktoken === undefined) {
     // No callback holds its correlation keys yet: an anchor that opted in may hold it (early).
-    const held = await engine.holdEarly({
+    const held = await internalsOf(engine).holdEarly({
       attributes: ext,
       type: event.type,
       status,
@@ -230,7 +231,7 @@ export async function dispatchEvent(
   }
   if (status === undefined) {
     const anchor = decodeToken(token)?.anchor;
-    status = anchor === undefined ? undefined : engine.eventStatus(anchor, event.type);
+    status = anchor === undefined ? undefined : internalsOf(engine).eventStatus(anchor, event.type);
     if (status === undefined) {
       const answer = await engine.get(token);
       if (answer.status === 'notFound') return notFound(answer);

@@ -1,7 +1,7 @@
 /**
  * The dashboard's JSON API, under `{base}/api` (behind the dashboard's auth):
  *
- * - `GET  /api/callbacks?anchor=&status=&cursor=&limit=`: a page of callbacks (engine `listAsync()`);
+ * - `GET  /api/callbacks?anchor=&status=&cursor=&limit=`: a page of callbacks (engine `list()`);
  * - `GET  /api/callbacks/{id}`: one callback's details and history;
  * - `GET  /api/callbacks/{id}/history`: its durable history (`engine.history()`, when the engine
  *   keeps one), with its path on the lifecycle (SVG and Mermaid) and its timeline (SVG and text);
@@ -276,7 +276,7 @@ export function apiRoute(
     if (!isGet) return reply(Promise.reject(methodNotAllowed(method, 'GET, HEAD')));
     return reply(
       (async () => {
-        const page = await engine.listAsync(listQuery(url.searchParams));
+        const page = await engine.list(listQuery(url.searchParams));
         return {
           statusCode: 200,
           body: {

@@ -131,14 +131,14 @@ const MONITOR_OPTION_KEYS: readonly string[] = Object.freeze([
 ]);
 
 function checkEngine(engine: unknown): void {
-  const e = engine as Partial<Record<'subscribe' | 'stats' | 'get' | 'tokenOf', unknown>> | null;
+  const e = engine as Partial<Record<'subscribe' | 'stats' | 'get' | 'findToken', unknown>> | null;
   if (
     typeof e !== 'object' ||
     e === null ||
     typeof e.subscribe !== 'function' ||
     typeof e.stats !== 'function' ||
     typeof e.get !== 'function' ||
-    typeof e.tokenOf !== 'function'
+    typeof e.findToken !== 'function'
   ) {
     throw new InvalidArgumentError(
       `createMonitor(engine) needs an engine from createCallbackEngine() (got ${describe(engine)})`,
@@ -311,7 +311,7 @@ export function createMonitor(engine: CallbackEngine, options: MonitorOptions = 
       const id = decodeToken(tokenOrId)?.id ?? tokenOrId;
       const events = histories.peek(id);
       if (!events) return undefined;
-      const token = engine.tokenOf(id);
+      const token = await engine.findToken({ id });
       const status = token === undefined ? 'notFound' : (await engine.get(token)).status;
       return { id, token, status, events: [...events] };
     },

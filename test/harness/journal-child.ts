@@ -27,7 +27,7 @@ import { parseArgs } from 'node:util';
 import { createCallbackEngine, type StepInput } from '../../src/index.js';
 import { createDispatchHandler } from '../../src/http/index.js';
 import { sqliteStore } from '../../src/store/sqlite.js';
-import { postgresStore } from '../../src/store/postgres.js';
+import { postgresStore } from '../../src/postgres.js';
 
 export const JOURNAL_SECRET = 'journal-crash-secret-0123456789abcdef';
 

@@ -4,12 +4,8 @@ import {
   type CallbackEngine,
   type CallbackEngineOptions,
 } from '../../src/index.js';
-import {
-  dropSchema,
-  postgresStore,
-  type PostgresStore,
-  type PostgresStoreOptions,
-} from '../../src/store/postgres.js';
+import { postgresStore as makeStore, type PostgresStoreOptions } from '../../src/postgres.js';
+import type { PostgresStore } from '../../src/store/postgres/store.js';
 import { shardOf } from '../../src/store/shards.js';
 import { SECRET } from './engine.js';
 
@@ -239,4 +235,22 @@ export async function writeV1Schema(
     );
   for (const k of options.keys ?? [])
     await fx.sql('INSERT INTO dedup (key, callback_id) VALUES ($1, $2)', [k.key, k.callbackId]);
+}
+
+/** The PostgreSQL store of `options`, with its internals typed (for tests that read them). */
+export function postgresStore(options: PostgresStoreOptions): PostgresStore {
+  return makeStore(options) as PostgresStore;
+}
+
+/** Drops a schema and everything in it. */
+export async function dropSchema(connectionString: string, schema: string): Promise<void> {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`not a schema name: ${schema}`);
+  const client = new pg.Client({ connectionString });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await client.end().catch(() => {});
+  }
 }

@@ -13,21 +13,17 @@
  */
 
 import type pg from 'pg';
-import { durationMs } from '../../duration.js';
 import {
-  InvalidArgumentError,
+  CallbackEngineError,
   LeaseLostError,
-  SecretMismatchError,
   StoreIncompatibleError,
   StoreLockedError,
   StoreUnavailableError,
   toError,
 } from '../../errors.js';
 import type { CallbackStatus } from '../../lifecycle/statuses.js';
-import { checkKnownKeys } from '../../keys.js';
-import { keyringMismatch, type KeyringPeer } from '../../token.js';
 import { toEarlyRow, type EarlyRow } from '../row.js';
-import { DEFAULT_SHARDS, shardOf, type ShardLease } from '../shards.js';
+import { shardOf, type ShardLease } from '../shards.js';
 import type {
   CommitResult,
   EarlyEventRow,
@@ -41,13 +37,9 @@ import type {
   StoreRecovery,
 } from '../store.js';
 import { buildCommit } from './commit.js';
-import {
-  EARLY_SCHEMA,
-  MIGRATE_1_TO_2,
-  POSTGRES_SCHEMA_VERSION,
-  SCHEMA_V2,
-  TERMINAL_SQL,
-} from './schema.js';
+import { migrateSchema } from './migrate.js';
+import type { ClusterSettings, PostgresStoreOptions } from './options.js';
+import { TERMINAL_SQL } from './schema.js';
 import {
   BY_CORRELATION,
   byIds,
@@ -59,54 +51,7 @@ import {
   type CallbackRow as Row,
 } from './sql.js';
 
-export { POSTGRES_SCHEMA_VERSION } from './schema.js';
-
-/** Options of {@link postgresStore}. */
-export interface PostgresStoreOptions {
-  /** A PostgreSQL connection string, e.g. `postgres://app@db:5432/app`. */
-  connectionString: string;
-  /** The schema holding the tables; created on open. Replicas of one cluster share it. */
-  schema: string;
-  /** Number of shards (fixed when the schema is created). @default 64 */
-  shards?: number;
-  /** How long a shard lease lasts without renewal (ms, or an ISO 8601 duration such as `"PT10S"`). @default 10000 */
-  leaseTtl?: number | string;
-  /** How often a replica renews its leases and rebalances. @default 3000 */
-  renewInterval?: number | string;
-  /** How long a forwarded report waits for its owner before it is queued durably. @default 2000 */
-  forwardTimeout?: number | string;
-  /**
-   * The forwarding transport: NATS request-reply. Without it, replicas forward to each other
-   * over PostgreSQL LISTEN/NOTIFY on one extra connection each (slower than NATS, see the
-   * benchmarks). Either way, a report whose owner does not answer in time is queued durably
-   * (202) and applied by the owner from the inbox.
-   */
-  nats?: { servers: string | string[] } | undefined;
-  /** Connections in the pool. @default 8 */
-  maxConnections?: number;
-}
-
-const OPTION_KEYS: readonly string[] = Object.freeze([
-  'connectionString',
-  'schema',
-  'shards',
-  'leaseTtl',
-  'renewInterval',
-  'forwardTimeout',
-  'nats',
-  'maxConnections',
-]);
-
-/** The resolved cluster settings of a PostgreSQL store. */
-export interface ClusterSettings {
-  readonly shards: number;
-  readonly leaseTtlMs: number;
-  readonly renewIntervalMs: number;
-  readonly forwardTimeoutMs: number;
-  readonly nats: { servers: string | string[] } | undefined;
-  /** A prefix for transport subjects, unique per database and schema. */
-  readonly subject: string;
-}
+export type { ClusterSettings, PostgresStoreOptions } from './options.js';
 
 /** An early event as the PostgreSQL store holds it (`seq` is cluster-wide arrival order). */
 export type SharedEarlyRow = EarlyEventRow;
@@ -126,8 +71,6 @@ const fromEarly = (r: EarlyRow): SharedEarlyRow => toEarlyRow(r, (k) => decodeKe
 
 /** An active callback holding the correlation key of the early row `e`. */
 const ACTIVE_HOLDER = `SELECT 1 FROM callbacks c WHERE c.corr_key = e.corr_key AND c.status NOT IN (${TERMINAL_SQL})`;
-
-const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Error codes of a PostgreSQL server that is going away or not there. */
 const pgCode = (err: unknown): string | undefined =>
@@ -153,18 +96,9 @@ const emptyFetched = (): Fetched => ({
   keys: new Map(),
 });
 
-/** Marks a PostgreSQL store across copies of this package (an `instanceof` would not). */
-const BRAND = Symbol.for('callback-engine.postgresStore');
-
-/** Whether a store is a {@link PostgresStore} (of any copy of this package). */
-export function isPostgresStore(store: unknown): store is PostgresStore {
-  return typeof store === 'object' && store !== null && BRAND in store;
-}
-
-/** The PostgreSQL store; see {@link postgresStore}. */
+/** The PostgreSQL store (made by `postgresStore()` in `callback-engine/postgres`). */
 export class PostgresStore implements DurableStore {
   readonly kind = 'durable' as const;
-  readonly [BRAND] = true;
   readonly name: string;
   readonly cluster: ClusterSettings;
   readonly #url: string;
@@ -252,16 +186,46 @@ export class PostgresStore implements DurableStore {
     );
   }
 
-  async open(context: StoreOpenContext): Promise<StoreRecovery> {
-    let Pool: typeof pg.Pool;
+  /** node-postgres's pool class, loaded on first use (the root entry never loads `pg`). */
+  static async #Pool(): Promise<typeof pg.Pool> {
     try {
-      Pool = (await import('pg')).default.Pool;
+      return (await import('pg')).default.Pool;
     } catch (err) {
       throw new StoreUnavailableError(
         'postgresStore() needs the package pg (node-postgres 8.x): npm install pg',
         { cause: err },
       );
     }
+  }
+
+  /**
+   * Runs `fn` in one transaction on a connection of its own, then closes: a migration without an
+   * engine (see `migratePostgres()`).
+   */
+  async migrate<T>(
+    fn: (q: <R>(text: string, params?: unknown[]) => Promise<R[]>) => Promise<T>,
+  ): Promise<T> {
+    const Pool = await PostgresStore.#Pool();
+    const pool = new Pool({
+      connectionString: this.#url,
+      max: 1,
+      application_name: 'callback-engine:migrate',
+    });
+    pool.on('error', () => {});
+    this.#pool = pool;
+    try {
+      return await this.#tx(fn);
+    } catch (err) {
+      if (err instanceof StoreIncompatibleError || err instanceof CallbackEngineError) throw err;
+      throw this.#unavailable('migrating', err);
+    } finally {
+      this.#pool = undefined;
+      await pool.end().catch(() => {});
+    }
+  }
+
+  async open(context: StoreOpenContext): Promise<StoreRecovery> {
+    const Pool = await PostgresStore.#Pool();
     this.#node = context.node;
     const ttl = this.cluster.leaseTtlMs;
     const pool = new Pool({
@@ -277,7 +241,18 @@ export class PostgresStore implements DurableStore {
     pool.on('error', () => {});
     this.#pool = pool;
     try {
-      await this.#migrate(context);
+      await this.#tx((q) =>
+        migrateSchema(
+          q,
+          {
+            schema: this.#schema,
+            name: this.name,
+            shards: this.cluster.shards,
+            leaseTtlMs: this.cluster.leaseTtlMs,
+          },
+          context,
+        ),
+      );
       const live = await this.#q<{ node: string }>(
         `SELECT node FROM members WHERE node = $1 AND seen_at > now() - $2 * interval '1 millisecond'`,
         [context.node, ttl],
@@ -302,111 +277,6 @@ export class PostgresStore implements DurableStore {
       if (err instanceof StoreLockedError || err instanceof StoreIncompatibleError) throw err;
       throw this.#unavailable('opening', err);
     }
-  }
-
-  async #migrate(context: StoreOpenContext): Promise<void> {
-    await this.#tx(async (q) => {
-      // One migrator at a time across replicas.
-      await q('SELECT pg_advisory_xact_lock(hashtext($1))', [`callback-engine:${this.#schema}`]);
-      await q(`CREATE SCHEMA IF NOT EXISTS "${this.#schema}"`);
-      const hasMeta = await q<{ n: number }>(
-        `SELECT count(*)::int AS n FROM information_schema.tables
-         WHERE table_schema = $1 AND table_name = 'meta'`,
-        [this.#schema],
-      );
-      if (hasMeta[0]!.n === 0) {
-        await q(SCHEMA_V2(this.cluster.shards));
-        await q(
-          `INSERT INTO meta (key, value) VALUES ('schema_version', $1), ('machine_version', $2), ('shards', $3)`,
-          [String(POSTGRES_SCHEMA_VERSION), context.machineVersion, String(this.cluster.shards)],
-        );
-        await this.#checkKeys(q, context);
-        return;
-      }
-      const meta = new Map(
-        (await q<{ key: string; value: string }>('SELECT key, value FROM meta')).map((r) => [
-          r.key,
-          r.value,
-        ]),
-      );
-      const version = Number(meta.get('schema_version') ?? 0);
-      if (version > POSTGRES_SCHEMA_VERSION)
-        throw new StoreIncompatibleError(
-          `${this.name} has schema version ${version}; this engine understands up to ${POSTGRES_SCHEMA_VERSION} (upgrade callback-engine)`,
-        );
-      if (meta.get('machine_version') !== context.machineVersion)
-        throw new StoreIncompatibleError(
-          `${this.name} was written by lifecycle machine version ${meta.get('machine_version') ?? '(none)'}; this engine runs ${context.machineVersion}`,
-        );
-      if (Number(meta.get('shards')) !== this.cluster.shards)
-        throw new StoreIncompatibleError(
-          `${this.name} has ${meta.get('shards')} shards; this engine was given ${this.cluster.shards} (the number is fixed per schema)`,
-        );
-      if (version === 1) {
-        // Early events came after version 1 was first written: some version-1 schemas lack them.
-        const had = await q<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [
-          `"${this.#schema}".early_events`,
-        ]);
-        if (had[0]?.t == null) await q(EARLY_SCHEMA);
-        await q(MIGRATE_1_TO_2);
-      }
-      await this.#checkKeys(q, context);
-    });
-  }
-
-  /**
-   * Replicas of one schema must share their signing keys: compares this replica's key
-   * fingerprints (never the keys) with those last recorded for the schema and those of every live
-   * replica (see `keyringMismatch`), then records its own. Runs under the migration lock.
-   * @throws {@link SecretMismatchError} naming the fix.
-   */
-  async #checkKeys(
-    q: <R>(text: string, params?: unknown[]) => Promise<R[]>,
-    context: StoreOpenContext,
-  ): Promise<void> {
-    const mine = context.keyFingerprints;
-    if (mine === undefined || mine.length === 0) return;
-    const own = `keys:${context.node}`;
-    const rows = await q<{ key: string; value: string; live: boolean | null }>(
-      `SELECT m.key, m.value, b.seen_at > now() - $1 * interval '1 millisecond' AS live
-         FROM meta m LEFT JOIN members b ON m.key = 'keys:' || b.node
-        WHERE m.key = 'keys' OR (m.key LIKE 'keys:%' AND m.key <> $2)`,
-      [this.cluster.leaseTtlMs, own],
-    );
-    const peers: KeyringPeer[] = [];
-    for (const r of rows) {
-      if (r.key !== 'keys' && r.live !== true) continue;
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(r.value);
-      } catch {
-        continue;
-      }
-      const fingerprints = (parsed as { keys?: unknown } | null)?.keys;
-      if (!Array.isArray(fingerprints) || !fingerprints.every((f) => typeof f === 'string'))
-        continue;
-      peers.push({
-        name:
-          r.key === 'keys'
-            ? 'the replica that last joined this schema'
-            : `live replica ${JSON.stringify(r.key.slice(5))}`,
-        fingerprints,
-      });
-    }
-    const problem = keyringMismatch(mine, peers);
-    if (problem !== undefined) throw new SecretMismatchError(`${this.name}: ${problem}`);
-    await q(
-      `WITH v AS (SELECT json_build_object('keys', $1::json, 'at', extract(epoch FROM now()))::text AS value)
-       INSERT INTO meta (key, value) SELECT k, v.value FROM v, unnest(ARRAY['keys', $2]) AS k
-       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
-      [JSON.stringify(mine), own],
-    );
-    // Replicas gone for a day (their member row is gone too) leave no keys behind.
-    await q(
-      `DELETE FROM meta m WHERE m.key LIKE 'keys:%'
-          AND NOT EXISTS (SELECT 1 FROM members b WHERE m.key = 'keys:' || b.node)
-          AND (m.value::json->>'at')::float8 < extract(epoch FROM now() - interval '1 day')`,
-    );
   }
 
   // ---- synchronous reads of what was fetched --------------------------------------------------
@@ -1145,123 +1015,5 @@ export class PostgresStore implements DurableStore {
     const pool = this.#pool;
     this.#pool = undefined;
     await pool?.end().catch(() => {});
-  }
-}
-
-/** Resolves and checks {@link PostgresStoreOptions}. */
-function settings(options: PostgresStoreOptions): ClusterSettings {
-  const shards = options.shards ?? DEFAULT_SHARDS;
-  if (!Number.isSafeInteger(shards) || shards < 1 || shards > 4096)
-    throw new InvalidArgumentError(
-      `postgresStore options.shards must be an integer from 1 to 4096 (got ${String(options.shards)})`,
-    );
-  const ms = (key: 'leaseTtl' | 'renewInterval' | 'forwardTimeout', dflt: number): number => {
-    const v = options[key];
-    const out =
-      v === undefined
-        ? dflt
-        : typeof v === 'number'
-          ? v
-          : durationMs(`postgresStore options.${key}`, v, 0);
-    if (!Number.isFinite(out))
-      throw new InvalidArgumentError(
-        `postgresStore options.${key} must be a number of ms or an ISO 8601 duration`,
-      );
-    if (!(out > 0))
-      throw new InvalidArgumentError(`postgresStore options.${key} must be longer than zero`);
-    return out;
-  };
-  const leaseTtlMs = ms('leaseTtl', 10_000);
-  const renewIntervalMs = ms('renewInterval', 3_000);
-  if (renewIntervalMs * 2 > leaseTtlMs)
-    throw new InvalidArgumentError(
-      `postgresStore options.renewInterval (${renewIntervalMs} ms) must be at most half of leaseTtl (${leaseTtlMs} ms), so a lease is renewed before it ends`,
-    );
-  const nats = options.nats;
-  if (
-    nats !== undefined &&
-    (typeof nats !== 'object' ||
-      nats === null ||
-      !(typeof nats.servers === 'string' || Array.isArray(nats.servers)))
-  )
-    throw new InvalidArgumentError(
-      'postgresStore options.nats must be { servers: string | string[] }',
-    );
-  let db = 'db';
-  try {
-    db = new URL(options.connectionString).pathname.replace(/\W/g, '') || 'db';
-  } catch {
-    // keep 'db'
-  }
-  return {
-    shards,
-    leaseTtlMs,
-    renewIntervalMs,
-    forwardTimeoutMs: ms('forwardTimeout', 2_000),
-    nats,
-    subject: `cbe.${db}.${options.schema}`,
-  };
-}
-
-/**
- * A durable store in a PostgreSQL schema, shared by every replica of a
- * service: engines with distinct `node` names and the same `secrets` on one
- * schema form a cluster. Each callback belongs to one of `shards` shards,
- * leased by one replica at a time; every commit is fenced by its leases.
- * Needs the package `pg` (node-postgres 8.x), loaded when the store opens;
- * replicas forward reports to each other over PostgreSQL, or over NATS (the
- * package `nats`) when `nats` is set.
- *
- * @param options - connection, schema and cluster settings.
- * @returns the store, for `createCallbackEngine({ store })`.
- * @throws {@link InvalidArgumentError} for a bad option.
- * @example
- * ```ts
- * import { createCallbackEngine } from 'callback-engine';
- * import { postgresStore } from 'callback-engine/postgres';
- *
- * const engine = createCallbackEngine({
- *   node: process.env.HOSTNAME!, // distinct per replica
- *   secrets: [process.env.CALLBACK_SECRET!], // the same on every replica
- *   store: postgresStore({
- *     connectionString: process.env.DATABASE_URL!,
- *     schema: 'callbacks',
- *     nats: { servers: process.env.NATS_URL! },
- *   }),
- * });
- * await engine.ready(); // this replica holds its share of the shards
- * ```
- */
-export function postgresStore(options: PostgresStoreOptions): PostgresStore {
-  if (typeof options !== 'object' || options === null)
-    throw new InvalidArgumentError(
-      'postgresStore() needs an options object with connectionString and schema',
-    );
-  checkKnownKeys('postgresStore options', options, OPTION_KEYS);
-  if (typeof options.connectionString !== 'string' || options.connectionString.length === 0)
-    throw new InvalidArgumentError('postgresStore options.connectionString must be a string');
-  if (typeof options.schema !== 'string' || !SCHEMA_RE.test(options.schema))
-    throw new InvalidArgumentError(
-      `postgresStore options.schema must be a lower-case SQL identifier (got ${JSON.stringify(options.schema)})`,
-    );
-  const max = options.maxConnections;
-  if (max !== undefined && (!Number.isSafeInteger(max) || max < 2 || max > 100))
-    throw new InvalidArgumentError(
-      `postgresStore options.maxConnections must be an integer from 2 to 100 (got ${String(max)})`,
-    );
-  return new PostgresStore(options, settings(options));
-}
-
-/** Drops a schema and everything in it (for tests and demos). */
-export async function dropSchema(connectionString: string, schema: string): Promise<void> {
-  if (!SCHEMA_RE.test(schema)) throw new InvalidArgumentError(`not a schema name: ${schema}`);
-  const { Client } = (await import('pg')).default;
-  const client = new Client({ connectionString });
-  client.on('error', () => {});
-  await client.connect();
-  try {
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  } finally {
-    await client.end().catch(() => {});
   }
 }

@@ -1,9 +1,8 @@
 /**
- * The engine as one replica of a cluster (a `postgresStore()`): which reports
- * it applies itself (those of callbacks in the shards it leases), which it
- * hands to their owner, how it answers for another replica, and how it reads
- * any replica's callbacks from the database. The engine delegates here; the
- * rules of one callback stay in the engine's own report path.
+ * The routing of one replica of a cluster (engines sharing a `postgresStore()` schema): reports
+ * for callbacks in the shards it leases go to its own local routing; the rest are handed to
+ * their owner (or queued durably for the next one). Reads of another replica's callbacks are
+ * answered from the database. One callback's rules stay in the local routing.
  *
  * @module
  */
@@ -12,16 +11,36 @@ import { randomUUID } from 'node:crypto';
 import { Answer, CreatedAnswer, notFoundAnswer } from '../answer.js';
 import { DataVersion, ingestData, type CallbackData } from '../data.js';
 import { CallbackEngineError, LeaseLostError, StoreUnavailableError } from '../errors.js';
-import { isTerminal, type CallbackStatus } from '../lifecycle/statuses.js';
-import { DEFAULTS, type CreateOptions, type ResolvedAttributes } from '../options.js';
-import type { CallbackRecord } from '../registry/record.js';
+import type { HistoryOptions, HistoryPage } from '../history.js';
+import { isTerminal, type CallbackStatus, type DispatchStatus } from '../lifecycle/statuses.js';
+import { DEFAULTS, type CreateOptions, type ResolvedAnchor } from '../options.js';
+import { correlationKey } from '../registry/correlation.js';
+import { listStoredAsync, type ListOptions } from '../registry/list-callbacks.js';
 import { decodeRecord } from '../registry/record-codec.js';
-import type { CallbackRegistry } from '../registry/registry.js';
-import type { Stats } from '../registry/stats.js';
-import type { PostgresStore } from '../store/postgres.js';
+import { SharedEarly } from '../routing/early.js';
+import { detailsOf, type LocalRouting } from '../routing/local.js';
+import type {
+  FindQuery,
+  ReportOptions,
+  Routing,
+  RoutingContext,
+  WaitFor,
+} from '../routing/routing.js';
+import type { PostgresStore } from '../store/postgres/store.js';
 import { shardOf } from '../store/shards.js';
-import { decodeToken, newCallbackId, type TokenCodec } from '../token.js';
-import type { CallbackAnswer, ClusterStats, CreatedCallback, DispatchResult } from '../types.js';
+import type { Span } from '../telemetry.js';
+import { decodeToken, newCallbackId } from '../token.js';
+import type {
+  CallbackAnswer,
+  CallbackDetails,
+  ClusterStats,
+  CreatedCallback,
+  DispatchResult,
+  EarlyEventInput,
+  EarlyHoldResult,
+  EngineStats,
+  ListPage,
+} from '../types.js';
 import {
   Cluster,
   errorReply,
@@ -29,116 +48,97 @@ import {
   type ForwardReply,
   type ForwardRequest,
 } from './cluster.js';
+import { SharedEarlyEvents } from './early-events.js';
 
-/** What a replica needs from its engine. */
-export interface ReplicaHost {
-  readonly node: string;
-  readonly registry: CallbackRegistry;
-  readonly stats: Stats;
-  readonly codec: TokenCodec;
-  readonly maxDataBytes: number;
-  /** Reports an error of a background task (the engine's logger). */
-  readonly warn: (err: unknown) => void;
-  /**
-   * The engine's own report path: one callback's rules, on a resident or fetched callback.
-   * `freshKey`: the deduplication key was minted for this very delivery (no store can have it);
-   * `caller`: a cancel by the engine's own caller (`engine.cancel()`), not by an outside party.
-   */
-  report(
-    token: string,
-    status: CallbackStatus,
-    data: CallbackData,
-    dedupKey?: string,
-    freshKey?: boolean,
-    caller?: boolean,
-  ): Promise<DispatchResult>;
-  /** Reads a resident or fetched callback (or answers `notFound`). */
-  read(token: string): Answer;
-  /** The answer of a record. */
-  answer(record: CallbackRecord): Answer;
-  /** Waits, event-driven, for a resident callback to end. */
-  waitLocal(id: string, signal: AbortSignal | undefined): Promise<CallbackAnswer>;
-  create(anchor: string, options: CreateOptions): Promise<CreatedCallback>;
-  /** An anchor's output attribute names. */
-  attributes(anchor: string): ResolvedAttributes | undefined;
-  readonly closed: boolean;
-  /** The set of owned shards changed (after the replica recounted); for work kept per shard. */
-  ownershipChanged?(): void;
-  /**
-   * Waits (at most `timeoutMs`) until no step of a resident callback matching `owned` runs.
-   */
-  quiesce(owned: (id: string) => boolean, timeoutMs: number): Promise<void>;
-  /** How long a handover waits for running steps (the engine's `closeTimeout`). */
-  readonly closeTimeoutMs: number;
+/** How a report reached the owner of its callback. */
+interface Owned {
+  readonly dedupKey: string | undefined;
+  /** The key was minted for this delivery (no lookup). */
+  readonly minted?: boolean;
+  /** When it arrived: refused if this replica's view lapsed since (see `Cluster.checkFresh`). */
+  readonly arrivedAt?: number;
+  readonly caller?: boolean;
 }
 
-/** One engine's part in a cluster. */
-export class Replica {
+/** One engine's part in a cluster: its routing. */
+export class ClusteredRouting implements Routing {
   readonly #store: PostgresStore;
   readonly #cluster: Cluster;
-  readonly #host: ReplicaHost;
+  readonly #local: LocalRouting;
+  readonly #ctx: RoutingContext;
+  readonly #shared: SharedEarlyEvents;
   /** Per callback, the admission of the latest report (arrival order). */
   readonly #gates = new Map<string, Promise<void>>();
   /** Per callback, the last report this replica forwards (one at a time, in arrival order). */
   readonly #routes = new Map<string, Promise<void>>();
 
-  constructor(store: PostgresStore, host: ReplicaHost) {
+  constructor(store: PostgresStore, local: LocalRouting, ctx: RoutingContext) {
     this.#store = store;
-    this.#host = host;
-    this.#cluster = new Cluster(store, host.node);
+    this.#local = local;
+    this.#ctx = ctx;
+    this.#cluster = new Cluster(store, ctx.node);
+    this.#shared = new SharedEarlyEvents(store, ctx.options.clock, ctx.events, {
+      dispatch: (token, status, data, dedupKey) => this.report(token, status, data, { dedupKey }),
+      ownedShards: () => this.#cluster.ownedShards,
+      parse: (json) => ingestData('early event data', JSON.parse(json), Number.MAX_SAFE_INTEGER),
+    });
+    local.early = new SharedEarly(this.#shared, ctx.registry, ctx.events, (t, st, d, o) =>
+      local.report(t, st, d, o),
+    );
+    local.hooks = {
+      newId: (parentId) => this.#newId(parentId),
+      // Another replica owns it and its create step is still owed: its owner answers, once that
+      // step ran (a retry of a create cut off by a crash waits for it, whichever replica it reaches).
+      elsewhere: (record, options) =>
+        record.owed !== undefined && !this.#cluster.owns(record.id)
+          ? this.#createAt(record.id, record.anchor, options)
+          : undefined,
+    };
   }
 
-  /** Joins the cluster (see {@link Cluster.start}). */
-  start(): Promise<void> {
+  /** Joins the cluster (see {@link Cluster.start}), then takes up held early events. */
+  async start(): Promise<void> {
     const n = this.#store.cluster.shards;
-    return this.#cluster.start({
+    await this.#cluster.start({
       serve: (request, inboxSeq) => this.#serve(request, inboxSeq),
       ownershipChanged: () => this.#ownershipChanged(),
       resumeOwed: async (shards) => {
         const ids = await this.#store.owedAsync(shards);
         // In the turn that fetched them: each becomes resident with its owed step in front.
-        this.#host.registry.resumeOwed(ids);
+        this.#ctx.registry.resumeOwed(ids);
       },
       quiesce: (shards, timeoutMs) => {
         const set = new Set(shards);
-        return this.#host.quiesce((id) => set.has(shardOf(id, n)), timeoutMs);
+        return this.#ctx.mailboxes.quiesce((id) => set.has(shardOf(id, n)), timeoutMs);
       },
-      handoverTimeoutMs: this.#host.closeTimeoutMs,
-      flush: () => this.#host.registry.flush(),
-      warn: this.#host.warn,
+      handoverTimeoutMs: this.#ctx.options.closeTimeoutMs,
+      flush: () => this.#ctx.registry.flush(),
+      warn: this.#ctx.events.warn,
     });
+    this.#local.early?.start();
   }
 
-  /** Hands every shard over (graceful close), then closes the transport. */
+  /** Hands every shard over (graceful close). */
   async leave(): Promise<void> {
     await this.#cluster.leave();
   }
 
-  close(): Promise<void> {
-    return this.#cluster.close();
+  async close(): Promise<void> {
+    this.#shared.close();
+    await this.#cluster.close();
   }
 
-  get stats(): ClusterStats {
-    return this.#cluster.stats;
-  }
-
-  /** Whether this replica owns the callback now. */
-  owns(id: string): boolean {
-    return this.#cluster.owns(id);
+  stats(): Pick<EngineStats, 'early'> & { cluster: ClusterStats } {
+    return { ...this.#local.stats(), cluster: this.#cluster.stats };
   }
 
   /** Whether this replica may hold the callback in memory: it leases its shard. */
-  ownsShardOf(id: string): boolean {
+  mayHold(id: string): boolean {
     return this.#cluster.ownsShard(shardOf(id, this.#store.cluster.shards));
   }
 
-  /** The shards this replica owns now. */
-  get ownedShards(): number[] {
-    return this.#cluster.ownedShards;
-  }
-
   /** A new callbackId in a shard this replica owns (the parent's shard for a child). */
-  newId(parentId: string | undefined): string {
+  #newId(parentId: string | undefined): string {
     const n = this.#store.cluster.shards;
     const owned = new Set(this.#cluster.ownedShards);
     const want = parentId === undefined ? undefined : shardOf(parentId, n);
@@ -154,23 +154,22 @@ export class Replica {
   /** A verified token's callbackId, or `undefined` (malformed or forged: one engine's answer). */
   #idOf(token: string): { id: string; anchor: string } | undefined {
     const fields = decodeToken(token);
-    return fields && this.#host.codec.verify(fields) ? fields : undefined;
+    return fields && this.#ctx.codec.verify(fields) ? fields : undefined;
   }
 
-  /**
-   * A report at any replica: applied here if this replica owns the callback, else at its owner.
-   * `caller`: a cancel by the engine's own caller (`engine.cancel()`).
-   */
+  // ---- reports ------------------------------------------------------------------------------
+
+  /** A report at any replica: applied here if this replica owns the callback, else at its owner. */
   async report(
     token: string,
     status: CallbackStatus,
     data: CallbackData,
-    dedupKey: string | undefined,
-    caller = false,
+    options: ReportOptions = {},
   ): Promise<DispatchResult> {
+    const { dedupKey, caller = false } = options;
     const fields = this.#idOf(token);
     // A malformed or forged token is answered here, as by one engine (no store read).
-    if (!fields) return this.#host.report(token, status, data);
+    if (!fields) return this.#local.report(token, status, data);
     // A report that waits while this replica's view of the cluster lapses (the replica froze) is
     // refused, never applied or forwarded late.
     const arrivedAt = performance.now();
@@ -248,65 +247,59 @@ export class Replica {
     id: string,
     status: CallbackStatus,
     data: CallbackData,
-    how: {
-      readonly dedupKey: string | undefined;
-      /** The key was minted for this delivery (no lookup). */
-      readonly minted?: boolean;
-      /** When it arrived: refused if this replica's view lapsed since (see `Cluster.checkFresh`). */
-      readonly arrivedAt?: number;
-      readonly caller?: boolean;
-    },
+    how: Owned,
   ): Promise<DispatchResult> {
     const { dedupKey, minted = false, arrivedAt, caller = false } = how;
     return this.#inOrder(id, async () => {
-      const unpin = this.#host.registry.pin(id);
+      const unpin = this.#ctx.registry.pin(id);
       try {
-        await this.#host.registry.warm({
+        await this.#ctx.registry.warm({
           ids: [id],
           ...(isTerminal(status) ? { subtree: true } : {}),
           ...(dedupKey !== undefined && !minted ? { keys: [{ id, key: dedupKey }] } : {}),
         });
         if (arrivedAt !== undefined) this.#cluster.checkFresh(arrivedAt);
         if (!this.#cluster.owns(id)) throw notOwned();
-        return { result: this.#host.report(token, status, data, dedupKey, minted, caller) };
+        return {
+          result: this.#local.report(token, status, data, { dedupKey, freshKey: minted, caller }),
+        };
       } finally {
         unpin();
       }
     });
   }
 
+  // ---- reads --------------------------------------------------------------------------------
+
   /** Reads a callback from any replica: from memory at its owner, else as committed. */
   async read(token: string): Promise<Answer> {
     const fields = this.#idOf(token);
-    if (!fields) return this.#host.read(token);
+    if (!fields) return this.#local.readNow(token);
     if (this.#cluster.owns(fields.id)) {
-      await this.#host.registry.warm({ ids: [fields.id] });
-      return this.#host.read(token);
+      await this.#ctx.registry.warm({ ids: [fields.id] });
+      return this.#local.readNow(token);
     }
     const row = await this.#store.read(fields.id);
     if (!row || row.anchor !== fields.anchor) {
-      this.#host.stats.notFound++;
+      this.#ctx.stats.notFound++;
       return notFoundAnswer(token);
     }
-    return this.#host.answer(decodeRecord(row).record);
+    return this.#ctx.mailboxes.answer(decodeRecord(row).record);
   }
 
   /** wait() from any replica: event-driven at the owner, polling the store elsewhere. */
-  async wait(
-    token: string,
-    options: { signal?: AbortSignal; children?: boolean },
-  ): Promise<CallbackAnswer> {
+  async wait(token: string, options: WaitFor): Promise<CallbackAnswer> {
     const fields = this.#idOf(token);
-    if (!fields) return this.#host.read(token);
+    if (!fields) return this.#local.readNow(token);
     const poll = Math.min(250, this.#store.cluster.renewIntervalMs);
     let answer: CallbackAnswer;
     for (;;) {
       options.signal?.throwIfAborted();
-      if (this.#host.closed) throw new StoreUnavailableError('the engine closed while waiting');
+      if (this.#ctx.closed()) throw new StoreUnavailableError('the engine closed while waiting');
       if (this.#cluster.owns(fields.id)) {
-        await this.#host.registry.warm({ ids: [fields.id] });
+        await this.#ctx.registry.warm({ ids: [fields.id] });
         try {
-          answer = await this.#host.waitLocal(fields.id, options.signal);
+          answer = await this.#local.waitFor(fields.id, options.signal);
           break;
         } catch (err) {
           // Ownership moved while waiting: wait from the store instead.
@@ -324,36 +317,111 @@ export class Replica {
     return answer;
   }
 
-  /** A child of a callback another replica owns: its parent's owner creates it. */
-  async createAt(
-    parentId: string,
-    anchor: string,
-    options: CreateOptions,
-  ): Promise<CreatedCallback> {
-    const reply = await this.#cluster.route(parentId, {
-      op: 'create',
-      id: parentId,
-      anchor,
+  async findToken(query: FindQuery): Promise<string | undefined> {
+    if ('id' in query) {
+      if (typeof query.id !== 'string') return undefined;
+      const row = await this.#store.read(query.id);
+      return row && decodeRecord(row).record.token;
+    }
+    for (const anchor of this.#ctx.anchors.values()) {
+      const key = correlationKey(anchor, (k) => query.attributes[k.toLowerCase()]);
+      const row = key === undefined ? undefined : await this.#store.readByCorrelation(key);
+      if (row) return decodeRecord(row).record.token;
+    }
+    return undefined;
+  }
+
+  list(options: ListOptions): Promise<ListPage> {
+    return listStoredAsync(
       options,
-    });
+      (q) => this.#store.listAsync(q),
+      (row) => decodeRecord(row).record,
+    );
+  }
+
+  async details(id: string): Promise<CallbackDetails | undefined> {
+    if (typeof id !== 'string' || id.length === 0) return undefined;
+    // At its owner, as it is in memory; elsewhere as committed.
+    if (this.#ctx.registry.resident(id) !== undefined) return this.#local.details(id);
+    const row = await this.#store.read(id);
+    if (!row) return undefined;
+    const children = (await this.#store.childrenRows(id)).map((r) => r.id);
+    const { record, lastActivity } = decodeRecord(row);
+    return detailsOf(record, lastActivity, children);
+  }
+
+  history(tokenOrId: string, options: HistoryOptions): Promise<HistoryPage> {
+    return this.#local.history(tokenOrId, options);
+  }
+
+  // ---- creating, retrying, early events ----------------------------------------------------
+
+  /** Creates a callback; a child of a callback another replica owns is created by that owner. */
+  async create(
+    anchor: ResolvedAnchor,
+    options: CreateOptions,
+    checkedData: CallbackData | undefined,
+    span: Span | undefined,
+  ): Promise<CreatedCallback> {
+    // The parent's owner creates the child (same shard: one owner for the family).
+    const parentId = decodeToken(options.parentToken)?.id;
+    if (parentId !== undefined && !this.#cluster.owns(parentId))
+      return this.#createAt(parentId, anchor.name, options);
+    return this.#local.create(anchor, options, checkedData, span);
+  }
+
+  /** A create done by the owner of `id` (a parent's, or an existing callback's). */
+  async #createAt(id: string, anchor: string, options: CreateOptions): Promise<CreatedCallback> {
+    const reply = await this.#cluster.route(id, { op: 'create', id, anchor, options });
     const result = this.#fromReply(reply, anchor, '');
     if (reply.kind !== 'answer' || reply.id === undefined)
-      throw new StoreUnavailableError('the owner of the parent did not answer the creation; retry');
+      throw new StoreUnavailableError(
+        'the owner of the callback did not answer the creation; retry',
+      );
     return new CreatedAnswer(
       result.answer as Answer,
       reply.id,
-      this.#host.attributes(anchor) ?? DEFAULTS.attributes,
+      this.#ctx.anchors.get(anchor)?.attributes ?? DEFAULTS.attributes,
       typeof options.parentToken === 'string' ? options.parentToken : undefined,
     );
   }
 
+  /** Runs a terminal callback's failed final step again, at its owner. */
+  async retryStep(tokenOrId: string): Promise<CallbackAnswer> {
+    const id = decodeToken(tokenOrId)?.id ?? tokenOrId;
+    if (this.#cluster.owns(id)) return this.#local.retryStep(tokenOrId);
+    const reply = await this.#cluster.route(id, { op: 'retry', id, tokenOrId });
+    return this.#fromReply(reply, decodeToken(tokenOrId)?.anchor ?? '', tokenOrId).answer;
+  }
+
+  holdEarly(event: EarlyEventInput, status: DispatchStatus | undefined): Promise<EarlyHoldResult> {
+    return this.#local.holdEarly(event, status);
+  }
+
+  // ---- the owner's side ---------------------------------------------------------------------
+
   /** Serves a request forwarded by another replica, or queued in the inbox. */
   async #serve(request: ForwardRequest, inboxSeq?: number): Promise<ForwardReply> {
-    if (!this.#cluster.owns(request.id) || this.#host.closed) return { kind: 'notOwner' };
+    if (!this.#cluster.owns(request.id) || this.#ctx.closed()) return { kind: 'notOwner' };
     let reply: ForwardReply;
     try {
-      if (request.op === 'create') {
-        const created = await this.#host.create(request.anchor, request.options as CreateOptions);
+      if (request.op === 'retry') {
+        const answer = (await this.#local.retryStep(request.tokenOrId)) as Answer;
+        reply = { kind: 'answer', outcome: 'applied', answer: answer.toJSON() };
+      } else if (request.op === 'create') {
+        const anchor = this.#ctx.anchors.get(request.anchor);
+        if (!anchor)
+          throw new CallbackEngineError(
+            'CBE_ERR_UNKNOWN_ANCHOR',
+            400,
+            `anchor "${request.anchor}" is not registered on the replica that owns its parent`,
+          );
+        const created = await this.#local.create(
+          anchor,
+          request.options as CreateOptions,
+          undefined,
+          undefined,
+        );
         reply = {
           kind: 'answer',
           outcome: 'applied',
@@ -373,7 +441,7 @@ export class Replica {
           );
         // Reports queued for this shard go first (unless this is one of them).
         if (inboxSeq === undefined) await this.#cluster.settled(request.id);
-        const data = ingestData('callbackData', request.data, this.#host.maxDataBytes);
+        const data = ingestData('callbackData', request.data, this.#ctx.options.maxDataBytes);
         const r = await this.#ownedReport(
           request.token,
           request.id,
@@ -394,7 +462,7 @@ export class Replica {
     }
     // A queued report is done unless it may succeed later.
     if (inboxSeq !== undefined && !(reply.kind === 'error' && reply.retryable))
-      this.#host.registry.inboxDone(inboxSeq);
+      this.#ctx.registry.inboxDone(inboxSeq);
     return reply;
   }
 
@@ -418,7 +486,7 @@ export class Replica {
       a.status as Answer['status'],
       a.token || token,
       DataVersion.of(data),
-      this.#host.attributes(anchor),
+      this.#ctx.anchors.get(anchor)?.attributes,
       reply.id,
       undefined,
       a.stepError as Answer['stepError'],
@@ -429,13 +497,14 @@ export class Replica {
   /** The shards this replica owns changed: forget the others, recount, re-read due times. */
   async #ownershipChanged(): Promise<void> {
     const n = this.#store.cluster.shards;
-    this.#host.registry.disown((id) => this.#cluster.ownsShard(shardOf(id, n)), notOwned());
+    this.#ctx.registry.disown((id) => this.#cluster.ownsShard(shardOf(id, n)), notOwned());
     try {
-      this.#host.stats.resetCounts(await this.#store.shardCounts(this.#cluster.ownedShards));
+      this.#ctx.stats.resetCounts(await this.#store.shardCounts(this.#cluster.ownedShards));
     } catch (err) {
-      this.#host.warn(err);
+      this.#ctx.events.warn(err);
     }
-    this.#host.registry.pokeScheduler();
-    this.#host.ownershipChanged?.();
+    this.#ctx.registry.pokeScheduler();
+    // Held events whose callback is in a shard taken over (their claim never committed).
+    if ([...this.#ctx.anchors.values()].some((a) => a.early)) void this.#shared.reclaim();
   }
 }
