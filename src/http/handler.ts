@@ -95,10 +95,8 @@ interface HandlerState {
  * import { createDispatchHandler } from 'callback-engine/http';
  *
  * createServer(createDispatchHandler(engine, { auth: { bearer: process.env.CALLBACK_BEARER! } })).listen(8080);
- * // Express: app.use('/hooks', createDispatchHandler(engine));
- * // Fastify: fastify.removeAllContentTypeParsers();
- * //   fastify.addContentTypeParser('*', (_req, _payload, done) => done(null));
- * //   fastify.all('/*', (req, reply) => { reply.hijack(); handler(req.raw, reply.raw); });
+ * // Express: app.use('/hooks', callbackEngineRouter(engine, { auth })) from 'callback-engine/express'
+ * // Fastify: app.register(callbackEngine, { engine, prefix: '/hooks', auth }) from 'callback-engine/fastify'
  * ```
  */
 export function createDispatchHandler(

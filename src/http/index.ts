@@ -2,8 +2,8 @@
  * callback-engine/http: the Dispatch Callback Service (spec 11.2, 11.3).
  * Outside services report over HTTP with the CALLBACK message, by POSTing to a
  * callback URL, or with a CloudEvent. Start with {@link createDispatchHandler}
- * (mount it in node:http, Express, Connect or Fastify) or {@link serve} (a
- * standalone server).
+ * (mount it in node:http or Connect), {@link serve} (a standalone server), or
+ * the one-line mounts `callback-engine/fastify` and `callback-engine/express`.
  *
  * @packageDocumentation
  */

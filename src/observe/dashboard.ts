@@ -268,6 +268,12 @@ class Subscriber {
   }
 }
 
+/** Where a framework that strips its mount path from `req.url` mounted the handler (Express `req.baseUrl`). */
+function mountedAt(req: IncomingMessage): string {
+  const mount = (req as IncomingMessage & { baseUrl?: unknown }).baseUrl;
+  return typeof mount === 'string' ? mount.replace(/\/+$/, '') : '';
+}
+
 function routes(monitor: Monitor, s: Settings, gate: AdminAuth): DashboardHandler {
   const { base } = s;
   let subscribers = 0;
@@ -308,7 +314,9 @@ function routes(monitor: Monitor, s: Settings, gate: AdminAuth): DashboardHandle
         res,
         200,
         'text/html; charset=utf-8',
-        dashboardPage({ basePath: base, title: s.title, initial: monitor.tick() }),
+        // The page asks for its API and event stream by absolute path: under Express the mount
+        // path (req.baseUrl) was stripped from req.url, but the browser has to send it.
+        dashboardPage({ basePath: mountedAt(req) + base, title: s.title, initial: monitor.tick() }),
       );
     } else if (rest === '/events') {
       if (subscribers >= s.maxSubscribers) {

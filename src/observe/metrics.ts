@@ -12,18 +12,17 @@
  * @module
  */
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { describe } from '../duration.js';
 import type { CallbackEngine } from '../engine.js';
 import { InvalidArgumentError } from '../errors.js';
-import { adminAuth, carriedAuth, carryAuth } from '../http/gate.js';
-import type { DispatchAuthOptions } from '../http/options.js';
-import { errorReply, send } from '../http/respond.js';
 import { checkKnownKeys } from '../keys.js';
 import type { Measurement } from '../telemetry.js';
 import type { EngineEvent } from '../types.js';
-import { adminRefusal, ownAuth } from './dashboard.js';
+import { rememberEngine } from './metrics-route.js';
+
+export { withMetrics } from './metrics-route.js';
+export type { MetricsSource, WithMetricsOptions } from './metrics-route.js';
 
 /** Options of {@link createMetrics}. */
 export interface MetricsOptions {
@@ -48,9 +47,6 @@ export interface EngineMetrics {
   /** Stops listening to the engine (the metrics stay registered with their last values). */
   close(): void;
 }
-
-/** The engine each metrics object was created for, so `/metrics` takes that engine's auth. */
-const engineOf = new WeakMap<EngineMetrics, CallbackEngine>();
 
 const DURATION_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -279,78 +275,6 @@ export function createMetrics(engine: CallbackEngine, options: MetricsOptions = 
       unmeasure();
     },
   });
-  engineOf.set(metrics, engine);
+  rememberEngine(metrics, engine);
   return metrics;
-}
-
-/** Options of {@link withMetrics}. */
-export interface WithMetricsOptions {
-  /** The route's path. @default '/metrics' */
-  path?: string;
-  /**
-   * Credentials `GET /metrics` requires: the same shape as the dispatch handler's `auth`
-   * (Prometheus sends a bearer token with `authorization.credentials`; a bearer token may also
-   * come as the password of Basic auth). `false` serves the metrics without auth, deliberately.
-   * @default the auth of the engine's dispatch handlers, whenever and wherever they are
-   *   created; none when they have none. Refused at creation when they disagree.
-   */
-  auth?: DispatchAuthOptions | false;
-}
-
-/**
- * Serves `GET {path}` (default `/metrics`) with the metrics' exposition in front of a request
- * handler, behind the auth of the engine's dispatch handlers when they have any (a bearer token,
- * as Prometheus' `authorization` setting sends it, or HMAC-signed GETs), whatever order the
- * parts are created or wrapped in; every other request goes to `handler` (with `next`).
- *
- * @param handler - the dispatch handler, a handler that wraps it (`withDashboard`), or any handler.
- * @param metrics - from {@link createMetrics}.
- * @param options - the path, and `auth`.
- * @returns a request handler; it carries the dispatch routes' auth for outer wrappers.
- * @throws {@link InvalidArgumentError} for a bad option, or when the auth to require is
- *   ambiguous (see {@link WithMetricsOptions.auth}) or unknowable (metrics not from
- *   `createMetrics` around a handler that is not a dispatch handler, and no `auth` option).
- */
-export function withMetrics(
-  handler: (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void,
-  metrics: EngineMetrics,
-  options: WithMetricsOptions = {},
-): (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void {
-  checkKnownKeys('withMetrics options', options, ['path', 'auth']);
-  const path = options.path ?? '/metrics';
-  if (typeof path !== 'string' || !path.startsWith('/'))
-    throw new InvalidArgumentError(
-      `withMetrics options.path must start with "/" (got ${describe(path)})`,
-    );
-  const wrapped = carriedAuth(handler);
-  const gate = adminAuth('withMetrics()', ownAuth(options.auth), engineOf.get(metrics), wrapped);
-  return carryAuth((req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => {
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    if ((q < 0 ? url : url.slice(0, q)) !== path) return handler(req, res, next);
-    // The gate first, for every method.
-    const auth = gate();
-    const refused =
-      auth === undefined
-        ? undefined
-        : adminRefusal(auth, req, '/metrics', 'callback-engine metrics');
-    if (refused) return send(res, errorReply(refused, 1));
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({ code: 'CBE_ERR_METHOD_NOT_ALLOWED', message: `use GET on ${path}` }),
-      );
-      return;
-    }
-    metrics.scrape().then(
-      (text) => {
-        res.writeHead(200, {
-          'content-type': metrics.register.contentType,
-          'cache-control': 'no-store',
-        });
-        res.end(req.method === 'HEAD' ? undefined : text);
-      },
-      (err: unknown) => send(res, errorReply(err, 1)),
-    );
-  }, wrapped);
 }
