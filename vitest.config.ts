@@ -12,6 +12,7 @@ export default defineConfig({
       { find: /^callback-engine\/sqlite$/, replacement: src('store/sqlite.ts') },
       { find: /^callback-engine\/metrics$/, replacement: src('observe/metrics.ts') },
       { find: /^callback-engine\/client$/, replacement: src('client/index.ts') },
+      { find: /^callback-engine\/postgres$/, replacement: src('postgres.ts') },
       { find: /^callback-engine\/fastify$/, replacement: src('http/fastify.ts') },
       { find: /^callback-engine\/express$/, replacement: src('http/express.ts') },
       { find: /^callback-engine$/, replacement: src('index.ts') },
