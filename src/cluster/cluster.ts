@@ -439,7 +439,11 @@ export class Cluster {
           // queues nothing stale when it wakes.
           notAfter: Date.now() + (this.#validUntil - performance.now()),
         });
-        if (queued === 'stale') this.checkFresh(Infinity);
+        // Its view of the cluster ended before the database saw the report: nothing was queued.
+        if (queued === 'stale')
+          throw new StoreUnavailableError(
+            'this replica was cut off from the cluster (paused, or without its database) before the report could be queued; it was not applied: retry',
+          );
         if (queued !== 'owned') {
           if (queued === 'queued') this.#queued++;
           return { kind: 'queued' };
