@@ -158,6 +158,9 @@ describe('close()', () => {
     running.catch(() => undefined); // asserted below
     const queued = engine.dispatch(report(cb.token, 'progress'));
     const waiting = engine.wait(cb.token);
+    // Both reject while close() runs, before the assertions below attach to them.
+    queued.catch(() => undefined);
+    waiting.catch(() => undefined);
     const closing = engine.close();
     // The running step may finish within closeTimeout (10 s); then it is cut off.
     await new Promise((r) => setImmediate(r));
