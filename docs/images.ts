@@ -6,7 +6,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { anchorDiagram } from '../src/lifecycle/anchor-diagram.js';
+import { anchorDiagram } from '../src/diagrams/anchor-diagram.js';
 import { pathSvg } from '../src/observe/callback-path.js';
 import { timelineSvg } from '../src/observe/timeline-svg.js';
 import { resolveAnchor, resolveOptions } from '../src/options.js';

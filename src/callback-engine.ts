@@ -8,7 +8,7 @@
 
 import type { Clock } from './clock.js';
 import type { HistoryOptions, HistoryPage } from './history.js';
-import type { DiagramOptions } from './lifecycle/anchor-diagram.js';
+import type { DiagramOptions } from './diagrams/anchor-diagram.js';
 import type { AnchorOptions, CreateOptions } from './options.js';
 import type { ListOptions } from './registry/list-callbacks.js';
 import type { XStateInspector } from './registry/event-hub.js';

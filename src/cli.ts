@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { inspectSqlite, InspectError, table, type StoreInspector } from './cli/inspect.js';
 import { GET_FORMATS, showCallback, type GetFormat } from './cli/show.js';
-import { toMermaid, toStatelyJson, toSvg } from './lifecycle/diagram.js';
+import { toMermaid, toStatelyJson, toSvg } from './diagrams/diagram.js';
 import { ACTIVE_STATUSES, TERMINAL_STATUSES } from './lifecycle/statuses.js';
 
 const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]

@@ -23,9 +23,9 @@ import {
   toError,
 } from './errors.js';
 import type { HistoryOptions, HistoryPage } from './history.js';
-import { anchorDiagram, type DiagramOptions } from './lifecycle/anchor-diagram.js';
+import { anchorDiagram, type DiagramOptions } from './diagrams/anchor-diagram.js';
 import { DISPATCH_STATUSES, isDispatchStatus } from './lifecycle/statuses.js';
-import { observeDispatch, observing, traceCreate } from './observe/instrument.js';
+import { observeDispatch, observing, traceCreate } from './routing/instrument.js';
 import {
   checkCreateKeys,
   resolveAnchor,
@@ -45,7 +45,8 @@ import { Relay, type RelayTokenOptions } from './relay/relay.js';
 import { Admission } from './routing/admit.js';
 import { LocalEarly } from './routing/early.js';
 import { LocalRouting } from './routing/local.js';
-import type { Routing, RoutingProvider } from './routing/routing.js';
+import type { RoutingProvider } from './routing/provider.js';
+import type { Routing } from './routing/routing.js';
 import { checkSchema } from './schema.js';
 import { isTracing, type Measurement, type Span, type Telemetry } from './telemetry.js';
 import { TokenCodec } from './token.js';

@@ -45,21 +45,21 @@ export {
   toError,
 } from './errors.js';
 export type { CallbackEngineErrorCode, CallbackEngineErrorOptions, DataIssue } from './errors.js';
-export { anchorDiagram, anchorPlan } from './lifecycle/anchor-diagram.js';
+export { anchorDiagram, anchorPlan } from './diagrams/anchor-diagram.js';
 export type {
   AnchorPlan,
   DiagramFormat,
   DiagramOptions,
   StatusPlan,
   StepDescription,
-} from './lifecycle/anchor-diagram.js';
+} from './diagrams/anchor-diagram.js';
 export {
   machineGraph,
   toMachineConfig,
   toMermaid,
   toStatelyJson,
   toSvg,
-} from './lifecycle/diagram.js';
+} from './diagrams/diagram.js';
 export type {
   DiagramState,
   DiagramTransition,
@@ -70,7 +70,7 @@ export type {
   StateConfigJson,
   SvgOptions,
   TransitionConfigJson,
-} from './lifecycle/diagram.js';
+} from './diagrams/diagram.js';
 export { lifecycleMachine } from './lifecycle/machine.js';
 export type { LifecycleContext, LifecycleEvent, LifecycleMachine } from './lifecycle/machine.js';
 export {

@@ -1,7 +1,7 @@
 import { createMachine } from 'xstate';
 import { afterEach, describe, expect, it } from 'vitest';
-import { machineGraph, type MachineConfigJson } from '../src/lifecycle/diagram.js';
-import { anchorPlan } from '../src/lifecycle/anchor-diagram.js';
+import { machineGraph, type MachineConfigJson } from '../src/diagrams/diagram.js';
+import { anchorPlan } from '../src/diagrams/anchor-diagram.js';
 import { lookupStep, stepKeyFor, STEP_KEYS, type StepKey } from '../src/lifecycle/statuses.js';
 import { resolveAnchor, resolveOptions } from '../src/options.js';
 import { workerStep, type CallbackEngine } from '../src/index.js';

@@ -8,7 +8,7 @@ import {
   toMermaid,
   toStatelyJson,
   toSvg,
-} from '../src/lifecycle/diagram.js';
+} from '../src/diagrams/diagram.js';
 import { lifecycleMachine, STATUS_EVENT } from '../src/lifecycle/machine.js';
 import { ACTIVE_STATUSES, TERMINAL_STATUSES } from '../src/lifecycle/statuses.js';
 

@@ -118,7 +118,7 @@ describe('code blocks in README.md and docs/', () => {
   }, 120_000);
 
   it('a "mermaid" block marked as the lifecycle is what the machine draws', async () => {
-    const { toMermaid } = await import('../src/lifecycle/diagram.js');
+    const { toMermaid } = await import('../src/diagrams/diagram.js');
     const guide = readFileSync(join(root, 'docs/guide.md'), 'utf8');
     const m = /<!-- diagram: mermaid -->\s*```mermaid\n([\s\S]*?)```/.exec(guide);
     expect(m?.[1]).toBe(toMermaid());

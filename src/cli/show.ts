@@ -8,7 +8,7 @@
 
 import type { HistoryEntry } from '../history.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
-import { svgWidth } from '../lifecycle/svg-layout.js';
+import { svgWidth } from '../diagrams/svg-layout.js';
 import { pathMermaid, pathSvg, type PathDetails } from '../observe/callback-path.js';
 import { timelineSvg } from '../observe/timeline-svg.js';
 import { timelineText } from '../observe/timeline-text.js';

@@ -19,13 +19,8 @@ import { listStoredAsync, type ListOptions } from '../registry/list-callbacks.js
 import { decodeRecord } from '../registry/record-codec.js';
 import { SharedEarly } from '../routing/early.js';
 import { detailsOf, type LocalRouting } from '../routing/local.js';
-import type {
-  FindQuery,
-  ReportOptions,
-  Routing,
-  RoutingContext,
-  WaitFor,
-} from '../routing/routing.js';
+import type { RoutingContext } from '../routing/provider.js';
+import type { FindQuery, ReportOptions, Routing, WaitFor } from '../routing/routing.js';
 import type { PostgresStore } from '../store/postgres/store.js';
 import { shardOf } from '../store/shards.js';
 import type { Span } from '../telemetry.js';

@@ -9,11 +9,11 @@
  */
 
 import type { HistoryEntry, HistoryKind } from '../history.js';
-import { spanText } from '../lifecycle/describe.js';
-import { machineGraph, toMermaid, type DiagramTransition } from '../lifecycle/diagram.js';
+import { spanText } from '../diagrams/describe.js';
+import { machineGraph, toMermaid, type DiagramTransition } from '../diagrams/diagram.js';
 import { STATUS_EVENT } from '../lifecycle/machine.js';
 import { isTerminal, type CallbackStatus } from '../lifecycle/statuses.js';
-import { layoutMachine, renderMachineSvg, type BoxLine } from '../lifecycle/svg-layout.js';
+import { layoutMachine, renderMachineSvg, type BoxLine } from '../diagrams/svg-layout.js';
 import type { CallbackDetails } from '../types.js';
 
 /** What the pictures of one callback read besides its history (all optional; `engine.details()` fits). */

@@ -29,7 +29,7 @@ import {
 import { decodeToken } from '../token.js';
 import type { HistoryEntry, HistoryOptions, HistoryPage } from '../history.js';
 import type { CallbackDetails } from '../types.js';
-import { svgWidth } from '../lifecycle/svg-layout.js';
+import { svgWidth } from '../diagrams/svg-layout.js';
 import { pathMermaid, pathSvg } from './callback-path.js';
 import type { Monitor } from './monitor.js';
 import { timelineSvg } from './timeline-svg.js';

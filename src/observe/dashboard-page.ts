@@ -12,7 +12,7 @@
  * @module
  */
 
-import { toSvg } from '../lifecycle/diagram.js';
+import { toSvg } from '../diagrams/diagram.js';
 import type { MonitorView } from './monitor.js';
 
 const esc = (s: string) =>

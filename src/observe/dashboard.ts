@@ -25,7 +25,7 @@ import { adminAuth, carriedAuth, carryAuth, type AdminAuth } from '../http/gate.
 import { resolveAuth, type DispatchAuthOptions } from '../http/options.js';
 import { errorReply, HttpError, send as sendJson } from '../http/respond.js';
 import { checkKnownKeys } from '../keys.js';
-import { toMermaid, toSvg } from '../lifecycle/diagram.js';
+import { toMermaid, toSvg } from '../diagrams/diagram.js';
 import { apiRoute } from './dashboard-api.js';
 import { dashboardPage } from './dashboard-page.js';
 import type { Monitor, MonitorView } from './monitor.js';

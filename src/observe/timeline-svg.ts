@@ -7,9 +7,9 @@
  */
 
 import type { HistoryEntry } from '../history.js';
-import { spanText } from '../lifecycle/describe.js';
+import { spanText } from '../diagrams/describe.js';
 import { isTerminal, type CallbackStatus } from '../lifecycle/statuses.js';
-import { esc } from '../lifecycle/svg-layout.js';
+import { esc } from '../diagrams/svg-layout.js';
 import { callbackPath, pathLine, type PathDetails } from './callback-path.js';
 import {
   timelineOf,

@@ -5,7 +5,7 @@
  */
 
 import type { HistoryEntry } from '../history.js';
-import { spanText } from '../lifecycle/describe.js';
+import { spanText } from '../diagrams/describe.js';
 import { callbackPath, pathLine, type PathDetails } from './callback-path.js';
 import { timelineOf, titleOf, type TimelineOptions } from './timeline.js';
 

@@ -12,15 +12,9 @@ import type { Answer } from '../answer.js';
 import type { CallbackData } from '../data.js';
 import type { CallbackStatus, DispatchStatus } from '../lifecycle/statuses.js';
 import type { HistoryOptions, HistoryPage } from '../history.js';
-import type { CreateOptions, ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
-import type { EventHub } from '../registry/event-hub.js';
+import type { CreateOptions, ResolvedAnchor } from '../options.js';
 import type { ListOptions } from '../registry/list-callbacks.js';
-import type { MailboxProcessor } from '../registry/mailbox-processor.js';
-import type { CallbackRegistry } from '../registry/registry.js';
-import type { Stats } from '../registry/stats.js';
 import type { Span } from '../telemetry.js';
-import type { TokenCodec } from '../token.js';
-import type { LocalRouting } from './local.js';
 import type {
   CallbackAnswer,
   CallbackDetails,
@@ -97,28 +91,4 @@ export interface Routing {
   close(): Promise<void>;
   /** Whether this engine may keep a callback in memory (replicas: only the owner of its shard). */
   mayHold?(id: string): boolean;
-}
-
-/** What a routing supplied by a store works with: the engine's parts. */
-export interface RoutingContext {
-  readonly node: string;
-  readonly options: ResolvedEngineOptions;
-  readonly anchors: ReadonlyMap<string, ResolvedAnchor>;
-  readonly codec: TokenCodec;
-  readonly stats: Stats;
-  readonly events: EventHub;
-  readonly registry: CallbackRegistry;
-  readonly mailboxes: MailboxProcessor;
-  /** Whether the engine is closed (a replica serves nothing more). */
-  closed(): boolean;
-}
-
-/**
- * A store that answers for callbacks across several engines (replicas) supplies its own routing
- * around the engine's local one.
- */
-export interface RoutingProvider {
-  /** Tokens minted by any engine sharing the store verify here (replicas share their secrets). */
-  readonly tokensFromAnyNode: boolean;
-  routing(local: LocalRouting, context: RoutingContext): Routing;
 }

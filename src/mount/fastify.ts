@@ -16,7 +16,7 @@ import {
   mountHandler,
   type MountOptions,
 } from './mount.js';
-import { pathOf } from './router.js';
+import { pathOf } from '../http/router.js';
 
 export type { MountDashboardOptions, MountMetricsOptions, MountOptions } from './mount.js';
 

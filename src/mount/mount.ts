@@ -21,8 +21,8 @@ import {
   type WithMetricsOptions,
 } from '../observe/metrics-route.js';
 import type { Monitor } from '../observe/monitor.js';
-import { createDispatchHandler, type DispatchHandler } from './handler.js';
-import { HANDLER_OPTION_KEYS, type DispatchHandlerOptions } from './options.js';
+import { createDispatchHandler, type DispatchHandler } from '../http/handler.js';
+import { HANDLER_OPTION_KEYS, type DispatchHandlerOptions } from '../http/options.js';
 
 /** The dashboard of a mount: its monitor, and the dashboard's options. */
 export interface MountDashboardOptions extends DashboardOptions {

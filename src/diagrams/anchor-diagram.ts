@@ -21,14 +21,14 @@ import {
   toMermaid,
   type MachineConfigJson,
 } from './diagram.js';
-import { lifecycleMachine } from './machine.js';
+import { lifecycleMachine } from '../lifecycle/machine.js';
 import {
   ACTIVE_STATUSES,
   stepKeyFor,
   TERMINAL_STATUSES,
   type CallbackStatus,
   type StepKey,
-} from './statuses.js';
+} from '../lifecycle/statuses.js';
 import { esc, fit, layoutMachine, renderMachineSvg } from './svg-layout.js';
 
 /** The formats of a diagram. */

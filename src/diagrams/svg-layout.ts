@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { DiagramState, MachineGraph } from './diagram.js';
+import type { DiagramState, MachineGraph } from './graph.js';
 
 /** A box on the canvas. */
 export interface Box {
