@@ -38,7 +38,7 @@ import {
 } from './options.js';
 import { EarlyEvents } from './registry/early-events.js';
 import { EventHub, type XStateInspector } from './registry/event-hub.js';
-import { MailboxProcessor } from './registry/mailbox-processor.js';
+import { MailboxProcessor } from './mailbox/processor.js';
 import { CallbackRegistry } from './registry/registry.js';
 import { Stats } from './registry/stats.js';
 import { Relay, type RelayTokenOptions } from './relay/relay.js';

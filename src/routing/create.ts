@@ -25,7 +25,7 @@ import {
   type ResolvedAnchor,
   type ResolvedEngineOptions,
 } from '../options.js';
-import type { MailboxProcessor } from '../registry/mailbox-processor.js';
+import type { MailboxProcessor } from '../mailbox/processor.js';
 import { CallbackRuntime, type Job } from '../registry/callback-runtime.js';
 import { correlationKey } from '../registry/correlation.js';
 import type { EventHub } from '../registry/event-hub.js';

@@ -21,7 +21,7 @@ import { Pending, type Follower, type CallbackRuntime } from '../registry/callba
 import { correlationKey } from '../registry/correlation.js';
 import type { EventHub } from '../registry/event-hub.js';
 import type { ListOptions } from '../registry/list-callbacks.js';
-import type { EndCause, MailboxProcessor } from '../registry/mailbox-processor.js';
+import type { EndCause, MailboxProcessor } from '../mailbox/processor.js';
 import type { CallbackRecord } from '../registry/record.js';
 import type { CallbackRegistry } from '../registry/registry.js';
 import type { Stats } from '../registry/stats.js';

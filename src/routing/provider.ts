@@ -7,7 +7,7 @@
 
 import type { ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
 import type { EventHub } from '../registry/event-hub.js';
-import type { MailboxProcessor } from '../registry/mailbox-processor.js';
+import type { MailboxProcessor } from '../mailbox/processor.js';
 import type { CallbackRegistry } from '../registry/registry.js';
 import type { Stats } from '../registry/stats.js';
 import type { TokenCodec } from '../token.js';
