@@ -13,6 +13,7 @@ export default defineConfig({
       { find: /^callback-engine\/metrics$/, replacement: src('observe/metrics.ts') },
       { find: /^callback-engine\/client$/, replacement: src('client/index.ts') },
       { find: /^callback-engine\/postgres$/, replacement: src('postgres.ts') },
+      { find: /^callback-engine\/store$/, replacement: src('store/index.ts') },
       { find: /^callback-engine\/fastify$/, replacement: src('mount/fastify.ts') },
       { find: /^callback-engine\/express$/, replacement: src('mount/express.ts') },
       { find: /^callback-engine$/, replacement: src('index.ts') },

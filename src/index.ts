@@ -1,16 +1,18 @@
 /**
- * callback-engine: route outside parties' callback reports back to the code
- * that waits for them. Start with {@link createCallbackEngine}.
+ * callback-engine: route outside parties' callback reports back to the code that waits for
+ * them. Start with {@link createCallbackEngine}.
+ *
+ * What this entry holds, in the order a user meets it: the engine and its options; anchors,
+ * steps and schemas; the CALLBACK message and answers; statuses and the lifecycle machine;
+ * errors; time; diagrams; what support views read. It loads no HTTP, PostgreSQL, cluster or
+ * worker-pool code: each subpath (`/http`, `/client`, `/sqlite`, `/postgres`, `/dashboard`,
+ * `/metrics`, `/fastify`, `/express`) loads only what it needs. The contract a store implements
+ * is in the experimental `callback-engine/store`.
  *
  * @packageDocumentation
  */
 
-export { createSimulatedClock, systemClock } from './clock.js';
-export type { Clock, SimulatedClock, TimerHandle } from './clock.js';
-export type { CallbackData, JsonValue } from './data.js';
-export { parseDuration } from './duration.js';
-export type { Duration } from './duration.js';
-export type { HistoryEntry, HistoryKind, HistoryOptions, HistoryPage } from './history.js';
+// ---- the engine ------------------------------------------------------------------------------
 export { createCallbackEngine } from './engine.js';
 export type {
   CallbackEngine,
@@ -18,75 +20,7 @@ export type {
   RelayTokenOptions,
   WaitOptions,
   XStateInspector,
-} from './engine.js';
-export {
-  AlreadySettledError,
-  CallbackEngineError,
-  DuplicateKeyError,
-  EarlyEventsFullError,
-  EngineClosedError,
-  InvalidArgumentError,
-  InvalidDataError,
-  InvalidMessageError,
-  LeaseLostError,
-  OriginRefusedError,
-  OriginUnavailableError,
-  NothingToRetryError,
-  ParentInactiveError,
-  ParentNotFoundError,
-  PayloadTooLargeError,
-  PoolSaturatedError,
-  SecretMismatchError,
-  StepTimeoutError,
-  StoreIncompatibleError,
-  StoreLockedError,
-  StoreUnavailableError,
-  UnknownAnchorError,
-  toError,
-} from './errors.js';
-export type { CallbackEngineErrorCode, CallbackEngineErrorOptions, DataIssue } from './errors.js';
-export { anchorDiagram, anchorPlan } from './diagrams/anchor-diagram.js';
-export type {
-  AnchorPlan,
-  DiagramFormat,
-  DiagramOptions,
-  StatusPlan,
-  StepDescription,
-} from './diagrams/anchor-diagram.js';
-export {
-  machineGraph,
-  toMachineConfig,
-  toMermaid,
-  toStatelyJson,
-  toSvg,
-} from './diagrams/diagram.js';
-export type {
-  DiagramState,
-  DiagramTransition,
-  MachineConfigJson,
-  MachineConfigOptions,
-  MachineGraph,
-  MermaidOptions,
-  StateConfigJson,
-  SvgOptions,
-  TransitionConfigJson,
-} from './diagrams/diagram.js';
-export { lifecycleMachine } from './lifecycle/machine.js';
-export type { LifecycleContext, LifecycleEvent, LifecycleMachine } from './lifecycle/machine.js';
-export {
-  ACTIVE_STATUSES,
-  DISPATCH_STATUSES,
-  TERMINAL_STATUSES,
-  isTerminal,
-} from './lifecycle/statuses.js';
-export type {
-  ActiveStatus,
-  AnswerStatus,
-  CallbackStatus,
-  DispatchStatus,
-  StepKey,
-  TerminalStatus,
-} from './lifecycle/statuses.js';
+} from './callback-engine.js';
 export type {
   AnchorOptions,
   AttributeOptions,
@@ -94,38 +28,11 @@ export type {
   CreateOptions,
   EarlyEventsOptions,
 } from './options.js';
-export type { RetryMap, RetryOption, RetryPolicy, WorkerStepOptions } from './retry.js';
-export { workerStep } from './pool/worker-step.js';
-export type { PoolOptions, WorkerStep, WorkerStepInput } from './pool/worker-step.js';
 export type { RelayOptions } from './relay/options.js';
-export { decodeToken, MAX_TOKEN_LENGTH } from './token.js';
-export type { CallbackTokenFields, TransportHop } from './token.js';
-export type {
-  CallbackActionMessage,
-  CallbackAnswer,
-  CallbackAttributes,
-  CallbackDetails,
-  CallbackMessage,
-  CallbackReportMessage,
-  ClusterStats,
-  CreatedCallback,
-  DispatchOutcome,
-  DispatchResult,
-  EarlyEventInput,
-  EarlyEventStats,
-  EarlyHoldResult,
-  EngineEvent,
-  EngineEventType,
-  EngineStats,
-  ListedCallback,
-  ListPage,
-  StepEntry,
-  StepFunction,
-  StepInput,
-  StepError,
-  StepMap,
-  StepOutput,
-} from './types.js';
+export { memoryStore } from './store/store.js';
+export type { CallbackStore, MemoryStore } from './store/store.js';
+
+// ---- anchors, steps and schemas --------------------------------------------------------------
 export { isStandardSchema } from './schema.js';
 export type {
   InferInput,
@@ -151,22 +58,109 @@ export type {
   TypedStepFunction,
   TypedStepMap,
 } from './typed-anchor.js';
-export { memoryStore } from './store/store.js';
+export { workerStep } from './pool/worker-step.js';
+export type { PoolOptions, WorkerStep, WorkerStepInput } from './pool/worker-step.js';
+export type { RetryMap, RetryOption, RetryPolicy, WorkerStepOptions } from './retry.js';
+
+// ---- messages, answers, data and tokens ------------------------------------------------------
 export type {
-  CallbackRowWrite,
-  CallbackStore,
-  DedupKeyWrite,
-  DurableStore,
-  JournalAppend,
-  MemoryStore,
-  SnapshotWrite,
-  CommitResult,
-  EarlyEventRow,
-  InboxEntry,
-  Prefetch,
-  StoreBatch,
-  StoredCallback,
-  StoreListQuery,
-  StoreOpenContext,
-  StoreRecovery,
-} from './store/store.js';
+  CallbackActionMessage,
+  CallbackAnswer,
+  CallbackAttributes,
+  CallbackDetails,
+  CallbackMessage,
+  CallbackReportMessage,
+  ClusterStats,
+  CreatedCallback,
+  DispatchOutcome,
+  DispatchResult,
+  EarlyEventStats,
+  EngineEvent,
+  EngineEventType,
+  EngineStats,
+  ListedCallback,
+  ListPage,
+  StepEntry,
+  StepError,
+  StepFunction,
+  StepInput,
+  StepMap,
+  StepOutput,
+} from './types.js';
+export type { CallbackData, JsonValue } from './data.js';
+export { decodeToken, MAX_TOKEN_LENGTH } from './token.js';
+export type { CallbackTokenFields, TransportHop } from './token.js';
+export type { HistoryEntry, HistoryKind, HistoryOptions, HistoryPage } from './history.js';
+
+// ---- statuses and the lifecycle machine ------------------------------------------------------
+export {
+  ACTIVE_STATUSES,
+  DISPATCH_STATUSES,
+  TERMINAL_STATUSES,
+  isTerminal,
+} from './lifecycle/statuses.js';
+export type {
+  ActiveStatus,
+  AnswerStatus,
+  CallbackStatus,
+  DispatchStatus,
+  StepKey,
+  TerminalStatus,
+} from './lifecycle/statuses.js';
+export { lifecycleMachine } from './lifecycle/machine.js';
+export type { LifecycleContext, LifecycleEvent, LifecycleMachine } from './lifecycle/machine.js';
+
+// ---- errors ----------------------------------------------------------------------------------
+export {
+  AlreadySettledError,
+  CallbackEngineError,
+  DuplicateKeyError,
+  EarlyEventsFullError,
+  EngineClosedError,
+  InvalidArgumentError,
+  InvalidDataError,
+  InvalidMessageError,
+  LeaseLostError,
+  NothingToRetryError,
+  OriginRefusedError,
+  OriginUnavailableError,
+  ParentInactiveError,
+  ParentNotFoundError,
+  PayloadTooLargeError,
+  PoolSaturatedError,
+  SecretMismatchError,
+  StepTimeoutError,
+  StoreIncompatibleError,
+  StoreLockedError,
+  StoreUnavailableError,
+  UnknownAnchorError,
+  toError,
+} from './errors.js';
+export type { CallbackEngineErrorCode, CallbackEngineErrorOptions, DataIssue } from './errors.js';
+
+// ---- time ------------------------------------------------------------------------------------
+export { createSimulatedClock, systemClock } from './clock.js';
+export type { Clock, SimulatedClock, TimerHandle } from './clock.js';
+export { parseDuration } from './duration.js';
+export type { Duration } from './duration.js';
+
+// ---- diagrams --------------------------------------------------------------------------------
+export type { DiagramFormat, DiagramOptions } from './diagrams/anchor-diagram.js';
+export {
+  machineGraph,
+  toMachineConfig,
+  toMermaid,
+  toStatelyJson,
+  toSvg,
+} from './diagrams/diagram.js';
+export type {
+  DiagramState,
+  DiagramTransition,
+  MachineConfigJson,
+  MachineConfigOptions,
+  MachineGraph,
+  MermaidOptions,
+  StateConfigJson,
+  SvgOptions,
+  TransitionConfigJson,
+} from './diagrams/diagram.js';

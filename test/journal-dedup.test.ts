@@ -5,12 +5,8 @@
  */
 
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  createSimulatedClock,
-  type CallbackEngine,
-  type DispatchResult,
-  type StoreBatch,
-} from '../src/index.js';
+import { createSimulatedClock, type CallbackEngine, type DispatchResult } from '../src/index.js';
+import { type StoreBatch } from '../src/store/index.js';
 import { cloudEventKey } from '../src/http/routes.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import { DurableFixture, turn } from './helpers/durable.js';

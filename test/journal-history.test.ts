@@ -11,10 +11,9 @@ import {
   createSimulatedClock,
   InvalidArgumentError,
   type CallbackEngine,
-  type DurableStore,
   type HistoryEntry,
-  type StoreBatch,
 } from '../src/index.js';
+import { type DurableStore, type StoreBatch } from '../src/store/index.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import { DurableFixture, report, turn } from './helpers/durable.js';
 import { makeEngine } from './helpers/engine.js';

@@ -20,9 +20,8 @@ import {
   type AnchorOptions,
   type CallbackEngine,
   type CallbackMessage,
-  type CallbackRowWrite,
-  type StoreBatch,
 } from '../src/index.js';
+import { type CallbackRowWrite, type StoreBatch } from '../src/store/index.js';
 import { DuplicateKeyError, LeaseLostError } from '../src/errors.js';
 import { serve } from '../src/http/index.js';
 import type { PostgresStore } from '../src/store/postgres/store.js';

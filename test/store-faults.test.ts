@@ -9,9 +9,9 @@ import {
   InvalidArgumentError,
   StoreUnavailableError,
   type CallbackEngine,
-  type DurableStore,
   type SimulatedClock,
 } from '../src/index.js';
+import { type DurableStore } from '../src/store/index.js';
 import { serve } from '../src/http/index.js';
 import { sqliteStore, type SqliteStoreOptions } from '../src/store/sqlite.js';
 import { rejection, SECRET } from './helpers/engine.js';

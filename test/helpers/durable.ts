@@ -6,8 +6,8 @@ import {
   createCallbackEngine,
   type CallbackEngine,
   type CallbackEngineOptions,
-  type DurableStore,
 } from '../../src/index.js';
+import { type DurableStore } from '../../src/store/index.js';
 import { sqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite.js';
 import { SECRET } from './engine.js';
 
