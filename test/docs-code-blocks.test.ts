@@ -214,6 +214,8 @@ describe('the examples print what the pages say', () => {
       'signed-request',
       'http-service',
       'http-call-in', // run by test/readme-examples.test.ts
+      'mount-fastify', // run by test/docs-mounting.test.ts
+      'mount-express', // run by test/docs-mounting.test.ts
       'steps/score', // loaded by worker-step on a worker thread
       'inspect-stately', // needs a browser and Stately's inspector server: type-checked only
     ]);
