@@ -1,0 +1,191 @@
+/**
+ * One run, two versions of the engine: the hot paths of a checkout of an earlier commit beside
+ * this tree's, with the plain floor and raw XState as references, so a restructuring can show it
+ * cost nothing (ratios in one process, one run; absolute figures drift).
+ *
+ * Run:
+ *   git worktree add /tmp/cbe-before <commit> && ln -s "$PWD/node_modules" /tmp/cbe-before/
+ *   npx tsx bench/before-after.ts --before /tmp/cbe-before [--pending 1000,100000] [--time 1500]
+ */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createActor } from 'xstate';
+import type { CallbackEngine } from '../src/index.js';
+import { createCallbackEngine } from '../src/index.js';
+import { DataVersion } from '../src/data.js';
+import { lifecycleMachine } from '../src/lifecycle/machine.js';
+import { check, compare, printRows, type Row } from './lib.js';
+
+const { values } = parseArgs({
+  options: {
+    before: { type: 'string' },
+    pending: { type: 'string', default: '1000,100000' },
+    time: { type: 'string', default: '1500' },
+  },
+});
+if (!values.before) throw new Error('--before <checkout of the earlier commit> is required');
+const TIME = Number(values.time);
+const BATCH = 100;
+type Factory = (options: Record<string, unknown>) => CallbackEngine;
+const before = (await import(pathToFileURL(resolve(values.before, 'src/index.ts')).href)) as {
+  createCallbackEngine: Factory;
+};
+const versions: [string, Factory][] = [
+  ['engine before', before.createCallbackEngine],
+  ['engine after', createCallbackEngine as unknown as Factory],
+];
+
+function engineOf(factory: Factory): CallbackEngine {
+  const engine = factory({
+    node: 'bench',
+    secrets: ['bench-secret-0123456789'],
+    timeout: false,
+    retention: true,
+  });
+  engine.anchor('job');
+  return engine;
+}
+
+const rows: Row[] = [];
+const TABLE: Record<string, string | undefined> = { create: 'progress', progress: 'progress' };
+
+for (const N of values.pending.split(',').map(Number)) {
+  // A fixed pseudo-random order of callbacks shared by every alternative.
+  const picks = new Uint32Array(1 << 20);
+  let seed = 12345;
+  for (let i = 0; i < picks.length; i++) {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    seed >>>= 0;
+    picks[i] = seed % N;
+  }
+  const mask = picks.length - 1;
+  const plain = new Map<number, { status: string; data: Record<string, unknown> }>();
+  const actors = new Map<number, ReturnType<typeof createActor<typeof lifecycleMachine>>>();
+  for (let i = 0; i < N; i++) {
+    plain.set(i, { status: 'create', data: { i } });
+    actors.set(
+      i,
+      createActor(lifecycleMachine, { input: { data: DataVersion.of({ i }) } }).start(),
+    );
+  }
+  const engines = versions.map(([name, factory]) => ({
+    name,
+    engine: engineOf(factory),
+    tokens: [] as string[],
+  }));
+  for (const e of engines)
+    for (let i = 0; i < N; i++)
+      e.tokens.push((await e.engine.create('job', { data: { i } })).token);
+  let k = 0;
+  const alternatives = [
+    {
+      name: 'floor: Map + table + merge',
+      batch: BATCH,
+      fn: () => {
+        for (let b = 0; b < BATCH; b++) {
+          const rec = plain.get(picks[k++ & mask]!)!;
+          const to = TABLE[rec.status];
+          if (to) {
+            rec.status = to;
+            rec.data = { ...rec.data, pct: k };
+          }
+        }
+      },
+    },
+    {
+      name: 'raw: Map.get(id).send()',
+      batch: BATCH,
+      fn: () => {
+        for (let b = 0; b < BATCH; b++)
+          actors.get(picks[k++ & mask]!)!.send({ type: 'PROGRESS', data: { pct: k } });
+      },
+    },
+    ...engines.map((e) => ({
+      name: e.name,
+      batch: BATCH,
+      fn: () => {
+        const ps: Promise<unknown>[] = [];
+        for (let b = 0; b < BATCH; b++)
+          ps.push(
+            e.engine.dispatch({
+              type: 'CALLBACK',
+              callbackToken: e.tokens[picks[k++ & mask]!]!,
+              callbackStatus: 'progress',
+              callbackData: { pct: k },
+            }),
+          );
+        return Promise.all(ps);
+      },
+    })),
+  ];
+  for (const alt of alternatives) await alt.fn(); // warm every path once
+  for (const e of engines) {
+    const a = await e.engine.dispatch({
+      type: 'CALLBACK',
+      callbackToken: e.tokens[0]!,
+      callbackStatus: 'progress',
+      callbackData: { pct: 1 },
+    });
+    check(a.status === 'progress', `${e.name} moved to progress`);
+  }
+  rows.push(
+    ...(await compare(`dispatch progress, ${N.toLocaleString('en-US')} pending`, alternatives, {
+      timeMs: TIME,
+    })),
+  );
+  for (const e of engines) await e.engine.close();
+}
+
+// create: a fresh engine per version, callbacks created in batches.
+{
+  const plain = new Map<number, { status: string; data: Record<string, unknown> }>();
+  let n = 0;
+  const engines = versions.map(([name, factory]) => ({ name, engine: engineOf(factory) }));
+  rows.push(
+    ...(await compare(
+      'create',
+      [
+        {
+          name: 'floor: Map.set(record)',
+          batch: BATCH,
+          fn: () => {
+            for (let b = 0; b < BATCH; b++) plain.set(n++, { status: 'create', data: { i: n } });
+          },
+        },
+        {
+          name: 'raw: createActor(machine).start()',
+          batch: BATCH,
+          fn: () => {
+            for (let b = 0; b < BATCH; b++)
+              createActor(lifecycleMachine, { input: { data: DataVersion.of({ i: b }) } })
+                .start()
+                .stop();
+          },
+        },
+        ...engines.map((e) => ({
+          name: e.name,
+          batch: BATCH,
+          fn: () =>
+            Promise.all(
+              Array.from({ length: BATCH }, (_, i) => e.engine.create('job', { data: { i } })),
+            ),
+        })),
+      ],
+      { timeMs: TIME },
+    )),
+  );
+  for (const e of engines) await e.engine.close();
+}
+
+printRows(rows);
+const pick = (group: string, name: string) =>
+  rows.find((r) => r.group === group && r.name === name)!;
+console.log('\nafter / before, same run:');
+for (const group of new Set(rows.map((r) => r.group)))
+  console.log(
+    `  ${group}: ${(pick(group, 'engine after').opsPerSec / pick(group, 'engine before').opsPerSec).toFixed(2)}×` +
+      ` (ratio to floor: before ${pick(group, 'engine before').ratio.toFixed(3)}, after ${pick(group, 'engine after').ratio.toFixed(3)})`,
+  );
