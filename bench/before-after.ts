@@ -33,7 +33,7 @@ const before = (await import(pathToFileURL(resolve(values.before, 'src/index.ts'
 };
 const versions: [string, Factory][] = [
   ['engine before', before.createCallbackEngine],
-  ['engine after', createCallbackEngine as unknown as Factory],
+  ['engine after', createCallbackEngine],
 ];
 
 function engineOf(factory: Factory): CallbackEngine {
@@ -121,7 +121,7 @@ for (const N of values.pending.split(',').map(Number)) {
       },
     })),
   ];
-  for (const alt of alternatives) await alt.fn(); // warm every path once
+  for (const alt of alternatives) await Promise.resolve(alt.fn()); // warm every path once
   for (const e of engines) {
     const a = await e.engine.dispatch({
       type: 'CALLBACK',
