@@ -642,7 +642,7 @@ async function forwarding(): Promise<ForwardResult> {
   const probe = await a.get(tokens[0]!);
   check(probe.status === 'progress' && probe.data.n === -1, 'a applied the forwarded report');
 
-  // The forwarding payloads, as the cluster builds them (src/cluster/cluster.ts).
+  // The forwarding payloads, as the cluster builds them (src/cluster/cluster.ts, src/cluster/forward.ts).
   const id = decodeToken(tokens[0])!.id;
   const sample = await report(a, tokens[0]!, 1_000_000);
   const requestJson = JSON.stringify({

@@ -24,6 +24,7 @@ import {
 import { type CallbackRowWrite, type StoreBatch } from '../src/store/index.js';
 import { DuplicateKeyError, LeaseLostError } from '../src/errors.js';
 import { serve } from '../src/http/index.js';
+import { Leases } from '../src/cluster/leases.js';
 import type { PostgresStore } from '../src/store/postgres/store.js';
 import { postgresStore } from './helpers/postgres.js';
 import { shardOf } from '../src/store/shards.js';
@@ -297,41 +298,46 @@ describe.skipIf(!available)(
           shard,
         ]);
 
-      /** Stores A and B on one schema; A holds every shard. Long leases: nothing ends by itself. */
-      async function twoStores(): Promise<[PostgresStore, PostgresStore]> {
+      /**
+       * Stores A and B on one schema, each fenced by its leases; A holds every shard. Long
+       * leases: nothing ends by itself.
+       */
+      async function twoStores(): Promise<[PostgresStore, PostgresStore, Leases, Leases]> {
         const opts = { shards: N, leaseTtl: 30_000, renewInterval: 10_000 };
         const a = fx.store(opts);
+        const la = new Leases(a);
         await a.open({ machineVersion: MACHINE, node: 'A' });
-        const first = await a.leaseRound({ give: true });
+        const first = await la.round({ give: true });
         expect(first.gained.map((g) => g.shard).sort()).toEqual([0, 1, 2, 3]);
-        a.adopt(first.gained);
+        la.adopt(first.gained);
         const b = fx.store(opts);
+        const lb = new Leases(b);
         await b.open({ machineVersion: MACHINE, node: 'B' });
         // Every shard is held: B takes nothing yet.
-        const none = await b.leaseRound({ give: true });
+        const none = await lb.round({ give: true });
         expect(none.gained).toEqual([]);
         expect(none.members).toEqual(['A', 'B']);
-        return [a, b];
+        return [a, b, la, lb];
       }
 
       it('refuses a commit of a replica whose lease was taken over; nothing of the batch is written', async () => {
-        const [a, b] = await twoStores();
+        const [a, b, la, lb] = await twoStores();
         const s = 1;
         const t = 2;
         const x = idIn(s, 'x');
         const y = idIn(t, 'y');
         await a.commit(batch([write(x, 'x by A', 'insert'), write(y, 'y by A', 'insert')]));
         expect(await bodyOf(x)).toBe('x by A');
-        const epoch = a.held().get(s)!;
+        const epoch = la.held().get(s)!;
         expect(epoch).toBeGreaterThan(0);
 
         // A's lease on s ends (A froze past it); B takes s over at the next epoch.
         await expire(s);
-        const round = await b.leaseRound({ give: true });
+        const round = await lb.round({ give: true });
         expect(round.gained).toEqual([{ shard: s, epoch: epoch + 1 }]);
-        b.adopt(round.gained);
+        lb.adopt(round.gained);
         // A still believes it holds s: its commit reaches the database and the fence refuses it.
-        expect(a.held().get(s)).toBe(epoch);
+        expect(la.held().get(s)).toBe(epoch);
         const fencedBefore = a.fencedOut;
         const err = await rejection(a.commit(batch([write(x, 'x by stale A', 'body')])));
         expect(err).toBeInstanceOf(LeaseLostError);
@@ -368,11 +374,11 @@ describe.skipIf(!available)(
         ).toEqual([{ owner: 'B', epoch: epoch + 1 }]);
 
         // A's next lease round learns that it lost s; from then on it refuses locally.
-        const next = await a.leaseRound({ give: false });
+        const next = await la.round({ give: false });
         expect(next.lost).toEqual([s]);
-        expect(a.held().has(s)).toBe(false);
-        expect(a.owns(x)).toBe(false);
-        expect(b.owns(x)).toBe(true);
+        expect(la.held().has(s)).toBe(false);
+        expect(la.holds(x)).toBe(false);
+        expect(lb.holds(x)).toBe(true);
         await expect(a.commit(batch([write(x, 'x by A again', 'body')]))).rejects.toBeInstanceOf(
           LeaseLostError,
         );
@@ -384,7 +390,7 @@ describe.skipIf(!available)(
       });
 
       it('refuses a commit once the lease has expired, even if nobody took over', async () => {
-        const [a] = await twoStores();
+        const [a, , la] = await twoStores();
         const t = 3;
         const y = idIn(t, 'y');
         await a.commit(batch([write(y, 'y by A', 'insert')]));
@@ -404,9 +410,9 @@ describe.skipIf(!available)(
         expect(lease).toEqual({ owner: 'A', live: false });
         expect(await a.ownerOf(t)).toBeUndefined();
         // A renewal does not bring an expired lease back; it is lost.
-        const round = await a.leaseRound({ give: false });
+        const round = await la.round({ give: false });
         expect(round.lost).toEqual([t]);
-        expect(a.held().has(t)).toBe(false);
+        expect(la.held().has(t)).toBe(false);
       });
     });
 

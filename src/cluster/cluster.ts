@@ -1,87 +1,23 @@
 /**
- * A replica's part in a cluster on one PostgreSQL schema: it leases a fair
- * share of the shards (with an epoch, fenced in every commit by the store),
- * renews them, gives some back when a replica joins, hands everything over at
- * once when it closes, and reaches the owner of any other callback over the
- * forwarding transport, or queues the report durably when the owner does not
- * answer in time.
- *
- * Ownership here is a local belief with a deadline: a replica that has not
- * renewed its leases within their TTL (paused, cut off from the database)
- * stops believing it owns anything before anyone else may take over, and the
- * fence in every commit makes sure nothing it still tries is written.
+ * A replica's part in a cluster on one PostgreSQL schema: it runs its lease
+ * rounds (the leases themselves, fenced in every commit by the store, are kept
+ * by `leases.ts`): it takes a fair share of the shards, renews them, gives some
+ * back when a replica joins, hands everything over at once when it closes,
+ * applies the reports queued for shards it takes over before any other, and
+ * reaches the owner of any other callback over the forwarding transport, or
+ * queues the report durably when the owner does not answer in time.
  *
  * @module
  */
 
-import { CallbackEngineError, LeaseLostError, StoreUnavailableError, toError } from '../errors.js';
+import { StoreUnavailableError, toError } from '../errors.js';
 import type { PostgresStore } from '../store/postgres/store.js';
 import { shardOf } from '../store/shards.js';
 import type { ClusterStats } from '../types.js';
+import { errorReply, type ForwardReply, type ForwardRequest } from './forward.js';
+import { Leases } from './leases.js';
 import { PgTransport } from './pg-transport.js';
 import { NatsTransport, type Transport } from './transport.js';
-
-/** A request one replica sends the owner of a callback. */
-export type ForwardRequest =
-  | {
-      readonly op: 'report';
-      /** The callbackId (routing). */
-      readonly id: string;
-      readonly token: string;
-      readonly status: string;
-      readonly data: unknown;
-      readonly dedupKey: string;
-      /**
-       * The entry replica minted the key for this delivery (the report came without one): only a
-       * copy of it queued later can find it applied.
-       */
-      readonly minted?: boolean;
-      /** A cancel by the engine's own caller (`engine.cancel()`), not by an outside party. */
-      readonly caller?: boolean;
-      /**
-       * Wall-clock ms past which the owner refuses it: the end of the sending replica's view of
-       * the cluster when it sent it. A replica that froze after sending (its message still in a
-       * buffer) cannot deliver it late.
-       */
-      readonly notAfter?: number;
-    }
-  | {
-      /** Runs a terminal callback's failed final step again (`engine.retryStep()`). */
-      readonly op: 'retry';
-      /** The callbackId (routing). */
-      readonly id: string;
-      readonly tokenOrId: string;
-    }
-  | {
-      readonly op: 'create';
-      /** The parent's callbackId (routing). */
-      readonly id: string;
-      readonly anchor: string;
-      readonly options: unknown;
-    };
-
-/** The owner's reply. */
-export type ForwardReply =
-  | {
-      readonly kind: 'answer';
-      readonly outcome: string;
-      readonly answer: {
-        status: string;
-        token: string;
-        data: unknown;
-        stepError?: unknown;
-      };
-      readonly id?: string;
-    }
-  | {
-      readonly kind: 'error';
-      readonly code: string;
-      readonly statusCode: number;
-      readonly message: string;
-      readonly retryable: boolean;
-    }
-  | { readonly kind: 'notOwner' }
-  | { readonly kind: 'queued' };
 
 /** What the cluster needs from its engine. */
 export interface ClusterHost {
@@ -113,12 +49,10 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export class Cluster {
   readonly #store: PostgresStore;
   readonly #node: string;
+  /** This replica's leases (the one writer of them; the store is fenced by them). */
+  readonly leases: Leases;
   #host: ClusterHost | undefined;
   #transport: Transport | undefined;
-  /** Until when (performance.now) the held leases are known valid. */
-  #validUntil = 0;
-  /** When this replica's view of the cluster last lapsed (performance.now; 0: never). */
-  #lapsedAt = 0;
   #owners = new Map<number, string>();
   /** Shards just taken over whose owed steps are resumed and queued reports applied. */
   readonly #drainingShards = new Map<number, Promise<void>>();
@@ -127,8 +61,6 @@ export class Cluster {
    * are refused (retryable) until a later drain succeeds, so none overtakes a queued one.
    */
   readonly #blockedShards = new Set<number>();
-  /** Shards being handed over: no new work is taken for them. */
-  readonly #yielding = new Set<number>();
   #timer: NodeJS.Timeout | undefined;
   #round: Promise<void> | undefined;
   #again = false;
@@ -145,6 +77,7 @@ export class Cluster {
   constructor(store: PostgresStore, node: string) {
     this.#store = store;
     this.#node = node;
+    this.leases = new Leases(store);
   }
 
   get #settings() {
@@ -154,7 +87,7 @@ export class Cluster {
   /** Counters, for stats and tests. */
   get stats(): ClusterStats {
     return {
-      shards: this.#store.held().size,
+      shards: this.leases.held().size,
       forwarded: this.#forwarded,
       served: this.#served,
       queued: this.#queued,
@@ -204,10 +137,10 @@ export class Cluster {
       await this.#runRound();
       // Tell the others a replica joined: they give up their excess now, not at their next round.
       if (first) this.#transport?.broadcast();
-      if (this.#store.held().size > 0 || performance.now() >= until) break;
+      if (this.leases.held().size > 0 || performance.now() >= until) break;
       await sleep(Math.min(renew, 250));
     }
-    if (this.#lastError && this.#store.held().size === 0) {
+    if (this.#lastError && this.leases.held().size === 0) {
       await this.#transport?.close();
       throw this.#lastError;
     }
@@ -248,24 +181,18 @@ export class Cluster {
 
   async #leaseRound(): Promise<void> {
     const host = this.#host!;
-    const started = performance.now();
     this.#leaseRounds++;
     let round;
     try {
-      round = await this.#store.leaseRound({ give: !this.#closing });
+      round = await this.leases.round({ give: !this.#closing });
       this.#lastError = undefined;
     } catch (err) {
       this.#lastError = toError(err);
       host.warn(err);
       // Cut off from the database: once the leases may have ended, stop owning.
-      if (performance.now() >= this.#validUntil) await this.#stepDown();
+      if (this.leases.expired()) await this.#stepDown();
       return;
     }
-    const ttl = this.#settings.leaseTtlMs;
-    // The view had lapsed before this round (the replica froze, or lost the database): requests
-    // that arrived before now may have waited past it.
-    if (this.#validUntil > 0 && started >= this.#validUntil) this.#lapsedAt = this.#validUntil;
-    this.#validUntil = started + ttl - Math.min(500, ttl / 10);
     this.#owners = round.owners;
     if (round.lost.length > 0) this.#stepDowns++;
     // Reports queued while these shards had no owner go first: direct ones wait for them.
@@ -274,7 +201,7 @@ export class Cluster {
     if (gained.length > 0) {
       // In the same synchronous step as the drain mark: no report sees these shards as owned
       // before the reports queued for them are known to go first.
-      this.#store.adopt(round.gained);
+      this.leases.adopt(round.gained);
       let open!: () => void;
       drained = new Promise<void>((resolve) => (open = resolve));
       for (const s of gained) this.#drainingShards.set(s, drained);
@@ -300,21 +227,20 @@ export class Cluster {
     if (round.lost.length > 0 || round.released.length > 0) await host.ownershipChanged();
     if (round.released.length > 0) this.#transport?.broadcast();
     await drained;
-    if (this.#store.held().size > 0) {
+    if (this.leases.held().size > 0) {
       const blocked = [...this.#blockedShards];
       void this.#drainInbox().then((ok) => {
         if (ok) for (const s of blocked) this.#blockedShards.delete(s);
       });
     }
     for (const s of this.#blockedShards)
-      if (!this.#store.held().has(s)) this.#blockedShards.delete(s);
+      if (!this.leases.held().has(s)) this.#blockedShards.delete(s);
   }
 
   /** Leases may have ended without renewal: own nothing until the next successful round. */
   async #stepDown(): Promise<void> {
-    if (this.#store.held().size === 0) return;
+    if (!this.leases.dropAll()) return;
     this.#stepDowns++;
-    this.#store.drop([...this.#store.held().keys()]);
     await this.#host!.ownershipChanged();
   }
 
@@ -324,40 +250,22 @@ export class Cluster {
    * writes committed; leases ended.
    */
   async #handOver(shards: readonly number[]): Promise<void> {
-    for (const s of shards) this.#yielding.add(s);
-    try {
-      await this.#host!.quiesce(shards, this.#host!.handoverTimeoutMs);
-      await this.#host!.ownershipChanged();
-      await this.#host!.flush();
-      await this.#store.release(shards);
-      for (const s of shards) this.#owners.delete(s);
-    } finally {
-      for (const s of shards) this.#yielding.delete(s);
-    }
+    const host = this.#host!;
+    await this.leases.handOver(shards, async () => {
+      await host.quiesce(shards, host.handoverTimeoutMs);
+      await host.ownershipChanged();
+      await host.flush();
+    });
+    for (const s of shards) this.#owners.delete(s);
   }
 
   /** Whether this replica owns the callback now (a valid lease on its shard). */
   owns(id: string): boolean {
     const shard = shardOf(id, this.#settings.shards);
-    if (this.ownsShard(shard)) return true;
+    if (this.leases.ownsShard(shard)) return true;
     // Held but past the lease (SIGSTOP, a long GC): step down before anything else.
-    if (this.#store.held().has(shard) && performance.now() >= this.#validUntil)
-      this.#stepDown().catch((err: unknown) => this.#host!.warn(err));
+    if (this.leases.lapsed(shard)) this.#stepDown().catch((err: unknown) => this.#host!.warn(err));
     return false;
-  }
-
-  /** Whether this replica may commit for the shard (a held, unexpired, not yielding lease). */
-  ownsShard(shard: number): boolean {
-    return (
-      this.#store.held().has(shard) &&
-      !this.#yielding.has(shard) &&
-      performance.now() < this.#validUntil
-    );
-  }
-
-  /** The shards this replica owns now (where its new callbacks go). */
-  get ownedShards(): number[] {
-    return [...this.#store.held().keys()].filter((s) => this.ownsShard(s));
   }
 
   /**
@@ -377,23 +285,6 @@ export class Cluster {
   }
 
   /**
-   * Refuses a request that arrived at `arrivedAt` (`performance.now()`) if this replica's view of
-   * the cluster (its leases, renewed by every lease round) has lapsed since: the replica froze
-   * or lost its database while the request waited, so other replicas may have applied reports
-   * sent after it. Such a request is never applied or forwarded late: a retryable
-   * `StoreUnavailableError`. (A request that arrives while the view is lapsed, before the next
-   * round noticed, is stopped later: a forward carries the view's end in `notAfter`, which its
-   * owner checks; a queued report is refused by the database past it; this replica applies
-   * nothing itself without a valid lease.)
-   */
-  checkFresh(arrivedAt: number): void {
-    if (this.#lapsedAt < arrivedAt) return;
-    throw new StoreUnavailableError(
-      'this replica was cut off from the cluster (paused, or without its database) while the report waited; it was not applied: retry',
-    );
-  }
-
-  /**
    * Sends a request to the owner of `id` and returns its reply: forwarded over the transport;
    * for a report whose shard has no live owner (its owner died or froze past its lease),
    * queued durably for the next owner. A live owner that cannot be reached within
@@ -407,11 +298,9 @@ export class Cluster {
     const shard = shardOf(id, this.#settings.shards);
     const deadline = performance.now() + this.#settings.forwardTimeoutMs;
     for (let attempt = 0; ; attempt++) {
-      this.checkFresh(arrivedAt);
+      this.leases.checkFresh(arrivedAt);
       const payload = JSON.stringify(
-        request.op === 'report'
-          ? { ...request, notAfter: Date.now() + (this.#validUntil - performance.now()) }
-          : request,
+        request.op === 'report' ? { ...request, notAfter: this.leases.viewEnd() } : request,
       );
       // Owned here now (serving waits for queued reports of the shard to go first).
       if (this.owns(id)) return this.#host!.serve(request);
@@ -430,14 +319,14 @@ export class Cluster {
         }
       }
       if (request.op === 'report') {
-        this.checkFresh(arrivedAt);
+        this.leases.checkFresh(arrivedAt);
         const queued = await this.#store.enqueue({
           callbackId: id,
           dedupKey: request.dedupKey,
           message: payload,
           // The database refuses it past this instant (wall clock): a replica frozen right here
           // queues nothing stale when it wakes.
-          notAfter: Date.now() + (this.#validUntil - performance.now()),
+          notAfter: this.leases.viewEnd(),
         });
         // Its view of the cluster ended before the database saw the report: nothing was queued.
         if (queued === 'stale')
@@ -492,7 +381,7 @@ export class Cluster {
         if (entries.length === 0) return true;
         const chains = new Map<string, Promise<void>>();
         for (const e of entries) {
-          if (!this.ownsShard(shardOf(e.callbackId, this.#settings.shards))) continue;
+          if (!this.leases.ownsShard(shardOf(e.callbackId, this.#settings.shards))) continue;
           const prev = chains.get(e.callbackId) ?? Promise.resolve();
           chains.set(
             e.callbackId,
@@ -530,36 +419,20 @@ export class Cluster {
     this.#closing = true;
     clearTimeout(this.#timer);
     await this.#round;
-    for (const s of this.#store.held().keys()) this.#yielding.add(s);
     try {
-      await this.#host?.flush();
-      await this.#store.leave();
+      await this.leases.leave(async () => {
+        await this.#host?.flush();
+      });
       this.#transport?.broadcast();
     } catch (err) {
       this.#host?.warn(err);
     }
   }
 
-  /** Closes the transport (after {@link leave}). */
+  /** Closes the transport (after {@link leave}); nothing is owned any more. */
   async close(): Promise<void> {
+    this.leases.dropAll();
     await this.#transport?.close().catch(() => {});
     this.#transport = undefined;
   }
 }
-
-/** An error as a reply: an engine error keeps its code; anything else is a retryable 503. */
-export function errorReply(err: unknown): ForwardReply {
-  const e = toError(err);
-  const ce = e instanceof CallbackEngineError ? e : undefined;
-  return {
-    kind: 'error',
-    code: ce?.code ?? 'CBE_ERR_STORE_UNAVAILABLE',
-    statusCode: ce?.statusCode ?? 503,
-    message: e.message,
-    retryable: ce ? ce.retryable : true,
-  };
-}
-
-/** The error of a report whose callback this replica no longer owns. */
-export const notOwned = (): LeaseLostError =>
-  new LeaseLostError('this replica no longer owns the callback; retry');

@@ -8,8 +8,8 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { Answer, CreatedAnswer, notFoundAnswer } from '../answer.js';
-import { DataVersion, ingestData, type CallbackData } from '../data.js';
+import { CreatedAnswer, notFoundAnswer, type Answer } from '../answer.js';
+import { ingestData, type CallbackData } from '../data.js';
 import { CallbackEngineError, LeaseLostError, StoreUnavailableError } from '../errors.js';
 import type { HistoryOptions, HistoryPage } from '../history.js';
 import { isTerminal, type CallbackStatus, type DispatchStatus } from '../lifecycle/statuses.js';
@@ -24,7 +24,7 @@ import type { FindQuery, ReportOptions, Routing, WaitFor } from '../routing/rout
 import type { PostgresStore } from '../store/postgres/store.js';
 import { shardOf } from '../store/shards.js';
 import type { Span } from '../telemetry.js';
-import { decodeToken, newCallbackId } from '../token.js';
+import { decodeToken } from '../token.js';
 import type {
   CallbackAnswer,
   CallbackDetails,
@@ -36,21 +36,17 @@ import type {
   EngineStats,
   ListPage,
 } from '../types.js';
-import {
-  Cluster,
-  errorReply,
-  notOwned,
-  type ForwardReply,
-  type ForwardRequest,
-} from './cluster.js';
+import { Cluster } from './cluster.js';
 import { SharedEarlyEvents } from './early-events.js';
+import { errorReply, resultOf, type ForwardReply, type ForwardRequest } from './forward.js';
+import { notOwned, type Leases } from './leases.js';
 
 /** How a report reached the owner of its callback. */
 interface Owned {
   readonly dedupKey: string | undefined;
   /** The key was minted for this delivery (no lookup). */
   readonly minted?: boolean;
-  /** When it arrived: refused if this replica's view lapsed since (see `Cluster.checkFresh`). */
+  /** When it arrived: refused if this replica's view lapsed since (see `Leases.checkFresh`). */
   readonly arrivedAt?: number;
   readonly caller?: boolean;
 }
@@ -59,6 +55,7 @@ interface Owned {
 export class ClusteredRouting implements Routing {
   readonly #store: PostgresStore;
   readonly #cluster: Cluster;
+  readonly #leases: Leases;
   readonly #local: LocalRouting;
   readonly #ctx: RoutingContext;
   readonly #shared: SharedEarlyEvents;
@@ -72,16 +69,17 @@ export class ClusteredRouting implements Routing {
     this.#local = local;
     this.#ctx = ctx;
     this.#cluster = new Cluster(store, ctx.node);
+    this.#leases = this.#cluster.leases;
     this.#shared = new SharedEarlyEvents(store, ctx.options.clock, ctx.events, {
       dispatch: (token, status, data, dedupKey) => this.report(token, status, data, { dedupKey }),
-      ownedShards: () => this.#cluster.ownedShards,
+      ownedShards: () => this.#leases.ownedShards,
       parse: (json) => ingestData('early event data', JSON.parse(json), Number.MAX_SAFE_INTEGER),
     });
     local.early = new SharedEarly(this.#shared, ctx.registry, ctx.events, (t, st, d, o) =>
       local.report(t, st, d, o),
     );
     local.hooks = {
-      newId: (parentId) => this.#newId(parentId),
+      newId: (parentId) => this.#leases.newId(parentId),
       // Another replica owns it and its create step is still owed: its owner answers, once that
       // step ran (a retry of a create cut off by a crash waits for it, whichever replica it reaches).
       elsewhere: (record, options) =>
@@ -129,21 +127,7 @@ export class ClusteredRouting implements Routing {
 
   /** Whether this replica may hold the callback in memory: it leases its shard. */
   mayHold(id: string): boolean {
-    return this.#cluster.ownsShard(shardOf(id, this.#store.cluster.shards));
-  }
-
-  /** A new callbackId in a shard this replica owns (the parent's shard for a child). */
-  #newId(parentId: string | undefined): string {
-    const n = this.#store.cluster.shards;
-    const owned = new Set(this.#cluster.ownedShards);
-    const want = parentId === undefined ? undefined : shardOf(parentId, n);
-    if (owned.size === 0 || (want !== undefined && !owned.has(want))) throw notOwned();
-    // Expected tries: shards / owned shards (or shards, for a child); each is a few hundred ns.
-    for (;;) {
-      const id = newCallbackId();
-      const shard = shardOf(id, n);
-      if (want === undefined ? owned.has(shard) : shard === want) return id;
-    }
+    return this.#leases.ownsShard(shardOf(id, this.#store.cluster.shards));
   }
 
   /** A verified token's callbackId, or `undefined` (malformed or forged: one engine's answer). */
@@ -168,7 +152,7 @@ export class ClusteredRouting implements Routing {
     // A report that waits while this replica's view of the cluster lapses (the replica froze) is
     // refused, never applied or forwarded late.
     const arrivedAt = performance.now();
-    this.#cluster.checkFresh(arrivedAt);
+    this.#leases.checkFresh(arrivedAt);
     if (this.#cluster.owns(fields.id)) {
       // Reports queued while its shard had no owner go first.
       await this.#cluster.settled(fields.id);
@@ -253,7 +237,7 @@ export class ClusteredRouting implements Routing {
           ...(isTerminal(status) ? { subtree: true } : {}),
           ...(dedupKey !== undefined && !minted ? { keys: [{ id, key: dedupKey }] } : {}),
         });
-        if (arrivedAt !== undefined) this.#cluster.checkFresh(arrivedAt);
+        if (arrivedAt !== undefined) this.#leases.checkFresh(arrivedAt);
         if (!this.#cluster.owns(id)) throw notOwned();
         return {
           result: this.#local.report(token, status, data, { dedupKey, freshKey: minted, caller }),
@@ -463,38 +447,15 @@ export class ClusteredRouting implements Routing {
 
   /** The owner's reply as this engine's own result (its answer, or its error). */
   #fromReply(reply: ForwardReply, anchor: string, token: string): DispatchResult {
-    if (reply.kind === 'error') {
-      if (reply.code === 'CBE_ERR_STORE_UNAVAILABLE')
-        throw new StoreUnavailableError(reply.message);
-      throw new CallbackEngineError(
-        reply.code as CallbackEngineError['code'],
-        reply.statusCode,
-        reply.message,
-        { retryable: reply.retryable },
-      );
-    }
-    if (reply.kind !== 'answer')
-      throw new StoreUnavailableError('the owner of the callback did not answer; retry');
-    const a = reply.answer;
-    const data = ingestData('answer data', a.data, Number.MAX_SAFE_INTEGER);
-    const answer = new Answer(
-      a.status as Answer['status'],
-      a.token || token,
-      DataVersion.of(data),
-      this.#ctx.anchors.get(anchor)?.attributes,
-      reply.id,
-      undefined,
-      a.stepError as Answer['stepError'],
-    );
-    return { answer, outcome: reply.outcome as DispatchResult['outcome'] };
+    return resultOf(reply, this.#ctx.anchors.get(anchor)?.attributes, token);
   }
 
   /** The shards this replica owns changed: forget the others, recount, re-read due times. */
   async #ownershipChanged(): Promise<void> {
     const n = this.#store.cluster.shards;
-    this.#ctx.registry.disown((id) => this.#cluster.ownsShard(shardOf(id, n)), notOwned());
+    this.#ctx.registry.disown((id) => this.#leases.ownsShard(shardOf(id, n)), notOwned());
     try {
-      this.#ctx.stats.resetCounts(await this.#store.shardCounts(this.#cluster.ownedShards));
+      this.#ctx.stats.resetCounts(await this.#store.shardCounts(this.#leases.ownedShards));
     } catch (err) {
       this.#ctx.events.warn(err);
     }

@@ -27,3 +27,11 @@ export interface ShardLease {
   readonly shard: number;
   readonly epoch: number;
 }
+
+/**
+ * The shards a replica holds and the epoch of each: what every commit of its store is fenced
+ * by. Kept by the cluster's lease owner (the one writer); the store only reads it.
+ */
+export interface HeldShards {
+  held(): ReadonlyMap<number, number>;
+}
