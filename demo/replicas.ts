@@ -8,22 +8,22 @@
  *
  * Needs PostgreSQL (`PG_URL`, default postgres://postgres@127.0.0.1:5432/test).
  * The replicas forward over NATS when it answers (`CBE_NATS`, default
- * nats://127.0.0.1:4222), else over PostgreSQL.
+ * nats://127.0.0.1:4222), else over PostgreSQL. It runs the cluster tests' harness
+ * (test/harness/replicas.ts, cluster-load.ts) and prints what it measured.
  *
  * @module
  */
 
-import { DEFAULT_NATS, DEFAULT_PG } from './replica-server.js';
+import { ClusterLoad } from '../test/harness/cluster-load.js';
+import { DEFAULT_NATS, DEFAULT_PG } from '../test/harness/replica-server.js';
 import {
-  ClusterLoad,
   killAllReplicas,
-  pidExists,
   sigkill,
   spawnReplica,
   terminate,
   type Replica,
-  listening,
-} from './replicas.js';
+} from '../test/harness/replicas.js';
+import { listening, pidExists } from '../test/harness/spawn.js';
 
 /** Options of {@link runReplicasDemo}. */
 export interface ReplicasDemoOptions {
