@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CrashLoad, killHard, spawnCrashServer, type CrashChild } from '../test/harness/crash.js';
+import { onInterrupt } from './interrupt.js';
 
 /** Options of {@link runCrashDemo}. */
 export interface CrashDemoOptions {
@@ -37,10 +38,15 @@ export async function runCrashDemo(options: CrashDemoOptions = {}): Promise<numb
   const dir = mkdtempSync(join(tmpdir(), 'callback-engine-crash-'));
   const path = join(dir, 'callbacks.db');
   const load = new CrashLoad();
+  let first: CrashChild | undefined;
   let second: CrashChild | undefined;
+  const uninterrupt = onInterrupt(() => {
+    for (const c of [first, second]) c?.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
   try {
     log(`callback-engine crash demo: engine in a child process on SQLite ${path}`);
-    const first = spawnCrashServer(path);
+    first = spawnCrashServer(path);
     const r1 = await first.ready;
     log(
       `engine pid ${first.pid} ready in ${fmt(Math.round(r1.spawnMs))} ms; ${clients} HTTP clients creating callbacks and sending progress reports`,
@@ -67,6 +73,7 @@ export async function runCrashDemo(options: CrashDemoOptions = {}): Promise<numb
     log(`lost updates: ${lost}`);
     return lost;
   } finally {
+    uninterrupt();
     if (second && second.child.exitCode === null && second.child.signalCode === null) {
       second.child.kill('SIGTERM');
       await second.exited;
