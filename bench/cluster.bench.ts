@@ -15,7 +15,7 @@
  *    stats().cluster.forwarded), one at a time and 64 in flight, vs a bare NATS request-reply of
  *    the same payload sizes between two connections of this process, and vs the local-owner
  *    report on a (with and without a dedupKey: a forwarded report always carries one).
- * 3. Cluster throughput over HTTP: 1, 2 and 3 replica processes (src/demo/replica-server.ts,
+ * 3. Cluster throughput over HTTP: 1, 2 and 3 replica processes (test/harness/replica-server.ts,
  *    spawned with spawnReplica), `progress` reports sent round-robin across the replicas,
  *    64 in flight, for a fixed time each; reports/s, latency, the share forwarded, and how busy
  *    the machine's CPUs were.
@@ -43,14 +43,13 @@ import {
   type CallbackAnswer,
   type CallbackEngine,
 } from '../src/index.js';
+import { ClusterLoad, dedupKey } from '../test/harness/cluster-load.js';
 import {
-  ClusterLoad,
-  dedupKey,
   killAllReplicas,
   spawnReplica,
   terminate,
   type Replica,
-} from '../src/demo/replicas.js';
+} from '../test/harness/replicas.js';
 import { dropSchema, postgresStore } from '../test/helpers/postgres.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import type { DurableStore } from '../src/store/store.js';

@@ -3,13 +3,12 @@
  * `callback-engine` command line.
  *
  *   callback-engine diagram [--format mermaid|svg|json]
- *   callback-engine demo [--callbacks N] [--concurrency N] [--port N] [--keep] [--memory]
- *   callback-engine demo --crash [--concurrency N]
- *   callback-engine demo --replicas N [--callbacks N] [--concurrency N]
  *   callback-engine ls <db> [--status S] [--anchor A] [--limit N] [--cursor C] [--json]
  *   callback-engine get <db> <id> [--json | --format table|json|text|svg|mermaid]
  *   callback-engine stats <db> [--json]
  *   callback-engine --version | --help
+ *
+ * The demo is not part of the package: `npm start` runs it in a clone of the repository.
  *
  * @module
  */
@@ -22,9 +21,6 @@ import { toMermaid, toStatelyJson, toSvg } from './diagrams/diagram.js';
 import { ACTIVE_STATUSES, TERMINAL_STATUSES } from './lifecycle/statuses.js';
 
 const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
-       callback-engine demo [--callbacks N] [--concurrency N] [--port N] [--keep] [--memory]
-       callback-engine demo --crash [--concurrency N]
-       callback-engine demo --replicas N [--callbacks N] [--concurrency N]
        callback-engine ls <db> [--status S] [--anchor A] [--limit N] [--cursor C] [--json]
        callback-engine get <db> <id> [--json | --format table|json|text|svg|mermaid]
        callback-engine stats <db> [--json]
@@ -32,17 +28,6 @@ const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
 
   diagram   print the callback lifecycle machine as Mermaid (default), SVG, or JSON: a machine config
             that XState's createMachine() builds and Stately Studio imports (paste it as createMachine(...))
-  demo      run the simulation: engine + HTTP service + dashboard, N callbacks reported back over HTTP,
-            on a SQLite store in a temp file (--memory: on the memory store)
-  demo --crash
-            run the engine in a child process on a SQLite file, SIGKILL it under HTTP load, restart it
-            on the same file, print the recovery time and check every acknowledged update is there
-  demo --replicas N
-            run N engine processes on one PostgreSQL schema (PG_URL, default
-            postgres://postgres@127.0.0.1:5432/test) forwarding over NATS where it answers
-            (CBE_NATS, default nats://127.0.0.1:4222) or else over PostgreSQL, send ordered reports round-robin across them, SIGKILL one
-            mid-run, print the takeover time and check every acknowledged report was applied
-            exactly once and in order (default 400 callbacks × 20 reports)
   ls        list the callbacks of a SQLite store file (offline, read-only), oldest first, 50 a page
   get       one callback of a SQLite store file by id: status, data, step error, times, children;
             from its history: --format text (its timeline, one line per entry), svg (its path on the
@@ -50,6 +35,13 @@ const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
   stats     counts by status and anchor of a SQLite store file
             (ls/get/stats print a table, or JSON with --json; a file in use by a running engine is
             locked: read it through that engine's HTTP service instead)
+
+The demo is not part of the package: run \`npm start\` in a clone of the repository.
+`;
+
+/** What `callback-engine demo` answers: the demo moved out of the package. */
+const NO_DEMO = `callback-engine has no demo command: the demo is not part of the installed package.
+In a clone of the repository, run \`npm start\` (options after \`--\`: \`npm start -- --help\`).
 `;
 
 /** The package version, from package.json (two levels up from src/cli.ts and dist/cli.js). */
@@ -71,7 +63,8 @@ export interface CliIo {
  *
  * @param argv - arguments after the program name.
  * @param io - how store files are opened.
- * @returns the exit code (a promise of it for `demo`); output goes to `out`, errors to `err`.
+ * @returns the exit code (a promise of it for `ls`, `get` and `stats`); output goes to `out`,
+ *   errors to `err`.
  */
 export function main(
   argv: readonly string[],
@@ -79,6 +72,11 @@ export function main(
   err: (text: string) => void = (t) => process.stderr.write(t),
   io: CliIo = {},
 ): number | Promise<number> {
+  // The demo moved out of the package; its options would not parse here.
+  if (argv[0] === 'demo') {
+    err(NO_DEMO);
+    return 2;
+  }
   let parsed;
   // A callbackId is base64url and may start with "-": keep such an argument positional.
   const ID_LIKE = /^-[A-Za-z0-9_-]{21}$/;
@@ -89,13 +87,6 @@ export function main(
       allowPositionals: true,
       options: {
         format: { type: 'string', short: 'f' },
-        callbacks: { type: 'string' },
-        concurrency: { type: 'string' },
-        port: { type: 'string', default: '0' },
-        keep: { type: 'boolean', default: false },
-        memory: { type: 'boolean', default: false },
-        crash: { type: 'boolean', default: false },
-        replicas: { type: 'string' },
         status: { type: 'string' },
         anchor: { type: 'string' },
         limit: { type: 'string', default: '50' },
@@ -119,7 +110,6 @@ export function main(
     (parsed.values.help ? out : err)(USAGE);
     return parsed.values.help ? 0 : 2;
   }
-  if (command === 'demo') return demo(parsed.values, out, err);
   if (command === 'ls' || command === 'get' || command === 'stats')
     return inspect(command, parsed.positionals.slice(1), parsed.values, out, err, io);
   if (command !== 'diagram') {
@@ -266,82 +256,6 @@ async function inspect(
   } finally {
     store?.close();
   }
-}
-
-async function demo(
-  values: {
-    callbacks?: string;
-    concurrency?: string;
-    port?: string;
-    keep?: boolean;
-    memory?: boolean;
-    crash?: boolean;
-    replicas?: string;
-  },
-  out: (text: string) => void,
-  err: (text: string) => void,
-): Promise<number> {
-  const int = (name: string, v: string | undefined, min: number) => {
-    const n = Number(v);
-    if (!Number.isSafeInteger(n) || n < min) {
-      throw new Error(`--${name} must be an integer of at least ${min} (got ${JSON.stringify(v)})`);
-    }
-    return n;
-  };
-  let callbacks: number, concurrency: number, port: number, replicas: number | undefined;
-  const cluster = values.replicas !== undefined;
-  try {
-    callbacks = int('callbacks', values.callbacks ?? (cluster ? '400' : '20000'), 1);
-    concurrency = int(
-      'concurrency',
-      values.concurrency ?? (values.crash || cluster ? '32' : '128'),
-      1,
-    );
-    port = int('port', values.port, 0);
-    replicas = cluster ? int('replicas', values.replicas, 2) : undefined;
-  } catch (e) {
-    err(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (replicas !== undefined) {
-    const { runReplicasDemo } = await import('./demo/replicas-demo.js');
-    try {
-      const bad = await runReplicasDemo({
-        replicas,
-        callbacks,
-        concurrency,
-        log: (l) => out(`${l}\n`),
-      });
-      return bad === 0 ? 0 : 1;
-    } catch (e) {
-      err(`cluster demo: ${(e as Error).message}\n`);
-      return 1;
-    }
-  }
-  if (values.crash) {
-    const { runCrashDemo } = await import('./demo/crash.js');
-    const lost = await runCrashDemo({
-      clients: concurrency,
-      log: (l) => out(`${l}\n`),
-    });
-    return lost === 0 ? 0 : 1;
-  }
-  // Loaded here so `callback-engine diagram` does not load the HTTP service.
-  const { runSimulation } = await import('./demo/simulation.js');
-  const keep = values.keep ?? false;
-  const summary = await runSimulation({
-    callbacks,
-    concurrency,
-    port,
-    keep,
-    store: values.memory ? 'memory' : 'sqlite',
-    log: (l) => out(`${l}\n`),
-  });
-  if (keep) {
-    await new Promise<void>((resolve) => process.once('SIGINT', resolve));
-    await summary.close();
-  }
-  return summary.lostUpdates === 0 && summary.httpErrors === 0 ? 0 : 1;
 }
 
 const invoked = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'));

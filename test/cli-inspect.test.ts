@@ -213,7 +213,18 @@ describe('callback-engine --version and --help', () => {
     expect(await cli('--version')).toEqual({ code: 0, out: `${pkg.version}\n`, err: '' });
     const help = await cli('--help');
     expect(help.code).toBe(0);
-    for (const cmd of ['diagram', 'demo', 'ls <db>', 'get <db> <id>', 'stats <db>', '--version'])
-      expect(help.out).toContain(cmd);
+    for (const cmd of ['diagram', 'ls <db>', 'get <db> <id>', 'stats <db>', '--version'])
+      expect(help.out).toContain(`callback-engine ${cmd}`);
+    expect(help.out).not.toContain('callback-engine demo');
+  });
+
+  it('has no demo command: `demo` (with or without the demo options) points at npm start', async () => {
+    for (const argv of [['demo'], ['demo', '--crash'], ['demo', '--replicas', '3']]) {
+      const r = await cli(...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.out).toBe('');
+      expect(r.err).toContain('no demo command');
+      expect(r.err).toContain('`npm start`');
+    }
   });
 });

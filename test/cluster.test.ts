@@ -1,6 +1,6 @@
 /**
- * A cluster of engine processes on one PostgreSQL schema (src/demo/replica-server.ts), driven
- * over HTTP by the cluster load (src/demo/replicas.ts): round-robin reports, a SIGKILLed
+ * A cluster of engine processes on one PostgreSQL schema (test/harness/replica-server.ts), driven
+ * over HTTP by the cluster load (test/harness/cluster-load.ts): round-robin reports, a SIGKILLed
  * replica, a frozen (SIGSTOP) zombie owner, a graceful close and a join, duplicate delivery.
  * Every acknowledged report must be applied exactly once and in order.
  *
@@ -13,22 +13,18 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ClusterLoad, dedupKey, type VerifyResult } from './harness/cluster-load.js';
+import { PG_BIN, startPrivatePostgres, type PrivatePostgres } from './harness/private-postgres.js';
 import {
-  ClusterLoad,
-  dedupKey,
   killAllReplicas,
-  pidExists,
   sigcont,
   sigkill,
   sigstop,
   spawnReplica,
-  startPrivatePostgres,
   terminate,
-  type PrivatePostgres,
   type Replica,
-  type VerifyResult,
-  PG_BIN,
-} from '../src/demo/replicas.js';
+} from './harness/replicas.js';
+import { pidExists } from './harness/spawn.js';
 import { dropSchema } from './helpers/postgres.js';
 import { NATS, natsAvailable, notice, PG, pgAvailable } from './helpers/postgres.js';
 const TTL = 2000;

@@ -25,6 +25,7 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
 };
 
 let work: string;
+let copy: string;
 let installed: string;
 let files: string[];
 
@@ -38,11 +39,14 @@ function walk(dir: string, prefix = ''): string[] {
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'cbe-pack-'));
   // Build and pack a copy, so the repo's own dist/ is never rewritten under other tests.
-  const copy = join(work, 'pkg');
+  copy = join(work, 'pkg');
   mkdirSync(copy);
   for (const f of ['package.json', 'README.md', 'LICENSE', 'tsconfig.json', 'tsconfig.build.json'])
     cpSync(join(root, f), join(copy, f));
-  cpSync(join(root, 'src'), join(copy, 'src'), { recursive: true });
+  // The demo and the test harness sit beside the sources, as in a clone, so the build and the
+  // pack below could pick them up.
+  for (const d of ['src', 'demo', 'test'])
+    cpSync(join(root, d), join(copy, d), { recursive: true });
   symlinkSync(join(root, 'node_modules'), join(copy, 'node_modules'), 'dir');
   execFileSync(
     process.execPath,
@@ -90,6 +94,34 @@ describe('the published package', () => {
     const text = readFileSync(join(installed, 'LICENSE'), 'utf8');
     expect(text).toMatch(/^MIT License/);
     expect(text).toContain('callback-engine contributors');
+  });
+
+  it('ships neither the demo nor the tests and their harness (npm pack --dry-run), and dist has no demo', () => {
+    expect(existsSync(join(copy, 'demo/main.ts'))).toBe(true);
+    expect(existsSync(join(copy, 'test/harness/crash.ts'))).toBe(true);
+    const out = execFileSync('npm', ['pack', '--dry-run', '--ignore-scripts', '--json'], {
+      cwd: copy,
+      encoding: 'utf8',
+    });
+    const listed = (JSON.parse(out) as { files: { path: string }[] }[])[0]!.files.map(
+      (f) => f.path,
+    );
+    expect(listed).toContain('dist/index.js');
+    expect(listed).toContain('dist/cli.js');
+    const shipped = (f: string) =>
+      f.startsWith('demo/') ||
+      f.startsWith('test/') ||
+      f.startsWith('src/') ||
+      /(^|\/)(demo|harness)(\/|$)/.test(f) ||
+      /crash-server|replica-server|cluster-load/.test(f);
+    expect(listed.filter(shipped)).toEqual([]);
+    expect(files.filter(shipped)).toEqual([]);
+    // The build (tsconfig.build.json) compiled nothing of the demo.
+    expect(walk(join(copy, 'dist')).filter((f) => /demo|harness/i.test(f))).toEqual([]);
+    // The shipped command line has no demo command to run it.
+    expect(readFileSync(join(installed, 'dist/cli.js'), 'utf8')).not.toMatch(
+      /import\(['"]\.\/demo\//,
+    );
   });
 
   it('has no export condition pointing at a file outside the tarball', () => {

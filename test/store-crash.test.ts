@@ -1,12 +1,10 @@
 import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CrashLoad, killHard, spawnCrashServer, type CrashChild } from '../src/demo/crash.js';
+import { CrashLoad, killHard, spawnCrashServer, type CrashChild } from './harness/crash.js';
 
-const FIXTURE = fileURLToPath(new URL('./fixtures/crash-server.ts', import.meta.url));
 const CLIENTS = 24;
 
 /** Where a kill lands, one per cycle. */
@@ -60,7 +58,7 @@ describe('SQLite store: SIGKILL under concurrent HTTP load', () => {
 
     /** Spawns the child on the file and waits for READY. */
     const start = async () => {
-      const child = spawnCrashServer(path, FIXTURE);
+      const child = spawnCrashServer(path);
       return { child, ready: await child.ready };
     };
 
@@ -98,7 +96,7 @@ describe('SQLite store: SIGKILL under concurrent HTTP load', () => {
       if (KILL_RECOVERY.has(cycle)) {
         // Kill the restarted engine while it opens the store; retry if READY won the race.
         for (let attempt = 0; attempt < 5; attempt++) {
-          const restarting = spawnCrashServer(path, FIXTURE);
+          const restarting = spawnCrashServer(path);
           await restarting.opening;
           if (attempt > 0) await sleep(attempt);
           await killHard(restarting);

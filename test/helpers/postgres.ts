@@ -17,7 +17,7 @@ import { SECRET } from './engine.js';
 export const PG = pgUrl() ?? 'postgres://postgres@127.0.0.1:5432/test';
 /** The NATS server of these tests. */
 export const NATS = process.env.CBE_NATS || 'nats://127.0.0.1:4222';
-import { listening } from '../../src/demo/replicas.js';
+import { listening } from '../harness/spawn.js';
 export { listening };
 
 /** Whether PostgreSQL answers (else the suites that need it are skipped, with a notice). */

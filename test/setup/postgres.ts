@@ -19,7 +19,7 @@ import { existsSync, lstatSync, readFileSync, rmSync, symlinkSync } from 'node:f
 import { createRequire } from 'node:module';
 import { arch, platform, tmpdir, userInfo } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { freePort, listening } from '../../src/demo/replicas.js';
+import { freePort, listening } from '../harness/spawn.js';
 
 const LOCAL = 'postgres://postgres@127.0.0.1:5432/test';
 

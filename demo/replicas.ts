@@ -8,22 +8,23 @@
  *
  * Needs PostgreSQL (`PG_URL`, default postgres://postgres@127.0.0.1:5432/test).
  * The replicas forward over NATS when it answers (`CBE_NATS`, default
- * nats://127.0.0.1:4222), else over PostgreSQL.
+ * nats://127.0.0.1:4222), else over PostgreSQL. It runs the cluster tests' harness
+ * (test/harness/replicas.ts, cluster-load.ts) and prints what it measured.
  *
  * @module
  */
 
-import { DEFAULT_NATS, DEFAULT_PG } from './replica-server.js';
+import { ClusterLoad } from '../test/harness/cluster-load.js';
+import { DEFAULT_NATS, DEFAULT_PG } from '../test/harness/replica-server.js';
 import {
-  ClusterLoad,
   killAllReplicas,
-  pidExists,
   sigkill,
   spawnReplica,
   terminate,
   type Replica,
-  listening,
-} from './replicas.js';
+} from '../test/harness/replicas.js';
+import { listening, pidExists } from '../test/harness/spawn.js';
+import { onInterrupt } from './interrupt.js';
 
 /** Options of {@link runReplicasDemo}. */
 export interface ReplicasDemoOptions {
@@ -91,6 +92,7 @@ export async function runReplicasDemo(options: ReplicasDemoOptions = {}): Promis
   const schema = `cbe_demo_${process.pid}`;
   let load: ClusterLoad | undefined;
   let replicas: Replica[] = [];
+  const uninterrupt = onInterrupt(() => void killAllReplicas());
   try {
     log(
       `callback-engine cluster demo: ${count} engine processes on PostgreSQL ${redact(pg)} schema ${schema}, forwarding over ${nats === 'none' ? 'PostgreSQL (no NATS)' : `NATS ${nats}`}`,
@@ -164,6 +166,7 @@ export async function runReplicasDemo(options: ReplicasDemoOptions = {}): Promis
     log(`lost updates: ${v.lost}`);
     return bad + v.unreadable;
   } finally {
+    uninterrupt();
     load?.close();
     // The survivors close gracefully; anything left (a replica that did not start) is killed.
     await Promise.allSettled(replicas.filter((r) => !r.isGone()).map((r) => terminate(r)));

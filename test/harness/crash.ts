@@ -1,20 +1,18 @@
 /**
- * The crash demo (`npm start -- --crash`): the engine runs in a child process
- * on a SQLite file; concurrent HTTP clients create callbacks and send progress
- * reports, each remembered only once it was acknowledged (HTTP 200); the child
- * is SIGKILLed mid-run and restarted on the same file, and every acknowledged
- * create and report must be there. The same pieces drive the crash tests.
+ * The crash harness, for the crash tests and the crash demo (`npm start -- --crash`): an
+ * engine in a child process on a SQLite file (crash-server.ts), spawned and SIGKILLed, and
+ * {@link CrashLoad}, concurrent HTTP clients that create callbacks and send progress reports,
+ * remember each only once it was acknowledged (HTTP 200), and check after a restart on the
+ * same file that every acknowledged create and report is there.
  *
  * @module
  */
 
 import { createInterface } from 'node:readline';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeArgs } from './spawn.js';
 
 /** A running crash-server child. */
 export interface CrashChild {
@@ -41,30 +39,19 @@ export interface CrashReady {
   readonly active: number;
 }
 
-const FROM_SOURCE = import.meta.url.endsWith('.ts');
-
-/** How to run a module in a fresh Node: through tsx when running from source. */
-export function nodeArgs(file: string): string[] {
-  if (!file.endsWith('.ts')) return [file];
-  let tsx = 'tsx';
-  try {
-    tsx = import.meta.resolve('tsx');
-  } catch {
-    // Resolved from the working directory instead.
-  }
-  return ['--import', tsx, file];
-}
+/** The crash server module, run in each child. */
+export const CRASH_ENTRY = fileURLToPath(new URL('./crash-server.ts', import.meta.url));
 
 /**
  * Spawns a crash server: `node` itself (never a wrapper such as the tsx CLI, whose kill
  * would leave the engine running).
  *
  * @param path - the SQLite file.
- * @param entry - the module to run; the demo's crash server by default.
+ * @param entry - the module to run. @default {@link CRASH_ENTRY}
  */
 export function spawnCrashServer(
   path: string,
-  entry = fileURLToPath(new URL(`./crash-server.${FROM_SOURCE ? 'ts' : 'js'}`, import.meta.url)),
+  entry = CRASH_ENTRY,
   extraArgs: readonly string[] = [],
 ): CrashChild {
   const started = performance.now();
@@ -250,67 +237,5 @@ export class CrashLoad {
     this.#agent.destroy();
     this.#agent = new Agent({ keepAlive: true, maxSockets: 256 });
     return { callbacks: list.length, reports, lostCreates, lostReports };
-  }
-}
-
-/** Options of {@link runCrashDemo}. */
-export interface CrashDemoOptions {
-  /** Concurrent HTTP clients. @default 32 */
-  clients?: number;
-  /** Load time before the kill, ms. @default 3000 */
-  loadMs?: number;
-  /** Where the output goes. @default stdout */
-  log?: (line: string) => void;
-}
-
-const fmt = (n: number) => n.toLocaleString('en-US');
-
-/**
- * Runs the crash demo.
- *
- * @returns the number of acknowledged creates and reports missing after the restart (must be 0).
- */
-export async function runCrashDemo(options: CrashDemoOptions = {}): Promise<number> {
-  const clients = options.clients ?? 32;
-  const loadMs = options.loadMs ?? 3000;
-  const log = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
-  const dir = mkdtempSync(join(tmpdir(), 'callback-engine-crash-'));
-  const path = join(dir, 'callbacks.db');
-  const load = new CrashLoad();
-  let second: CrashChild | undefined;
-  try {
-    log(`callback-engine crash demo: engine in a child process on SQLite ${path}`);
-    const first = spawnCrashServer(path);
-    const r1 = await first.ready;
-    log(
-      `engine pid ${first.pid} ready in ${fmt(Math.round(r1.spawnMs))} ms; ${clients} HTTP clients creating callbacks and sending progress reports`,
-    );
-    const killAt = new Promise<void>((resolve) => setTimeout(resolve, loadMs));
-    const running = load.run(r1.port, clients, new Promise<void>(() => {}));
-    await killAt;
-    await killHard(first);
-    await running;
-    log(
-      `SIGKILL pid ${first.pid} after ${(loadMs / 1000).toFixed(1)} s under load: ${fmt(load.acked.size)} creates and ${fmt(load.ackedReports)} progress reports acknowledged, ${fmt(load.unanswered)} requests cut off unanswered`,
-    );
-
-    second = spawnCrashServer(path);
-    const r2 = await second.ready;
-    log(
-      `restarted on the same file: pid ${second.pid} ready ${fmt(Math.round(r2.spawnMs))} ms after spawn (engine.ready() ${r2.readyMs.toFixed(1)} ms, ${fmt(r2.active)} active callbacks recovered)`,
-    );
-    const check = await load.verify(r2.port);
-    const lost = check.lostCreates + check.lostReports;
-    log(
-      `checked ${fmt(check.callbacks)} acknowledged creates and ${fmt(check.reports)} acknowledged reports: ${fmt(check.lostCreates)} creates and ${fmt(check.lostReports)} reports missing`,
-    );
-    log(`lost updates: ${lost}`);
-    return lost;
-  } finally {
-    if (second && second.child.exitCode === null && second.child.signalCode === null) {
-      second.child.kill('SIGTERM');
-      await second.exited;
-    }
-    rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -1,6 +1,6 @@
 /**
  * One engine process of a cluster on PostgreSQL: the replica of the cluster
- * demo (`npm start -- --replicas N`) and of the cluster tests. Every replica
+ * tests, the cluster bench and the cluster demo (`npm start -- --replicas N`). Every replica
  * of one cluster shares the schema and the secret; each has its own node name.
  * Any replica accepts any report for any callback.
  *
@@ -20,7 +20,7 @@
  * holds its share of the shard leases). SIGTERM closes it gracefully (its
  * shards are handed over at once) and exits 0.
  *
- * Run: node --import tsx src/demo/replica-server.ts --schema S --node N [--port 0]
+ * Run: node --import tsx test/harness/replica-server.ts --schema S --node N [--port 0]
  *   [--lease-ttl ms] [--renew ms] [--forward-timeout ms] [--pg URL] [--nats URL|none]
  *
  * @module
@@ -29,10 +29,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
-import { createCallbackEngine } from '../engine.js';
-import { toError } from '../errors.js';
-import { createDispatchHandler } from '../http/handler.js';
-import { postgresStore } from '../postgres.js';
+import { createCallbackEngine, toError } from '../../src/index.js';
+import { createDispatchHandler } from '../../src/http/index.js';
+import { postgresStore } from '../../src/postgres.js';
 
 /** The secret every replica of a cluster shares, so any of them verifies any token. */
 export const REPLICA_SECRET = 'replica-demo-secret-0123456789abcdef';

@@ -14,7 +14,7 @@
  * `readyMs` is the time `ready()` took (the engine's own recovery) and
  * `active` the number of active callbacks it recovered. SIGTERM closes it.
  *
- * Run: node --import tsx src/demo/crash-server.ts --db FILE [--port N] [--synchronous full|normal]
+ * Run: node --import tsx test/harness/crash-server.ts --db FILE [--port N] [--synchronous full|normal]
  *
  * @module
  */
@@ -22,10 +22,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
-import { createCallbackEngine } from '../engine.js';
-import { toError } from '../errors.js';
-import { createDispatchHandler } from '../http/handler.js';
-import { sqliteStore } from '../store/sqlite.js';
+import { createCallbackEngine, toError } from '../../src/index.js';
+import { createDispatchHandler } from '../../src/http/index.js';
+import { sqliteStore } from '../../src/store/sqlite.js';
 
 /** Node name and secret of the crash server: fixed, so tokens minted before a kill verify after it. */
 export const CRASH_NODE = 'crash-1';

@@ -15,13 +15,20 @@ import { Agent, createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CallbackClientError, createCallbackClient, type ReportResult } from '../client/index.js';
-import { createCallbackEngine, type CallbackEngine } from '../engine.js';
-import { createDispatchHandler } from '../http/handler.js';
-import { ACTIVE_STATUSES, TERMINAL_STATUSES } from '../lifecycle/statuses.js';
-import { withDashboard } from '../observe/dashboard.js';
-import { createMonitor, type Monitor } from '../observe/monitor.js';
-import type { CallbackStore } from '../store/store.js';
+import {
+  ACTIVE_STATUSES,
+  createCallbackEngine,
+  TERMINAL_STATUSES,
+  type CallbackEngine,
+  type CallbackStore,
+} from 'callback-engine';
+import {
+  CallbackClientError,
+  createCallbackClient,
+  type ReportResult,
+} from 'callback-engine/client';
+import { createMonitor, withDashboard, type Monitor } from 'callback-engine/dashboard';
+import { createDispatchHandler } from 'callback-engine/http';
 
 /** Options of {@link runSimulation}. */
 export interface SimulationOptions {
@@ -81,7 +88,7 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
   let dir: string | undefined;
   if ((options.store ?? 'sqlite') === 'sqlite') {
     // Loaded only here: the memory demo runs without better-sqlite3 installed.
-    const { sqliteStore } = await import('../store/sqlite.js');
+    const { sqliteStore } = await import('callback-engine/sqlite');
     dir = mkdtempSync(join(tmpdir(), 'callback-engine-demo-'));
     store = sqliteStore({ path: join(dir, 'callbacks.db') });
   }
