@@ -20,7 +20,7 @@ import type { CallbackRecord } from '../registry/record.js';
 import type { CallbackRegistry } from '../registry/registry.js';
 import type { Stats } from '../registry/stats.js';
 import type { DispatchResult } from '../types.js';
-import { applyEntry, type JournalEntry, type OwedInvocation } from './journal.js';
+import { applyEntry, type JournalEntry, type OwedInvocation } from '../journal/journal.js';
 
 /** What the mailbox needs from the engine. */
 export interface ProcessorDeps {

@@ -23,7 +23,7 @@ import type { CallbackRuntime, Job } from '../registry/callback-runtime.js';
 import { Telemetry } from '../telemetry.js';
 import type { StepEntry, StepOutput } from '../types.js';
 import { stepErrorMessage, type MailboxCore } from './core.js';
-import type { OwedInvocation } from './journal.js';
+import type { OwedInvocation } from '../journal/journal.js';
 import type { StepRunner } from './step-runner.js';
 import type { Terminal } from './terminal.js';
 

@@ -34,7 +34,7 @@ import type { CallbackRuntime, Follower, Job } from '../registry/callback-runtim
 import type { CallbackRecord } from '../registry/record.js';
 import type { DispatchResult, StepInput, StepOutput } from '../types.js';
 import { MailboxCore, type EndCause, type ProcessorDeps } from './core.js';
-import type { JournalEntry } from './journal.js';
+import type { JournalEntry } from '../journal/journal.js';
 import { OwedSteps } from './owed-steps.js';
 import { RetryStep } from './retry-step.js';
 import { closeMailboxes, quiesce } from './shutdown.js';

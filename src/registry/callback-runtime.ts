@@ -16,7 +16,7 @@ import type { LifecycleMachine } from '../lifecycle/machine.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import type { DispatchOutcome, DispatchResult } from '../types.js';
 import type { TraceContext } from '../telemetry.js';
-import type { Deadline } from './deadline-queue.js';
+import type { Deadline } from '../timers/deadline-queue.js';
 import type { CallbackRecord } from './record.js';
 
 /** Someone waiting for a job's answer. */

@@ -32,7 +32,7 @@ import type {
   StoredCallback,
   StoreRecovery,
 } from '../store/store.js';
-import { decodeEntry, encodeEntry, toHistory, type JournalEntry } from '../mailbox/journal.js';
+import { decodeEntry, encodeEntry, toHistory, type JournalEntry } from '../journal/journal.js';
 
 /** A packed journal read back (a retired record's: its entries' public fields). */
 const unpack = (json: string): JournalEntry[] => JSON.parse(json) as JournalEntry[];
@@ -41,7 +41,7 @@ import { StoreScheduler } from '../timers/store-scheduler.js';
 import { decodeToken, safeEqual, type TokenCodec } from '../token.js';
 import type { ListPage } from '../types.js';
 import { CallbackRuntime } from './callback-runtime.js';
-import { DeadlineQueue } from './deadline-queue.js';
+import { DeadlineQueue } from '../timers/deadline-queue.js';
 import type { EventHub } from './event-hub.js';
 import { listCallbacks, listStored, type ListOptions } from './list-callbacks.js';
 import {

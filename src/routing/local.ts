@@ -15,7 +15,7 @@ import {
 } from '../errors.js';
 import type { HistoryOptions, HistoryPage } from '../history.js';
 import { isTerminal, type CallbackStatus, type DispatchStatus } from '../lifecycle/statuses.js';
-import { toHistory } from '../mailbox/journal.js';
+import { toHistory } from '../journal/journal.js';
 import type { CreateOptions, ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
 import { Pending, type Follower, type CallbackRuntime } from '../registry/callback-runtime.js';
 import { correlationKey } from '../registry/correlation.js';
