@@ -122,8 +122,8 @@ class Engine implements CallbackEngine {
       codec,
       stats: this.#stats,
       events,
-      onTimeout: (rt, reason) =>
-        this.#mailboxes.end(rt, 'timeout', { reason }, [], { kind: 'timedOut', reason }),
+      onTimeout: (rt, reason) => this.#mailboxes.timeout(rt, reason),
+      onDue: (id) => this.#mailboxes.due(id),
       onInvalidated: (rt, err) => this.#mailboxes.invalidated(rt, err),
       onOwed: (rt) => this.#mailboxes.resumeOwed(rt),
       ...(provider ? { mayHold: (id: string) => this.#routing.mayHold?.(id) ?? true } : {}),
@@ -159,10 +159,11 @@ class Engine implements CallbackEngine {
         })
       : local;
     // Early events in memory (committed first with a SQLite store), unless the routing shares them.
-    if (local.early === undefined && registry.earlyCapable)
+    if (local.early === undefined && mailboxes.journal.earlyCapable)
       local.early = new LocalEarly(
-        new EarlyEvents(o.clock, events, registry.earlyPersistence()),
+        new EarlyEvents(o.clock, events, mailboxes.journal.earlyPersistence()),
         registry,
+        mailboxes.journal,
         events,
         (token, status, data, how) => local.report(token, status, data, how),
         (json) => ingestData('early event data', JSON.parse(json), Number.MAX_SAFE_INTEGER),
@@ -418,7 +419,7 @@ class Engine implements CallbackEngine {
   stats(): EngineStats {
     const pool = this.#mailboxes.poolStats;
     return {
-      ...this.#stats.snapshot(...this.#registry.sizes, this.#registry.commits),
+      ...this.#stats.snapshot(...this.#registry.sizes, this.#mailboxes.journal.commits),
       ...this.#routing.stats(),
       ...(pool ? { pool } : {}),
     };
@@ -462,7 +463,7 @@ class Engine implements CallbackEngine {
   async #close(): Promise<void> {
     this.#closed = true;
     this.#relay.close();
-    this.#registry.stopClock();
+    this.#registry.timers.close();
     // Steps in flight settle (or are cut off) first: their results may still be merged.
     await this.#mailboxes.close();
     try {
@@ -470,7 +471,7 @@ class Engine implements CallbackEngine {
       await this.#ready.catch(() => {});
       // A replica hands its shards over at once, once its writes are committed.
       if (this.#isReady) await this.#routing.leave();
-      if (this.#isReady) await this.#registry.closeStore();
+      if (this.#isReady) await this.#mailboxes.journal.close();
     } finally {
       await this.#routing.close();
       this.#registry.clear();

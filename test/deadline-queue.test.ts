@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createSimulatedClock } from '../src/clock.js';
-import { DeadlineQueue } from '../src/registry/deadline-queue.js';
+import { DeadlineQueue } from '../src/timers/deadline-queue.js';
 
 describe('deadline queue', () => {
   it('fires every deadline at its instant, in order, on one clock timer', () => {

@@ -8,7 +8,7 @@
 
 import { existsSync, statSync } from 'node:fs';
 import type { HistoryEntry } from '../history.js';
-import { decodeEntry, toHistory } from '../mailbox/journal.js';
+import { decodeEntry, toHistory } from '../journal/journal.js';
 import { decodeRecord } from '../registry/record-codec.js';
 import type { CallbackRecord } from '../registry/record.js';
 import {

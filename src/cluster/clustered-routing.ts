@@ -75,7 +75,7 @@ export class ClusteredRouting implements Routing {
       ownedShards: () => this.#leases.ownedShards,
       parse: (json) => ingestData('early event data', JSON.parse(json), Number.MAX_SAFE_INTEGER),
     });
-    local.early = new SharedEarly(this.#shared, ctx.registry, ctx.events, (t, st, d, o) =>
+    local.early = new SharedEarly(this.#shared, ctx.mailboxes.journal, ctx.events, (t, st, d, o) =>
       local.report(t, st, d, o),
     );
     local.hooks = {
@@ -105,7 +105,7 @@ export class ClusteredRouting implements Routing {
         return this.#ctx.mailboxes.quiesce((id) => set.has(shardOf(id, n)), timeoutMs);
       },
       handoverTimeoutMs: this.#ctx.options.closeTimeoutMs,
-      flush: () => this.#ctx.registry.flush(),
+      flush: () => this.#ctx.mailboxes.journal.flush(),
       warn: this.#ctx.events.warn,
     });
     this.#local.early?.start();
@@ -441,7 +441,7 @@ export class ClusteredRouting implements Routing {
     }
     // A queued report is done unless it may succeed later.
     if (inboxSeq !== undefined && !(reply.kind === 'error' && reply.retryable))
-      this.#ctx.registry.inboxDone(inboxSeq);
+      this.#ctx.mailboxes.journal.inboxDone(inboxSeq);
     return reply;
   }
 
@@ -459,7 +459,7 @@ export class ClusteredRouting implements Routing {
     } catch (err) {
       this.#ctx.events.warn(err);
     }
-    this.#ctx.registry.pokeScheduler();
+    this.#ctx.registry.timers.poke();
     // Held events whose callback is in a shard taken over (their claim never committed).
     if ([...this.#ctx.anchors.values()].some((a) => a.early)) void this.#shared.reclaim();
   }

@@ -17,10 +17,11 @@ import type { LazyPool } from '../pool/lazy-pool.js';
 import type { CallbackRuntime, Follower, Job } from '../registry/callback-runtime.js';
 import type { EventHub } from '../registry/event-hub.js';
 import type { CallbackRecord } from '../registry/record.js';
-import type { CallbackRegistry } from '../registry/registry.js';
+import type { CallbackRegistry, RegistryTimers } from '../registry/registry.js';
 import type { Stats } from '../registry/stats.js';
 import type { DispatchResult } from '../types.js';
-import { applyEntry, type JournalEntry, type OwedInvocation } from './journal.js';
+import { applyEntry, type JournalEntry, type OwedInvocation } from '../journal/journal.js';
+import { JournalWriter } from './journal-writer.js';
 
 /** What the mailbox needs from the engine. */
 export interface ProcessorDeps {
@@ -57,6 +58,10 @@ export class MailboxCore {
   readonly o: ResolvedEngineOptions;
   readonly anchors: ReadonlyMap<string, ResolvedAnchor>;
   readonly registry: CallbackRegistry;
+  /** The write path: journal entries to the store, answers after COMMIT. */
+  readonly journal: JournalWriter;
+  /** The callbacks' timers (the registry's). */
+  readonly timers: RegistryTimers;
   readonly stats: Stats;
   readonly events: EventHub;
   /** The worker pool, loaded on the first worker step so the root import stays light. */
@@ -70,6 +75,8 @@ export class MailboxCore {
     this.o = deps.options;
     this.anchors = deps.anchors;
     this.registry = deps.registry;
+    this.journal = new JournalWriter(deps);
+    this.timers = deps.registry.timers;
     this.stats = deps.stats;
     this.events = deps.events;
     this.pool = pool;
@@ -89,7 +96,7 @@ export class MailboxCore {
       status: fields.status ?? from,
     } as JournalEntry;
     applyEntry(record, entry, data);
-    this.registry.append(rt, entry);
+    this.journal.append(rt, entry);
     if (entry.status !== from) {
       this.stats.move(record.anchor, from, entry.status);
       this.events.emit('transitioned', record, { from });
@@ -159,7 +166,7 @@ export class MailboxCore {
       for (const f of followers) f.resolve(result);
       return;
     }
-    this.registry.release(
+    this.journal.release(
       rt,
       () => {
         for (const f of followers) f.resolve(result);
@@ -179,7 +186,7 @@ export class MailboxCore {
       for (const f of followers) f.resolve({ answer, outcome: f.outcome });
       return;
     }
-    this.registry.release(
+    this.journal.release(
       rt,
       () => {
         for (const f of followers) f.resolve({ answer, outcome: f.outcome });

@@ -2,7 +2,7 @@
  * Owed step invocations: every step is owed by the entry that records the transition; it
  * starts only once that entry is committed (commit, then act), its outcome is the next entry
  * (output merged, or the error), a failure its retry policy covers is owed again with an
- * instant (the registry wakes it), and an invocation a crash or a takeover cut off runs again
+ * instant (the timers wake it), and an invocation a crash or a takeover cut off runs again
  * (`resume` jobs), at least once, before any new report.
  *
  * @module
@@ -23,7 +23,7 @@ import type { CallbackRuntime, Job } from '../registry/callback-runtime.js';
 import { Telemetry } from '../telemetry.js';
 import type { StepEntry, StepOutput } from '../types.js';
 import { stepErrorMessage, type MailboxCore } from './core.js';
-import type { OwedInvocation } from './journal.js';
+import type { OwedInvocation } from '../journal/journal.js';
 import type { StepRunner } from './step-runner.js';
 import type { Terminal } from './terminal.js';
 
@@ -69,7 +69,7 @@ export class OwedSteps {
     if (!c.registry.durable || rt.batch === undefined)
       return this.#try(rt, anchor, step, owed, job, done);
     return new Promise<void>((resolve) => {
-      c.registry.release(
+      c.journal.release(
         rt,
         () => {
           // Pre-empted while committing (a cancel, a deadline), or `close()`'s grace period is
@@ -208,7 +208,7 @@ export class OwedSteps {
   }
 
   /**
-   * Waits until the owed retry's instant (the registry wakes it: a deadline in memory mode, the
+   * Waits until the owed retry's instant (the timers wake it: a deadline in memory mode, the
    * store's due-time index in durable mode), then runs it. The mailbox stays busy meanwhile, but
    * no step runs and no pool slot is held. The promise settles once the last try did, or the
    * wait was stopped.
@@ -227,7 +227,7 @@ export class OwedSteps {
       const leave = (): boolean => {
         if (rt.retry !== wait) return false;
         rt.retry = undefined;
-        c.registry.disarmRetry(rt);
+        c.timers.disarmRetry(rt);
         return true;
       };
       const wait: RetryWait = {
@@ -258,7 +258,7 @@ export class OwedSteps {
         },
       };
       rt.retry = wait;
-      c.registry.armRetry(rt, at);
+      c.timers.armRetry(rt, at);
     });
   }
 

@@ -30,11 +30,14 @@ import {
 } from '../lifecycle/statuses.js';
 import { LazyPool } from '../pool/lazy-pool.js';
 import { isWorkerStep } from '../pool/worker-step.js';
+import type { JournalEntry } from '../journal/journal.js';
 import type { CallbackRuntime, Follower, Job } from '../registry/callback-runtime.js';
 import type { CallbackRecord } from '../registry/record.js';
+import { overdue } from '../timers/callback-timers.js';
 import type { DispatchResult, StepInput, StepOutput } from '../types.js';
 import { MailboxCore, type EndCause, type ProcessorDeps } from './core.js';
-import type { JournalEntry } from './journal.js';
+import { DueRows } from './due.js';
+import type { JournalWriter } from './journal-writer.js';
 import { OwedSteps } from './owed-steps.js';
 import { RetryStep } from './retry-step.js';
 import { closeMailboxes, quiesce } from './shutdown.js';
@@ -49,6 +52,7 @@ export class MailboxProcessor {
   readonly #terminal: Terminal;
   readonly #owed: OwedSteps;
   readonly #retryStep: RetryStep;
+  readonly #due: DueRows;
 
   constructor(deps: ProcessorDeps) {
     const pool = new LazyPool(deps.options.pool, deps.events.log);
@@ -60,6 +64,12 @@ export class MailboxProcessor {
       this.#terminal,
     );
     this.#retryStep = new RetryStep(core, this.#owed, (rt, job) => this.enqueue(rt, job));
+    this.#due = new DueRows(core, (rt, reason) => this.timeout(rt, reason));
+  }
+
+  /** The write path: journal entries to the store, answers released after COMMIT. */
+  get journal(): JournalWriter {
+    return this.#c.journal;
   }
 
   /** The worker pool's load, once it was started. */
@@ -100,6 +110,16 @@ export class MailboxProcessor {
     cause: EndCause,
   ): void {
     this.#terminal.end(rt, status, data, followers, cause);
+  }
+
+  /** An active callback's deadline or heartbeat passed: it ends with `timeout`. */
+  timeout(rt: CallbackRuntime, reason: 'deadline' | 'heartbeat'): void {
+    this.#terminal.end(rt, 'timeout', { reason }, [], { kind: 'timedOut', reason });
+  }
+
+  /** See {@link DueRows.due}. */
+  due(id: string): boolean {
+    return this.#due.due(id);
   }
 
   /** See {@link RetryStep.start}. */
@@ -279,7 +299,7 @@ export class MailboxProcessor {
     const seen =
       key !== undefined &&
       !job.freshKey &&
-      (job.keyStored === true || this.#c.registry.hasRecentKey(rt, key));
+      (job.keyStored === true || this.#c.journal.keys.hasRecent(rt, key));
     if (isTerminal(record.status)) {
       const result = seen
         ? { answer: this.#c.answer(record), outcome: 'replayed' as const }
@@ -402,7 +422,7 @@ export class MailboxProcessor {
     if (!isTerminal(rt.record.status)) {
       // A deadline that passed while the engine was down wins: the callback times out, which
       // replaces what it owed with its timeout step.
-      const reason = this.#c.registry.overdue(rt, this.#c.o.clock.now());
+      const reason = overdue(rt, this.#c.o.clock.now());
       if (reason !== undefined)
         return this.#terminal.end(rt, 'timeout', { reason }, [], { kind: 'timedOut', reason });
     }

@@ -15,6 +15,7 @@ import type { CallbackStatus } from '../lifecycle/statuses.js';
 import type { ResolvedAnchor } from '../options.js';
 import type { LazyPool } from '../pool/lazy-pool.js';
 import { isWorkerStep } from '../pool/worker-step.js';
+import type { RunningStep } from '../registry/callback-runtime.js';
 import type { CallbackAttributes, StepEntry, StepInput, StepOutput } from '../types.js';
 
 /** Whether `v` is a thenable; reading `then` may throw (a hostile object), which the caller catches. */
@@ -110,21 +111,6 @@ class StepCall implements StepInput {
     const { status, token, id, data, report, parentToken, attributes, attempt } = this;
     return { status, token, id, data, report, parentToken, attributes, attempt };
   }
-}
-
-/** A step in flight. */
-export interface RunningStep {
-  readonly status: CallbackStatus;
-  readonly abort: LazyAbort;
-  /** Runs on the worker pool (so `close()` with `pool.close: 'drain'` lets it finish). */
-  readonly onPool: boolean;
-  /**
-   * Set while an asynchronous step is pending: stops waiting for it, as if it had returned
-   * nothing (`err` undefined) or failed with `err`, and lets the mailbox move on. Whatever the
-   * step does later is ignored. For terminal transitions and `close()`, which must not wait for a
-   * step that ignores its abort signal.
-   */
-  release: ((err?: Error) => void) | undefined;
 }
 
 /** What a step runs for: a callback's runtime (its record, and where its running step is kept). */

@@ -124,7 +124,7 @@ export class Terminal {
       actor.getSnapshot().context.data,
     );
     if (rt.dataBytes !== undefined) rt.dataBytes += patchBytesBound(data);
-    c.registry.stopTimers(rt);
+    c.timers.stop(rt);
     if (status === 'timeout') {
       c.stats.timedOut++;
       c.events.emit('timedOut', record, {
@@ -154,7 +154,7 @@ export class Terminal {
     const c = this.#c;
     rt.finalized = true;
     const record = rt.record;
-    if (record.retention !== true && record.retention <= 0) c.registry.removeNow(rt);
+    if (record.retention !== true && record.retention <= 0) c.journal.removeNow(rt);
     c.registry.passivate(rt);
     c.answerJob(rt, job);
     const waiters = rt.waiters;

@@ -8,7 +8,6 @@
 
 import type { Actor } from 'xstate';
 import type { RetryWait } from '../retry.js';
-import type { RunningStep } from '../mailbox/step-runner.js';
 import type { StoreUnavailableError } from '../errors.js';
 import type { CommitBatch, CommitMember } from '../store/group-commit.js';
 import type { CallbackData } from '../data.js';
@@ -16,7 +15,7 @@ import type { LifecycleMachine } from '../lifecycle/machine.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import type { DispatchOutcome, DispatchResult } from '../types.js';
 import type { TraceContext } from '../telemetry.js';
-import type { Deadline } from './deadline-queue.js';
+import type { Deadline } from '../timers/deadline-queue.js';
 import type { CallbackRecord } from './record.js';
 
 /** Someone waiting for a job's answer. */
@@ -63,6 +62,22 @@ export class Pending<T> implements Follower {
       this.#reject = reject;
     });
   }
+}
+
+/** A step in flight: started by the mailbox's step runner, kept by its callback's runtime. */
+export interface RunningStep {
+  readonly status: CallbackStatus;
+  /** Aborts the step's signal (once). */
+  readonly abort: { abort(reason: unknown): void };
+  /** Runs on the worker pool (so `close()` with `pool.close: 'drain'` lets it finish). */
+  readonly onPool: boolean;
+  /**
+   * Set while an asynchronous step is pending: stops waiting for it, as if it had returned
+   * nothing (`err` undefined) or failed with `err`, and lets the mailbox move on. Whatever the
+   * step does later is ignored. For terminal transitions and `close()`, which must not wait for a
+   * step that ignores its abort signal.
+   */
+  release: ((err?: Error) => void) | undefined;
 }
 
 /** One entry of the mailbox. */

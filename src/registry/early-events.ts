@@ -22,7 +22,7 @@ import type { DispatchStatus } from '../lifecycle/statuses.js';
 import type { ResolvedAnchor, ResolvedEarly } from '../options.js';
 import type { EarlyEventRow } from '../store/store.js';
 import type { EarlyEventStats } from '../types.js';
-import { DeadlineQueue, type Deadline } from './deadline-queue.js';
+import { DeadlineQueue, type Deadline } from '../timers/deadline-queue.js';
 import type { EventHub } from './event-hub.js';
 
 /** One held event. */

@@ -16,7 +16,7 @@ import {
   foldEntries,
   type FoldedState,
   type OwedInvocation,
-} from '../mailbox/journal.js';
+} from '../journal/journal.js';
 import type { CallbackRowWrite, StoredCallback } from '../store/store.js';
 import type { StepError } from '../types.js';
 import type { CallbackRecord } from './record.js';

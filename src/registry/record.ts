@@ -8,8 +8,8 @@
 
 import type { DataVersion } from '../data.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
-import type { JournalEntry, OwedInvocation } from '../mailbox/journal.js';
-import type { Deadline } from './deadline-queue.js';
+import type { JournalEntry, OwedInvocation } from '../journal/journal.js';
+import type { Deadline } from '../timers/deadline-queue.js';
 import type { CreateLink } from '../telemetry.js';
 import type { StepError } from '../types.js';
 

@@ -132,7 +132,9 @@ export async function createCallback(
   // No actor yet: it is activated by the first report that needs a transition (virtual actor).
   const rt = new CallbackRuntime(record, now);
   rt.dataBytes = dataBytes;
-  registry.add(rt, parent, mailboxes.createdEntry(record, createData));
+  const created = mailboxes.createdEntry(record, createData);
+  registry.add(rt, parent);
+  mailboxes.journal.append(rt, created);
   ctx.stats.add(record.anchor, 'create');
   ctx.stats.created++;
   ctx.events.emit('created', record, { data: createData });
@@ -155,7 +157,7 @@ export async function createCallback(
       rt.busy = false;
       mailboxes.kick(rt);
     };
-    registry.release(
+    mailboxes.journal.release(
       rt,
       () => {
         claimed =

@@ -14,6 +14,7 @@ import type { ResolvedAnchor } from '../options.js';
 import type { CallbackRuntime, Job } from '../registry/callback-runtime.js';
 import type { EarlyEvents } from '../registry/early-events.js';
 import type { EventHub } from '../registry/event-hub.js';
+import type { JournalWriter } from '../mailbox/journal-writer.js';
 import type { CallbackRegistry } from '../registry/registry.js';
 import type { DispatchResult, EarlyEventStats, EarlyHoldResult } from '../types.js';
 import type { ReportOptions } from './routing.js';
@@ -75,13 +76,13 @@ export type ReportHere = (
  */
 export function applyHeld(
   report: ReportHere,
-  registry: CallbackRegistry,
+  journal: JournalWriter,
   events: EventHub,
   token: string,
   ev: ClaimedEvent,
   applied?: (r: DispatchResult) => void,
 ): Promise<DispatchResult | undefined> {
-  registry.claimEarly(ev.dedupKey);
+  journal.claimEarly(ev.dedupKey);
   let reported: Promise<DispatchResult>;
   try {
     reported = report(token, ev.status, ev.data, { dedupKey: ev.dedupKey, freshKey: true });
@@ -94,7 +95,7 @@ export function applyHeld(
       return r;
     },
     (err: unknown) => {
-      registry.dropEarly(ev.dedupKey);
+      journal.dropEarly(ev.dedupKey);
       events.rejected(`early event ${ev.dedupKey}: ${toError(err).message}`);
       return undefined;
     },
@@ -108,6 +109,7 @@ const last = (all: (DispatchResult | undefined)[]) => all.findLast((r) => r !== 
 export class LocalEarly implements EarlyBackend {
   readonly #held: EarlyEvents;
   readonly #registry: CallbackRegistry;
+  readonly #journal: JournalWriter;
   readonly #events: EventHub;
   readonly #report: ReportHere;
   readonly #parse: (json: string) => CallbackData;
@@ -115,19 +117,21 @@ export class LocalEarly implements EarlyBackend {
   constructor(
     held: EarlyEvents,
     registry: CallbackRegistry,
+    journal: JournalWriter,
     events: EventHub,
     report: ReportHere,
     parse: (json: string) => CallbackData,
   ) {
     this.#held = held;
     this.#registry = registry;
+    this.#journal = journal;
     this.#events = events;
     this.#report = report;
     this.#parse = parse;
   }
 
   start(): void {
-    this.#held.load(this.#registry.loadEarly(), (row) => this.#parse(row.data));
+    this.#held.load(this.#journal.loadEarly(), (row) => this.#parse(row.data));
     // Events whose callback was created but which were not applied before the engine stopped
     // (their rows go with the reports' effects) are applied now.
     for (const key of [...this.#held.keys()]) {
@@ -169,7 +173,7 @@ export class LocalEarly implements EarlyBackend {
     const token = rt.record.token;
     const results = this.#held
       .claim(key)
-      .map((ev) => applyHeld(this.#report, this.#registry, this.#events, token, ev));
+      .map((ev) => applyHeld(this.#report, this.#journal, this.#events, token, ev));
     return Promise.all(results).then(last);
   }
 
@@ -205,18 +209,13 @@ export interface SharedHold {
 /** Early events in a table every replica shares: claimed once the create committed. */
 export class SharedEarly implements EarlyBackend {
   readonly #shared: SharedHold;
-  readonly #registry: CallbackRegistry;
+  readonly #journal: JournalWriter;
   readonly #events: EventHub;
   readonly #report: ReportHere;
 
-  constructor(
-    shared: SharedHold,
-    registry: CallbackRegistry,
-    events: EventHub,
-    report: ReportHere,
-  ) {
+  constructor(shared: SharedHold, journal: JournalWriter, events: EventHub, report: ReportHere) {
     this.#shared = shared;
-    this.#registry = registry;
+    this.#journal = journal;
     this.#events = events;
     this.#report = report;
   }
@@ -263,7 +262,7 @@ export class SharedEarly implements EarlyBackend {
     const at = jobs.indexOf(createJob) + 1;
     for (const job of jobs.slice(0, at)) rt.push(job);
     const results = held.map((ev) =>
-      applyHeld(this.#report, this.#registry, this.#events, token, ev, (r) => {
+      applyHeld(this.#report, this.#journal, this.#events, token, ev, (r) => {
         if (r.outcome === 'applied') this.#shared.applied(ev);
       }),
     );

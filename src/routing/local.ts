@@ -15,17 +15,19 @@ import {
 } from '../errors.js';
 import type { HistoryOptions, HistoryPage } from '../history.js';
 import { isTerminal, type CallbackStatus, type DispatchStatus } from '../lifecycle/statuses.js';
-import { toHistory } from '../mailbox/journal.js';
+import { toHistory } from '../journal/journal.js';
 import type { CreateOptions, ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
 import { Pending, type Follower, type CallbackRuntime } from '../registry/callback-runtime.js';
 import { correlationKey } from '../registry/correlation.js';
 import type { EventHub } from '../registry/event-hub.js';
 import type { ListOptions } from '../registry/list-callbacks.js';
+import type { JournalWriter } from '../mailbox/journal-writer.js';
 import type { EndCause, MailboxProcessor } from '../mailbox/processor.js';
 import type { CallbackRecord } from '../registry/record.js';
 import type { CallbackRegistry } from '../registry/registry.js';
 import type { Stats } from '../registry/stats.js';
 import type { Span } from '../telemetry.js';
+import { overdue } from '../timers/callback-timers.js';
 import { decodeToken, newCallbackId, type TokenCodec } from '../token.js';
 import type {
   CallbackAnswer,
@@ -70,6 +72,7 @@ export class LocalRouting implements Routing {
   readonly #o: ResolvedEngineOptions;
   readonly #registry: CallbackRegistry;
   readonly #mailboxes: MailboxProcessor;
+  readonly #journal: JournalWriter;
   readonly #create: CreateContext;
   /** Early events: set once (by the engine, or by a clustered routing wrapping this one). */
   early: EarlyBackend | undefined;
@@ -81,6 +84,7 @@ export class LocalRouting implements Routing {
     this.#o = deps.options;
     this.#registry = deps.registry;
     this.#mailboxes = deps.mailboxes;
+    this.#journal = deps.mailboxes.journal;
     this.#create = {
       options: deps.options,
       codec: deps.codec,
@@ -132,7 +136,7 @@ export class LocalRouting implements Routing {
       const record = found.record;
       // A key applied to it (before it ended) makes the report a replay; else its outcome stands.
       const replay =
-        dedupKey !== undefined && !freshKey && this.#registry.hasKey(undefined, record, dedupKey);
+        dedupKey !== undefined && !freshKey && this.#journal.keys.has(undefined, record, dedupKey);
       return Promise.resolve(
         replay
           ? { answer: this.#mailboxes.answer(record), outcome: 'replayed' }
@@ -144,12 +148,12 @@ export class LocalRouting implements Routing {
     const pending = new Pending('applied', (r: DispatchResult) => r);
     // Read now, while what an asynchronous store fetched for this report is at hand.
     const keyStored =
-      dedupKey !== undefined && !freshKey && this.#registry.hasKey(rt, rt.record, dedupKey);
+      dedupKey !== undefined && !freshKey && this.#journal.keys.has(rt, rt.record, dedupKey);
     if (status === 'cancel') {
       // A cancel takes effect at once (it does not wait behind a running step).
       if (keyStored) {
         const answer = this.#mailboxes.answer(rt.record);
-        this.#registry.release(
+        this.#journal.release(
           rt,
           () => pending.resolve({ answer, outcome: 'replayed' }),
           (e) => pending.reject(e),
@@ -197,7 +201,7 @@ export class LocalRouting implements Routing {
    * @returns whether it timed out.
    */
   #overdue(rt: CallbackRuntime, now: number): boolean {
-    const reason = this.#registry.overdue(rt, now);
+    const reason = overdue(rt, now);
     if (reason === undefined) return false;
     this.#mailboxes.end(rt, 'timeout', { reason }, [], { kind: 'timedOut', reason });
     return true;
@@ -206,7 +210,7 @@ export class LocalRouting implements Routing {
   #cancelLive(rt: CallbackRuntime, data: CallbackData, follower: Follower, cause: EndCause): void {
     if (isTerminal(rt.record.status)) {
       const result = this.#mailboxes.settledAnswer(rt.record, 'cancel', data);
-      this.#registry.release(
+      this.#journal.release(
         rt,
         () => follower.resolve(result),
         (e) => follower.reject(e),
@@ -262,7 +266,7 @@ export class LocalRouting implements Routing {
       const record = rt?.record ?? this.#registry.record(id);
       const answer = record ? this.#mailboxes.answer(record) : notFoundAnswer('');
       return new Promise((resolve, reject) =>
-        this.#registry.release(rt, () => resolve(answer), reject),
+        this.#journal.release(rt, () => resolve(answer), reject),
       );
     }
     signal?.throwIfAborted();

@@ -101,6 +101,14 @@ export function encodeEntry(entry: JournalEntry): string {
   return JSON.stringify(entry);
 }
 
+/**
+ * A memory-store record's journal as entries: kept as a list while the callback is active, packed
+ * into one JSON text of its entries' public fields once it is retired.
+ */
+export function readJournal(kept: JournalEntry[] | string | undefined): JournalEntry[] {
+  return typeof kept === 'string' ? (JSON.parse(kept) as JournalEntry[]) : (kept ?? []);
+}
+
 /** An entry read back from its JSON (frozen: its data may become the callback's). */
 export function decodeEntry(json: string): JournalEntry {
   const entry = JSON.parse(json) as JournalEntry;
