@@ -12,7 +12,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { CallbackData, DataVersion } from '../data.js';
 import { StepTimeoutError, toStepError } from '../errors.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
-import type { ResolvedAnchor } from '../options.js';
+import type { ResolvedAnchor } from '../options/anchor.js';
 import type { LazyPool } from '../pool/lazy-pool.js';
 import { isWorkerStep } from '../pool/worker-step.js';
 import type { CallbackAttributes, StepEntry, StepInput, StepOutput } from '../types.js';

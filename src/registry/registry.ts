@@ -22,7 +22,7 @@ import { DuplicateKeyError, StoreUnavailableError } from '../errors.js';
 import { lifecycleMachine, type LifecycleMachine } from '../lifecycle/machine.js';
 import { actorSnapshot, MACHINE_VERSION } from '../lifecycle/persist.js';
 import { isTerminal } from '../lifecycle/statuses.js';
-import type { ResolvedEngineOptions } from '../options.js';
+import type { ResolvedEngineOptions } from '../options/engine.js';
 import { createMemoryStore, type CallbackStore } from './retained-records.js';
 import { GroupCommit, type CommitBatch, type CommitMember } from '../store/group-commit.js';
 import type {

@@ -16,7 +16,9 @@ import {
 import type { HistoryOptions, HistoryPage } from '../history.js';
 import { isTerminal, type CallbackStatus, type DispatchStatus } from '../lifecycle/statuses.js';
 import { toHistory } from '../mailbox/journal.js';
-import type { CreateOptions, ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
+import type { CreateOptions } from '../options/create.js';
+import type { ResolvedAnchor } from '../options/anchor.js';
+import type { ResolvedEngineOptions } from '../options/engine.js';
 import { Pending, type Follower, type CallbackRuntime } from '../registry/callback-runtime.js';
 import { correlationKey } from '../registry/correlation.js';
 import type { EventHub } from '../registry/event-hub.js';
