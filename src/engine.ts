@@ -20,8 +20,8 @@ import {
   InvalidArgumentError,
   InvalidMessageError,
   UnknownAnchorError,
-  toError,
 } from './errors.js';
+import { toError } from './thrown.js';
 import type { HistoryOptions, HistoryPage } from './history.js';
 import { anchorDiagram, type DiagramOptions } from './diagrams/anchor-diagram.js';
 import { DISPATCH_STATUSES, isDispatchStatus } from './lifecycle/statuses.js';

@@ -131,8 +131,8 @@ export {
   StoreLockedError,
   StoreUnavailableError,
   UnknownAnchorError,
-  toError,
 } from './errors.js';
+export { toError } from './thrown.js';
 export type { CallbackEngineErrorCode, CallbackEngineErrorOptions, DataIssue } from './errors.js';
 
 // ---- time ------------------------------------------------------------------------------------

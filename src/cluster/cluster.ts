@@ -14,7 +14,8 @@
  * @module
  */
 
-import { CallbackEngineError, LeaseLostError, StoreUnavailableError, toError } from '../errors.js';
+import { CallbackEngineError, LeaseLostError, StoreUnavailableError } from '../errors.js';
+import { toError } from '../thrown.js';
 import type { PostgresStore } from '../store/postgres/store.js';
 import { shardOf } from '../store/shards.js';
 import type { ClusterStats } from '../types.js';

@@ -23,7 +23,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createCallbackEngine } from '../engine.js';
-import { toError } from '../errors.js';
+import { toError } from '../thrown.js';
 import { createDispatchHandler } from '../http/handler.js';
 import { sqliteStore } from '../store/sqlite.js';
 

@@ -9,7 +9,7 @@
 
 import { Answer } from '../answer.js';
 import { EMPTY_DATA, type CallbackData, type DataVersion } from '../data.js';
-import { toError } from '../errors.js';
+import { toError } from '../thrown.js';
 import type { HistoryKind } from '../history.js';
 import { isTerminal, lookupStep, type CallbackStatus } from '../lifecycle/statuses.js';
 import type { ResolvedAnchor } from '../options/anchor.js';

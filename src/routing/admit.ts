@@ -9,7 +9,8 @@
 
 import { Answer } from '../answer.js';
 import { DataVersion, ingestData, type CallbackData } from '../data.js';
-import { EngineClosedError, toError } from '../errors.js';
+import { EngineClosedError } from '../errors.js';
+import { toError } from '../thrown.js';
 import type { DispatchStatus } from '../lifecycle/statuses.js';
 import { parseMessage, type ParsedMessage, type ReadAction } from '../message.js';
 import type { ResolvedAnchor } from '../options/anchor.js';

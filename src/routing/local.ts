@@ -7,12 +7,8 @@
 
 import { notFoundAnswer, type Answer } from '../answer.js';
 import type { CallbackData } from '../data.js';
-import {
-  InvalidArgumentError,
-  NothingToRetryError,
-  PoolSaturatedError,
-  toError,
-} from '../errors.js';
+import { InvalidArgumentError, NothingToRetryError, PoolSaturatedError } from '../errors.js';
+import { toError } from '../thrown.js';
 import type { HistoryOptions, HistoryPage } from '../history.js';
 import { isTerminal, type CallbackStatus, type DispatchStatus } from '../lifecycle/statuses.js';
 import { toHistory } from '../mailbox/journal.js';

@@ -19,8 +19,8 @@ import {
   StoreIncompatibleError,
   StoreLockedError,
   StoreUnavailableError,
-  toError,
 } from '../../errors.js';
+import { toError } from '../../thrown.js';
 import type { CallbackStatus } from '../../lifecycle/statuses.js';
 import { toEarlyRow, type EarlyRow } from '../row.js';
 import { shardOf, type ShardLease } from '../shards.js';
