@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { anchorDiagram } from '../src/diagrams/anchor-diagram.js';
 import { pathSvg } from '../src/observe/callback-path.js';
 import { timelineSvg } from '../src/observe/timeline-svg.js';
-import { resolveAnchor, resolveOptions } from '../src/options.js';
+import { resolveAnchor } from '../src/options/anchor.js';
+import { resolveOptions } from '../src/options/engine.js';
 import { OCR_DETAILS, OCR_HISTORY } from '../test/fixtures/history.js';
 
 /** The OCR anchor of the README's pictures: the steps its callback's history shows. */

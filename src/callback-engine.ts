@@ -9,7 +9,8 @@
 import type { Clock } from './clock.js';
 import type { HistoryOptions, HistoryPage } from './history.js';
 import type { DiagramOptions } from './diagrams/anchor-diagram.js';
-import type { AnchorOptions, CreateOptions } from './options.js';
+import type { AnchorOptions } from './options/anchor.js';
+import type { CreateOptions } from './options/create.js';
 import type { ListOptions } from './registry/list-callbacks.js';
 import type { XStateInspector } from './registry/event-hub.js';
 import type { RelayTokenOptions } from './relay/relay.js';

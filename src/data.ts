@@ -6,14 +6,8 @@
  * @module
  */
 
-import {
-  CallbackEngineError,
-  cut,
-  InvalidDataError,
-  MAX_STEP_ERROR_CHARS,
-  PayloadTooLargeError,
-  toStepError,
-} from './errors.js';
+import { CallbackEngineError, InvalidDataError, PayloadTooLargeError } from './errors.js';
+import { cut, MAX_STEP_ERROR_CHARS, toStepError } from './thrown.js';
 
 /** A JSON value. */
 export type JsonValue =

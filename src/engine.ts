@@ -20,22 +20,19 @@ import {
   InvalidArgumentError,
   InvalidMessageError,
   UnknownAnchorError,
-  toError,
 } from './errors.js';
+import { toError } from './thrown.js';
 import type { HistoryOptions, HistoryPage } from './history.js';
 import { anchorDiagram, type DiagramOptions } from './diagrams/anchor-diagram.js';
 import { DISPATCH_STATUSES, isDispatchStatus } from './lifecycle/statuses.js';
 import { observeDispatch, observing, traceCreate } from './routing/instrument.js';
+import { checkCreateKeys, type CreateOptions } from './options/create.js';
+import { resolveAnchor, type AnchorOptions, type ResolvedAnchor } from './options/anchor.js';
 import {
-  checkCreateKeys,
-  resolveAnchor,
   resolveOptions,
-  type AnchorOptions,
   type CallbackEngineOptions,
-  type CreateOptions,
-  type ResolvedAnchor,
   type ResolvedEngineOptions,
-} from './options.js';
+} from './options/engine.js';
 import { EarlyEvents } from './registry/early-events.js';
 import { EventHub, type XStateInspector } from './registry/event-hub.js';
 import { MailboxProcessor } from './mailbox/processor.js';

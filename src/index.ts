@@ -21,13 +21,10 @@ export type {
   WaitOptions,
   XStateInspector,
 } from './callback-engine.js';
-export type {
-  AnchorOptions,
-  AttributeOptions,
-  CallbackEngineOptions,
-  CreateOptions,
-  EarlyEventsOptions,
-} from './options.js';
+export type { AnchorOptions, EarlyEventsOptions } from './options/anchor.js';
+export type { AttributeOptions } from './answer.js';
+export type { CallbackEngineOptions } from './options/engine.js';
+export type { CreateOptions } from './options/create.js';
 export type { RelayOptions } from './relay/options.js';
 export { memoryStore } from './store/store.js';
 export type { CallbackStore, MemoryStore } from './store/store.js';
@@ -134,8 +131,8 @@ export {
   StoreLockedError,
   StoreUnavailableError,
   UnknownAnchorError,
-  toError,
 } from './errors.js';
+export { toError } from './thrown.js';
 export type { CallbackEngineErrorCode, CallbackEngineErrorOptions, DataIssue } from './errors.js';
 
 // ---- time ------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { toError } from './errors.js';
+import { toError } from './thrown.js';
 
 /**
  * A logger the engine writes its warnings to: pino's shape (`warn(obj, msg)`), which

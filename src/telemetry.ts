@@ -20,7 +20,7 @@ import {
   type Span,
   type SpanContext,
 } from '@opentelemetry/api';
-import { toError } from './errors.js';
+import { toError } from './thrown.js';
 
 /** One measurement of the engine's work, for metrics exporters. */
 export type Measurement =

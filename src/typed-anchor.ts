@@ -9,7 +9,8 @@
 
 import type { CallbackData } from './data.js';
 import type { CallbackStatus, DispatchStatus, StepKey } from './lifecycle/statuses.js';
-import type { AnchorOptions, CreateOptions } from './options.js';
+import type { AnchorOptions } from './options/anchor.js';
+import type { CreateOptions } from './options/create.js';
 import type { InferInput, InferOutput, ReportSchemas, StandardSchemaV1 } from './schema.js';
 import type {
   CallbackAnswer,

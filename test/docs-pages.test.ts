@@ -120,7 +120,7 @@ describe('the guarantees', () => {
   });
 
   it('the defaults they quote are the code’s', async () => {
-    const { DEFAULTS } = await import('../src/options.js');
+    const { DEFAULTS } = await import('../src/options/defaults.js');
     expect(DEFAULTS.dedupWindow).toBe('PT24H');
     expect(text('README.md')).toContain('24 hours by default');
     expect(text('docs/durability.md')).toContain(`\`'${DEFAULTS.dedupWindow}'\` by default`);

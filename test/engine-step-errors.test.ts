@@ -17,7 +17,7 @@ import {
   type EngineEvent,
   type StepInput,
 } from '../src/index.js';
-import { MAX_STEP_ERROR_CHARS, toStepError } from '../src/errors.js';
+import { MAX_STEP_ERROR_CHARS, toStepError } from '../src/thrown.js';
 import { serve, type DispatchServer } from '../src/http/index.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import { makeEngine, report, SECRET } from './helpers/engine.js';

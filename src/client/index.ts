@@ -9,19 +9,18 @@
  */
 
 export { backoffDelay, parseRetryAfter } from './backoff.js';
-export { CLIENT_DEFAULTS, createCallbackClient } from './client.js';
+export { createCallbackClient } from './client.js';
+export { CLIENT_DEFAULTS } from './options.js';
+export type { CallbackClientAuth, CallbackClientOptions, ClientClock } from './options.js';
 export type {
   CallbackClient,
-  CallbackClientAuth,
-  CallbackClientOptions,
   CallbackEventInput,
-  ClientClock,
   EventOptions,
   ReportKind,
   ReportOptions,
   ReportResult,
   ReportStatus,
-} from './client.js';
+} from './types.js';
 export {
   CallbackClientError,
   ReportAbortedError,

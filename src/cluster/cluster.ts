@@ -10,7 +10,8 @@
  * @module
  */
 
-import { StoreUnavailableError, toError } from '../errors.js';
+import { StoreUnavailableError } from '../errors.js';
+import { toError } from '../thrown.js';
 import type { PostgresStore } from '../store/postgres/store.js';
 import { shardOf } from '../store/shards.js';
 import type { ClusterStats } from '../types.js';

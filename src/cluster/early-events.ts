@@ -27,7 +27,7 @@ import type { CallbackData } from '../data.js';
 import { EarlyEventsFullError } from '../errors.js';
 import { earlyEventJson } from '../registry/early-events.js';
 import { isTerminal, type DispatchStatus } from '../lifecycle/statuses.js';
-import type { ResolvedAnchor, ResolvedEarly } from '../options.js';
+import type { ResolvedAnchor, ResolvedEarly } from '../options/anchor.js';
 import type { EventHub } from '../registry/event-hub.js';
 import type { CallbackRecord } from '../registry/record.js';
 import { decodeRecord } from '../registry/record-codec.js';

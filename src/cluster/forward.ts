@@ -8,7 +8,8 @@
 
 import { Answer, type ResolvedAttributes } from '../answer.js';
 import { DataVersion, ingestData } from '../data.js';
-import { CallbackEngineError, StoreUnavailableError, toError } from '../errors.js';
+import { CallbackEngineError, StoreUnavailableError } from '../errors.js';
+import { toError } from '../thrown.js';
 import type { DispatchResult } from '../types.js';
 
 /** A request one replica sends the owner of a callback. */

@@ -20,7 +20,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import { toError } from '../errors.js';
+import { toError } from '../thrown.js';
 import type { RequestHandler, Transport } from './transport.js';
 
 /**

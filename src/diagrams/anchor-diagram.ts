@@ -10,7 +10,7 @@
  */
 
 import { InvalidArgumentError } from '../errors.js';
-import type { ResolvedAnchor } from '../options.js';
+import type { ResolvedAnchor } from '../options/anchor.js';
 import { checkRetryPolicy, type ResolvedRetry } from '../retry.js';
 import type { StepEntry } from '../types.js';
 import { durationText, retryText } from './describe.js';

@@ -8,7 +8,8 @@
 import { extractTraceContext, withTraceContext } from '../telemetry.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CallbackEngine } from '../engine.js';
-import { PayloadTooLargeError, toError } from '../errors.js';
+import { PayloadTooLargeError } from '../errors.js';
+import { toError } from '../thrown.js';
 import {
   authCheck,
   bearerOk,

@@ -9,10 +9,11 @@
 
 import { Answer } from '../answer.js';
 import { EMPTY_DATA, type CallbackData, type DataVersion } from '../data.js';
-import { toError } from '../errors.js';
+import { toError } from '../thrown.js';
 import type { HistoryKind } from '../history.js';
 import { isTerminal, lookupStep, type CallbackStatus } from '../lifecycle/statuses.js';
-import type { ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
+import type { ResolvedAnchor } from '../options/anchor.js';
+import type { ResolvedEngineOptions } from '../options/engine.js';
 import type { LazyPool } from '../pool/lazy-pool.js';
 import type { CallbackRuntime, Follower, Job } from '../registry/callback-runtime.js';
 import type { EventHub } from '../registry/event-hub.js';

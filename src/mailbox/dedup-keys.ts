@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { ResolvedEngineOptions } from '../options.js';
+import type { ResolvedEngineOptions } from '../options/engine.js';
 import type { CallbackRuntime } from '../registry/callback-runtime.js';
 import type { CallbackRecord } from '../registry/record.js';
 import type { DurableStore } from '../store/store.js';

@@ -10,7 +10,7 @@
 
 import { DuplicateKeyError, StoreUnavailableError } from '../errors.js';
 import { encodeEntry, readJournal, type JournalEntry } from '../journal/journal.js';
-import type { ResolvedEngineOptions } from '../options.js';
+import type { ResolvedEngineOptions } from '../options/engine.js';
 import { CallbackRuntime } from '../registry/callback-runtime.js';
 import type { EarlyPersistence } from '../registry/early-events.js';
 import type { EventHub } from '../registry/event-hub.js';

@@ -17,7 +17,7 @@ import {
 } from '../data.js';
 import { EngineClosedError } from '../errors.js';
 import { isTerminal, lookupStep } from '../lifecycle/statuses.js';
-import type { ResolvedAnchor } from '../options.js';
+import type { ResolvedAnchor } from '../options/anchor.js';
 import { retryDelayMs, retryPolicyFor, type RetryWait } from '../retry.js';
 import type { CallbackRuntime, Job } from '../registry/callback-runtime.js';
 import { Telemetry } from '../telemetry.js';

@@ -19,7 +19,8 @@ import {
   admitPatch,
   type CallbackData,
 } from '../data.js';
-import { EngineClosedError, toError } from '../errors.js';
+import { EngineClosedError } from '../errors.js';
+import { toError } from '../thrown.js';
 import { STATUS_EVENT, statusOf } from '../lifecycle/machine.js';
 import {
   isTerminal,

@@ -10,9 +10,10 @@
 import { buildAttributes } from '../answer.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { CallbackData, DataVersion } from '../data.js';
-import { StepTimeoutError, toStepError } from '../errors.js';
+import { StepTimeoutError } from '../errors.js';
+import { toStepError } from '../thrown.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
-import type { ResolvedAnchor } from '../options.js';
+import type { ResolvedAnchor } from '../options/anchor.js';
 import type { LazyPool } from '../pool/lazy-pool.js';
 import { isWorkerStep } from '../pool/worker-step.js';
 import type { RunningStep } from '../registry/callback-runtime.js';

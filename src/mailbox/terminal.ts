@@ -9,7 +9,7 @@
  */
 
 import { canonicalJson, patchBytesBound, type CallbackData } from '../data.js';
-import { toError } from '../errors.js';
+import { toError } from '../thrown.js';
 import { STATUS_EVENT } from '../lifecycle/machine.js';
 import { isTerminal, type CallbackStatus, type TerminalStatus } from '../lifecycle/statuses.js';
 import type { CallbackRuntime, Follower, Job } from '../registry/callback-runtime.js';

@@ -8,7 +8,8 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { CallbackEngine } from '../engine.js';
-import { InvalidArgumentError, toError } from '../errors.js';
+import { InvalidArgumentError } from '../errors.js';
+import { toError } from '../thrown.js';
 import {
   checkBaseUrl,
   checkEngine,

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { toError, toStepError } from '../errors.js';
+import { toError, toStepError } from '../thrown.js';
 import type { StepOutput } from '../types.js';
 import type { WorkerStepInput } from './worker-step.js';
 

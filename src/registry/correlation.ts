@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { ResolvedAnchor } from '../options.js';
+import type { ResolvedAnchor } from '../options/anchor.js';
 
 /**
  * The correlation index key of a callback (`anchor \0 value \0 value...`), if its anchor declares

@@ -19,7 +19,7 @@ import type { Clock } from '../clock.js';
 import type { CallbackData } from '../data.js';
 import { EarlyEventsFullError, PayloadTooLargeError } from '../errors.js';
 import type { DispatchStatus } from '../lifecycle/statuses.js';
-import type { ResolvedAnchor, ResolvedEarly } from '../options.js';
+import type { ResolvedAnchor, ResolvedEarly } from '../options/anchor.js';
 import type { EarlyEventRow } from '../store/store.js';
 import type { EarlyEventStats } from '../types.js';
 import { DeadlineQueue, type Deadline } from '../timers/deadline-queue.js';

@@ -8,7 +8,7 @@
 
 import type { InspectionEvent, Observer } from 'xstate';
 import type { Clock } from '../clock.js';
-import { toError } from '../errors.js';
+import { toError } from '../thrown.js';
 import { inspectionWithContext } from '../lifecycle/inspection.js';
 import { errorWarner, warner, type EngineLogger, type WarnFn } from '../log.js';
 import { Telemetry } from '../telemetry.js';

@@ -18,7 +18,7 @@ import type { StoreUnavailableError } from '../errors.js';
 import { decodeEntry, readJournal, type JournalEntry } from '../journal/journal.js';
 import type { LifecycleMachine } from '../lifecycle/machine.js';
 import { MACHINE_VERSION } from '../lifecycle/persist.js';
-import type { ResolvedEngineOptions } from '../options.js';
+import type { ResolvedEngineOptions } from '../options/engine.js';
 import type { DurableStore, Prefetch, StoreRecovery } from '../store/store.js';
 import { CallbackTimers } from '../timers/callback-timers.js';
 import { decodeToken, safeEqual, type TokenCodec } from '../token.js';

@@ -7,7 +7,8 @@
  */
 
 import type { Clock } from '../clock.js';
-import { EngineClosedError, OriginUnavailableError, toError } from '../errors.js';
+import { EngineClosedError, OriginUnavailableError } from '../errors.js';
+import { toError } from '../thrown.js';
 
 /** One request to an origin. */
 export interface OriginRequest {

@@ -9,10 +9,12 @@
 
 import { Answer } from '../answer.js';
 import { DataVersion, ingestData, type CallbackData } from '../data.js';
-import { EngineClosedError, toError } from '../errors.js';
+import { EngineClosedError } from '../errors.js';
+import { toError } from '../thrown.js';
 import type { DispatchStatus } from '../lifecycle/statuses.js';
 import { parseMessage, type ParsedMessage, type ReadAction } from '../message.js';
-import type { ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
+import type { ResolvedAnchor } from '../options/anchor.js';
+import type { ResolvedEngineOptions } from '../options/engine.js';
 import type { EventHub } from '../registry/event-hub.js';
 import type { CallbackRegistry } from '../registry/registry.js';
 import { Relay } from '../relay/relay.js';

@@ -18,13 +18,9 @@ import {
   ParentNotFoundError,
 } from '../errors.js';
 import { isTerminal } from '../lifecycle/statuses.js';
-import {
-  checkIdempotencyKey,
-  checkTags,
-  type CreateOptions,
-  type ResolvedAnchor,
-  type ResolvedEngineOptions,
-} from '../options.js';
+import { checkIdempotencyKey, checkTags, type CreateOptions } from '../options/create.js';
+import type { ResolvedAnchor } from '../options/anchor.js';
+import type { ResolvedEngineOptions } from '../options/engine.js';
 import type { MailboxProcessor } from '../mailbox/processor.js';
 import { CallbackRuntime, type Job } from '../registry/callback-runtime.js';
 import { correlationKey } from '../registry/correlation.js';

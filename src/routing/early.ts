@@ -8,9 +8,9 @@
  */
 
 import type { CallbackData } from '../data.js';
-import { toError } from '../errors.js';
+import { toError } from '../thrown.js';
 import { isTerminal, type DispatchStatus } from '../lifecycle/statuses.js';
-import type { ResolvedAnchor } from '../options.js';
+import type { ResolvedAnchor } from '../options/anchor.js';
 import type { CallbackRuntime, Job } from '../registry/callback-runtime.js';
 import type { EarlyEvents } from '../registry/early-events.js';
 import type { EventHub } from '../registry/event-hub.js';

@@ -7,16 +7,14 @@
 
 import { notFoundAnswer, type Answer } from '../answer.js';
 import type { CallbackData } from '../data.js';
-import {
-  InvalidArgumentError,
-  NothingToRetryError,
-  PoolSaturatedError,
-  toError,
-} from '../errors.js';
+import { InvalidArgumentError, NothingToRetryError, PoolSaturatedError } from '../errors.js';
+import { toError } from '../thrown.js';
 import type { HistoryOptions, HistoryPage } from '../history.js';
 import { isTerminal, type CallbackStatus, type DispatchStatus } from '../lifecycle/statuses.js';
 import { toHistory } from '../journal/journal.js';
-import type { CreateOptions, ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
+import type { ResolvedAnchor } from '../options/anchor.js';
+import type { CreateOptions } from '../options/create.js';
+import type { ResolvedEngineOptions } from '../options/engine.js';
 import { Pending, type Follower, type CallbackRuntime } from '../registry/callback-runtime.js';
 import { correlationKey } from '../registry/correlation.js';
 import type { EventHub } from '../registry/event-hub.js';

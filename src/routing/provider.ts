@@ -5,7 +5,8 @@
  * @module
  */
 
-import type { ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
+import type { ResolvedAnchor } from '../options/anchor.js';
+import type { ResolvedEngineOptions } from '../options/engine.js';
 import type { EventHub } from '../registry/event-hub.js';
 import type { MailboxProcessor } from '../mailbox/processor.js';
 import type { CallbackRegistry } from '../registry/registry.js';

@@ -12,7 +12,8 @@ import type { Answer } from '../answer.js';
 import type { CallbackData } from '../data.js';
 import type { CallbackStatus, DispatchStatus } from '../lifecycle/statuses.js';
 import type { HistoryOptions, HistoryPage } from '../history.js';
-import type { CreateOptions, ResolvedAnchor } from '../options.js';
+import type { CreateOptions } from '../options/create.js';
+import type { ResolvedAnchor } from '../options/anchor.js';
 import type { ListOptions } from '../registry/list-callbacks.js';
 import type { Span } from '../telemetry.js';
 import type {

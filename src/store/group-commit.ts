@@ -8,7 +8,8 @@
  * @module
  */
 
-import { StoreUnavailableError, toError } from '../errors.js';
+import { StoreUnavailableError } from '../errors.js';
+import { toError } from '../thrown.js';
 import type {
   CallbackRowWrite,
   CommitResult,

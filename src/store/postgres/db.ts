@@ -8,7 +8,8 @@
  */
 
 import type pg from 'pg';
-import { LeaseLostError, StoreUnavailableError, toError } from '../../errors.js';
+import { LeaseLostError, StoreUnavailableError } from '../../errors.js';
+import { toError } from '../../thrown.js';
 
 /** Runs one statement and returns its rows. */
 export type Query = <R>(text: string, params?: unknown[]) => Promise<R[]>;
