@@ -11,6 +11,7 @@ import { Answer } from '../answer.js';
 import { EMPTY_DATA, type CallbackData, type DataVersion } from '../data.js';
 import { toError } from '../errors.js';
 import type { HistoryKind } from '../history.js';
+import type { KeepAlive } from '../keep-alive.js';
 import { isTerminal, lookupStep, type CallbackStatus } from '../lifecycle/statuses.js';
 import type { ResolvedAnchor, ResolvedEngineOptions } from '../options.js';
 import type { LazyPool } from '../pool/lazy-pool.js';
@@ -29,6 +30,8 @@ export interface ProcessorDeps {
   readonly registry: CallbackRegistry;
   readonly stats: Stats;
   readonly events: EventHub;
+  /** Held while a mailbox waits for a step or a retry, so the process lives until it ends. */
+  readonly keepAlive: KeepAlive;
 }
 
 /** What an entry carries besides what every entry has (its seq, time and resulting status). */
@@ -59,6 +62,7 @@ export class MailboxCore {
   readonly registry: CallbackRegistry;
   readonly stats: Stats;
   readonly events: EventHub;
+  readonly keepAlive: KeepAlive;
   /** The worker pool, loaded on the first worker step so the root import stays light. */
   readonly pool: LazyPool;
   /** `close()` began: no new job starts. */
@@ -72,6 +76,7 @@ export class MailboxCore {
     this.registry = deps.registry;
     this.stats = deps.stats;
     this.events = deps.events;
+    this.keepAlive = deps.keepAlive;
     this.pool = pool;
   }
 
