@@ -115,7 +115,8 @@ export interface CallbackEngine {
   /** Whether a token names a known callback (for a relayed token: at its origin). */
   exists(token: string): Promise<'exists' | 'notFound'>;
   /**
-   * Resolves with the final answer once the callback is terminal; event-driven, no cap.
+   * Resolves with the final answer once the callback is terminal; event-driven, no cap. The
+   * process stays alive until it settles (a deadline it waits for fires even in a bare script).
    * @throws `InvalidArgumentError` for a relayed (wrapped) token: its callback lives at the
    *   origin, which has no event stream for it; read it with {@link CallbackEngine.get}.
    */
@@ -263,6 +264,10 @@ export interface CallbackEngine {
   findToken(
     query: { readonly id: string } | { readonly attributes: Readonly<Record<string, unknown>> },
   ): Promise<string | undefined>;
-  /** Stops every timer and actor; later calls reject with `EngineClosedError`. */
+  /**
+   * Stops every timer and actor; later calls reject with `EngineClosedError`. Afterwards the
+   * engine no longer keeps the process alive (while open it does so only while a call, a
+   * `wait()`, a step or a retry is pending).
+   */
   close(): Promise<void>;
 }

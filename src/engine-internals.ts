@@ -1,7 +1,8 @@
 /**
  * What the engine's own HTTP layer needs of an engine and users do not: holding a CloudEvent
- * that found no callback (early events) and mapping an event type to a status. Kept off the
- * public {@link CallbackEngine} interface; the engine registers them here when it is created.
+ * that found no callback (early events), mapping an event type to a status, and (for tests) what
+ * keeps the process alive. Kept off the public {@link CallbackEngine} interface; the engine
+ * registers them here when it is created.
  *
  * @internal
  * @module
@@ -30,6 +31,11 @@ export interface EngineInternals {
   holdEarly(event: EarlyEventInput): Promise<EarlyHoldResult>;
   /** The status an anchor's `eventTypes` maps a CloudEvent type to, or `undefined`. */
   eventStatus(anchor: string, type: string): DispatchStatus | undefined;
+  /**
+   * How many things awaited on the engine keep the process alive now (pending calls and waits,
+   * mailboxes waiting for a step or a retry, a `close()` under way); 0 when it may exit.
+   */
+  keepAliveCount(): number;
 }
 
 const registered = new WeakMap<object, EngineInternals>();

@@ -46,6 +46,7 @@ import type { RoutingProvider } from './routing/provider.js';
 import type { Routing } from './routing/routing.js';
 import { checkSchema } from './schema.js';
 import { isTracing, type Measurement, type Span, type Telemetry } from './telemetry.js';
+import { KeepAlive } from './keep-alive.js';
 import { TokenCodec } from './token.js';
 import {
   anchorHandle,
@@ -94,6 +95,8 @@ class Engine implements CallbackEngine {
   readonly #admission: Admission;
   /** Forwarding of relayed (wrapped) tokens to their origins. */
   readonly #relay: Relay;
+  /** Keeps Node running while a call, a wait, a step or a retry is pending; see `keep-alive.ts`. */
+  readonly #keepAlive = new KeepAlive();
   #seq = 0;
   #closed = false;
   /** Recovery from the store: settled once the engine can answer. */
@@ -131,6 +134,7 @@ class Engine implements CallbackEngine {
       registry,
       stats: this.#stats,
       events,
+      keepAlive: this.#keepAlive,
     }));
     const local = (this.#local = new LocalRouting({
       options: o,
@@ -189,6 +193,7 @@ class Engine implements CallbackEngine {
     registerInternals(this, {
       holdEarly: (event) => this.#holdEarly(event),
       eventStatus: (anchor, type) => this.#anchors.get(anchor)?.eventTypes[type],
+      keepAliveCount: () => this.#keepAlive.count,
     });
     if (registry.durable) {
       this.#ready = registry.recover().then(
@@ -216,22 +221,25 @@ class Engine implements CallbackEngine {
 
   /**
    * Runs `fn` once the engine can answer: at once when it is ready (the common path stays
-   * synchronous), after recovery otherwise; rejects once closed or if recovery failed.
+   * synchronous), after recovery otherwise; rejects once closed or if recovery failed. The
+   * process stays alive until the returned promise settles.
    */
   #whenReady<T>(fn: () => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(new EngineClosedError());
     if (this.#isReady) {
       try {
-        return fn();
+        return this.#keepAlive.track(fn());
       } catch (err) {
         return Promise.reject(toError(err));
       }
     }
     if (this.#readyError) return Promise.reject(this.#readyError);
-    return this.#ready.then(() => {
-      if (this.#closed) throw new EngineClosedError();
-      return fn();
-    });
+    return this.#keepAlive.track(
+      this.#ready.then(() => {
+        if (this.#closed) throw new EngineClosedError();
+        return fn();
+      }),
+    );
   }
 
   // ---- registration and creation -------------------------------------------------------------
@@ -283,7 +291,11 @@ class Engine implements CallbackEngine {
   }
 
   deliver(message: CallbackMessage): Promise<DispatchResult> {
-    if (this.#closed || !this.#isReady) return this.#whenReady(() => this.deliver(message));
+    if (this.#closed || !this.#isReady) return this.#whenReady(() => this.#deliver(message));
+    return this.#keepAlive.track(this.#deliver(message));
+  }
+
+  #deliver(message: CallbackMessage): Promise<DispatchResult> {
     if (!observing(this.#telemetry)) return this.#admission.deliver(message);
     return observeDispatch(
       this.#telemetry,
@@ -459,6 +471,8 @@ class Engine implements CallbackEngine {
 
   async #close(): Promise<void> {
     this.#closed = true;
+    // Held while closing (its grace period runs on unref'd timers); then nothing holds any more.
+    this.#keepAlive.hold();
     this.#relay.close();
     this.#registry.timers.close();
     // Steps in flight settle (or are cut off) first: their results may still be merged.
@@ -470,8 +484,12 @@ class Engine implements CallbackEngine {
       if (this.#isReady) await this.#routing.leave();
       if (this.#isReady) await this.#mailboxes.journal.close();
     } finally {
-      await this.#routing.close();
-      this.#registry.clear();
+      try {
+        await this.#routing.close();
+        this.#registry.clear();
+      } finally {
+        this.#keepAlive.close();
+      }
     }
   }
 

@@ -6,7 +6,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   createCallbackEngine,
@@ -22,6 +21,7 @@ import { serve, type DispatchServer } from '../src/http/index.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import { makeEngine, report, SECRET } from './helpers/engine.js';
 import { FAULTS } from './helpers/steps.js';
+import { openDb } from './helpers/sqlite.js';
 
 let engine: CallbackEngine | undefined;
 let service: DispatchServer | undefined;
@@ -250,7 +250,7 @@ describe('step errors are bounded (spec 16)', () => {
     // What the store keeps of each callback is small too (read once the engine let go of the file).
     await service.close();
     await engine.close();
-    const db = new Database(path, { readonly: true });
+    const db = openDb(path, { readOnly: true });
     try {
       const rows = db
         .prepare(

@@ -12,6 +12,7 @@ import { sqliteStore } from '../src/store/sqlite.js';
 import { DurableFixture, turn } from './helpers/durable.js';
 import { makeEngine } from './helpers/engine.js';
 import { PgFixture, pgAvailable } from './helpers/postgres.js';
+import { openDb } from './helpers/sqlite.js';
 
 const keyed = (
   engine: CallbackEngine,
@@ -151,8 +152,7 @@ describe('deduplication keys', () => {
     await keyed(durable, d.token, 'progress', {}, 'fresh');
     for (let i = 0; i < 5; i++) await turn();
     await durable.close();
-    const { default: Database } = await import('better-sqlite3');
-    const db = new Database(file, { readonly: true });
+    const db = openDb(file, { readOnly: true });
     try {
       expect(db.prepare('SELECT key FROM dedup ORDER BY key').all()).toEqual([{ key: 'fresh' }]);
     } finally {

@@ -1,9 +1,9 @@
 import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CrashLoad, killHard, spawnCrashServer, type CrashChild } from './harness/crash.js';
+import { openDb } from './helpers/sqlite.js';
 
 const CLIENTS = 24;
 
@@ -32,9 +32,9 @@ const between = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi 
 
 /** `PRAGMA integrity_check` of a database file (the child that wrote it is dead). */
 function integrity(file: string): string {
-  const db = new Database(file);
+  const db = openDb(file);
   try {
-    return db.pragma('integrity_check', { simple: true }) as string;
+    return db.pragma('integrity_check') as string;
   } finally {
     db.close();
   }

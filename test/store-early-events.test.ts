@@ -1,9 +1,9 @@
-import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSimulatedClock, type CallbackEngine, type StepInput } from '../src/index.js';
 import { MACHINE_VERSION } from '../src/lifecycle/persist.js';
 import { DurableFixture, writeV1File } from './helpers/durable.js';
 import { internalsOf } from '../src/engine-internals.js';
+import { openDb } from './helpers/sqlite.js';
 
 const fx = new DurableFixture();
 afterEach(() => fx.cleanup());
@@ -32,9 +32,12 @@ const hold = (engine: CallbackEngine, orderid: string, n: number, status?: strin
   });
 
 const rows = (path: string) => {
-  const db = new Database(path, { readonly: true });
+  const db = openDb(path, { readOnly: true });
   try {
-    return db.prepare('SELECT dedup_key FROM early_events ORDER BY seq').pluck().all();
+    return db
+      .prepare('SELECT dedup_key FROM early_events ORDER BY seq')
+      .all()
+      .map((r) => (r as { dedup_key: string }).dedup_key);
   } finally {
     db.close();
   }
@@ -102,7 +105,7 @@ describe('early events with sqliteStore()', () => {
     const cb = await a.create('order', { data: { orderId: 'V-1' } });
     await a.close();
     // The state such a crash leaves: the callback is stored, its claimed event's row too.
-    const db = new Database(path);
+    const db = openDb(path);
     db.prepare(
       `INSERT INTO early_events (seq, dedup_key, anchor, corr_key, status, data, held_at, expires_at)
        VALUES (0, 'src V-1-1', 'order', ?, 'progress', '{"n":1}', ?, ?)`,

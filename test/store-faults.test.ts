@@ -1,6 +1,5 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CallbackEngineError } from '../src/index.js';
 import {
@@ -16,6 +15,7 @@ import { serve } from '../src/http/index.js';
 import { sqliteStore, type SqliteStoreOptions } from '../src/store/sqlite.js';
 import { rejection, SECRET } from './helpers/engine.js';
 import { DurableFixture, NODE, report, turn } from './helpers/durable.js';
+import { openDb } from './helpers/sqlite.js';
 
 const fx = new DurableFixture();
 afterEach(() => fx.cleanup());
@@ -93,8 +93,8 @@ describe('store faults (issue 10 item 9)', () => {
     const first = engineOn(path, clock);
     await first.create('job');
     await first.close();
-    const db = new Database(path);
-    db.pragma('user_version = 99');
+    const db = openDb(path);
+    db.exec('PRAGMA user_version = 99');
     db.close();
 
     const engine = engineOn(path, clock);
@@ -111,7 +111,7 @@ describe('store faults (issue 10 item 9)', () => {
     const first = engineOn(path, clock);
     await first.create('job');
     await first.close();
-    const db = new Database(path);
+    const db = openDb(path);
     const changed = db
       .prepare("UPDATE meta SET value = 'deadbeefdeadbeef' WHERE key = 'machine_version'")
       .run();

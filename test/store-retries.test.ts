@@ -3,7 +3,6 @@
  * (row body and due-time index), so after a restart it runs at its instant with the next attempt
  * number, and reports sent meanwhile wait behind it. SQLite always; PostgreSQL when available.
  */
-import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   createSimulatedClock,
@@ -21,6 +20,7 @@ import {
 import { DurableFixture, report, turn } from './helpers/durable.js';
 import { rejection } from './helpers/engine.js';
 import { PgFixture, pgAvailable } from './helpers/postgres.js';
+import { openDb } from './helpers/sqlite.js';
 
 const MIN = 60_000;
 
@@ -72,7 +72,7 @@ describe('pending step retries in the SQLite store', () => {
     path: string,
     id: string,
   ): { due: number | null; retry: Record<string, unknown> | undefined } {
-    const db = new Database(path, { readonly: true });
+    const db = openDb(path, { readOnly: true });
     try {
       const r = db.prepare(`${CALLBACK_SELECT} WHERE c.id = ?`).get(id) as CallbackSelectRow;
       const owed = decodeRecord(toStoredCallback(r)).record.owed;

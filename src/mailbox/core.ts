@@ -11,6 +11,7 @@ import { Answer } from '../answer.js';
 import { EMPTY_DATA, type CallbackData, type DataVersion } from '../data.js';
 import { toError } from '../thrown.js';
 import type { HistoryKind } from '../history.js';
+import type { KeepAlive } from '../keep-alive.js';
 import { isTerminal, lookupStep, type CallbackStatus } from '../lifecycle/statuses.js';
 import type { ResolvedAnchor } from '../options/anchor.js';
 import type { ResolvedEngineOptions } from '../options/engine.js';
@@ -31,6 +32,8 @@ export interface ProcessorDeps {
   readonly registry: CallbackRegistry;
   readonly stats: Stats;
   readonly events: EventHub;
+  /** Held while a mailbox waits for a step or a retry, so the process lives until it ends. */
+  readonly keepAlive: KeepAlive;
 }
 
 /** What an entry carries besides what every entry has (its seq, time and resulting status). */
@@ -65,6 +68,7 @@ export class MailboxCore {
   readonly timers: RegistryTimers;
   readonly stats: Stats;
   readonly events: EventHub;
+  readonly keepAlive: KeepAlive;
   /** The worker pool, loaded on the first worker step so the root import stays light. */
   readonly pool: LazyPool;
   /** `close()` began: no new job starts. */
@@ -80,6 +84,7 @@ export class MailboxCore {
     this.timers = deps.registry.timers;
     this.stats = deps.stats;
     this.events = deps.events;
+    this.keepAlive = deps.keepAlive;
     this.pool = pool;
   }
 

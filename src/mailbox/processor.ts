@@ -252,10 +252,16 @@ export class MailboxProcessor {
     this.#c.registry.settle(rt);
   }
 
-  /** The mailbox waits for `pending` (a step in flight, or waiting for its retry), then goes on. */
+  /**
+   * The mailbox waits for `pending` (a step in flight, or waiting for its retry), then goes on.
+   * The process stays alive meanwhile: the retry's timer and the step's time limit do not hold it.
+   */
   #pause(rt: CallbackRuntime, pending: Promise<void>): void {
     rt.stepPromise = pending;
+    const keepAlive = this.#c.keepAlive;
+    keepAlive.hold();
     const next = () => {
+      keepAlive.release();
       rt.stepPromise = undefined;
       if (!this.#c.closed) this.#drain(rt);
       else this.#settleClosed(rt);

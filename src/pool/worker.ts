@@ -4,9 +4,10 @@
  *
  * Step modules are imported once per thread and cached. A TypeScript step
  * module (`.ts`, `.mts`, `.cts`, `.tsx`) is imported natively when the runtime
- * can (a Node with type stripping), else through `tsx`'s scoped ESM loader,
- * which therefore must be installed where TypeScript steps are used. Ship step
- * modules as JavaScript to run without `tsx`.
+ * can (a Node with type stripping, and a module whose imports name real files),
+ * else through `tsx`'s scoped ESM loader, which therefore must be installed
+ * where such TypeScript steps are used. Ship step modules as JavaScript to run
+ * without `tsx`.
  *
  * @module
  */
@@ -97,18 +98,42 @@ function loadModule(href: string): Promise<StepModule> {
   return mod;
 }
 
+/**
+ * Why a native import of a TypeScript module fails where `tsx` may succeed: a Node without type
+ * stripping does not know the extension; a Node with it (22.18+, 23.6+, 24) strips types but
+ * resolves imports as written, so a module that imports its siblings as `./x.js` (TypeScript's
+ * NodeNext style) finds nothing, and it refuses syntax that needs transforming (an `enum`).
+ */
+const NATIVE_TS_FAILURES = new Set([
+  'ERR_UNKNOWN_FILE_EXTENSION',
+  'ERR_MODULE_NOT_FOUND',
+  'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX',
+]);
+
 async function importModule(href: string): Promise<StepModule> {
   if (!TYPESCRIPT_MODULE.test(new URL(href).pathname)) return (await import(href)) as StepModule;
+  let native: unknown;
   try {
     return (await import(href)) as StepModule;
   } catch (err) {
-    if ((err as { code?: unknown } | null)?.code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err;
+    const code = (err as { code?: unknown } | null)?.code;
+    if (typeof code !== 'string' || !NATIVE_TS_FAILURES.has(code)) throw err;
+    native = err;
   }
   if (!tsxImport) {
     tsxImport = loadTsx(href);
     tsxImport.catch(() => (tsxImport = undefined));
   }
-  return (await tsxImport)(href);
+  let load: (href: string) => Promise<StepModule>;
+  try {
+    load = await tsxImport;
+  } catch (err) {
+    // No tsx: a Node that knows the extension gave the better reason (the missing import, the
+    // syntax it cannot strip).
+    if ((native as { code?: unknown }).code === 'ERR_UNKNOWN_FILE_EXTENSION') throw err;
+    throw native;
+  }
+  return load(href);
 }
 
 async function loadTsx(href: string): Promise<(href: string) => Promise<StepModule>> {

@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -10,6 +9,7 @@ import {
 import { type DurableStore } from '../../src/store/index.js';
 import { sqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite.js';
 import { SECRET } from './engine.js';
+import { openDb } from './sqlite.js';
 
 /** Node name of every durable test engine (tokens name it). */
 export const NODE = 'store-node';
@@ -85,9 +85,9 @@ export interface V1Row {
  * rows hold each callback's whole state in a JSON body, no journal and no early events.
  */
 export function writeV1File(path: string, machineVersion: string, rows: readonly V1Row[]): void {
-  const db = new Database(path);
+  const db = openDb(path);
   try {
-    db.pragma('journal_mode = WAL');
+    db.exec('PRAGMA journal_mode = WAL');
     db.exec(`
       CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
       CREATE TABLE callbacks (
@@ -115,7 +115,7 @@ export function writeV1File(path: string, machineVersion: string, rows: readonly
         r.idempotencyKey ?? null,
         JSON.stringify(r.body),
       );
-    db.pragma('user_version = 1');
+    db.exec('PRAGMA user_version = 1');
   } finally {
     db.close();
   }
