@@ -205,13 +205,15 @@ export interface CallbackEngine {
    */
   history(tokenOrId: string, options?: HistoryOptions): Promise<HistoryPage>;
   /**
-   * A page of callbacks in creation order, for support views and the dashboard. With a durable
+   * A page of callbacks in creation order (`order: 'newest'`: newest first), for support views
+   * and the dashboard; `total: true` also counts every callback the filters match. With a durable
    * store it reads the store, so it sees every callback (from any replica).
    * @throws (rejects) `InvalidArgumentError` for a bad filter, `limit` or `cursor`;
    *   `StoreUnavailableError` if the store cannot be read; `EngineClosedError`.
    * @example
    * ```ts
-   * const page = await engine.list({ anchor: 'order', status: 'progress', limit: 50 });
+   * const page = await engine.list({ anchor: 'order', status: 'progress', order: 'newest', total: true });
+   * console.log(`${page.items.length} of ${page.total}`);
    * for (const cb of page.items) console.log(cb.id, cb.status);
    * ```
    */
