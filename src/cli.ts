@@ -7,7 +7,7 @@
  *   callback-engine demo --crash [--concurrency N]
  *   callback-engine demo --replicas N [--callbacks N] [--concurrency N]
  *   callback-engine ls <db> [--status S] [--anchor A] [--limit N] [--cursor C] [--json]
- *   callback-engine get <db> <id> [--json | --format table|json|text|svg|mermaid]
+ *   callback-engine get <db> <id or short id> [--json | --format table|json|text|svg|mermaid]
  *   callback-engine stats <db> [--json]
  *   callback-engine --version | --help
  *
@@ -26,7 +26,7 @@ const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
        callback-engine demo --crash [--concurrency N]
        callback-engine demo --replicas N [--callbacks N] [--concurrency N]
        callback-engine ls <db> [--status S] [--anchor A] [--limit N] [--cursor C] [--json]
-       callback-engine get <db> <id> [--json | --format table|json|text|svg|mermaid]
+       callback-engine get <db> <id or short id> [--json | --format table|json|text|svg|mermaid]
        callback-engine stats <db> [--json]
        callback-engine --version | --help
 
@@ -43,13 +43,14 @@ const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
             (CBE_NATS, default nats://127.0.0.1:4222) or else over PostgreSQL, send ordered reports round-robin across them, SIGKILL one
             mid-run, print the takeover time and check every acknowledged report was applied
             exactly once and in order (default 400 callbacks × 20 reports)
-  ls        list the callbacks of a SQLite store file (offline, read-only), oldest first, 50 a page
-  get       one callback of a SQLite store file by id: status, data, step error, times, children;
+  ls        list the callbacks of a SQLite store file (read-only), oldest first, 50 a page, each by
+            its short id: the fewest characters of its id (8 or more) no other callback shares
+  get       one callback of a SQLite store file by id or short id: status, data, step error, times, children;
             from its history: --format text (its timeline, one line per entry), svg (its path on the
             lifecycle over its timeline), mermaid (its path), to paste into a ticket
   stats     counts by status and anchor of a SQLite store file
-            (ls/get/stats print a table, or JSON with --json; a file in use by a running engine is
-            locked: read it through that engine's HTTP service instead)
+            (ls/get/stats print a table, or JSON with --json; they read a file a running engine
+            holds, beside it: what it has committed)
 `;
 
 /** The package version, from package.json (two levels up from src/cli.ts and dist/cli.js). */
@@ -80,8 +81,9 @@ export function main(
   io: CliIo = {},
 ): number | Promise<number> {
   let parsed;
-  // A callbackId is base64url and may start with "-": keep such an argument positional.
-  const ID_LIKE = /^-[A-Za-z0-9_-]{21}$/;
+  // A callbackId is base64url and may start with "-": keep such an argument (a whole id, or a
+  // short id of 8 or more characters that does not start like a long option) positional.
+  const ID_LIKE = /^(?:-[A-Za-z0-9_-]{21}|-(?!-)[A-Za-z0-9_-]{7,20})$/;
   const HIDE = '\u0000';
   try {
     parsed = parseArgs({
@@ -210,7 +212,18 @@ async function inspect(
       return 0;
     }
     if (command === 'get') {
-      const cb = store.get(id!);
+      let cb = store.get(id!);
+      // A short id: the start of exactly one callback's id.
+      if (!cb && /^[A-Za-z0-9_-]{4,21}$/.test(id!) && store.startingWith) {
+        const ids = store.startingWith(id!, 6);
+        if (ids.length > 1) {
+          err(
+            `${JSON.stringify(id)} starts ${ids.length > 5 ? 'more than 5' : ids.length} callback ids in ${file} (${ids.slice(0, 5).join(', ')}): give more of it\n`,
+          );
+          return 1;
+        }
+        if (ids.length === 1) cb = store.get(ids[0]!);
+      }
       if (!cb) {
         err(`no callback with id ${JSON.stringify(id)} in ${file}\n`);
         return 1;
@@ -241,7 +254,7 @@ async function inspect(
         page.items.map((c) => {
           const data = JSON.stringify(c.data);
           return [
-            c.id,
+            c.shortId,
             c.anchor,
             c.status,
             c.createdAt,
