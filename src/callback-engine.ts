@@ -19,6 +19,7 @@ import type { Measurement } from './telemetry.js';
 import type {
   AnchorHandle,
   AnchorTypes,
+  NameOf,
   SchemaTypes,
   TypedAnchorOptions,
   TypedStepMap,
@@ -78,22 +79,31 @@ export interface CallbackEngine {
    * ```
    */
   anchor<
+    const N extends string,
     const TData extends StandardSchemaV1 | undefined = undefined,
     const TReports extends ReportSchemas | undefined = undefined,
+    const TReportable extends string = never,
   >(
-    name: string,
-    options?: Omit<AnchorOptions, 'next' | 'data' | 'reports'> & {
+    name: N,
+    options?: Omit<AnchorOptions, 'next' | 'data' | 'reports' | 'reportable'> & {
       data?: TData;
       reports?: TReports;
-      next?: TypedStepMap<SchemaTypes<TData, TReports>>;
+      reportable?: readonly TReportable[];
+      next?: TypedStepMap<SchemaTypes<TData, TReports> & { reportable: TReportable }>;
     },
-  ): AnchorHandle<SchemaTypes<TData, TReports>>;
+  ): AnchorHandle<SchemaTypes<TData, TReports> & { reportable: TReportable }, N>;
   /**
    * Registers an anchor typed by its type argument:
-   * `engine.anchor<{ data: { orderId: number }; reports: { progress: { pct: number } } }>('order', ...)`.
-   * Types only: nothing is checked at run time unless schemas are given too.
+   * `engine.anchor<{ name: 'order'; data: { orderId: number }; reports: { progress: { pct: number } } }>('order', ...)`.
+   * Give `name` (the same as the first argument) so that its tokens are `Token<'order'>`, and
+   * `reportable` (a union of keys) for the creation fields its `reportable` option lists.
+   * Only the creation fields are checked at run time (a report cannot change them unless
+   * reportable); the rest is types only unless schemas are given too.
    */
-  anchor<T extends AnchorTypes>(name: string, options?: TypedAnchorOptions<T>): AnchorHandle<T>;
+  anchor<T extends AnchorTypes>(
+    name: NameOf<T>,
+    options?: TypedAnchorOptions<T>,
+  ): AnchorHandle<T, NameOf<T>>;
   /**
    * Creates a callback at an anchor and runs the anchor's `create` step.
    * @returns the callback, with its token, after the create step settled.
@@ -197,13 +207,15 @@ export interface CallbackEngine {
    */
   history(tokenOrId: string, options?: HistoryOptions): Promise<HistoryPage>;
   /**
-   * A page of callbacks in creation order, for support views and the dashboard. With a durable
+   * A page of callbacks in creation order (`order: 'newest'`: newest first), for support views
+   * and the dashboard; `total: true` also counts every callback the filters match. With a durable
    * store it reads the store, so it sees every callback (from any replica).
    * @throws (rejects) `InvalidArgumentError` for a bad filter, `limit` or `cursor`;
    *   `StoreUnavailableError` if the store cannot be read; `EngineClosedError`.
    * @example
    * ```ts
-   * const page = await engine.list({ anchor: 'order', status: 'progress', limit: 50 });
+   * const page = await engine.list({ anchor: 'order', status: 'progress', order: 'newest', total: true });
+   * console.log(`${page.items.length} of ${page.total}`);
    * for (const cb of page.items) console.log(cb.id, cb.status);
    * ```
    */

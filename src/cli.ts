@@ -4,7 +4,7 @@
  *
  *   callback-engine diagram [--format mermaid|svg|json]
  *   callback-engine ls <db> [--status S] [--anchor A] [--limit N] [--cursor C] [--json]
- *   callback-engine get <db> <id> [--json | --format table|json|text|svg|mermaid]
+ *   callback-engine get <db> <id or short id> [--json | --format table|json|text|svg|mermaid]
  *   callback-engine stats <db> [--json]
  *   callback-engine --version | --help
  *
@@ -22,19 +22,20 @@ import { ACTIVE_STATUSES, TERMINAL_STATUSES } from './lifecycle/statuses.js';
 
 const USAGE = `usage: callback-engine diagram [--format mermaid|svg|json]
        callback-engine ls <db> [--status S] [--anchor A] [--limit N] [--cursor C] [--json]
-       callback-engine get <db> <id> [--json | --format table|json|text|svg|mermaid]
+       callback-engine get <db> <id or short id> [--json | --format table|json|text|svg|mermaid]
        callback-engine stats <db> [--json]
        callback-engine --version | --help
 
   diagram   print the callback lifecycle machine as Mermaid (default), SVG, or JSON: a machine config
             that XState's createMachine() builds and Stately Studio imports (paste it as createMachine(...))
-  ls        list the callbacks of a SQLite store file (offline, read-only), oldest first, 50 a page
-  get       one callback of a SQLite store file by id: status, data, step error, times, children;
+  ls        list the callbacks of a SQLite store file (read-only), oldest first, 50 a page, each by
+            its short id: the fewest characters of its id (8 or more) no other callback shares
+  get       one callback of a SQLite store file by id or short id: status, data, step error, times, children;
             from its history: --format text (its timeline, one line per entry), svg (its path on the
             lifecycle over its timeline), mermaid (its path), to paste into a ticket
   stats     counts by status and anchor of a SQLite store file
-            (ls/get/stats print a table, or JSON with --json; a file in use by a running engine is
-            locked: read it through that engine's HTTP service instead)
+            (ls/get/stats print a table, or JSON with --json; they read a file a running engine
+            holds, beside it: what it has committed)
 
 The demo is not part of the package: run \`npm start\` in a clone of the repository.
 `;
@@ -78,8 +79,9 @@ export function main(
     return 2;
   }
   let parsed;
-  // A callbackId is base64url and may start with "-": keep such an argument positional.
-  const ID_LIKE = /^-[A-Za-z0-9_-]{21}$/;
+  // A callbackId is base64url and may start with "-": keep such an argument (a whole id, or a
+  // short id of 8 or more characters that does not start like a long option) positional.
+  const ID_LIKE = /^(?:-[A-Za-z0-9_-]{21}|-(?!-)[A-Za-z0-9_-]{7,20})$/;
   const HIDE = '\u0000';
   try {
     parsed = parseArgs({
@@ -200,7 +202,18 @@ async function inspect(
       return 0;
     }
     if (command === 'get') {
-      const cb = store.get(id!);
+      let cb = store.get(id!);
+      // A short id: the start of exactly one callback's id.
+      if (!cb && /^[A-Za-z0-9_-]{4,21}$/.test(id!) && store.startingWith) {
+        const ids = store.startingWith(id!, 6);
+        if (ids.length > 1) {
+          err(
+            `${JSON.stringify(id)} starts ${ids.length > 5 ? 'more than 5' : ids.length} callback ids in ${file} (${ids.slice(0, 5).join(', ')}): give more of it\n`,
+          );
+          return 1;
+        }
+        if (ids.length === 1) cb = store.get(ids[0]!);
+      }
       if (!cb) {
         err(`no callback with id ${JSON.stringify(id)} in ${file}\n`);
         return 1;
@@ -231,7 +244,7 @@ async function inspect(
         page.items.map((c) => {
           const data = JSON.stringify(c.data);
           return [
-            c.id,
+            c.shortId,
             c.anchor,
             c.status,
             c.createdAt,

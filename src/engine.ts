@@ -244,7 +244,10 @@ class Engine implements CallbackEngine {
 
   // ---- registration and creation -------------------------------------------------------------
 
-  anchor(name: string, options?: AnchorOptions | TypedAnchorOptions<AnchorTypes>): AnchorHandle {
+  anchor(
+    name: string,
+    options?: AnchorOptions | TypedAnchorOptions<AnchorTypes>,
+  ): AnchorHandle<never, never> {
     this.#assertOpen();
     const anchor = resolveAnchor(name, options as AnchorOptions | undefined, this.#o);
     if (this.#anchors.has(anchor.name))

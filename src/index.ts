@@ -40,20 +40,29 @@ export type {
   StandardSchemaResult,
   StandardSchemaV1,
 } from './schema.js';
+export { typedEngine } from './typed-anchor.js';
 export type {
   AnchorHandle,
   AnchorTypes,
+  AnyAnchorHandle,
   DataInput,
   DataView,
+  NameOf,
+  ReportableOf,
   ReportInput,
   ReportTypes,
   ReportView,
   SchemaTypes,
+  Token,
   TypedAnchorOptions,
+  TypedAnswer,
   TypedCallback,
+  TypedCreateArgs,
   TypedCreateOptions,
+  TypedEngine,
   TypedStepFunction,
   TypedStepMap,
+  TypesOf,
 } from './typed-anchor.js';
 export { workerStep } from './pool/worker-step.js';
 export type { PoolOptions, WorkerStep, WorkerStepInput } from './pool/worker-step.js';

@@ -1,17 +1,28 @@
 /**
- * Typed anchors: `engine.anchor()` returns a handle whose `create({ data })` and `report()` are
- * type-checked, and whose steps see `cb.data` and `cb.report` typed per status. The types come
- * from a type argument (`engine.anchor<{ data: ...; reports: ... }>(...)`) or are inferred from
- * the anchor's Standard Schemas (`data`, `reports`), which also check the data at run time.
+ * Typed anchors: `engine.anchor()` returns a handle whose `create({ data })`, `report()`,
+ * `get()`, `wait()` and `cancel()` are type-checked and typed by the anchor's types, and whose
+ * steps see `cb.data` and `cb.report` typed per status. The types come from a type argument
+ * (`engine.anchor<{ name: 'order'; data: ...; reports: ... }>('order', ...)`) or are inferred
+ * from the anchor's Standard Schemas (`data`, `reports`), which also check the data at run time.
+ *
+ * What the types say about `cb.data` holds at run time: a report cannot change a creation field
+ * (it is refused with `CBE_ERR_INVALID_DATA`) unless the anchor lists it in `reportable`, and
+ * such a field is typed as any JSON value. Tokens carry their anchor's name in their type
+ * (`Token<'order'>`), so a token of one anchor cannot be handed to another's handle, and
+ * {@link typedEngine} gives an engine whose `create()` takes only its declared anchors' names.
  *
  * @module
  */
 
-import type { CallbackData } from './data.js';
+import type { CallbackEngine, WaitOptions } from './callback-engine.js';
+import type { CallbackData, JsonValue } from './data.js';
+import { InvalidArgumentError } from './errors.js';
+import { toError } from './thrown.js';
 import type { CallbackStatus, DispatchStatus, StepKey } from './lifecycle/statuses.js';
 import type { AnchorOptions } from './options/anchor.js';
 import type { CreateOptions } from './options/create.js';
 import type { InferInput, InferOutput, ReportSchemas, StandardSchemaV1 } from './schema.js';
+import { decodeToken } from './token.js';
 import type {
   CallbackAnswer,
   CreatedCallback,
@@ -19,6 +30,18 @@ import type {
   StepOutput,
   WorkerStep,
 } from './types.js';
+
+declare const anchorOf: unique symbol;
+declare const typesOf: unique symbol;
+
+/**
+ * A callback token. `Token<'order'>` is a token of anchor `order`: what a handle's `create()`
+ * returns and what its `report()`, `get()`, `wait()` and `cancel()` take. A plain `string` (a
+ * token read back from a database or a request) is accepted everywhere, but a token typed for
+ * one anchor is a compile error where another anchor's token is expected. Only a type: at run
+ * time a token is the string it always was.
+ */
+export type Token<A extends string = string> = string & { readonly [anchorOf]?: A };
 
 /** Report data types by status, or `'*'` for every status without its own. */
 export type ReportTypes = { [S in DispatchStatus | '*']?: object };
@@ -28,6 +51,13 @@ export type ReportTypes = { [S in DispatchStatus | '*']?: object };
  * `engine.anchor<{ data: { orderId: number }; reports: { progress: { pct: number } } }>('order', ...)`.
  */
 export interface AnchorTypes {
+  /**
+   * The anchor's name, as passed to `engine.anchor()`: its tokens are then `Token<name>`. Without
+   * it, tokens of this anchor are plain `Token` (the name cannot be inferred beside a type argument).
+   */
+  name?: string;
+  /** The creation-data keys the anchor lists in its `reportable` option (a union of names). */
+  reportable?: string;
   /** The creation data as steps see it. */
   data?: object;
   /** Report data as steps see it, by status (or `'*'`). */
@@ -42,9 +72,27 @@ type Loose = Readonly<Record<string, unknown>>;
 /** The empty object type: `Empty extends T` when `T` has no required keys. */
 type Empty = Record<never, never>;
 
-/** What a typed step sees as `cb.data`: the declared creation data, plus whatever else was merged. */
+/** The anchor name in a type argument, or `string`. */
+export type NameOf<T> = T extends { name: infer N extends string } ? N : string;
+
+/** The creation-data keys an anchor's types say reports may change. */
+export type ReportableOf<T> = T extends { reportable?: infer R extends string } ? R : never;
+
+/**
+ * What a typed step sees as `cb.data`: the declared creation data, plus whatever else was merged.
+ * A creation field listed in `reportable` may have been changed by a report: it is typed as any
+ * JSON value (narrow it before use). The others hold at run time: a report that would change one
+ * is refused.
+ */
 export type DataView<T> = T extends { data: infer D extends object }
-  ? Readonly<D> & Loose
+  ? [ReportableOf<T>] extends [never]
+    ? Readonly<D> & Loose
+    : Readonly<
+        Omit<D, ReportableOf<T>> & {
+          [K in keyof D & ReportableOf<T>]: D[K] | JsonValue | undefined;
+        }
+      > &
+        Loose
   : CallbackData;
 
 /** The creation data `create()` takes. */
@@ -93,9 +141,14 @@ export type TypedStepMap<T> = {
 };
 
 /** Anchor options with typed steps. */
-export type TypedAnchorOptions<T> = Omit<AnchorOptions, 'next'> & {
+export type TypedAnchorOptions<T> = Omit<AnchorOptions, 'next' | 'reportable'> & {
   /** Steps by status (spec 6), typed by the anchor's data types. */
   next?: TypedStepMap<T>;
+  /**
+   * Creation-data keys reports may change: only those the type argument's `reportable` names
+   * (so the types of `cb.data` stay true). See {@link AnchorOptions.reportable}.
+   */
+  reportable?: readonly ReportableOf<T>[];
 };
 
 /** The anchor types a pair of schemas describe. */
@@ -124,57 +177,181 @@ export type SchemaTypes<
 export type TypedCreateOptions<T> = Omit<CreateOptions, 'data'> &
   (Empty extends DataInput<T> ? { data?: DataInput<T> } : { data: DataInput<T> });
 
-/** A created callback through a typed handle. */
-export type TypedCallback<T> = Omit<CreatedCallback, 'data'> & {
+/** The arguments of a typed `create()`: the options, required when the data has required keys. */
+export type TypedCreateArgs<T> =
+  Empty extends DataInput<T> ? [options?: TypedCreateOptions<T>] : [options: TypedCreateOptions<T>];
+
+/** A created callback through a typed handle: its token typed by its anchor, its data by its types. */
+export type TypedCallback<T, N extends string = string> = Omit<
+  CreatedCallback,
+  'data' | 'token'
+> & {
+  readonly token: Token<N>;
   readonly data: DataView<T>;
 };
 
+/** What every typed answer has. */
+type TypedAnswerBase<N extends string> = Omit<CallbackAnswer, 'status' | 'token' | 'data'> & {
+  readonly token: Token<N>;
+};
+
 /**
- * What `engine.anchor()` returns: the anchor's name, and typed ways to create its callbacks and
- * report to them. The string-name API (`engine.create('order', ...)`) keeps working.
+ * An answer about a callback of a typed anchor: while the callback is known, `data` is typed by
+ * the anchor's types; a `notFound` answer (an unknown, forged or removed token) has no data.
+ * Narrow on `status` before reading `data`.
  */
-export interface AnchorHandle<T = AnchorTypes> {
+export type TypedAnswer<T, N extends string = string> =
+  | (TypedAnswerBase<N> & { readonly status: CallbackStatus; readonly data: DataView<T> })
+  | (TypedAnswerBase<N> & {
+      readonly status: 'notFound';
+      readonly data: { readonly [key: string]: never };
+    });
+
+/**
+ * What `engine.anchor()` returns: the anchor's name, and typed ways to create its callbacks,
+ * report to them and read them. The string-name API (`engine.create('order', ...)`) keeps working.
+ * Every method taking a token refuses a token of another anchor: at compile time when the token
+ * is typed (`Token<'payment'>`), at run time (`InvalidArgumentError`) when it is a plain string.
+ */
+export interface AnchorHandle<T = AnchorTypes, N extends string = string> {
   /** The anchor's name. */
-  readonly name: string;
+  readonly name: N;
+  /** Only a type (never set): the anchor's types, for {@link TypedEngine}. */
+  readonly [typesOf]?: T;
   /** Like `engine.create(name, options)`, with `options.data` type-checked. */
-  create(
-    ...args: Empty extends DataInput<T>
-      ? [options?: TypedCreateOptions<T>]
-      : [options: TypedCreateOptions<T>]
-  ): Promise<TypedCallback<T>>;
+  create(...args: TypedCreateArgs<T>): Promise<TypedCallback<T, N>>;
   /** Dispatches a report to a callback of this anchor, with its data type-checked for `status`. */
   report<S extends DispatchStatus>(
-    token: string,
+    token: Token<N>,
     status: S,
     ...data: Empty extends ReportInput<T, S>
       ? [data?: ReportInput<T, S>]
       : [data: ReportInput<T, S>]
-  ): Promise<CallbackAnswer>;
+  ): Promise<TypedAnswer<T, N>>;
+  /** Like `engine.get(token)`, typed. */
+  get(token: Token<N>): Promise<TypedAnswer<T, N>>;
+  /** Like `engine.wait(token, options)`, typed: the final answer once the callback is terminal. */
+  wait(token: Token<N>, options?: WaitOptions): Promise<TypedAnswer<T, N>>;
+  /** Like `engine.cancel(token, data)`, typed. */
+  cancel(token: Token<N>, data?: Record<string, unknown>): Promise<TypedAnswer<T, N>>;
+}
+
+/** Any anchor handle (the constraint of {@link TypedEngine}). */
+export interface AnyAnchorHandle {
+  readonly name: string;
+  readonly [typesOf]?: unknown;
+}
+
+/** The types of the handle named `N` among the handles `H`. */
+export type TypesOf<H extends AnyAnchorHandle, N extends string> = H extends {
+  readonly name: N;
+  readonly [typesOf]?: infer T;
+}
+  ? T
+  : never;
+
+/**
+ * An engine whose anchors are declared through handles (see {@link typedEngine}): `create()`
+ * takes only their names (a typo is a compile error) and checks the data by the anchor's types;
+ * `get()`, `wait()` and `cancel()` answer typed by the token's anchor. Everything else is the
+ * engine's own.
+ */
+export interface TypedEngine<H extends AnyAnchorHandle> extends Omit<
+  CallbackEngine,
+  'create' | 'get' | 'wait' | 'cancel'
+> {
+  /** Like {@link CallbackEngine.create}, for a declared anchor. */
+  create<N extends H['name']>(
+    anchor: N,
+    ...args: TypedCreateArgs<TypesOf<H, N>>
+  ): Promise<TypedCallback<TypesOf<H, N>, N>>;
+  /** Like {@link CallbackEngine.get}, typed by the token's anchor. */
+  get<N extends H['name']>(token: Token<N>): Promise<TypedAnswer<TypesOf<H, N>, N>>;
+  /** Like {@link CallbackEngine.wait}, typed by the token's anchor. */
+  wait<N extends H['name']>(
+    token: Token<N>,
+    options?: WaitOptions,
+  ): Promise<TypedAnswer<TypesOf<H, N>, N>>;
+  /** Like {@link CallbackEngine.cancel}, typed by the token's anchor. */
+  cancel<N extends H['name']>(
+    token: Token<N>,
+    data?: Record<string, unknown>,
+  ): Promise<TypedAnswer<TypesOf<H, N>, N>>;
 }
 
 /** What a handle needs from the engine. */
-interface HandleHost {
-  create(anchor: string, options?: CreateOptions): Promise<CreatedCallback>;
-  dispatch(message: {
-    type: 'CALLBACK';
-    callbackToken: string;
-    callbackStatus: DispatchStatus;
-    callbackData?: Record<string, unknown>;
-  }): Promise<CallbackAnswer>;
+type HandleHost = Pick<CallbackEngine, 'create' | 'dispatch' | 'get' | 'wait' | 'cancel'>;
+
+/** The engine each handle was made by. */
+const hostOf = new WeakMap<object, HandleHost>();
+
+/** Refuses a token that names another anchor (a plain string: the types could not). */
+function checkAnchor(name: string, token: string): string {
+  const fields = decodeToken(token);
+  if (fields !== undefined && fields.anchor !== name)
+    throw new InvalidArgumentError(
+      `the handle of anchor ${JSON.stringify(name)} was given a token of anchor ${JSON.stringify(fields.anchor.slice(0, 100))}`,
+    );
+  return token;
 }
 
 /** The handle of anchor `name` (frozen; holds nothing but the name). */
-export function anchorHandle(engine: HandleHost, name: string): AnchorHandle {
-  return Object.freeze({
+export function anchorHandle(engine: HandleHost, name: string): AnchorHandle<never, never> {
+  const guard = <R>(token: string, run: (token: string) => Promise<R>): Promise<R> => {
+    try {
+      return run(checkAnchor(name, token));
+    } catch (err) {
+      return Promise.reject(toError(err));
+    }
+  };
+  const handle = Object.freeze({
     name,
-    create: (options?: CreateOptions) =>
-      engine.create(name, options) as Promise<TypedCallback<AnchorTypes>>,
+    create: (options?: CreateOptions) => engine.create(name, options),
     report: (token: string, status: DispatchStatus, data?: object) =>
-      engine.dispatch({
-        type: 'CALLBACK',
-        callbackToken: token,
-        callbackStatus: status,
-        ...(data === undefined ? {} : { callbackData: data as Record<string, unknown> }),
-      }),
-  }) as AnchorHandle;
+      guard(token, (t) =>
+        engine.dispatch({
+          type: 'CALLBACK',
+          callbackToken: t,
+          callbackStatus: status,
+          ...(data === undefined ? {} : { callbackData: data as Record<string, unknown> }),
+        }),
+      ),
+    get: (token: string) => guard(token, (t) => engine.get(t)),
+    wait: (token: string, options?: WaitOptions) => guard(token, (t) => engine.wait(t, options)),
+    cancel: (token: string, data?: Record<string, unknown>) =>
+      guard(token, (t) => engine.cancel(t, data)),
+  });
+  hostOf.set(handle, engine);
+  return handle as unknown as AnchorHandle<never, never>;
+}
+
+/**
+ * The engine typed by the handles of its anchors: `create()` takes only their names (a typo is a
+ * compile error) and every answer is typed by its anchor's types. It is the same engine object:
+ * nothing is wrapped.
+ * @param engine - the engine the handles were made by.
+ * @param handles - what `engine.anchor()` returned for each anchor to declare.
+ * @returns `engine`, typed.
+ * @throws `InvalidArgumentError` for a handle another engine made (or not a handle).
+ * @example
+ * ```ts
+ * const base = createCallbackEngine({ secrets: [secret] });
+ * const order = base.anchor('order', { data: z.object({ orderId: z.number() }) });
+ * const payment = base.anchor('payment');
+ * const engine = typedEngine(base, order, payment);
+ * const cb = await engine.create('order', { data: { orderId: 1 } }); // engine.create('ordr') does not compile
+ * const answer = await engine.wait(cb.token); // typed by order's types
+ * ```
+ */
+export function typedEngine<const H extends readonly AnyAnchorHandle[]>(
+  engine: CallbackEngine,
+  ...handles: H
+): TypedEngine<H[number]> {
+  for (const [i, h] of handles.entries()) {
+    if (typeof h !== 'object' || h === null || hostOf.get(h) !== engine)
+      throw new InvalidArgumentError(
+        `typedEngine() handles[${i}] is not the handle of an anchor of this engine (pass what engine.anchor() returned)`,
+      );
+  }
+  return engine as unknown as TypedEngine<H[number]>;
 }

@@ -348,4 +348,6 @@ export interface ListPage {
   readonly items: readonly ListedCallback[];
   /** Pass it back to get the next page; absent on the last page. */
   readonly cursor?: string;
+  /** With `list({ total: true })`: how many callbacks the filters match on all pages. */
+  readonly total?: number;
 }

@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../src/cli.js';
 import { createCallbackEngine, createSimulatedClock } from '../src/index.js';
@@ -67,12 +68,19 @@ beforeAll(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('callback-engine ls|get|stats <db>', () => {
-  it('ls prints a table of every callback, oldest first, and never a token', async () => {
+  it('ls prints a table of every callback by short id, oldest first, and never a token', async () => {
     const { code, out } = await cli('ls', file);
     expect(code).toBe(0);
     const lines = out.trim().split('\n');
     expect(lines[0]).toMatch(/^id\s+anchor\s+status\s+created\s+deadline\s+tags\s+data$/);
-    expect(lines.slice(1, -1).map((l) => l.split(/\s+/)[0])).toEqual(ids);
+    // Each row names its callback by the start of its id: 8 characters here (no two ids share
+    // that many), each the start of its own id and of no other.
+    const shown = lines.slice(1, -1).map((l) => l.split(/\s+/)[0]!);
+    expect(shown.map((s) => s.length)).toEqual(ids.map(() => 8));
+    shown.forEach((s, i) => {
+      expect(ids[i]!.startsWith(s)).toBe(true);
+      expect(ids.filter((id) => id.startsWith(s))).toEqual([ids[i]]);
+    });
     expect(lines.at(-1)).toBe('(7 callbacks)');
     expect(out).toContain('{"box":"a","weight":3}');
     expect(out).not.toContain(parentToken);
@@ -167,7 +175,7 @@ describe('callback-engine ls|get|stats <db>', () => {
       const cb = await engine.create('job', { data: { n: 1 } });
       const r = await cli('ls', held);
       expect(r.code).toBe(0);
-      expect(r.out).toContain(cb.id);
+      expect(r.out).toContain(cb.id.slice(0, 8));
       await engine.dispatch({ type: 'CALLBACK', callbackToken: cb.token, callbackStatus: 'start' });
       const got = await cli('get', held, cb.id);
       expect(got.code).toBe(0);
@@ -205,6 +213,50 @@ describe('callback-engine ls|get|stats <db>', () => {
   });
 });
 
+describe('short ids', () => {
+  it('shows as many characters as tell a callback from its neighbours; get takes them, and refuses an ambiguous one', async () => {
+    const path = join(dir, 'short.db');
+    const engine = createCallbackEngine({
+      node: 'cli',
+      secrets: [SECRET],
+      store: sqliteStore({ path }),
+    });
+    engine.anchor('job');
+    const a = await engine.create('job', { data: { n: 1 } });
+    const b = await engine.create('job', { data: { n: 2 } });
+    await engine.close();
+    // A third row whose id shares its first 11 characters with a's (random ids almost never do).
+    const twin = `${a.id.slice(0, 11)}${a.id[11] === 'x' ? 'y' : 'x'}${'0'.repeat(10)}`;
+    const db = new Database(path);
+    db.prepare(
+      `INSERT INTO callbacks (id, seq, anchor, status, due_at, idem_key, corr_key, parent_id, head, owed, meta)
+       SELECT ?, seq + 100, anchor, status, NULL, NULL, NULL, NULL, 0, NULL, meta FROM callbacks WHERE id = ?`,
+    ).run(twin, b.id);
+    db.close();
+
+    const listed = JSON.parse((await cli('ls', path, '--json')).out) as {
+      items: { id: string; shortId: string }[];
+    };
+    const short = Object.fromEntries(listed.items.map((c) => [c.id, c.shortId]));
+    expect(short[a.id]).toBe(a.id.slice(0, 12));
+    expect(short[twin]).toBe(twin.slice(0, 12));
+    expect(short[b.id]).toBe(b.id.slice(0, 8));
+    const table = (await cli('ls', path)).out;
+    expect(table).toMatch(new RegExp(`^${a.id.slice(0, 12)}\\s+job`, 'm'));
+
+    // get by short id, by any unique start of 4 or more characters, and by the whole id.
+    expect((await cli('get', path, short[a.id]!, '--json')).out).toContain(`"id": "${a.id}"`);
+    expect((await cli('get', path, b.id.slice(0, 5), '--json')).out).toContain(`"id": "${b.id}"`);
+    expect((await cli('get', path, a.id)).code).toBe(0);
+    const ambiguous = await cli('get', path, a.id.slice(0, 9));
+    expect(ambiguous.code).toBe(1);
+    expect(ambiguous.err).toBe(
+      `"${a.id.slice(0, 9)}" starts 2 callback ids in ${path} (${[a.id, twin].sort().join(', ')}): give more of it\n`,
+    );
+    expect((await cli('get', path, 'zzzz')).err).toBe(`no callback with id "zzzz" in ${path}\n`);
+  });
+});
+
 describe('callback-engine --version and --help', () => {
   it('--version prints the package version; --help lists every command', async () => {
     const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -213,7 +265,13 @@ describe('callback-engine --version and --help', () => {
     expect(await cli('--version')).toEqual({ code: 0, out: `${pkg.version}\n`, err: '' });
     const help = await cli('--help');
     expect(help.code).toBe(0);
-    for (const cmd of ['diagram', 'ls <db>', 'get <db> <id>', 'stats <db>', '--version'])
+    for (const cmd of [
+      'diagram',
+      'ls <db>',
+      'get <db> <id or short id>',
+      'stats <db>',
+      '--version',
+    ])
       expect(help.out).toContain(`callback-engine ${cmd}`);
     expect(help.out).not.toContain('callback-engine demo');
   });

@@ -49,7 +49,7 @@ async function json(res: Response): Promise<Record<string, unknown>> {
 }
 
 describe('dashboard API: the list', () => {
-  it('pages by cursor and filters by anchor and status', async () => {
+  it('pages by cursor, newest first with the total, and filters by anchor, status and tag', async () => {
     const { engine, base } = await start();
     const pays: CreatedCallback[] = [];
     for (let i = 0; i < 7; i++) pays.push(await engine.create('pay', { tags: ['t'] }));
@@ -67,6 +67,7 @@ describe('dashboard API: the list', () => {
       );
       expect(res.status).toBe(200);
       const page = await json(res);
+      expect(page.total).toBe(7);
       const items = page.items as { id: string; anchor: string; tags: string[] }[];
       for (const c of items) {
         expect(c.anchor).toBe('pay');
@@ -77,24 +78,32 @@ describe('dashboard API: the list', () => {
       pages++;
     }
     expect(pages).toBe(3);
-    expect(seen).toEqual(pays.map((p) => p.id));
+    expect(seen).toEqual(pays.map((p) => p.id).reverse());
+    const oldest = await json(
+      await fetch(`${base}/dashboard/api/callbacks?anchor=pay&order=oldest&limit=2`),
+    );
+    expect((oldest.items as { id: string }[]).map((c) => c.id)).toEqual([pays[0]!.id, pays[1]!.id]);
+    await engine.create('ocr', { tags: ['rush'] });
+    const rush = await json(await fetch(`${base}/dashboard/api/callbacks?tag=rush`));
+    expect(rush).toMatchObject({ total: 1, items: [{ anchor: 'ocr', tags: ['rush'] }] });
 
     const started = await json(
       await fetch(`${base}/dashboard/api/callbacks?anchor=pay&status=start`),
     );
     expect((started.items as { id: string }[]).map((c) => c.id)).toEqual([
-      pays[1]!.id,
       pays[4]!.id,
+      pays[1]!.id,
     ]);
+    expect(started.total).toBe(2);
     expect(started.cursor).toBeNull();
     const ended = await json(await fetch(`${base}/dashboard/api/callbacks?status=start,cancel`));
     expect((ended.items as { status: string }[]).map((c) => c.status)).toEqual([
-      'start',
-      'start',
       'cancel',
+      'start',
+      'start',
     ]);
     const ocr = await json(await fetch(`${base}/dashboard/api/callbacks?anchor=ocr`));
-    expect(ocr.items).toHaveLength(3);
+    expect(ocr.items).toHaveLength(4);
   });
 
   it('refuses a bad status, limit or cursor with 400 and the value', async () => {
@@ -108,7 +117,48 @@ describe('dashboard API: the list', () => {
     expect(await bad('limit=0')).toBe('limit must be an integer from 1 to 200 (got "0")');
     expect(await bad('limit=abc')).toContain('(got "abc")');
     expect(await bad('cursor=%21%21')).toContain('options.cursor is not a cursor');
+    expect(await bad('order=up')).toBe('order must be newest or oldest (got "up")');
     expect((await fetch(`${base}/dashboard/api/callbacks`, { method: 'POST' })).status).toBe(405);
+  });
+});
+
+describe('dashboard API: find', () => {
+  it('finds a callback by token, id or correlation key (the value alone or key=value), else a tag', async () => {
+    const { engine, base } = await start();
+    engine.anchor('order', { correlate: ['orderId'] });
+    engine.anchor('pair', { correlate: ['region', 'orderId'] });
+    const a = await engine.create('order', { data: { orderId: 'A-42' }, tags: ['eu'] });
+    const n = await engine.create('order', { data: { orderId: 77 } });
+    const p = await engine.create('pair', { data: { region: 'eu', orderId: 'B-7' } });
+    await engine.create('pay', { tags: ['eu'] });
+    const find = async (q: string) => {
+      const res = await fetch(`${base}/dashboard/api/find?q=${encodeURIComponent(q)}`);
+      return { status: res.status, body: await json(res) };
+    };
+    expect(await find(a.token)).toEqual({ status: 200, body: { by: 'token', id: a.id } });
+    expect(await find(` ${a.id} `)).toEqual({ status: 200, body: { by: 'id', id: a.id } });
+    expect(await find('A-42')).toEqual({ status: 200, body: { by: 'correlation', id: a.id } });
+    // A number in the creation data is found by its text.
+    expect(await find('77')).toEqual({ status: 200, body: { by: 'correlation', id: n.id } });
+    expect(await find('region=eu&orderId=B-7')).toEqual({
+      status: 200,
+      body: { by: 'correlation', id: p.id },
+    });
+    expect(await find('eu')).toEqual({ status: 200, body: { by: 'tag', tag: 'eu', total: 2 } });
+    // Another callback's token with this one's id does not name it: not its token.
+    const other = await find(n.token.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')));
+    expect(other.status).toBe(404);
+    const none = await find('nothing');
+    expect(none).toEqual({
+      status: 404,
+      body: {
+        code: 'CBE_ERR_NOT_FOUND',
+        message:
+          'no callback has this id, token or correlation key, and no callback carries this tag',
+      },
+    });
+    expect((await find('')).status).toBe(400);
+    expect((await fetch(`${base}/dashboard/api/find?q=x`, { method: 'POST' })).status).toBe(405);
   });
 });
 

@@ -8,11 +8,13 @@ afterEach(() => engine.close());
 describe('data (spec 8)', () => {
   it('is createData shallow-merged with every report, later keys winning', async () => {
     ({ engine } = makeEngine());
-    engine.anchor('job');
+    // Reports may change these creation fields: the anchor lists them as reportable.
+    engine.anchor('job', { reportable: ['a', 'nested'] });
     const cb = await engine.create('job', { data: { a: 1, nested: { x: 1, y: 2 } } });
     await engine.dispatch(report(cb.token, 'accept', { b: 2, a: 10 }));
     await engine.dispatch(report(cb.token, 'progress', { nested: { x: 5 } }));
-    expect((await engine.get(cb.token)).data).toEqual({ a: 10, b: 2, nested: { x: 5 } });
+    await engine.dispatch(report(cb.token, 'progress', { b: 3 }));
+    expect((await engine.get(cb.token)).data).toEqual({ a: 10, b: 3, nested: { x: 5 } });
   });
 
   it('refuses what JSON would silently change, naming the path; nested forbidden keys are dropped', async () => {

@@ -31,8 +31,8 @@ describe('recovery from the SQLite store (issue 10 item 7)', () => {
     const clock = createSimulatedClock();
     let engine = engineOn(path, clock);
     await engine.ready();
-    const a = await engine.create('job', { data: { base: 1, over: 'create' } });
-    await engine.dispatch(report(a.token, 'accept'));
+    const a = await engine.create('job', { data: { base: 1 } });
+    await engine.dispatch(report(a.token, 'accept', { over: 'accept' }));
     await engine.dispatch(report(a.token, 'progress', { x: 1, over: 'progress' }));
     await engine.dispatch(report(a.token, 'progress', { y: 2 }));
     const b = await engine.create('job', { data: { b: true } });
@@ -48,6 +48,11 @@ describe('recovery from the SQLite store (issue 10 item 7)', () => {
     expect(await engine.get(c.token)).toMatchObject({ status: 'start', data: { started: 'yes' } });
     expect(await engine.exists(a.token)).toBe('exists');
 
+    // Its creation fields are still its own: a report that would change one is refused.
+    await expect(engine.deliver(report(a.token, 'progress', { base: 2 }))).rejects.toMatchObject({
+      code: 'CBE_ERR_INVALID_DATA',
+      issues: [{ path: ['base'] }],
+    });
     // The tokens minted before the restart still verify: reports apply and merge.
     const r = await engine.deliver(report(a.token, 'progress', { z: 3 }));
     expect(r.outcome).toBe('applied');

@@ -60,6 +60,7 @@ describe('OpenTelemetry traces (in-memory exporter)', () => {
       'callback.reported_status': 'progress',
       'callback.status': 'progress',
       'callback.outcome': 'applied',
+      'callback.id': cb.id,
     });
     const steps = spans('callback.step');
     const progress = steps.find((s) => s.attributes['callback.step_status'] === 'progress')!;
@@ -109,6 +110,31 @@ describe('OpenTelemetry traces (in-memory exporter)', () => {
     const [dispatch] = spans('callback.dispatch');
     expect(dispatch!.spanContext().traceId).toBe(TRACE_ID);
     expect(parentOf(dispatch!)).toBe(PARENT_ID);
+    expect(dispatch!.attributes).toMatchObject({ 'callback.id': cb.id, 'callback.anchor': 'ship' });
+  });
+
+  it('a dispatch span names its callback only when the token verified', async () => {
+    const { engine } = await fx.start((e) => e.anchor('job'));
+    const cb = await engine.create('job', { data: { orderId: 1 } });
+    await engine.dispatch(report(cb.token, 'accept'));
+    const forged = `${cb.token.slice(0, -2)}AA`;
+    expect((await engine.dispatch(report(forged, 'accept'))).status).toBe('notFound');
+    // Refused before anything was applied (a creation field): the span ends in error.
+    await expect(engine.dispatch(report(cb.token, 'start', { orderId: 2 }))).rejects.toMatchObject({
+      code: 'CBE_ERR_INVALID_DATA',
+    });
+    const [applied, notFound, refused] = spans('callback.dispatch');
+    expect(applied!.attributes).toMatchObject({
+      'callback.id': cb.id,
+      'callback.outcome': 'applied',
+    });
+    expect(notFound!.attributes).toMatchObject({
+      'callback.anchor': '(unknown)',
+      'callback.outcome': 'notFound',
+    });
+    expect(notFound!.attributes['callback.id']).toBeUndefined();
+    expect(refused!.status.code).toBe(2);
+    expect(refused!.attributes['callback.outcome']).toBe('error');
   });
 
   it('a report relayed to its origin carries the trace: the origin’s dispatch span is a child of the relay’s', async () => {

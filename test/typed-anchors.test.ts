@@ -4,8 +4,12 @@ import { z } from 'zod';
 import {
   InvalidArgumentError,
   InvalidDataError,
+  typedEngine,
+  UnknownAnchorError,
   type CallbackData,
+  type JsonValue,
   type StandardSchemaV1,
+  type Token,
 } from '../src/index.js';
 import { flush, makeEngine, rejection, report } from './helpers/engine.js';
 import { jsonOf, serviceFixture } from './helpers/http.js';
@@ -344,5 +348,217 @@ describe('schema options', () => {
     }
     expect(err).toBeInstanceOf(InvalidArgumentError);
     expect((err as Error).message).toBe(message);
+  });
+});
+
+describe('a report cannot change a creation field (what cb.data says holds at run time)', () => {
+  const fx = serviceFixture();
+
+  it('refuses an HTTP report carrying orderId: "DROP TABLE" on a typed creation field, applying nothing', async () => {
+    const seen: number[] = [];
+    let order!: ReturnType<typeof typed>;
+    const typed = (e: Parameters<Parameters<typeof fx.start>[0]>[0]) =>
+      e.anchor<{
+        name: 'order';
+        data: { orderId: number };
+        reports: { complete: { receipt: string } };
+      }>('order', {
+        next: {
+          complete: (cb) => {
+            expectTypeOf(cb.data.orderId).toEqualTypeOf<number>();
+            seen.push(cb.data.orderId);
+          },
+        },
+      });
+    const { engine, url } = await fx.start((e) => {
+      order = typed(e);
+    });
+    const cb = await order.create({ data: { orderId: 41 } });
+    const post = (body: unknown) =>
+      fetch(`${url}/callbacks/${cb.token}/complete`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const r = await post({ receipt: 'r-1', orderId: 'DROP TABLE' });
+    expect(r.status).toBe(400);
+    const body = await jsonOf(r);
+    expect(body.code).toBe('CBE_ERR_INVALID_DATA');
+    expect(body.issues).toEqual([{ path: ['orderId'], message: expect.any(String) as string }]);
+    // Nothing applied: still in create, orderId still the number, no step ran.
+    expect(await engine.get(cb.token)).toMatchObject({ status: 'create', data: { orderId: 41 } });
+    expect(seen).toEqual([]);
+    // An outside party echoing the same value back is fine.
+    const ok = await post({ receipt: 'r-1', orderId: 41 });
+    expect(ok.status).toBe(200);
+    expect(seen).toEqual([41]);
+    expect((await engine.get(cb.token)).data).toEqual({ orderId: 41, receipt: 'r-1' });
+  });
+
+  it('refuses it through dispatch and cancel too (one issue per field), and the same value as a string', async () => {
+    const { engine } = makeEngine();
+    engine.anchor('order');
+    const cb = await engine.create('order', { data: { orderId: 7, meta: { a: [1, 2] } } });
+    const err = (await rejection(
+      engine.dispatch(report(cb.token, 'progress', { orderId: '7', meta: { a: [1] }, pct: 5 })),
+    )) as InvalidDataError;
+    expect(err).toBeInstanceOf(InvalidDataError);
+    expect(err.issues!.map((i) => i.path)).toEqual([['orderId'], ['meta']]);
+    expect(err.message).toBe('callbackData may not change the creation fields "orderId", "meta"');
+    // An equal nested value (keys in another order) changes nothing: applied.
+    const same = await engine.dispatch(
+      report(cb.token, 'progress', { meta: { a: [1, 2] }, pct: 6 }),
+    );
+    expect(same).toMatchObject({ status: 'progress', data: { orderId: 7, pct: 6 } });
+    await expect(engine.cancel(cb.token, { orderId: 8 })).rejects.toBeInstanceOf(InvalidDataError);
+    expect((await engine.get(cb.token)).status).toBe('progress');
+    const events: string[] = [];
+    engine.subscribe((e) => {
+      if (e.type === 'rejected') events.push(e.reason ?? '');
+    });
+    await rejection(engine.dispatch(report(cb.token, 'progress', { orderId: null })));
+    expect(events).toEqual(['callbackData may not change the creation field "orderId"']);
+    // A terminal callback applies nothing anyway: the report is answered as before (conflict).
+    await engine.dispatch(report(cb.token, 'complete'));
+    const after = await engine.deliver(report(cb.token, 'error', { orderId: 9 }));
+    expect(after.outcome).toBe('conflict');
+    await engine.close();
+  });
+
+  it('lets a report change a field the anchor lists as reportable, typed as any JSON value', async () => {
+    const { engine } = makeEngine();
+    const notes: unknown[] = [];
+    const memo = engine.anchor<{
+      name: 'memo';
+      data: { orderId: number; note: string };
+      reportable: 'note';
+    }>('memo', {
+      reportable: ['note'],
+      next: {
+        progress: (cb) => {
+          expectTypeOf(cb.data.orderId).toEqualTypeOf<number>();
+          expectTypeOf(cb.data.note).toEqualTypeOf<JsonValue | undefined>();
+          notes.push(cb.data.note);
+        },
+      },
+    });
+    const cb = await memo.create({ data: { orderId: 1, note: 'first' } });
+    await memo.report(cb.token, 'progress', { note: { changed: true } });
+    expect(notes).toEqual([{ changed: true }]);
+    await expect(memo.report(cb.token, 'progress', { orderId: 2 })).rejects.toMatchObject({
+      code: 'CBE_ERR_INVALID_DATA',
+    });
+    expect(() =>
+      // @ts-expect-error orderId is not reportable in the type argument: the option may not list it
+      engine.anchor<{ data: { orderId: number } }>('x', { reportable: ['orderId'] }),
+    ).not.toThrow();
+    // With schemas the option's keys are inferred, and so is what steps see.
+    engine.anchor('schemed', {
+      data: z.object({ a: z.number(), b: z.string() }),
+      reportable: ['b'],
+      next: {
+        progress: (cb) => {
+          expectTypeOf(cb.data.a).toEqualTypeOf<number>();
+          expectTypeOf(cb.data.b).toEqualTypeOf<JsonValue | undefined>();
+        },
+      },
+    });
+    expect(() => engine.anchor('bad', { reportable: 'note' as never })).toThrow(
+      'anchor "bad" options.reportable must be an array of creation-data keys (got "note")',
+    );
+    await engine.close();
+  });
+});
+
+describe('tokens carry their anchor; a typed engine knows its anchors; answers are typed', () => {
+  function setup() {
+    const { engine } = makeEngine();
+    const order = engine.anchor('order', {
+      data: z.object({ orderId: z.number() }),
+      reports: { progress: z.object({ pct: z.number() }) },
+    });
+    const payment = engine.anchor<{ name: 'payment'; data: { amount: number } }>('payment');
+    return { engine, order, payment };
+  }
+
+  it("types a handle's tokens Token<'order'> and refuses another anchor's token, typed or plain", async () => {
+    const { engine, order, payment } = setup();
+    expectTypeOf(order.name).toEqualTypeOf<'order'>();
+    const o = await order.create({ data: { orderId: 1 } });
+    const p = await payment.create({ data: { amount: 5 } });
+    expectTypeOf(o.token).toEqualTypeOf<Token<'order'>>();
+    expectTypeOf(p.token).toEqualTypeOf<Token<'payment'>>();
+    // @ts-expect-error a payment token is not an order token
+    const wrong = await rejection(order.report(p.token, 'progress', { pct: 1 }));
+    expect(wrong).toBeInstanceOf(InvalidArgumentError);
+    expect(wrong.message).toBe(
+      'the handle of anchor "order" was given a token of anchor "payment"',
+    );
+    // A plain string (read back from a database) compiles; its anchor is checked at run time.
+    const plain: string = p.token;
+    await expect(order.get(plain)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(order.cancel(plain)).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect((await engine.get(p.token)).status).toBe('create');
+    // @ts-expect-error the name must be the type argument's
+    expect(() => engine.anchor<{ name: 'ship' }>('shipp')).not.toThrow();
+    await engine.close();
+  });
+
+  it('answers through a handle typed by its anchor: data only once status is not notFound', async () => {
+    const { engine, order } = setup();
+    const o = await order.create({ data: { orderId: 3 } });
+    const a = await order.report(o.token, 'progress', { pct: 10 });
+    if (a.status === 'notFound') throw new Error('unexpected');
+    expectTypeOf(a.data.orderId).toEqualTypeOf<number>();
+    expectTypeOf(a.token).toEqualTypeOf<Token<'order'>>();
+    expect(a.data.orderId).toBe(3);
+    const forged = `${o.token.slice(0, -2)}AA` as Token<'order'>;
+    const missing = await order.get(forged);
+    expect(missing.status).toBe('notFound');
+    if (missing.status === 'notFound') {
+      expectTypeOf(missing.data).toEqualTypeOf<{ readonly [key: string]: never }>();
+      expect(missing.data).toEqual({});
+    }
+    const ended = order.wait(o.token);
+    await order.cancel(o.token);
+    const final = await ended;
+    expect(final.status).toBe('cancel');
+    if (final.status !== 'notFound') expectTypeOf(final.data.orderId).toEqualTypeOf<number>();
+    await engine.close();
+  });
+
+  it('typedEngine(): create() takes only declared names (a typo does not compile) and answers typed', async () => {
+    const { engine, order, payment } = setup();
+    const app = typedEngine(engine, order, payment);
+    expect(app).toBe(engine);
+    const p = await app.create('payment', { data: { amount: 5 } });
+    expectTypeOf(p.token).toEqualTypeOf<Token<'payment'>>();
+    expectTypeOf(p.data.amount).toEqualTypeOf<number>();
+    // @ts-expect-error "paymnet" is not a declared anchor
+    const typo = await rejection(app.create('paymnet', { data: { amount: 1 } }));
+    expect(typo).toBeInstanceOf(UnknownAnchorError);
+    // @ts-expect-error amount must be a number
+    void app.create('payment', { data: { amount: 'five' } }).catch(() => {});
+    // @ts-expect-error order needs its data
+    void app.create('order').catch(() => {});
+    const got = await app.get(p.token);
+    if (got.status !== 'notFound') {
+      expectTypeOf(got.data.amount).toEqualTypeOf<number>();
+      expect(got.data.amount).toBe(5);
+    }
+    const o = await app.create('order', { data: { orderId: 9 } });
+    const cancelled = await app.cancel(o.token);
+    if (cancelled.status !== 'notFound')
+      expectTypeOf(cancelled.data.orderId).toEqualTypeOf<number>();
+    // The rest of the engine is there, untyped as before.
+    expect((await app.dispatch(report(p.token, 'start'))).status).toBe('start');
+    // Handles of another engine (or anything else) are refused.
+    const other = makeEngine().engine;
+    const foreign = other.anchor('order');
+    expect(() => typedEngine(engine, order, foreign)).toThrow(
+      'typedEngine() handles[1] is not the handle of an anchor of this engine (pass what engine.anchor() returned)',
+    );
+    await other.close();
+    await engine.close();
   });
 });

@@ -1,7 +1,9 @@
 /**
- * `callback-engine ls|get|stats <db>`: look into a SQLite store file offline,
- * read-only, without starting an engine. Rows are decoded by the same codec
- * the engine uses, so what is printed is what the engine would restore.
+ * `callback-engine ls|get|stats <db>`: look into a SQLite store file read-only,
+ * without starting an engine, also beside the engine that runs on it (SQLite's
+ * WAL lets readers read while its one writer writes; the engine's lock is a
+ * companion file). Rows are decoded by the same codec the engine uses, so what
+ * is printed is what the engine would restore.
  *
  * @module
  */
@@ -27,6 +29,11 @@ import {
 /** A callback as the CLI prints it (never its full token). */
 export interface InspectedCallback {
   readonly id: string;
+  /**
+   * The shortest start of its id (at least {@link MIN_SHORT_ID} characters) that no other
+   * callback in the file shares: what `ls` shows, and what `get` takes.
+   */
+  readonly shortId: string;
   readonly anchor: string;
   readonly status: string;
   readonly seq: number;
@@ -62,6 +69,8 @@ export interface StoreInspector {
     cursor: string | undefined;
   };
   get(id: string): (InspectedCallback & { children: string[] }) | undefined;
+  /** Ids that start with `prefix`, at most `limit` of them, in id order (to resolve a short id). */
+  startingWith?(prefix: string, limit: number): string[];
   /**
    * A callback's history (its journal as users read it), oldest first, at most `limit` entries
    * after `afterSeq`. Absent on stores that keep no history: `get` then prints the record only.
@@ -77,14 +86,21 @@ export class InspectError extends Error {}
 const iso = (ms: number | undefined): string | null =>
   ms === undefined ? null : new Date(ms).toISOString();
 
-function view(row: CallbackSelectRow): InspectedCallback {
-  const { record } = decodeRecord(toStoredCallback(row));
-  return shown(record);
+/** The fewest characters of an id `ls` shows. */
+export const MIN_SHORT_ID = 8;
+
+/** Length of the common start of two strings. */
+function common(a: string, b: string | undefined): number {
+  if (b === undefined) return 0;
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  return i;
 }
 
-function shown(r: CallbackRecord): InspectedCallback {
+function shown(r: CallbackRecord, shortId: string): InspectedCallback {
   return {
     id: r.id,
+    shortId,
     anchor: r.anchor,
     status: r.status,
     seq: r.seq,
@@ -135,6 +151,16 @@ export async function inspectSqlite(path: string): Promise<StoreInspector> {
     if (code === 'SQLITE_NOTADB') throw new InspectError(`${path} is not a SQLite database`);
     throw new InspectError(`cannot read ${path}: ${(err as Error).message}`);
   }
+  /** The shortest start of `id` no other id shares: one past its common start with its neighbours. */
+  const before = db.prepare('SELECT id FROM callbacks WHERE id < ? ORDER BY id DESC LIMIT 1');
+  const after = db.prepare('SELECT id FROM callbacks WHERE id > ? ORDER BY id LIMIT 1');
+  const shortIdOf = (id: string): string => {
+    const near = (stmt: typeof before) => (stmt.get(id) as { id: string } | undefined)?.id;
+    const n = Math.max(common(id, near(before)), common(id, near(after))) + 1;
+    return id.slice(0, Math.max(MIN_SHORT_ID, n));
+  };
+  const view = (row: CallbackSelectRow): InspectedCallback =>
+    shown(decodeRecord(toStoredCallback(row)).record, shortIdOf(row.id));
   const run = <T>(fn: () => T): T => {
     try {
       return fn();
@@ -165,7 +191,7 @@ export async function inspectSqlite(path: string): Promise<StoreInspector> {
             .prepare(`${CALLBACK_SELECT} WHERE ${where.join(' AND ')} ORDER BY c.seq LIMIT ?`)
             .all(...args, limit + 1) as CallbackSelectRow[],
       );
-      const items = rows.slice(0, limit).map(view);
+      const items = run(() => rows.slice(0, limit).map(view));
       return {
         items,
         cursor: rows.length > limit ? String(items[items.length - 1]!.seq) : undefined,
@@ -184,7 +210,17 @@ export async function inspectSqlite(path: string): Promise<StoreInspector> {
           }[]
         ).map((r) => r.id),
       );
-      return { ...view(row), children };
+      return { ...run(() => view(row)), children };
+    },
+    startingWith(prefix, limit) {
+      // Ids are base64url: every character sorts before '~'.
+      return run(() =>
+        (
+          db
+            .prepare('SELECT id FROM callbacks WHERE id >= ? AND id < ? ORDER BY id LIMIT ?')
+            .all(prefix, `${prefix}~`, limit) as { id: string }[]
+        ).map((r) => r.id),
+      );
     },
     history(id, afterSeq = 0, limit = 10_000) {
       return run(() =>

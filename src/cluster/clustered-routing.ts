@@ -317,6 +317,7 @@ export class ClusteredRouting implements Routing {
       options,
       (q) => this.#store.listAsync(q),
       (row) => decodeRecord(row).record,
+      (q) => this.#store.countAsync(q),
     );
   }
 

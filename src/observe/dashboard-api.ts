@@ -1,7 +1,10 @@
 /**
  * The dashboard's JSON API, under `{base}/api` (behind the dashboard's auth):
  *
- * - `GET  /api/callbacks?anchor=&status=&cursor=&limit=`: a page of callbacks (engine `list()`);
+ * - `GET  /api/callbacks?anchor=&status=&tag=&cursor=&limit=&order=`: a page of callbacks, newest
+ *   first unless `order=oldest`, with the total the filters match (engine `list()`);
+ * - `GET  /api/find?q=`: finds a callback by its id, its token or a correlation key (the value
+ *   alone, or `key=value` pairs), else a tag: `{ by, id }` or `{ by: 'tag', tag, total }`;
  * - `GET  /api/callbacks/{id}`: one callback's details and history;
  * - `GET  /api/callbacks/{id}/history`: its durable history (`engine.history()`, when the engine
  *   keeps one), with its path on the lifecycle (SVG and Mermaid) and its timeline (SVG and text);
@@ -28,6 +31,7 @@ import {
 } from '../lifecycle/statuses.js';
 import { decodeToken } from '../token.js';
 import type { HistoryEntry, HistoryOptions, HistoryPage } from '../history.js';
+import type { ListOptions } from '../callback-engine.js';
 import type { CallbackDetails } from '../types.js';
 import { svgWidth } from '../diagrams/svg-layout.js';
 import { pathMermaid, pathSvg } from './callback-path.js';
@@ -147,15 +151,16 @@ export function crossSiteRefusal(req: IncomingMessage): HttpError | undefined {
 }
 
 /** The list route's query, checked. */
-function listQuery(search: URLSearchParams): {
-  anchor?: string;
-  status?: CallbackStatus[];
-  cursor?: string;
-  limit: number;
-} {
+function listQuery(search: URLSearchParams): ListOptions & { limit: number } {
   const anchor = search.get('anchor') ?? '';
   const status = search.get('status') ?? '';
+  const tag = search.get('tag') ?? '';
   const cursor = search.get('cursor') ?? '';
+  const order = search.get('order') || 'newest';
+  if (order !== 'newest' && order !== 'oldest')
+    throw new InvalidArgumentError(
+      `order must be newest or oldest (got ${JSON.stringify(order.slice(0, 40))})`,
+    );
   const limitText = search.get('limit') ?? '';
   const limit = limitText === '' ? DEFAULT_LIMIT : Number(limitText);
   if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIMIT)
@@ -170,10 +175,74 @@ function listQuery(search: URLSearchParams): {
       );
   return {
     limit,
+    order,
+    total: true,
     ...(anchor !== '' ? { anchor } : {}),
     ...(statuses.length > 0 ? { status: statuses as CallbackStatus[] } : {}),
+    ...(tag !== '' ? { tags: [tag] } : {}),
     ...(cursor !== '' ? { cursor } : {}),
   };
+}
+
+/** Longest search the find route takes (a wrapped token is the longest thing to look for). */
+const MAX_QUERY_CHARS = 4096;
+
+/**
+ * Attributes that give `value` for every key: a correlation lookup by the value alone (what a
+ * support person has: an order number), whatever the anchor named its correlation key.
+ */
+function everyKey(value: string): Readonly<Record<string, unknown>> {
+  return new Proxy(Object.create(null) as Record<string, unknown>, {
+    get: (_target, key) => (typeof key === 'string' ? value : undefined),
+  });
+}
+
+/** `key=value` pairs (separated by `&`, `,` or spaces), keys lower-cased; `undefined` if not. */
+function pairs(q: string): Record<string, string> | undefined {
+  if (!q.includes('=')) return undefined;
+  const out: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const part of q.split(/[&,\s]+/)) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    if (eq <= 0) return undefined;
+    out[part.slice(0, eq).toLowerCase()] = part.slice(eq + 1);
+  }
+  return out;
+}
+
+/**
+ * What the find route answers for `q`: the callback it names by token, id or correlation key,
+ * or the tag it is (with how many callbacks carry it).
+ * @throws {@link HttpError} 404 when nothing matches.
+ */
+async function findReply(engine: CallbackEngine, raw: string): Promise<Reply> {
+  const q = raw.trim();
+  if (q.length === 0 || q.length > MAX_QUERY_CHARS)
+    throw new InvalidArgumentError(
+      `q must be a callback id, token, correlation key or tag of 1-${MAX_QUERY_CHARS} characters`,
+    );
+  const found = (by: string, id: string): Reply => ({ statusCode: 200, body: { by, id } });
+  const fields = decodeToken(q);
+  if (fields !== undefined) {
+    // A token names its callback only if it is that callback's own token.
+    const d = await engine.details(fields.id);
+    if (d !== undefined && d.token === q) return found('token', d.id);
+  }
+  if ((await engine.details(q)) !== undefined) return found('id', q);
+  const token = await engine.findToken({ attributes: pairs(q) ?? everyKey(q) });
+  const id = token === undefined ? undefined : decodeToken(token)?.id;
+  if (id !== undefined) return found('correlation', id);
+  const tagged = await engine.list({ tags: [q], limit: 1, total: true });
+  if (tagged.items.length > 0)
+    return {
+      statusCode: 200,
+      body: { by: 'tag', tag: q, total: tagged.total ?? tagged.items.length },
+    };
+  throw new HttpError(
+    'CBE_ERR_NOT_FOUND',
+    404,
+    'no callback has this id, token or correlation key, and no callback carries this tag',
+  );
 }
 
 /** A callback's details as the dashboard shows them: no token; data cut when large. */
@@ -288,10 +357,15 @@ export function apiRoute(
               createdAt: c.createdAt,
             })),
             cursor: page.cursor ?? null,
+            total: page.total ?? null,
           },
         };
       })(),
     );
+  }
+  if (rest === '/api/find') {
+    if (!isGet) return reply(Promise.reject(methodNotAllowed(method, 'GET, HEAD')));
+    return reply(findReply(engine, url.searchParams.get('q') ?? ''));
   }
   const a = /^\/api\/anchors\/([^/]+)\/diagram$/.exec(rest);
   if (a) {

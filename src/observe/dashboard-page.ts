@@ -3,7 +3,9 @@
  * step, nothing fetched from anywhere but the dashboard's own routes). It
  * embeds the lifecycle diagram rendered from the real machine and keeps it
  * current from a Server-Sent Events stream of {@link MonitorView}s; it lists
- * callbacks (filtered by anchor and status, paged by cursor), shows one
+ * callbacks newest first with their total (filtered by anchor, status and tag, paged by
+ * cursor; the anchor and status filters also filter the counts and the recent transitions),
+ * finds one by its id, token, correlation key or tag, shows one
  * callback's details and history (and, when the engine keeps a durable
  * history, its path on the lifecycle and its timeline), shows what the
  * selected anchor runs on each status, and cancels a callback or retries its
@@ -143,11 +145,16 @@ const SCRIPT = `
 
   // ---- live view ----
   let view = initial;
-  const filter = { anchor: '', status: '' };
+  const filter = { anchor: '', status: '', tag: '' };
+  // The status filter's statuses ('' for any).
+  const statusSet = () => filter.status ? filter.status.split(',') : null;
   function countsFor(v) {
-    if (!filter.anchor) return v.counts;
-    return (v.stats && v.stats.byAnchor && v.stats.byAnchor[filter.anchor]) || {};
+    const counts = !filter.anchor ? v.counts : (v.stats && v.stats.byAnchor && v.stats.byAnchor[filter.anchor]) || {};
+    const only = statusSet();
+    if (!only) return counts;
+    return Object.fromEntries(Object.entries(counts).filter(([s]) => only.includes(s)));
   }
+  const scopeText = () => [filter.anchor ? 'anchor ' + filter.anchor : 'all anchors', filter.status ? 'status ' + $('f-status').selectedOptions[0].textContent : ''].filter(Boolean).join(' · ');
   function renderAnchors(v) {
     const sel = $('f-anchor');
     const names = Object.keys((v.stats && v.stats.byAnchor) || {}).sort();
@@ -165,14 +172,17 @@ const SCRIPT = `
       const n = String(counts[el.getAttribute('data-count-for')] ?? 0);
       if (el.textContent !== n) el.textContent = n;
     }
-    $('counts-scope').textContent = filter.anchor ? 'anchor ' + filter.anchor : 'all anchors';
+    $('counts-scope').textContent = scopeText();
+    $('recent-scope').textContent = scopeText();
     const s = v.stats || {};
     const totals = [['active', s.active], ['retained', s.retained], ['live actors', s.liveActors], ['created', s.created],
       ['dispatched', s.dispatched], ['forged tokens', s.forgedTokens], ['step failures', s.stepFailures], ['timed out', s.timedOut]];
     $('totals').innerHTML = totals.map(([k, n]) => '<div><b>' + text(n ?? 0) + '</b><span>' + k + '</span></div>').join('');
     chart('tp', [{ name: 'dispatches', color: '#3d5a99', values: v.throughput }], 'dispatches / s');
     chart('lat', [{ name: 'p50', color: '#3d5a99', values: v.latencyP50 }, { name: 'p99', color: '#c0564d', values: v.latencyP99 }], 'latency, ms');
-    $('recent').innerHTML = v.recent.filter((r) => !filter.anchor || r.anchor === filter.anchor).slice(0, 12).map((r) =>
+    const only = statusSet();
+    const recent = v.recent.filter((r) => (!filter.anchor || r.anchor === filter.anchor) && (!only || only.includes(r.to)));
+    $('recent').innerHTML = recent.length === 0 ? '<tr><td colspan="4" class="muted">No recent transitions match.</td></tr>' : recent.slice(0, 12).map((r) =>
       '<tr><td>' + when(r.at) + '</td><td>' + text(r.anchor) + '</td><td class="id">' + idButton(r.id) + '</td><td>' + text(r.from) + ' → ' + badge(r.to) + '</td></tr>').join('');
     $('updated').textContent = 'updated ' + when(v.at);
     // The open callback moved: show it again (and the list), at most twice a second.
@@ -190,9 +200,10 @@ const SCRIPT = `
     return body;
   }
   async function loadList() {
-    const q = new URLSearchParams({ limit: '12' });
+    const q = new URLSearchParams({ limit: '12', order: 'newest' });
     if (filter.anchor) q.set('anchor', filter.anchor);
     if (filter.status) q.set('status', filter.status);
+    if (filter.tag) q.set('tag', filter.tag);
     const cursor = cursors.at(-1);
     if (cursor) q.set('cursor', cursor);
     const seq = ++listSeq;
@@ -203,7 +214,9 @@ const SCRIPT = `
         '<tr' + (c.id === current ? ' class="open"' : '') + '><td class="id">' + idButton(c.id) + '</td><td>' + text(c.anchor) + '</td><td>' + badge(c.status) +
         '</td><td>' + when(c.createdAt) + '</td><td>' + text(c.tags.join(', ')) + '</td></tr>').join('')
         : '<tr><td colspan="5" class="muted">No callbacks match.</td></tr>';
-      $('page-no').textContent = 'page ' + cursors.length + ' · ' + page.items.length + ' shown';
+      const first = (cursors.length - 1) * 12;
+      $('page-no').textContent = page.items.length === 0 ? '0 of ' + (page.total ?? 0)
+        : (first + 1) + '–' + (first + page.items.length) + ' of ' + (page.total ?? '?') + ', newest first';
       $('prev').disabled = cursors.length === 1;
       $('next').disabled = !page.cursor;
       $('next').dataset.cursor = page.cursor || '';
@@ -220,6 +233,15 @@ const SCRIPT = `
     loadList();
     loadAnchor();
   });
+  function setTag(tag) {
+    filter.tag = tag;
+    $('f-tag').value = tag;
+    $('clear-tag').hidden = !tag;
+    cursors = [''];
+    loadList();
+  }
+  $('tag-filter').addEventListener('submit', (e) => { e.preventDefault(); setTag($('f-tag').value.trim()); });
+  $('clear-tag').addEventListener('click', () => setTag(''));
   $('next').addEventListener('click', () => { cursors.push($('next').dataset.cursor); loadList(); });
   $('prev').addEventListener('click', () => { cursors.pop(); loadList(); });
   $('refresh').addEventListener('click', () => loadList());
@@ -326,11 +348,27 @@ const SCRIPT = `
     const b = e.target.closest && e.target.closest('[data-open]');
     if (b) showDetail(b.getAttribute('data-open'), true);
   });
+  // Finds a callback by id, token or correlation key (an order number), else lists a tag's.
   $('find').addEventListener('submit', async (e) => {
     e.preventDefault();
     const q = $('q').value.trim();
+    if (!q) return;
+    let r;
+    try {
+      r = await getJson(base + '/api/find?q=' + encodeURIComponent(q));
+    } catch (err) {
+      $('find-result').textContent = err.message;
+      return;
+    }
     // A token typed here goes to the server once and never into the address bar.
-    if (q && await showDetail(q, true)) $('q').value = '';
+    $('q').value = '';
+    if (r.by === 'tag') {
+      setTag(r.tag);
+      $('find-result').textContent = r.total + ' callback' + (r.total === 1 ? '' : 's') + ' tagged ' + r.tag + ', in the list';
+      return;
+    }
+    $('find-result').textContent = 'found by ' + (r.by === 'correlation' ? 'correlation key' : r.by);
+    await showDetail(r.id, true);
   });
   const fromHash = () => {
     const m = /^#callback=(.+)$/.exec(location.hash);
@@ -423,14 +461,16 @@ export function dashboardPage(options: {
     <div class="picture" id="anchor-diagram"></div>
   </section>
   <section aria-labelledby="h-list">
-    <h2 id="h-list">Callbacks</h2>
+    <h2 id="h-list">Callbacks · newest first</h2>
+    <form id="tag-filter" class="pager"><label for="f-tag">Tag</label><input id="f-tag" autocomplete="off" placeholder="any tag"><button type="submit" class="quiet">Filter</button><button type="button" class="quiet" id="clear-tag" hidden>Clear tag</button></form>
     <table><thead><tr><th scope="col">callback id</th><th scope="col">anchor</th><th scope="col">status</th><th scope="col">created</th><th scope="col">tags</th></tr></thead><tbody id="list"></tbody></table>
     <div class="pager"><button type="button" class="quiet" id="prev" disabled>‹ Previous</button><button type="button" class="quiet" id="next" disabled>Next ›</button><span id="page-no"></span><button type="button" class="quiet" id="refresh">Refresh</button></div>
   </section>
   <section aria-labelledby="h-detail">
     <h2 id="h-detail">Callback</h2>
-    <form id="find"><label for="q" class="muted" style="align-self:center">Find</label><input id="q" placeholder="callback id or token" autocomplete="off"><button>Show</button></form>
-    <div id="detail"><p class="muted">Pick a callback in the list, or find one by its id or token.</p></div>
+    <form id="find"><label for="q" class="muted" style="align-self:center">Find</label><input id="q" placeholder="id, token, order number (correlation key) or tag" autocomplete="off"><button>Find</button></form>
+    <div id="find-result" class="muted" role="status" aria-live="polite"></div>
+    <div id="detail"><p class="muted">Pick a callback in the list, or find one by its id, token, correlation key or tag.</p></div>
   </section>
   <section class="wide" id="picture" aria-labelledby="h-picture" hidden>
     <h2 id="h-picture">Path and timeline · <span id="picture-note"></span></h2>
@@ -440,7 +480,7 @@ export function dashboardPage(options: {
     <details class="copy"><summary>Timeline as text</summary><pre id="picture-text"></pre></details>
   </section>
   <section class="wide" aria-labelledby="h-recent">
-    <h2 id="h-recent">Recent transitions</h2>
+    <h2 id="h-recent">Recent transitions · <span id="recent-scope">all anchors</span></h2>
     <table><thead><tr><th scope="col">time</th><th scope="col">anchor</th><th scope="col">callback id</th><th scope="col">from → to</th></tr></thead><tbody id="recent"></tbody></table>
   </section>
 </main>

@@ -58,6 +58,15 @@ export interface AnchorOptions {
   correlate?: readonly string[];
   /** CloudEvent `type` → status, for events that carry no `callbackstatus` extension. */
   eventTypes?: Readonly<Record<string, DispatchStatus>>;
+  /**
+   * Creation-data keys that reports may change. A report (or a `cancel` with data) that carries
+   * another key of the callback's creation data with a different value is refused before
+   * anything is applied (`InvalidDataError`, HTTP 400, an issue per key): what `create()` was
+   * given, and what typed steps see as `cb.data`, stays as it was. Carrying the same value back
+   * (an outside party echoing `orderId`) is allowed. Steps' own output is not restricted.
+   * @default [] (no creation field is reportable)
+   */
+  reportable?: readonly string[];
   /** Time limit of this anchor's steps: ISO 8601 duration or `false`. @default the engine's */
   stepTimeout?: string | false;
   /**
@@ -126,6 +135,8 @@ export interface ResolvedAnchor {
   readonly retention: string | true;
   readonly correlate: readonly string[];
   readonly eventTypes: Readonly<Record<string, DispatchStatus>>;
+  /** Creation-data keys reports may change (`reportable`). */
+  readonly reportable: ReadonlySet<string>;
   /** The step time limit as given (for messages), or `false`. */
   readonly stepTimeout: string | false;
   /** The step time limit in ms, or `false`. */
@@ -147,6 +158,7 @@ export const ANCHOR_OPTION_KEYS: readonly string[] = Object.freeze([
   'retention',
   'correlate',
   'eventTypes',
+  'reportable',
   'stepTimeout',
   'data',
   'reports',
@@ -232,6 +244,7 @@ export function resolveAnchor(
         : checkRetention(`anchor "${anchor}" options.retention`, o.retention),
     correlate,
     eventTypes: checkEventTypes(anchor, o.eventTypes),
+    reportable: checkReportable(anchor, o.reportable),
     stepTimeout: o.stepTimeout === undefined ? engine.stepTimeout : o.stepTimeout,
     stepTimeoutMs:
       o.stepTimeout === undefined
@@ -277,6 +290,23 @@ function checkEarly(
     );
   return Object.freeze({ maxEvents, maxBytes, retention, retentionMs });
 }
+
+function checkReportable(anchor: string, value: unknown): ReadonlySet<string> {
+  if (value === undefined) return NOTHING_REPORTABLE;
+  if (!Array.isArray(value))
+    throw new InvalidArgumentError(
+      `anchor "${anchor}" options.reportable must be an array of creation-data keys (got ${describe(value)})`,
+    );
+  value.forEach((k: unknown, i) => {
+    if (typeof k !== 'string' || k.length === 0 || k.length > 200)
+      throw new InvalidArgumentError(
+        `anchor "${anchor}" options.reportable[${i}] must be a key of 1-200 characters (got ${describe(k)})`,
+      );
+  });
+  return value.length === 0 ? NOTHING_REPORTABLE : new Set(value as string[]);
+}
+
+const NOTHING_REPORTABLE: ReadonlySet<string> = new Set();
 
 function checkCorrelate(anchor: string, value: unknown): readonly string[] {
   if (value === undefined) return [];

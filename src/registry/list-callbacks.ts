@@ -7,7 +7,7 @@
 
 import { InvalidArgumentError } from '../errors.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
-import type { StoredCallback, StoreListQuery } from '../store/store.js';
+import type { StoreCountQuery, StoredCallback, StoreListQuery } from '../store/store.js';
 import type { ListedCallback, ListPage } from '../types.js';
 import type { CallbackRecord } from './record.js';
 
@@ -17,33 +17,43 @@ export interface ListOptions {
   anchor?: string;
   /** Callbacks carrying all of these tags. */
   tags?: readonly string[];
-  /** The `cursor` of the previous page. */
+  /** The `cursor` of the previous page (listed in the same `order`). */
   cursor?: string;
   /** Page size, 1-1000. @default 100 */
   limit?: number;
+  /** `'oldest'` first (creation order) or `'newest'` first. @default 'oldest' */
+  order?: 'oldest' | 'newest';
+  /**
+   * Also count every callback the filters match, on all pages (`page.total`). With a durable
+   * store that is one more query (a store that cannot count gives no total).
+   * @default false
+   */
+  total?: boolean;
 }
 
 /**
- * One page of the records matching `options`, in creation order.
- * @throws {@link InvalidArgumentError} for a bad `limit` or `cursor`.
+ * One page of the records matching `options`, in creation order (or newest first).
+ * @throws {@link InvalidArgumentError} for a bad `limit`, `cursor` or `order`.
  */
 export function listCallbacks(
   sources: readonly Iterable<CallbackRecord>[],
   options: ListOptions,
 ): ListPage {
-  const { limit, after, statuses, tags } = listParams(options);
+  const { limit, bound, newest, statuses, tags } = listParams(options);
   const matches: CallbackRecord[] = [];
+  let total = 0;
   for (const source of sources) {
     for (const r of source) {
-      if (r.seq <= after) continue;
       if (statuses && !statuses.has(r.status)) continue;
       if (options.anchor !== undefined && r.anchor !== options.anchor) continue;
       if (!tags.every((t) => r.tags.includes(t))) continue;
+      total++;
+      if (newest ? r.seq >= bound : r.seq <= bound) continue;
       matches.push(r);
     }
   }
-  matches.sort((a, b) => a.seq - b.seq);
-  return toPage(matches, limit);
+  matches.sort(newest ? (a, b) => b.seq - a.seq : (a, b) => a.seq - b.seq);
+  return toPage(matches, limit, options.total === true ? total : undefined);
 }
 
 /**
@@ -54,38 +64,55 @@ export function listCallbacks(
 function* storedPages(
   options: ListOptions,
   decode: (row: StoredCallback) => CallbackRecord,
-): Generator<StoreListQuery, ListPage, StoredCallback[]> {
-  const { limit, after, statuses, tags } = listParams(options);
+): Generator<StoreListQuery, CallbackRecord[], StoredCallback[]> {
+  const { limit, bound, newest, statuses, tags } = listParams(options);
   const matches: CallbackRecord[] = [];
-  let afterSeq = after;
+  let seq = bound;
   const chunk = Math.min(1000, limit + 1);
   while (matches.length <= limit) {
     const rows: StoredCallback[] = yield {
-      afterSeq,
+      afterSeq: newest ? -1 : seq,
+      ...(newest ? { beforeSeq: seq } : {}),
       anchor: options.anchor,
       statuses: statuses && ([...statuses] as CallbackStatus[]),
       limit: chunk,
     };
     for (const row of rows) {
-      afterSeq = row.seq;
+      seq = row.seq;
       const record = decode(row);
       if (tags.every((t) => record.tags.includes(t))) matches.push(record);
       if (matches.length > limit) break;
     }
     if (rows.length < chunk) break;
   }
-  return toPage(matches, limit);
+  return matches;
 }
 
-/** One page of a durable store's rows matching `options`, in creation order. */
+/** What a store is asked to count for `options`. */
+function countQuery(options: ListOptions): StoreCountQuery {
+  const { statuses, tags } = listParams(options);
+  return {
+    anchor: options.anchor,
+    statuses: statuses && ([...statuses] as CallbackStatus[]),
+    tags,
+  };
+}
+
+/**
+ * One page of a durable store's rows matching `options`, in creation order (or newest first).
+ * @param count - how the store counts rows, for `options.total` (if it can).
+ */
 export function listStored(
   options: ListOptions,
   query: (q: StoreListQuery) => StoredCallback[],
   decode: (row: StoredCallback) => CallbackRecord,
+  count?: (q: StoreCountQuery) => number,
 ): ListPage {
   const pages = storedPages(options, decode);
-  for (let step = pages.next(); ; step = pages.next(query(step.value)))
-    if (step.done) return step.value;
+  let step = pages.next();
+  while (!step.done) step = pages.next(query(step.value));
+  const total = options.total === true && count ? count(countQuery(options)) : undefined;
+  return toPage(step.value, listParams(options).limit, total);
 }
 
 /** {@link listStored} over a store read asynchronously. */
@@ -93,13 +120,16 @@ export async function listStoredAsync(
   options: ListOptions,
   query: (q: StoreListQuery) => Promise<StoredCallback[]>,
   decode: (row: StoredCallback) => CallbackRecord,
+  count?: (q: StoreCountQuery) => Promise<number>,
 ): Promise<ListPage> {
   const pages = storedPages(options, decode);
-  for (let step = pages.next(); ; step = pages.next(await query(step.value)))
-    if (step.done) return step.value;
+  let step = pages.next();
+  while (!step.done) step = pages.next(await query(step.value));
+  const total = options.total === true && count ? await count(countQuery(options)) : undefined;
+  return toPage(step.value, listParams(options).limit, total);
 }
 
-function toPage(matches: CallbackRecord[], limit: number): ListPage {
+function toPage(matches: CallbackRecord[], limit: number, total: number | undefined): ListPage {
   const page = matches.slice(0, limit);
   const items: ListedCallback[] = page.map((r) => ({
     id: r.id,
@@ -111,16 +141,27 @@ function toPage(matches: CallbackRecord[], limit: number): ListPage {
     data: r.data.value,
   }));
   const last = page.at(-1);
-  return matches.length > limit && last ? { items, cursor: last.seq.toString(36) } : { items };
+  return {
+    items,
+    ...(matches.length > limit && last ? { cursor: last.seq.toString(36) } : {}),
+    ...(total !== undefined ? { total } : {}),
+  };
 }
 
-/** Checked paging parameters. */
+/** Checked paging parameters: `bound` is the cursor's seq (exclusive) in the listing's direction. */
 function listParams(options: ListOptions): {
   limit: number;
-  after: number;
+  bound: number;
+  newest: boolean;
   statuses: Set<string> | undefined;
   tags: readonly string[];
 } {
+  const order = options.order ?? 'oldest';
+  if (order !== 'oldest' && order !== 'newest')
+    throw new InvalidArgumentError(
+      `options.order must be "oldest" or "newest" (got ${JSON.stringify(String(order)).slice(0, 40)})`,
+    );
+  const newest = order === 'newest';
   const limit = options.limit ?? 100;
   if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) {
     throw new InvalidArgumentError(
@@ -139,5 +180,6 @@ function listParams(options: ListOptions): {
   const statuses =
     options.status === undefined ? undefined : new Set<string>([options.status].flat());
   const tags = options.tags ?? [];
-  return { limit, after, statuses, tags };
+  const bound = options.cursor === undefined && newest ? Number.MAX_SAFE_INTEGER : after;
+  return { limit, bound, newest, statuses, tags };
 }

@@ -19,7 +19,7 @@ import {
 } from '../journal/journal.js';
 import type { CallbackRowWrite, StoredCallback } from '../store/store.js';
 import type { StepError } from '../types.js';
-import type { CallbackRecord } from './record.js';
+import { creationKeys, type CallbackRecord } from './record.js';
 
 /** What never changes after creation. */
 interface Meta {
@@ -31,6 +31,8 @@ interface Meta {
   heartbeatMs?: number;
   /** -1 for forever. */
   retention: number;
+  /** The creation data's keys (absent in rows of older versions). */
+  keys?: readonly string[];
 }
 
 /** A snapshot: the state folded up to entry `head`. */
@@ -71,6 +73,7 @@ export function encodeMeta(record: CallbackRecord): string {
   if (record.parentToken !== undefined) meta.parentToken = record.parentToken;
   if (record.deadlineAt !== undefined) meta.deadlineAt = record.deadlineAt;
   if (record.heartbeatMs !== undefined) meta.heartbeatMs = record.heartbeatMs;
+  if (record.createdKeys !== undefined) meta.keys = [...record.createdKeys];
   return JSON.stringify(meta);
 }
 
@@ -179,6 +182,7 @@ export function decodeRecord(row: StoredCallback): DecodedRecord {
     correlationKey: row.correlationKey ?? undefined,
     deadlineAt: meta.deadlineAt,
     heartbeatMs: meta.heartbeatMs,
+    ...(Array.isArray(meta.keys) ? { createdKeys: creationKeys(meta.keys) } : {}),
     retention: meta.retention === -1 ? true : meta.retention,
     status: state.status,
     data: state.data,

@@ -25,6 +25,12 @@ export interface CallbackRecord {
   readonly parentId: string | undefined;
   readonly parentToken: string | undefined;
   readonly idempotencyKey: string | undefined;
+  /**
+   * The keys of its creation data (shared between callbacks created with the same keys): a
+   * report may not change them unless its anchor lists them in `reportable`. `undefined` for a
+   * record stored by an older version (then nothing is checked).
+   */
+  readonly createdKeys?: ReadonlySet<string> | undefined;
   /** Key in the engine's correlation index (anchors with `correlate`). */
   readonly correlationKey: string | undefined;
   /** Absolute deadline, ms since epoch, if any. */
@@ -65,4 +71,22 @@ export interface CallbackRecord {
    * kept for the deduplication window.
    */
   keys?: Map<string, number> | undefined;
+}
+
+/** Most distinct creation key sets shared; past it each record keeps its own set. */
+const MAX_SHARED_KEY_SETS = 1024;
+const sharedKeySets = new Map<string, ReadonlySet<string>>();
+
+/**
+ * The set of `keys`, shared with every record created with the same keys (most callbacks of an
+ * anchor are created with the same ones), so that keeping it costs a record one reference.
+ */
+export function creationKeys(keys: readonly string[]): ReadonlySet<string> {
+  const id = keys.join('\u0000');
+  let set = sharedKeySets.get(id);
+  if (set === undefined) {
+    set = new Set(keys);
+    if (sharedKeySets.size < MAX_SHARED_KEY_SETS) sharedKeySets.set(id, set);
+  }
+  return set;
 }

@@ -332,6 +332,7 @@ export class CallbackRegistry {
         options,
         (q) => store.list(q),
         (row) => decodeRecord(row).record,
+        store.count ? (q) => store.count?.(q) ?? 0 : undefined,
       );
     }
     const active = (function* (live: Map<string, CallbackRuntime>) {

@@ -25,7 +25,7 @@ import type { MailboxProcessor } from '../mailbox/processor.js';
 import { CallbackRuntime, type Job } from '../registry/callback-runtime.js';
 import { correlationKey } from '../registry/correlation.js';
 import type { EventHub } from '../registry/event-hub.js';
-import type { CallbackRecord } from '../registry/record.js';
+import { creationKeys, type CallbackRecord } from '../registry/record.js';
 import type { CallbackRegistry } from '../registry/registry.js';
 import type { Stats } from '../registry/stats.js';
 import { Telemetry, type Span } from '../telemetry.js';
@@ -113,6 +113,7 @@ export async function createCallback(
     parentToken: parent?.record.token,
     idempotencyKey: idemKey,
     correlationKey: correlationKey(anchor, (key) => createData[key]),
+    createdKeys: creationKeys(Object.keys(createData)),
     deadlineAt: deadline,
     heartbeatMs,
     retention,

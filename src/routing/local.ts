@@ -6,8 +6,13 @@
  */
 
 import { notFoundAnswer, type Answer } from '../answer.js';
-import type { CallbackData } from '../data.js';
-import { InvalidArgumentError, NothingToRetryError, PoolSaturatedError } from '../errors.js';
+import { canonicalJson, EMPTY_DATA, type CallbackData } from '../data.js';
+import {
+  InvalidArgumentError,
+  InvalidDataError,
+  NothingToRetryError,
+  PoolSaturatedError,
+} from '../errors.js';
 import { toError } from '../thrown.js';
 import type { HistoryOptions, HistoryPage } from '../history.js';
 import { isTerminal, type CallbackStatus, type DispatchStatus } from '../lifecycle/statuses.js';
@@ -63,6 +68,40 @@ export interface LocalHooks {
 }
 
 const toAnswer = (r: DispatchResult): CallbackAnswer => r.answer;
+
+/**
+ * Why a report's data may not be applied to a callback: it carries keys of the callback's
+ * creation data with another value, and its anchor does not list them in `reportable`.
+ * @returns the error to refuse it with (an issue per key), or `undefined` when it may go on.
+ */
+export function creationFieldRefusal(
+  record: CallbackRecord,
+  anchor: ResolvedAnchor | undefined,
+  data: CallbackData,
+): InvalidDataError | undefined {
+  const created = record.createdKeys;
+  if (created === undefined || created.size === 0) return undefined;
+  let issues: { path: string[]; message: string }[] | undefined;
+  let now: CallbackData | undefined;
+  for (const key of Object.keys(data)) {
+    if (!created.has(key) || anchor?.reportable.has(key)) continue;
+    now ??= record.data.value;
+    const was = now[key];
+    const sent = data[key];
+    if (was === sent || (typeof sent === 'object' && canonicalJson(was) === canonicalJson(sent)))
+      continue;
+    (issues ??= []).push({
+      path: [key],
+      message: `is a creation field of this callback; a report cannot change it (list it in the anchor's reportable option to allow that)`,
+    });
+  }
+  if (issues === undefined) return undefined;
+  const keys = issues.map((i) => JSON.stringify(i.path[0]).slice(0, 60));
+  return new InvalidDataError(
+    `callbackData may not change the creation field${keys.length === 1 ? '' : 's'} ${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ', ...' : ''}`,
+    { issues: issues.slice(0, 20) },
+  );
+}
 
 /** One engine's callbacks, answered where they are. */
 export class LocalRouting implements Routing {
@@ -126,8 +165,20 @@ export class LocalRouting implements Routing {
     options: ReportOptions,
   ): Promise<DispatchResult> {
     const { dedupKey, freshKey = false, caller = false } = options;
-    this.#d.stats.dispatched++;
     const found = this.#registry.find(token);
+    // A report may not change what the callback was created with: refused before anything.
+    if (found.kind === 'live' && data !== EMPTY_DATA && !isTerminal(found.rt.record.status)) {
+      const refused = creationFieldRefusal(
+        found.rt.record,
+        this.#d.anchors.get(found.rt.record.anchor),
+        data,
+      );
+      if (refused) {
+        this.#d.events.rejected(refused.message);
+        return Promise.reject(refused);
+      }
+    }
+    this.#d.stats.dispatched++;
     if (found.kind === 'notFound')
       return this.#mailboxes.notFound(token, found.anchor, found.id, status);
     if (found.kind === 'retained') {

@@ -189,14 +189,24 @@ export interface InboxEntry {
   readonly message: string;
 }
 
-/** Filters of a store listing, in creation order. */
+/** Filters of a store listing, in creation order (newest first when `beforeSeq` is set). */
 export interface StoreListQuery {
-  /** Only rows with `seq` greater than this. */
+  /** Only rows with `seq` greater than this (ignored when `beforeSeq` is set). */
   readonly afterSeq: number;
+  /** Newest first: only rows with `seq` less than this, in descending `seq`. */
+  readonly beforeSeq?: number | undefined;
   readonly anchor: string | undefined;
   readonly statuses: readonly CallbackStatus[] | undefined;
   /** At most this many rows. */
   readonly limit: number;
+}
+
+/** Filters of a store count: what a listing with these filters holds on all its pages. */
+export interface StoreCountQuery {
+  readonly anchor: string | undefined;
+  readonly statuses: readonly CallbackStatus[] | undefined;
+  /** Rows whose tags include every one of these. */
+  readonly tags: readonly string[];
 }
 
 /**
@@ -232,6 +242,8 @@ export interface DurableStore {
   dueIds(now: number, limit: number): string[];
   /** A page of rows in creation order. */
   list(query: StoreListQuery): StoredCallback[];
+  /** How many rows match `query` (optional: without it, `list({ total: true })` gives no total). */
+  count?(query: StoreCountQuery): number;
   /** A callback's journal entries (JSON) with seq greater than `afterSeq`, oldest first, at most `limit`. */
   history(id: string, afterSeq: number, limit: number): string[] | Promise<string[]>;
   /**

@@ -8,7 +8,7 @@
  */
 
 import type { CallbackStatus } from '../../lifecycle/statuses.js';
-import type { StoredCallback, StoreListQuery } from '../store.js';
+import type { StoreCountQuery, StoredCallback, StoreListQuery } from '../store.js';
 import type { PgDb } from './db.js';
 import type { PrefetchCache } from './prefetch.js';
 import {
@@ -58,8 +58,9 @@ export class CommittedReads {
 
   /** A page of rows in creation order, as committed. */
   async list(query: StoreListQuery): Promise<StoredCallback[]> {
-    const where = ['c.seq > $1'];
-    const params: unknown[] = [query.afterSeq];
+    const newest = query.beforeSeq !== undefined;
+    const where = [newest ? 'c.seq < $1' : 'c.seq > $1'];
+    const params: unknown[] = [newest ? query.beforeSeq : query.afterSeq];
     if (query.anchor !== undefined) {
       params.push(query.anchor);
       where.push(`c.anchor = $${params.length}`);
@@ -69,8 +70,33 @@ export class CommittedReads {
       where.push(`c.status = ANY($${params.length}::text[])`);
     }
     params.push(query.limit);
-    const text = `${SELECT_CALLBACK} WHERE ${where.join(' AND ')} ORDER BY c.seq LIMIT $${params.length}`;
+    const text = `${SELECT_CALLBACK} WHERE ${where.join(' AND ')} ORDER BY c.seq${newest ? ' DESC' : ''} LIMIT $${params.length}`;
     return (await this.#read<Row>(text, params)).map(fromRow);
+  }
+
+  /** How many rows a listing with these filters holds, as committed. */
+  async count(query: StoreCountQuery): Promise<number> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (query.anchor !== undefined) {
+      params.push(query.anchor);
+      where.push(`anchor = $${params.length}`);
+    }
+    if (query.statuses && query.statuses.length > 0) {
+      params.push([...query.statuses]);
+      where.push(`status = ANY($${params.length}::text[])`);
+    }
+    if (query.tags.length > 0) {
+      // jsonb holds no NUL: a row whose fixed part escapes one (or such a tag) matches no tag.
+      if (query.tags.some((t) => t.includes('\u0000'))) return 0;
+      params.push(JSON.stringify(query.tags));
+      where.push(
+        `(CASE WHEN strpos(meta, '\\u0000') = 0 THEN (meta::jsonb -> 'tags') @> $${params.length}::jsonb END)`,
+      );
+    }
+    const text = `SELECT count(*)::int AS n FROM callbacks${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}`;
+    const [row] = await this.#read<{ n: number }>(text, params);
+    return row?.n ?? 0;
   }
 
   /** The earliest due time among the shards this replica holds. */

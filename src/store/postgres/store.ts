@@ -25,6 +25,7 @@ import type {
   Prefetch,
   StoreBatch,
   StoredCallback,
+  StoreCountQuery,
   StoreListQuery,
   StoreOpenContext,
   StoreRecovery,
@@ -227,6 +228,11 @@ export class PostgresStore implements DurableStore {
   /** A page of rows in creation order, as committed. */
   listAsync(query: StoreListQuery): Promise<StoredCallback[]> {
     return this.#reads.list(query);
+  }
+
+  /** How many rows a listing with these filters holds, as committed. */
+  countAsync(query: StoreCountQuery): Promise<number> {
+    return this.#reads.count(query);
   }
 
   /** The earliest due time among the shards this replica holds. */

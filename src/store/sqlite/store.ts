@@ -24,6 +24,7 @@ import type {
   EarlyEventRow,
   StoreBatch,
   StoredCallback,
+  StoreCountQuery,
   StoreListQuery,
   StoreOpenContext,
   StoreRecovery,
@@ -45,6 +46,32 @@ export const CALLBACK_SELECT = `SELECT c.id, c.seq, c.anchor, c.status, c.due_at
   (SELECT json_group_array(j.entry ORDER BY j.seq) FROM journal j
     WHERE j.callback_id = c.id AND j.seq > coalesce(s.seq, 0)) AS tail
   FROM callbacks c LEFT JOIN snapshots s ON s.id = c.id`;
+
+/**
+ * The count of the rows a listing with these filters holds: by anchor and status on their index,
+ * by tags in the row's fixed part (JSON, read with SQLite's JSON functions).
+ */
+export function countSql(query: StoreCountQuery): { text: string; params: unknown[] } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (query.anchor !== undefined) {
+    where.push('anchor = ?');
+    params.push(query.anchor);
+  }
+  const statuses = query.statuses ?? [];
+  if (statuses.length > 0) {
+    where.push(`status IN (${statuses.map(() => '?').join(', ')})`);
+    params.push(...statuses);
+  }
+  for (const tag of query.tags) {
+    where.push("EXISTS (SELECT 1 FROM json_each(meta, '$.tags') t WHERE t.value = ?)");
+    params.push(tag);
+  }
+  return {
+    text: `SELECT count(*) AS n FROM callbacks${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}`,
+    params,
+  };
+}
 
 /** One row of {@link CALLBACK_SELECT}. */
 export interface CallbackSelectRow {
@@ -332,22 +359,30 @@ export class SqliteStore implements DurableStore {
 
   list(query: StoreListQuery): StoredCallback[] {
     const statuses = query.statuses ?? [];
-    const key = `${query.anchor === undefined ? 0 : 1}:${statuses.length}`;
+    const newest = query.beforeSeq !== undefined;
+    const key = `${newest ? 'd' : 'a'}:${query.anchor === undefined ? 0 : 1}:${statuses.length}`;
     let stmt = this.#listStatements.get(key);
     if (!stmt) {
-      const where = ['c.seq > ?'];
+      const where = [newest ? 'c.seq < ?' : 'c.seq > ?'];
       if (query.anchor !== undefined) where.push('c.anchor = ?');
       if (statuses.length > 0) where.push(`c.status IN (${statuses.map(() => '?').join(', ')})`);
       stmt = this.#read(() =>
-        this.#db!.prepare(`${CALLBACK_SELECT} WHERE ${where.join(' AND ')} ORDER BY c.seq LIMIT ?`),
+        this.#db!.prepare(
+          `${CALLBACK_SELECT} WHERE ${where.join(' AND ')} ORDER BY c.seq${newest ? ' DESC' : ''} LIMIT ?`,
+        ),
       );
       this.#listStatements.set(key, stmt);
     }
-    const params: unknown[] = [query.afterSeq];
+    const params: unknown[] = [newest ? query.beforeSeq : query.afterSeq];
     if (query.anchor !== undefined) params.push(query.anchor);
     params.push(...statuses, query.limit);
     const s = stmt;
     return this.#read(() => (s.all(...params) as CallbackSelectRow[]).map(toStoredCallback));
+  }
+
+  count(query: StoreCountQuery): number {
+    const { text, params } = countSql(query);
+    return this.#read(() => Number((this.#db!.prepare(text).get(...params) as { n: number }).n));
   }
 
   /** Writes to an unlinked or replaced file would succeed and then vanish: refuse them. */
