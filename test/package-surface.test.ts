@@ -60,6 +60,7 @@ const SURFACE: Record<string, string[]> = {
     'toMermaid',
     'toStatelyJson',
     'toSvg',
+    'typedEngine',
     'workerStep',
   ],
   './http': [
