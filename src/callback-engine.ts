@@ -33,19 +33,12 @@ import type {
   EngineEvent,
   EngineStats,
   ListPage,
+  WaitOptions,
 } from './types.js';
 
 export type { ListOptions } from './registry/list-callbacks.js';
 export type { RelayTokenOptions } from './relay/relay.js';
 export type { XStateInspector } from './registry/event-hub.js';
-
-/** Options of {@link CallbackEngine.wait}. */
-export interface WaitOptions {
-  /** Aborting it rejects the wait with the signal's reason. */
-  signal?: AbortSignal;
-  /** Also wait until every child (and their children) is terminal. @default false */
-  children?: boolean;
-}
 
 /** The callback engine. Create one with {@link createCallbackEngine}. */
 export interface CallbackEngine {

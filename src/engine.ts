@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { CallbackEngine, ListOptions, WaitOptions } from './callback-engine.js';
+import type { CallbackEngine, ListOptions } from './callback-engine.js';
 import type { Clock } from './clock.js';
 import { ingestData, type CallbackData } from './data.js';
 import { registerInternals } from './engine-internals.js';
@@ -48,12 +48,8 @@ import { checkSchema } from './schema.js';
 import { isTracing, type Measurement, type Span, type Telemetry } from './telemetry.js';
 import { KeepAlive } from './keep-alive.js';
 import { TokenCodec } from './token.js';
-import {
-  anchorHandle,
-  type AnchorHandle,
-  type AnchorTypes,
-  type TypedAnchorOptions,
-} from './typed-anchor.js';
+import type { AnchorHandle, AnchorTypes, TypedAnchorOptions } from './typed-anchor.js';
+import { anchorHandle } from './typed-engine.js';
 import type {
   CallbackAnswer,
   CallbackDetails,
@@ -65,9 +61,11 @@ import type {
   EngineEvent,
   EngineStats,
   ListPage,
+  WaitOptions,
 } from './types.js';
 
-export type { CallbackEngine, ListOptions, WaitOptions } from './callback-engine.js';
+export type { CallbackEngine, ListOptions } from './callback-engine.js';
+export type { WaitOptions } from './types.js';
 export type { RelayTokenOptions } from './relay/relay.js';
 export type { XStateInspector } from './registry/event-hub.js';
 

@@ -18,9 +18,9 @@ export type {
   CallbackEngine,
   ListOptions,
   RelayTokenOptions,
-  WaitOptions,
   XStateInspector,
 } from './callback-engine.js';
+export type { WaitOptions } from './types.js';
 export type { AnchorOptions, EarlyEventsOptions } from './options/anchor.js';
 export type { AttributeOptions } from './answer.js';
 export type { CallbackEngineOptions } from './options/engine.js';
@@ -40,7 +40,8 @@ export type {
   StandardSchemaResult,
   StandardSchemaV1,
 } from './schema.js';
-export { typedEngine } from './typed-anchor.js';
+export { typedEngine } from './typed-engine.js';
+export type { TypedEngine } from './typed-engine.js';
 export type {
   AnchorHandle,
   AnchorTypes,
@@ -59,7 +60,6 @@ export type {
   TypedCallback,
   TypedCreateArgs,
   TypedCreateOptions,
-  TypedEngine,
   TypedStepFunction,
   TypedStepMap,
   TypesOf,

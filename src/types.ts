@@ -351,3 +351,11 @@ export interface ListPage {
   /** With `list({ total: true })`: how many callbacks the filters match on all pages. */
   readonly total?: number;
 }
+
+/** Options of {@link CallbackEngine.wait}. */
+export interface WaitOptions {
+  /** Aborting it rejects the wait with the signal's reason. */
+  signal?: AbortSignal;
+  /** Also wait until every child (and their children) is terminal. @default false */
+  children?: boolean;
+}
