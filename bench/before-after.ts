@@ -22,6 +22,7 @@ const { values } = parseArgs({
     before: { type: 'string' },
     pending: { type: 'string', default: '1000,100000' },
     time: { type: 'string', default: '1500' },
+    'after-first': { type: 'boolean', default: false },
   },
 });
 if (!values.before) throw new Error('--before <checkout of the earlier commit> is required');
