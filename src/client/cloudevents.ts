@@ -7,23 +7,10 @@
  */
 
 import { randomUUID } from 'node:crypto';
+import { ATTRIBUTE_NAME_RE, CONTEXT_ATTRIBUTES } from '../cloudevents-attributes.js';
 import { InvalidArgumentError } from '../errors.js';
 import { checkStatus, isObject, jsonBody, show } from './checks.js';
 import type { CallbackEventInput, EventOptions } from './types.js';
-
-const EXTENSION_RE = /^[a-z0-9]{1,64}$/;
-const CONTEXT_ATTRIBUTES = new Set([
-  'specversion',
-  'id',
-  'source',
-  'type',
-  'datacontenttype',
-  'dataschema',
-  'subject',
-  'time',
-  'data',
-  'data_base64',
-]);
 
 /** The attributes of an event (`specversion`, `id`, `source`, `type`, `subject`, `time`) or its extensions. */
 type Attributes = Record<string, string | number | boolean>;
@@ -66,7 +53,7 @@ export function checkEvent(event: CallbackEventInput): CheckedEvent {
     if (!isObject(event.extensions))
       throw new InvalidArgumentError('event.extensions must be an object');
     for (const [name, value] of Object.entries(event.extensions)) {
-      if (!EXTENSION_RE.test(name) || CONTEXT_ATTRIBUTES.has(name))
+      if (!ATTRIBUTE_NAME_RE.test(name) || CONTEXT_ATTRIBUTES.has(name))
         throw new InvalidArgumentError(
           `event.extensions: ${show(name)} is not an extension attribute name (lower-case letters and digits, not a context attribute)`,
         );

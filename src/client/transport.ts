@@ -6,6 +6,7 @@
  * @module
  */
 
+import { BodyTooLarge, readBounded } from '../bounded-body.js';
 import { isRetryable, classify, describe, OUTCOME_HEADER } from './answer.js';
 import { parseRetryAfter } from './backoff.js';
 import { ReportAbortedError, ReportBadAnswerError } from './errors.js';
@@ -23,7 +24,6 @@ export type Attempt =
       readonly statusCode?: number;
     };
 
-class AnswerTooLarge extends Error {}
 class AttemptTimedOut extends Error {}
 
 /** Sends one attempt of `p` and classifies its answer. */
@@ -75,7 +75,7 @@ export async function attempt(
     } catch (err) {
       if (p.signal?.aborted)
         throw new ReportAbortedError(errorOptions(attempts, p, statusCode, p.signal.reason));
-      if (err instanceof AnswerTooLarge)
+      if (err instanceof BodyTooLarge)
         throw new ReportBadAnswerError(
           `${p.url} answered ${statusCode} with more than ${maxAnswerBytes} bytes (options.maxAnswerBytes)`,
           errorOptions(attempts, p, statusCode),
@@ -113,28 +113,4 @@ function networkReason(err: unknown, signal: AbortSignal): string {
   if (typeof cause?.code === 'string') return cause.code;
   if (typeof cause?.message === 'string') return cause.message;
   return typeof e?.message === 'string' ? e.message : String(err);
-}
-
-/** Reads a body as UTF-8 text, refusing (and cancelling) one over `max` bytes. */
-async function readBounded(res: Response, max: number): Promise<string> {
-  const declared = Number(res.headers.get('content-length'));
-  if (Number.isFinite(declared) && declared > max) {
-    await res.body?.cancel().catch(() => {});
-    throw new AnswerTooLarge();
-  }
-  if (!res.body) return '';
-  const reader = res.body.getReader() as ReadableStreamDefaultReader<Uint8Array>;
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => {});
-      throw new AnswerTooLarge();
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -7,6 +7,7 @@
  */
 
 import type { IncomingHttpHeaders } from 'node:http';
+import { ATTRIBUTE_NAME_RE, CONTEXT_ATTRIBUTES } from '../cloudevents-attributes.js';
 import { InvalidDataError, InvalidMessageError } from '../errors.js';
 import { checkCharset, isJsonType, mediaType, parseJson, unsupported } from './body.js';
 
@@ -28,22 +29,6 @@ export interface IncomingEvent {
 
 /** The HTTP content mode of a request, or `undefined` when it carries no CloudEvent. */
 export type ContentMode = 'binary' | 'structured' | 'batch';
-
-/** Context attributes of CloudEvents 1.0 (never extensions). */
-const CONTEXT_ATTRIBUTES: ReadonlySet<string> = new Set([
-  'specversion',
-  'id',
-  'source',
-  'type',
-  'datacontenttype',
-  'dataschema',
-  'subject',
-  'time',
-  'data',
-  'data_base64',
-]);
-/** CloudEvents attribute names: lower-case letters and digits (20 advised; 64 tolerated). */
-const ATTRIBUTE_NAME_RE = /^[a-z0-9]{1,64}$/;
 
 /**
  * The content mode of a request: batch and structured by media type, binary

@@ -7,6 +7,7 @@
  */
 
 import type { Clock } from '../clock.js';
+import { BodyTooLarge, readBounded } from '../bounded-body.js';
 import { EngineClosedError, OriginUnavailableError } from '../errors.js';
 import { toError } from '../thrown.js';
 
@@ -41,7 +42,6 @@ export interface OriginReply {
 }
 
 class TimedOut extends Error {}
-class TooLarge extends Error {}
 
 /**
  * Sends one request to an origin and reads its JSON answer.
@@ -113,7 +113,7 @@ export async function callOrigin(
         `the origin ${origin} did not answer within ${options.timeoutMs} ms`,
         { cause: err },
       );
-    if (err instanceof TooLarge)
+    if (err instanceof BodyTooLarge)
       throw new OriginUnavailableError(
         origin,
         `the origin ${origin} answered more than ${options.maxAnswerBytes} bytes (options.relay.maxAnswerBytes)`,
@@ -133,28 +133,4 @@ export async function callOrigin(
     options.clock.clearTimeout(timer);
     options.closed.removeEventListener('abort', onClose);
   }
-}
-
-/** Reads a response body as UTF-8 text, refusing (and cancelling) one over `max` bytes. */
-async function readBounded(res: Response, max: number): Promise<string> {
-  const declared = Number(res.headers.get('content-length'));
-  if (Number.isFinite(declared) && declared > max) {
-    await res.body?.cancel();
-    throw new TooLarge();
-  }
-  if (!res.body) return '';
-  const reader = res.body.getReader() as ReadableStreamDefaultReader<Uint8Array>;
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel();
-      throw new TooLarge();
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
