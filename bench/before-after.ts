@@ -6,7 +6,15 @@
  * Run:
  *   git worktree add /tmp/cbe-before <commit> && ln -s "$PWD/node_modules" /tmp/cbe-before/
  *   npx tsx bench/before-after.ts --before /tmp/cbe-before [--pending 1000,100000] [--time 1500]
+ *   npx tsx bench/before-after.ts --before /tmp/cbe-before --processes 6
+ *
+ * In one process the version measured first is favoured: both load the same XState, whose
+ * inline caches settle on the first version's machine and objects (swap the order and the
+ * "drop" moves to the other side). `--processes N` therefore runs each version alone in its own
+ * process, N times each, alternating, and compares the medians of each one's ratio to the floor
+ * measured in the same process.
  */
+import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -23,8 +31,14 @@ const { values } = parseArgs({
     pending: { type: 'string', default: '1000,100000' },
     time: { type: 'string', default: '1500' },
     'after-first': { type: 'boolean', default: false },
+    processes: { type: 'string' },
+    only: { type: 'string' },
   },
 });
+if (values.processes !== undefined) {
+  await orchestrate(Number(values.processes));
+  process.exit(0);
+}
 if (!values.before) throw new Error('--before <checkout of the earlier commit> is required');
 const TIME = Number(values.time);
 const BATCH = 100;
@@ -32,10 +46,12 @@ type Factory = (options: Record<string, unknown>) => CallbackEngine;
 const before = (await import(pathToFileURL(resolve(values.before, 'src/index.ts')).href)) as {
   createCallbackEngine: Factory;
 };
-const versions: [string, Factory][] = [
-  ['engine before', before.createCallbackEngine],
-  ['engine after', createCallbackEngine],
-];
+const versions = (
+  [
+    ['engine before', before.createCallbackEngine],
+    ['engine after', createCallbackEngine],
+  ] as [string, Factory][]
+).filter(([name]) => values.only === undefined || name === `engine ${values.only}`);
 
 function engineOf(factory: Factory): CallbackEngine {
   const engine = factory({
@@ -181,6 +197,12 @@ for (const N of values.pending.split(',').map(Number)) {
   for (const e of engines) await e.engine.close();
 }
 
+if (values.only !== undefined) {
+  console.log(
+    `ROWS ${JSON.stringify(rows.map((r) => ({ group: r.group, name: r.name, ops: r.opsPerSec })))}`,
+  );
+  process.exit(0);
+}
 printRows(rows);
 const pick = (group: string, name: string) =>
   rows.find((r) => r.group === group && r.name === name)!;
@@ -190,3 +212,56 @@ for (const group of new Set(rows.map((r) => r.group)))
     `  ${group}: ${(pick(group, 'engine after').opsPerSec / pick(group, 'engine before').opsPerSec).toFixed(2)}×` +
       ` (ratio to floor: before ${pick(group, 'engine before').ratio.toFixed(3)}, after ${pick(group, 'engine after').ratio.toFixed(3)})`,
   );
+
+/**
+ * Runs each version alone, `n` times each, alternating which goes first, and prints the medians
+ * of ops/s and of each engine's ratio to the floor measured in its own process.
+ */
+async function orchestrate(n: number): Promise<void> {
+  type Sample = { group: string; name: string; ops: number };
+  const runs: { version: string; rows: Sample[] }[] = [];
+  const pass = ['--before', values.before!, '--pending', values.pending, '--time', values.time];
+  for (let i = 0; i < n; i++) {
+    for (const version of i % 2 === 0 ? ['before', 'after'] : ['after', 'before']) {
+      const child = spawnSync(
+        process.execPath,
+        ['--import', 'tsx', process.argv[1]!, ...pass, '--only', version],
+        { encoding: 'utf8', maxBuffer: 1 << 26 },
+      );
+      const line = child.stdout.split('\n').find((l) => l.startsWith('ROWS '));
+      if (child.status !== 0 || line === undefined)
+        throw new Error(`the ${version} run failed:\n${child.stderr}`);
+      runs.push({ version, rows: JSON.parse(line.slice(5)) as Sample[] });
+      process.stderr.write('.');
+    }
+  }
+  process.stderr.write('\n');
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  const groups = [...new Set(runs[0]!.rows.map((r) => r.group))];
+  console.log(`${n} processes per version, alternating; medians.\n`);
+  console.log(
+    '| workload | floor ops/s | engine before | engine after | after / before | to floor: before | after | after / before |',
+  );
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const group of groups) {
+    const of = (version: string, name: string) =>
+      runs
+        .filter((r) => r.version === version)
+        .map((r) => r.rows.find((x) => x.group === group && x.name === name)!.ops);
+    const floorName = group === 'create' ? 'floor: Map.set(record)' : 'floor: Map + table + merge';
+    const floor = median([...of('before', floorName), ...of('after', floorName)]);
+    const toFloor = (version: string) => {
+      const floorName =
+        group === 'create' ? 'floor: Map.set(record)' : 'floor: Map + table + merge';
+      const fl = of(version, floorName);
+      return median(of(version, `engine ${version}`).map((ops, i) => ops / fl[i]!));
+    };
+    const b = median(of('before', 'engine before'));
+    const a = median(of('after', 'engine after'));
+    const [rb, ra] = [toFloor('before'), toFloor('after')];
+    const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
+    console.log(
+      `| ${group} | ${fmt(floor)} | ${fmt(b)} | ${fmt(a)} | ${(a / b).toFixed(2)}× | ${rb.toFixed(4)} | ${ra.toFixed(4)} | ${(ra / rb).toFixed(2)}× |`,
+    );
+  }
+}

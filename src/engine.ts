@@ -288,7 +288,8 @@ class Engine implements CallbackEngine {
   // ---- call-in points ------------------------------------------------------------------------
 
   dispatch(message: CallbackMessage): Promise<CallbackAnswer> {
-    return this.deliver(message).then(toAnswer);
+    if (this.#closed || !this.#isReady) return this.deliver(message).then(toAnswer);
+    return this.#keepAlive.trackMap(this.#deliver(message), toAnswer);
   }
 
   deliver(message: CallbackMessage): Promise<DispatchResult> {

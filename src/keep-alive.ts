@@ -86,6 +86,18 @@ export class KeepAlive {
     return promise.then(this.#passValue, this.#passError);
   }
 
+  /**
+   * {@link track}, mapping the value in the same step: one promise instead of two on a hot path.
+   */
+  trackMap<T, U>(promise: Promise<T>, map: (value: T) => U): Promise<U> {
+    if (this.#closed) return promise.then(map);
+    this.hold();
+    return promise.then((value) => {
+      this.release();
+      return map(value);
+    }, this.#passError);
+  }
+
   /** Drops every hold and clears the handle; later holds are ignored. */
   close(): void {
     this.#closed = true;

@@ -83,12 +83,13 @@ export class Admission {
       }));
     }
     const report = parsed;
-    const route = (checked: CallbackData) =>
-      d.routing.report(report.token, report.status, checked, {
+    if (!this.checksReports)
+      return d.routing.report(report.token, report.status, data, {
         dedupKey: report.dedupKey,
-        ...(trace !== undefined ? { trace } : {}),
+        trace,
       });
-    if (!this.checksReports) return route(data);
+    const route = (checked: CallbackData) =>
+      d.routing.report(report.token, report.status, checked, { dedupKey: report.dedupKey, trace });
     // Schemas at the edge: refused before anything is applied.
     const schema = this.#reportSchema(report.token, report.status);
     let checked: CallbackData | Promise<CallbackData> = data;

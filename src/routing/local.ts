@@ -103,6 +103,9 @@ export function creationFieldRefusal(
   );
 }
 
+/** A report's result as it is (shared, so no function is made per report). */
+const asIs = (r: DispatchResult): DispatchResult => r;
+
 /** One engine's callbacks, answered where they are. */
 export class LocalRouting implements Routing {
   readonly #d: LocalDeps;
@@ -194,7 +197,7 @@ export class LocalRouting implements Routing {
     }
     const rt = found.rt;
     if (!isTerminal(rt.record.status)) this.#touch(rt);
-    const pending = new Pending('applied', (r: DispatchResult) => r);
+    const pending = new Pending('applied', asIs);
     // Read now, while what an asynchronous store fetched for this report is at hand.
     const keyStored =
       dedupKey !== undefined && !freshKey && this.#journal.keys.has(rt, rt.record, dedupKey);
@@ -226,14 +229,16 @@ export class LocalRouting implements Routing {
     }
     // Refuse before anything is applied, so the outside party can simply retry.
     if (this.#mailboxes.wouldSaturate(rt, status)) return Promise.reject(new PoolSaturatedError());
+    // One shape for every report job (absent fields are undefined, never missing).
     this.#mailboxes.enqueue(rt, {
       kind: 'report',
       status,
       data,
       followers: [pending],
-      ...(dedupKey !== undefined ? { dedupKey, keyStored } : {}),
-      ...(freshKey ? { freshKey } : {}),
-      ...(options.trace !== undefined ? { trace: options.trace as never } : {}),
+      dedupKey,
+      keyStored: dedupKey !== undefined ? keyStored : undefined,
+      freshKey: freshKey || undefined,
+      trace: options.trace as never,
     });
     return pending.promise();
   }
