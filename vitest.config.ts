@@ -8,9 +8,9 @@ export default defineConfig({
   resolve: {
     alias: [
       { find: /^callback-engine\/http$/, replacement: src('http/index.ts') },
-      { find: /^callback-engine\/dashboard$/, replacement: src('observe/index.ts') },
+      { find: /^callback-engine\/dashboard$/, replacement: src('dashboard.ts') },
       { find: /^callback-engine\/sqlite$/, replacement: src('store/sqlite.ts') },
-      { find: /^callback-engine\/metrics$/, replacement: src('observe/metrics.ts') },
+      { find: /^callback-engine\/metrics$/, replacement: src('metrics.ts') },
       { find: /^callback-engine\/client$/, replacement: src('client/index.ts') },
       { find: /^callback-engine\/postgres$/, replacement: src('postgres.ts') },
       { find: /^callback-engine\/store$/, replacement: src('store/index.ts') },

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDispatchHandler, type DispatchHandlerOptions } from '../src/http/index.js';
 import type { CallbackEngine, CreatedCallback } from '../src/index.js';
-import { createMonitor, withDashboard, type Monitor } from '../src/observe/index.js';
+import { createMonitor, withDashboard, type Monitor } from '../src/dashboard.js';
 import { flush, makeEngine, report } from './helpers/engine.js';
 
 let engine: CallbackEngine | undefined;

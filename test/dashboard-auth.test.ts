@@ -12,7 +12,7 @@ import {
   withDashboard,
   type DashboardOptions,
   type Monitor,
-} from '../src/observe/index.js';
+} from '../src/dashboard.js';
 import { makeEngine, report } from './helpers/engine.js';
 
 let engine: CallbackEngine | undefined;

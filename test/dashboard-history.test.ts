@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createDispatchHandler } from '../src/http/index.js';
 import type { HistoryEntry } from '../src/history.js';
 import type { CallbackEngine } from '../src/index.js';
-import { createMonitor, withDashboard, type Monitor } from '../src/observe/index.js';
+import { createMonitor, withDashboard, type Monitor } from '../src/dashboard.js';
 import { MAX_ENTRY_DATA_CHARS } from '../src/observe/dashboard-api.js';
 import { OCR_HISTORY } from './fixtures/history.js';
 import { makeEngine } from './helpers/engine.js';

@@ -8,7 +8,7 @@ import {
   withDashboard,
   type DashboardOptions,
   type Monitor,
-} from '../src/observe/index.js';
+} from '../src/dashboard.js';
 import { flush, makeEngine } from './helpers/engine.js';
 
 let engine: CallbackEngine | undefined;

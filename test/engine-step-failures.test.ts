@@ -9,7 +9,7 @@ import {
   type CallbackEngine,
   type EngineEvent,
 } from '../src/index.js';
-import { createMonitor } from '../src/observe/index.js';
+import { createMonitor } from '../src/dashboard.js';
 import { makeEngine, report } from './helpers/engine.js';
 import { SCORE } from './helpers/steps.js';
 

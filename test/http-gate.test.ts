@@ -23,8 +23,8 @@ import {
   createMonitor,
   withDashboard,
   type Monitor,
-} from '../src/observe/index.js';
-import { createMetrics, withMetrics, type EngineMetrics } from '../src/observe/metrics.js';
+} from '../src/dashboard.js';
+import { createMetrics, withMetrics, type EngineMetrics } from '../src/metrics.js';
 import { makeEngine } from './helpers/engine.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;

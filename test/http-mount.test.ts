@@ -16,8 +16,8 @@ import { signRequest } from '../src/http/index.js';
 import { callbackEngineRouter } from '../src/mount/express.js';
 import { callbackEngine } from '../src/mount/fastify.js';
 import type { MountOptions } from '../src/mount/mount.js';
-import { createMonitor } from '../src/observe/index.js';
-import { createMetrics } from '../src/observe/metrics.js';
+import { createMonitor } from '../src/dashboard.js';
+import { createMetrics } from '../src/metrics.js';
 import type { CallbackEngine } from '../src/index.js';
 import { makeEngine } from './helpers/engine.js';
 

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMetrics, withMetrics, type EngineMetrics } from '../src/observe/metrics.js';
+import { createMetrics, withMetrics, type EngineMetrics } from '../src/metrics.js';
 import { createDispatchHandler } from '../src/http/index.js';
 import { InvalidArgumentError, type CallbackEngine } from '../src/index.js';
 import { DurableFixture } from './helpers/durable.js';

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDispatchHandler, serve } from '../src/http/index.js';
 import { createCallbackEngine, type CallbackEngine } from '../src/index.js';
-import { createDashboard, createMonitor, withDashboard } from '../src/observe/index.js';
+import { createDashboard, createMonitor, withDashboard } from '../src/dashboard.js';
 import { makeEngine, SECRET } from './helpers/engine.js';
 
 let engine: CallbackEngine | undefined;
