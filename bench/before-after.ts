@@ -41,6 +41,8 @@ if (values.processes !== undefined) {
 }
 if (!values.before) throw new Error('--before <checkout of the earlier commit> is required');
 const TIME = Number(values.time);
+/** Per row of a child run: operations per second of this process's CPU time (user + system). */
+const cpuOps = new Map<Row, number>();
 const BATCH = 100;
 type Factory = (options: Record<string, unknown>) => CallbackEngine;
 const before = (await import(pathToFileURL(resolve(values.before, 'src/index.ts')).href)) as {
@@ -149,9 +151,7 @@ for (const N of values.pending.split(',').map(Number)) {
     check(a.status === 'progress', `${e.name} moved to progress`);
   }
   rows.push(
-    ...(await compare(`dispatch progress, ${N.toLocaleString('en-US')} pending`, alternatives, {
-      timeMs: TIME,
-    })),
+    ...(await measure(`dispatch progress, ${N.toLocaleString('en-US')} pending`, alternatives)),
   );
   for (const e of engines) await e.engine.close();
 }
@@ -162,44 +162,40 @@ for (const N of values.pending.split(',').map(Number)) {
   let n = 0;
   const engines = versions.map(([name, factory]) => ({ name, engine: engineOf(factory) }));
   rows.push(
-    ...(await compare(
-      'create',
-      [
-        {
-          name: 'floor: Map.set(record)',
-          batch: BATCH,
-          fn: () => {
-            for (let b = 0; b < BATCH; b++) plain.set(n++, { status: 'create', data: { i: n } });
-          },
+    ...(await measure('create', [
+      {
+        name: 'floor: Map.set(record)',
+        batch: BATCH,
+        fn: () => {
+          for (let b = 0; b < BATCH; b++) plain.set(n++, { status: 'create', data: { i: n } });
         },
-        {
-          name: 'raw: createActor(machine).start()',
-          batch: BATCH,
-          fn: () => {
-            for (let b = 0; b < BATCH; b++)
-              createActor(lifecycleMachine, { input: { data: DataVersion.of({ i: b }) } })
-                .start()
-                .stop();
-          },
+      },
+      {
+        name: 'raw: createActor(machine).start()',
+        batch: BATCH,
+        fn: () => {
+          for (let b = 0; b < BATCH; b++)
+            createActor(lifecycleMachine, { input: { data: DataVersion.of({ i: b }) } })
+              .start()
+              .stop();
         },
-        ...engines.map((e) => ({
-          name: e.name,
-          batch: BATCH,
-          fn: () =>
-            Promise.all(
-              Array.from({ length: BATCH }, (_, i) => e.engine.create('job', { data: { i } })),
-            ),
-        })),
-      ],
-      { timeMs: TIME },
-    )),
+      },
+      ...engines.map((e) => ({
+        name: e.name,
+        batch: BATCH,
+        fn: () =>
+          Promise.all(
+            Array.from({ length: BATCH }, (_, i) => e.engine.create('job', { data: { i } })),
+          ),
+      })),
+    ])),
   );
   for (const e of engines) await e.engine.close();
 }
 
 if (values.only !== undefined) {
   console.log(
-    `ROWS ${JSON.stringify(rows.map((r) => ({ group: r.group, name: r.name, ops: r.opsPerSec })))}`,
+    `ROWS ${JSON.stringify(rows.map((r) => ({ group: r.group, name: r.name, ops: r.opsPerSec, cpuOps: cpuOps.get(r) })))}`,
   );
   process.exit(0);
 }
@@ -214,11 +210,51 @@ for (const group of new Set(rows.map((r) => r.group)))
   );
 
 /**
+ * tinybench's comparison; in a child run (`--only`) each alternative is also timed by the
+ * process's CPU time, which a busy machine disturbs less than wall time.
+ */
+async function measure(
+  group: string,
+  alternatives: { name: string; batch: number; fn: () => unknown }[],
+): Promise<Row[]> {
+  if (values.only === undefined) return compare(group, alternatives, { timeMs: TIME });
+  const out: Row[] = [];
+  for (const alt of alternatives) {
+    const run = async (ms: number) => {
+      let batches = 0;
+      const cpu = process.cpuUsage();
+      const t0 = performance.now();
+      while (performance.now() - t0 < ms) {
+        await alt.fn();
+        batches++;
+      }
+      const wall = (performance.now() - t0) / 1000;
+      const used = process.cpuUsage(cpu);
+      return { ops: batches * alt.batch, wall, cpu: (used.user + used.system) / 1e6 };
+    };
+    await run(300);
+    const r = await run(TIME);
+    const row: Row = {
+      group,
+      name: alt.name,
+      opsPerSec: r.ops / r.wall,
+      ratio: 1,
+      reference: '',
+      rme: 0,
+      samples: 0,
+    };
+    cpuOps.set(row, r.ops / r.cpu);
+    out.push(row);
+  }
+  return out;
+}
+
+/**
  * Runs each version alone, `n` times each, alternating which goes first, and prints the medians
  * of ops/s and of each engine's ratio to the floor measured in its own process.
  */
 async function orchestrate(n: number): Promise<void> {
-  type Sample = { group: string; name: string; ops: number };
+  type Sample = { group: string; name: string; ops: number; cpuOps: number };
   const runs: { version: string; rows: Sample[] }[] = [];
   const pass = ['--before', values.before!, '--pending', values.pending, '--time', values.time];
   for (let i = 0; i < n; i++) {
@@ -238,30 +274,30 @@ async function orchestrate(n: number): Promise<void> {
   process.stderr.write('\n');
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
   const groups = [...new Set(runs[0]!.rows.map((r) => r.group))];
-  console.log(`${n} processes per version, alternating; medians.\n`);
   console.log(
-    '| workload | floor ops/s | engine before | engine after | after / before | to floor: before | after | after / before |',
+    `${n} processes per version, alternating; medians. Wall: ops per second; CPU: ops per second of the process's CPU time. Noise: the spread (max / min) of the engine's CPU figure over its ${n} runs.\n`,
   );
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+  console.log(
+    '| workload | floor ops/s | before, wall | after, wall | after / before | before, CPU | after, CPU | after / before | noise before | noise after |',
+  );
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const group of groups) {
-    const of = (version: string, name: string) =>
+    const of = (version: string, name: string, key: 'ops' | 'cpuOps') =>
       runs
         .filter((r) => r.version === version)
-        .map((r) => r.rows.find((x) => x.group === group && x.name === name)!.ops);
+        .map((r) => r.rows.find((x) => x.group === group && x.name === name)![key]);
     const floorName = group === 'create' ? 'floor: Map.set(record)' : 'floor: Map + table + merge';
-    const floor = median([...of('before', floorName), ...of('after', floorName)]);
-    const toFloor = (version: string) => {
-      const floorName =
-        group === 'create' ? 'floor: Map.set(record)' : 'floor: Map + table + merge';
-      const fl = of(version, floorName);
-      return median(of(version, `engine ${version}`).map((ops, i) => ops / fl[i]!));
-    };
-    const b = median(of('before', 'engine before'));
-    const a = median(of('after', 'engine after'));
-    const [rb, ra] = [toFloor('before'), toFloor('after')];
+    const floor = median([...of('before', floorName, 'ops'), ...of('after', floorName, 'ops')]);
+    const [bw, aw] = [
+      median(of('before', 'engine before', 'ops')),
+      median(of('after', 'engine after', 'ops')),
+    ];
+    const bc = of('before', 'engine before', 'cpuOps');
+    const ac = of('after', 'engine after', 'cpuOps');
+    const spread = (xs: number[]) => `${(Math.max(...xs) / Math.min(...xs)).toFixed(2)}×`;
     const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
     console.log(
-      `| ${group} | ${fmt(floor)} | ${fmt(b)} | ${fmt(a)} | ${(a / b).toFixed(2)}× | ${rb.toFixed(4)} | ${ra.toFixed(4)} | ${(ra / rb).toFixed(2)}× |`,
+      `| ${group} | ${fmt(floor)} | ${fmt(bw)} | ${fmt(aw)} | ${(aw / bw).toFixed(2)}× | ${fmt(median(bc))} | ${fmt(median(ac))} | ${(median(ac) / median(bc)).toFixed(2)}× | ${spread(bc)} | ${spread(ac)} |`,
     );
   }
 }
