@@ -7,8 +7,8 @@
 
 /** One report a simulated service sent. */
 export interface Sample {
-  /** When its answer came, ms since the run started. */
-  readonly atMs: number;
+  /** When it was sent, ms since the run started. */
+  readonly sentMs: number;
   /** From sending to the answer, ms; `undefined` when it failed. */
   readonly latencyMs: number | undefined;
   /** HTTP requests it took (retries included). */
@@ -29,7 +29,8 @@ export interface Figures {
 }
 
 /**
- * The figures of the reports answered between two points of a run.
+ * The figures of the reports sent between two points of a run (each counted with its answer,
+ * even one that came later: a report slowed down past the end still counts as slow).
  *
  * @param samples - the run's reports.
  * @param from - where the stretch starts, seconds from the run's start (exclusive).
@@ -41,7 +42,7 @@ export function figuresOver(samples: readonly Sample[], from: number, to: number
   const latencies: number[] = [];
   let requests = 0;
   for (const s of samples) {
-    if (s.atMs <= from * 1000 || s.atMs > to * 1000) continue;
+    if (s.sentMs <= from * 1000 || s.sentMs > to * 1000) continue;
     requests += s.attempts;
     if (s.latencyMs !== undefined) latencies.push(s.latencyMs);
   }

@@ -51,8 +51,9 @@ export interface SimulationOptions {
    */
   store?: 'sqlite' | 'memory';
   /**
-   * Stop handing callbacks to the simulated services after this many seconds, and skip the wait
-   * for the silent ones and the final check: a short measurement (the comparison run).
+   * Stop handing callbacks to the simulated services this many seconds after the last one was
+   * created, and skip the wait for the silent ones and the final check: a short measurement
+   * (the comparison run).
    * @default no limit
    */
   budgetSeconds?: number;
@@ -78,6 +79,8 @@ export interface SimulationSummary {
   readonly dashboardUrl: string;
   /** Seconds from the start until the last report was answered (the wait for time-outs left out). */
   readonly loadSeconds: number;
+  /** Seconds from the start until the last callback was created. */
+  readonly createdSeconds: number;
   /** Every report sent, in the order answered. */
   readonly samples: readonly Sample[];
   /** Stops the server and the engine (already done unless `keep`). */
@@ -162,13 +165,13 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
       const result = await run();
       const now = performance.now();
       requests += result.attempts;
-      samples.push({ atMs: now - started, latencyMs: now - sent, attempts: result.attempts });
+      samples.push({ sentMs: sent - started, latencyMs: now - sent, attempts: result.attempts });
       return result;
     } catch (err) {
       const attempts = err instanceof CallbackClientError ? err.attempts : 1;
       requests += attempts;
       httpErrors++;
-      samples.push({ atMs: performance.now() - started, latencyMs: undefined, attempts });
+      samples.push({ sentMs: sent - started, latencyMs: undefined, attempts });
       return undefined;
     }
   };
@@ -210,14 +213,14 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
   };
 
   const started = performance.now();
-  const deadline =
-    options.budgetSeconds === undefined ? Infinity : started + options.budgetSeconds * 1000;
+  let deadline = Infinity; // set once every callback is created
   const stopped = () => performance.now() >= deadline;
   let created = 0;
+  let createdSeconds = 0;
   const tokens: string[] = new Array<string>(total);
   const timeoutFor = (i: number) => (outcomeOf(i) === 'timeout' ? 'PT3S' : 'PT2M');
   const creating = (async () => {
-    for (let i = 0; i < total && !stopped(); i += 500) {
+    for (let i = 0; i < total; i += 500) {
       const batch = await Promise.all(
         Array.from({ length: Math.min(500, total - i) }, (_, j) =>
           engine.create('order', { data: { i: i + j }, timeout: timeoutFor(i + j) }),
@@ -227,6 +230,9 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
       created += batch.length;
       await new Promise((r) => setImmediate(r));
     }
+    createdSeconds = (performance.now() - started) / 1000;
+    if (options.budgetSeconds !== undefined)
+      deadline = performance.now() + options.budgetSeconds * 1000;
   })();
   const workers = Array.from({ length: concurrency }, async () => {
     for (;;) {
@@ -300,6 +306,7 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
     httpErrors,
     dashboardUrl,
     loadSeconds,
+    createdSeconds,
     samples,
   };
   log('');
