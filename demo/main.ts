@@ -1,7 +1,7 @@
 /**
  * The demo, run by `npm start` in a clone of the repository (not part of the package):
  *
- *   npm start [-- --callbacks N] [--concurrency N] [--port N] [--keep] [--memory]
+ *   npm start [-- --callbacks N] [--concurrency N] [--port N] [--keep] [--memory] [--no-compare]
  *   npm start -- --crash [--concurrency N]
  *   npm start -- --replicas N [--callbacks N] [--concurrency N]
  *
@@ -11,12 +11,15 @@
 import { parseArgs } from 'node:util';
 
 const USAGE = `usage: npm start [-- --callbacks N] [--concurrency N] [--port N] [--keep] [--memory]
+                 [--no-compare]
        npm start -- --crash [--concurrency N]
        npm start -- --replicas N [--callbacks N] [--concurrency N]
 
   (no option)   the simulation: engine + HTTP service + dashboard, N callbacks (default 20000)
                 reported back over HTTP by simulated outside services, on a SQLite store in a
-                temp file (--memory: on the memory store; --keep: leave the dashboard up)
+                temp file (--memory: on the memory store; --keep: leave the dashboard up);
+                then the same load on the memory store for a few seconds, and a table comparing
+                the two (--no-compare: skip it; --memory skips it too)
   --crash       run the engine in a child process on a SQLite file, SIGKILL it under HTTP load,
                 restart it on the same file, print the recovery time and check every
                 acknowledged update is there
@@ -49,6 +52,7 @@ export async function main(
         port: { type: 'string', default: '0' },
         keep: { type: 'boolean', default: false },
         memory: { type: 'boolean', default: false },
+        'no-compare': { type: 'boolean', default: false },
         crash: { type: 'boolean', default: false },
         replicas: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
@@ -110,7 +114,12 @@ export async function main(
     store: values.memory ? 'memory' : 'sqlite',
     log,
   });
+  if (!values.memory && !values['no-compare']) {
+    const { compareWithMemory } = await import('./compare.js');
+    await compareWithMemory(summary, { log });
+  }
   if (values.keep) {
+    log(`\ndashboard stays up at ${summary.dashboardUrl} (Ctrl-C to stop)`);
     await new Promise<void>((resolve) => process.once('SIGINT', resolve));
     await summary.close();
   }

@@ -29,6 +29,7 @@ import {
 } from 'callback-engine/client';
 import { createMonitor, withDashboard, type Monitor } from 'callback-engine/dashboard';
 import { createDispatchHandler } from 'callback-engine/http';
+import { figuresOver, type Sample } from './figures.js';
 
 /** Options of {@link runSimulation}. */
 export interface SimulationOptions {
@@ -49,21 +50,39 @@ export interface SimulationOptions {
    * or `'memory'`. @default 'sqlite'
    */
   store?: 'sqlite' | 'memory';
+  /**
+   * Stop handing callbacks to the simulated services this many seconds after the last one was
+   * created, and skip the wait for the silent ones and the final check: a short measurement
+   * (the comparison run).
+   * @default no limit
+   */
+  budgetSeconds?: number;
 }
 
 /** What the run measured. */
 export interface SimulationSummary {
   readonly callbacks: number;
+  /** Simulated outside services that worked at once. */
+  readonly concurrency: number;
   readonly requests: number;
   readonly seconds: number;
   readonly requestsPerSecond: number;
   readonly p50ms: number;
   readonly p99ms: number;
   readonly counts: Readonly<Record<string, number>>;
-  /** Callbacks whose final status or data differ from what their service reported. */
-  readonly lostUpdates: number;
+  /**
+   * Callbacks whose final status or data differ from what their service reported; `undefined`
+   * when `budgetSeconds` was set (not checked).
+   */
+  readonly lostUpdates: number | undefined;
   readonly httpErrors: number;
   readonly dashboardUrl: string;
+  /** Seconds from the start until the last report was answered (the wait for time-outs left out). */
+  readonly loadSeconds: number;
+  /** Seconds from the start until the last callback was created. */
+  readonly createdSeconds: number;
+  /** Every report sent, in the order answered. */
+  readonly samples: readonly Sample[];
   /** Stops the server and the engine (already done unless `keep`). */
   close(): Promise<void>;
 }
@@ -135,21 +154,24 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
   // of node:http per request, which would halve the engine's figures.
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const client = createCallbackClient({ baseUrl: base, fetch: nodeHttpFetch(agent) });
-  const latencies: number[] = [];
+  const samples: Sample[] = [];
   let requests = 0;
   let httpErrors = 0;
   /** One report through the client: its answer, or `undefined` after an error (counted). */
   const send = async (run: () => Promise<ReportResult>): Promise<ReportResult | undefined> => {
-    const started = performance.now();
+    const sent = performance.now();
     try {
       // A conflict is a legitimate answer (e.g. a report racing a timeout), not an error.
       const result = await run();
+      const now = performance.now();
       requests += result.attempts;
-      latencies.push(performance.now() - started);
+      samples.push({ sentMs: sent - started, latencyMs: now - sent, attempts: result.attempts });
       return result;
     } catch (err) {
-      requests += err instanceof CallbackClientError ? err.attempts : 1;
+      const attempts = err instanceof CallbackClientError ? err.attempts : 1;
+      requests += attempts;
       httpErrors++;
+      samples.push({ sentMs: sent - started, latencyMs: undefined, attempts });
       return undefined;
     }
   };
@@ -191,7 +213,10 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
   };
 
   const started = performance.now();
+  let deadline = Infinity; // set once every callback is created
+  const stopped = () => performance.now() >= deadline;
   let created = 0;
+  let createdSeconds = 0;
   const tokens: string[] = new Array<string>(total);
   const timeoutFor = (i: number) => (outcomeOf(i) === 'timeout' ? 'PT3S' : 'PT2M');
   const creating = (async () => {
@@ -205,9 +230,13 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
       created += batch.length;
       await new Promise((r) => setImmediate(r));
     }
+    createdSeconds = (performance.now() - started) / 1000;
+    if (options.budgetSeconds !== undefined)
+      deadline = performance.now() + options.budgetSeconds * 1000;
   })();
   const workers = Array.from({ length: concurrency }, async () => {
     for (;;) {
+      if (stopped()) return;
       const job = queue.shift();
       if (job) await serve(job);
       else if (created >= total) return;
@@ -230,8 +259,10 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
   if (!bar) ticker.unref();
   await creating;
   await Promise.all(workers);
+  const loadSeconds = (performance.now() - started) / 1000;
+  const measureOnly = options.budgetSeconds !== undefined;
   // Wait for the silent ones to time out.
-  await Promise.all(tokens.map((t) => engine.wait(t)));
+  if (!measureOnly) await Promise.all(tokens.map((t) => engine.wait(t)));
   clearInterval(ticker);
   const finalLine = draw();
   if (bar) process.stderr.write('\n');
@@ -239,8 +270,8 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
   const seconds = (performance.now() - started) / 1000;
 
   // Verify every callback against its plan.
-  let lost = 0;
-  for (let i = 0; i < total; i++) {
+  let lost: number | undefined = measureOnly ? undefined : 0;
+  for (let i = 0; lost !== undefined && i < total; i++) {
     const { status, data } = await engine.get(tokens[i]!);
     const { status: ackedStatus, ...ackedData } = acked[i]!;
     // An acknowledged terminal report must have won; a silent callback must have timed out.
@@ -257,24 +288,26 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
     }
   }
 
-  latencies.sort((a, b) => a - b);
-  const pick = (p: number) =>
-    latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
+  const whole = figuresOver(samples, -Infinity, Infinity);
   const byStatus = engine.stats().byStatus;
   const counts: Record<string, number> = {};
   for (const s of [...ACTIVE_STATUSES, ...TERMINAL_STATUSES])
     if (byStatus[s] !== 0) counts[s] = byStatus[s];
   const summary = {
     callbacks: total,
+    concurrency,
     requests,
     seconds,
     requestsPerSecond: Math.round(requests / seconds),
-    p50ms: pick(0.5),
-    p99ms: pick(0.99),
+    p50ms: whole.p50ms,
+    p99ms: whole.p99ms,
     counts,
     lostUpdates: lost,
     httpErrors,
     dashboardUrl,
+    loadSeconds,
+    createdSeconds,
+    samples,
   };
   log('');
   log(
@@ -291,7 +324,7 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
       `store: ${commits.toLocaleString('en-US')} group commits, ${rowsWritten.toLocaleString('en-US')} rows written (${(rowsWritten / Math.max(1, commits)).toFixed(1)} per commit)`,
     );
   }
-  log(`lost updates: ${lost}${httpErrors ? `, HTTP errors: ${httpErrors}` : ''}`);
+  log(`lost updates: ${lost ?? 'not checked'}${httpErrors ? `, HTTP errors: ${httpErrors}` : ''}`);
 
   const close = async () => {
     agent.destroy();
@@ -302,7 +335,6 @@ export async function runSimulation(options: SimulationOptions = {}): Promise<Si
     removeDir();
   };
   if (!options.keep) await close();
-  else log(`\ndashboard stays up at ${dashboardUrl} (Ctrl-C to stop)`);
   return { ...summary, close };
 }
 
