@@ -1,8 +1,10 @@
 /**
  * The SQLite store: one file per engine, WAL, one transaction per group
  * commit. A callback's row is small (its indexed columns, its fixed part); a
- * report appends one journal entry and updates the row's status, due time and
- * head, so the bytes written per report do not grow with the callback's data.
+ * report appends one journal entry, and updates the row only when its status,
+ * due time or owed flag changes (the row's `head` column is the head at that
+ * update; reads take the newest of it, the snapshot's and the journal's seq),
+ * so the bytes written per report do not grow with the callback's data.
  * Its state is rewritten as a snapshot only once the entries after the last
  * snapshot outweigh it.
  *
@@ -42,7 +44,8 @@ import { migrate } from './schema.js';
 
 /** The columns of a callback's row, its snapshot and its journal tail, as one select list. */
 export const CALLBACK_SELECT = `SELECT c.id, c.seq, c.anchor, c.status, c.due_at, c.idem_key, c.corr_key,
-  c.parent_id, c.head, c.meta, s.body AS snap,
+  c.parent_id, max(c.head, coalesce(s.seq, 0), coalesce((SELECT max(j.seq) FROM journal j
+    WHERE j.callback_id = c.id), 0)) AS head, c.meta, s.body AS snap,
   (SELECT json_group_array(j.entry ORDER BY j.seq) FROM journal j
     WHERE j.callback_id = c.id AND j.seq > coalesce(s.seq, 0)) AS tail
   FROM callbacks c LEFT JOIN snapshots s ON s.id = c.id`;
@@ -419,6 +422,9 @@ export class SqliteStore implements DurableStore {
               r.owed ? 1 : null,
               r.meta,
             );
+          } else if (r.headOnly === true) {
+            // Status, due time and owed as the row holds them: the head is read from the journal.
+            continue;
           } else if (
             Number(s.update.run(r.status, r.dueAt, r.head, r.owed ? 1 : null, r.id).changes) !== 1
           ) {
