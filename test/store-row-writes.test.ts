@@ -3,6 +3,7 @@
  * changes: a report that changes none of them appends its journal entry and leaves the row as
  * it was. Reads (the store's, recovery's, the command line's) take the head from the journal.
  */
+import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSimulatedClock, type CallbackEngine, type SimulatedClock } from '../src/index.js';
@@ -144,5 +145,26 @@ describe('SQLite row writes: only when status, due time or owed change', () => {
     const ended = await engine.get(cb.token);
     expect(ended.status).toBe('timeout');
     expect(ended.data).toEqual({ n: 4, reason: 'heartbeat' });
+  });
+});
+
+describe('SQLite checkpoints on their own thread', () => {
+  it('close stops the checkpoint thread first: the file is whole and its log is gone', async () => {
+    const path = fx.db();
+    const clock = createSimulatedClock();
+    const engine = engineOn(path, clock);
+    await engine.ready();
+    const cbs = await Promise.all(Array.from({ length: 200 }, () => engine.create('job')));
+    for (let i = 0; i < 5; i++)
+      await Promise.all(cbs.map((cb) => engine.dispatch(report(cb.token, 'progress', { i }))));
+    await engine.close();
+    expect(existsSync(`${path}-wal`)).toBe(false);
+    const db = new Database(path, { readonly: true });
+    try {
+      expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+      expect(db.prepare('SELECT count(*) AS n FROM journal').get()).toEqual({ n: 200 * 6 });
+    } finally {
+      db.close();
+    }
   });
 });

@@ -40,6 +40,7 @@ import {
   type SqliteDriverOption,
   type SqlStatement,
 } from './driver.js';
+import { BACKSTOP_PAGES, Checkpointer } from './checkpointer.js';
 import { migrate } from './schema.js';
 
 /** The columns of a callback's row, its snapshot and its journal tail, as one select list. */
@@ -110,6 +111,9 @@ export function toStoredCallback(r: CallbackSelectRow): StoredCallback {
   };
 }
 
+/** SQLite's page cache per engine, in KiB (its default is 2 MiB). */
+export const CACHE_KIB = 64 * 1024;
+
 /** Options of the SQLite store (see `sqliteStore()`). */
 export interface SqliteStoreSettings {
   readonly path: string;
@@ -152,6 +156,8 @@ export class SqliteStore implements DurableStore {
   readonly #path: string;
   #db: SqlConnection | undefined;
   #lock: SqlConnection | undefined;
+  /** Checkpoints the write-ahead log on its own thread while open. */
+  #checkpointer: Checkpointer | undefined;
   #ino = 0;
   #s!: Statements;
   readonly #listStatements = new Map<string, SqlStatement>();
@@ -180,6 +186,10 @@ export class SqliteStore implements DurableStore {
       db.exec('PRAGMA journal_mode = WAL');
       migrate(db, this.name, context.machineVersion);
       db.exec(`PRAGMA synchronous = ${this.#settings.synchronous.toUpperCase()}`);
+      // Pages kept in memory (negative: KiB): the rows, journal and snapshot pages reports touch.
+      db.exec(`PRAGMA cache_size = -${CACHE_KIB}`);
+      // Checkpoints run on their own thread; this one copies back only if that one falls behind.
+      db.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`);
       if (this.#settings.maxBytes !== undefined) {
         const pageSize = Number(db.pragma('page_size'));
         db.exec(
@@ -197,6 +207,7 @@ export class SqliteStore implements DurableStore {
     }
     this.#db = db;
     this.#ino = statSync(this.#path).ino;
+    this.#checkpointer = new Checkpointer(this.#path, driver);
     const counts = (
       db
         .prepare('SELECT anchor, status, COUNT(*) AS count FROM callbacks GROUP BY anchor, status')
@@ -455,6 +466,7 @@ export class SqliteStore implements DurableStore {
           );
         for (const key of batch.earlyDone ?? []) s.earlyDel.run(key);
         db.exec('COMMIT');
+        this.#checkpointer?.committed();
       } catch (err) {
         try {
           db.exec('ROLLBACK');
@@ -472,10 +484,17 @@ export class SqliteStore implements DurableStore {
     }
   }
 
-  close(): void {
+  close(): void | Promise<void> {
     const db = this.#db;
     this.#db = undefined;
-    if (db?.isOpen) db.close();
-    this.#releaseLock();
+    const checkpointer = this.#checkpointer;
+    this.#checkpointer = undefined;
+    const finish = () => {
+      // The last connection to close checkpoints what is left and removes the log.
+      if (db?.isOpen) db.close();
+      this.#releaseLock();
+    };
+    if (!checkpointer) return finish();
+    return checkpointer.stop().then(finish, finish);
   }
 }
