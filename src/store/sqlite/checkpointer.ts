@@ -30,7 +30,12 @@ const state = new Int32Array(signal);
 let db;
 try {
   if (driver === 'node:sqlite') {
+    // Node 22 warns once per thread that loads it (the engine's thread already held it back).
+    const emit = process.emitWarning;
+    process.emitWarning = (w, ...rest) =>
+      /SQLite is an experimental feature/i.test(String(w && w.message || w)) ? undefined : emit.call(process, w, ...rest);
     const { DatabaseSync } = require('node:sqlite');
+    process.emitWarning = emit;
     db = new DatabaseSync(path);
   } else {
     const Database = require(modulePath);
