@@ -17,7 +17,7 @@ import type { EventHub } from '../registry/event-hub.js';
 import { encodeMeta, encodeRow, encodeSnapshot } from '../registry/record-codec.js';
 import type { CallbackRegistry } from '../registry/registry.js';
 import { GroupCommit, type CommitBatch, type CommitMember } from '../store/group-commit.js';
-import type { DurableStore, EarlyEventRow } from '../store/store.js';
+import type { CallbackRowWrite, DurableStore, EarlyEventRow } from '../store/store.js';
 import { DedupKeys } from './dedup-keys.js';
 
 /** Rows and entries of one group commit at most, and bytes of entries and snapshots. */
@@ -112,10 +112,20 @@ export class JournalWriter {
   #writeRow(rt: CallbackRuntime): void {
     const commit = this.#commit!;
     const record = rt.record;
+    let row: CallbackRowWrite;
     if (rt.meta === undefined) {
       rt.meta = encodeMeta(record);
-      commit.row(rt, encodeRow(record, rt.lastActivity, 'insert', rt.meta));
-    } else commit.row(rt, encodeRow(record, rt.lastActivity, 'update', ''));
+      row = encodeRow(record, rt.lastActivity, 'insert', rt.meta);
+    } else {
+      row = encodeRow(record, rt.lastActivity, 'update', '');
+      // Only the head moved: a store that reads the head from its journal skips the row.
+      if (row.status === rt.rowStatus && row.dueAt === rt.rowDueAt && row.owed === rt.rowOwed)
+        row = { ...row, headOnly: true };
+    }
+    rt.rowStatus = row.status;
+    rt.rowDueAt = row.dueAt;
+    rt.rowOwed = row.owed;
+    commit.row(rt, row);
     if (
       rt.tailEntries >= SNAPSHOT_MAX_ENTRIES ||
       rt.tailBytes > Math.max(SNAPSHOT_MIN_BYTES, rt.snapshotBytes)

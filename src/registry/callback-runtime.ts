@@ -142,6 +142,13 @@ export class CallbackRuntime implements CommitMember {
   committed = false;
   /** Durable mode: its fixed part as written in its row (`undefined`: no row written yet). */
   meta: string | undefined = undefined;
+  /**
+   * Durable mode: the status, due time and owed flag its row holds once the batches written so
+   * far commit (`rowStatus` `undefined`: not known, the next write rewrites them all).
+   */
+  rowStatus: string | undefined = undefined;
+  rowDueAt: number | null = null;
+  rowOwed = false;
   /** Durable mode: bytes of its stored snapshot, and of the journal entries written after it. */
   snapshotBytes = 0;
   tailBytes = 0;

@@ -127,15 +127,19 @@ export class Residency {
     // A terminal callback that still owes its final step is resident until that step ended.
     if ((isTerminal(record.status) && record.owed === undefined) || !this.#d.mayHold(record.id))
       return { kind: 'retained', record };
-    return { kind: 'live', rt: this.#resident(decoded, row.meta) };
+    return { kind: 'live', rt: this.#resident(decoded, row) };
   }
 
   /** Makes a stored active callback resident. */
-  #resident(decoded: DecodedRecord, meta: string): CallbackRuntime {
+  #resident(decoded: DecodedRecord, row: StoredCallback): CallbackRuntime {
     const record = decoded.record;
     const rt = new CallbackRuntime(record, decoded.lastActivity);
     rt.committed = true;
-    rt.meta = meta;
+    rt.meta = row.meta;
+    // What its row holds: a later write that changes none of it moves only the head.
+    rt.rowStatus = row.status;
+    rt.rowDueAt = row.dueAt;
+    rt.rowOwed = record.owed !== undefined;
     rt.snapshotBytes = decoded.snapshotBytes;
     rt.tailBytes = decoded.tailBytes;
     rt.tailEntries = decoded.tailEntries;
@@ -188,7 +192,7 @@ export class Residency {
     if (!waiters?.length) return;
     // The callback as stored, made resident again from the row just read, keeps the waiters.
     if (row && decoded && !isTerminal(decoded.record.status)) {
-      const fresh = this.#resident(decoded, row.meta);
+      const fresh = this.#resident(decoded, row);
       (fresh.waiters ??= []).push(...waiters);
     } else for (const w of waiters) w.reject(err);
   }

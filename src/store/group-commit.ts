@@ -129,7 +129,10 @@ export class GroupCommit {
     const b = this.#batch();
     const prev = b.rows.get(row.id);
     if (prev?.change === 'insert' && row.change === 'update')
-      row = { ...prev, ...row, change: 'insert', meta: prev.meta };
+      row = { ...prev, ...row, change: 'insert', meta: prev.meta, headOnly: false };
+    // A head-only update after a full one in the same batch: the full one's columns still change.
+    else if (prev !== undefined && prev.headOnly !== true && row.headOnly === true)
+      row = { ...row, headOnly: false };
     b.rows.set(row.id, row);
     b.deletes.delete(row.id);
     this.#join(member, b);

@@ -58,6 +58,11 @@ export interface CallbackRowWrite {
   /** It owes a step invocation (found and resumed at the next start or by the shard's next owner). */
   readonly owed: boolean;
   readonly meta: string;
+  /**
+   * An update whose status, due time and owed flag are those the row already holds: only the
+   * head moved. A store that reads the head from its journal (the newest entry's seq) may skip it.
+   */
+  readonly headOnly?: boolean;
 }
 
 /** One journal entry appended. */

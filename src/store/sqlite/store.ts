@@ -1,8 +1,10 @@
 /**
  * The SQLite store: one file per engine, WAL, one transaction per group
  * commit. A callback's row is small (its indexed columns, its fixed part); a
- * report appends one journal entry and updates the row's status, due time and
- * head, so the bytes written per report do not grow with the callback's data.
+ * report appends one journal entry, and updates the row only when its status,
+ * due time or owed flag changes (the row's `head` column is the head at that
+ * update; reads take the newest of it, the snapshot's and the journal's seq),
+ * so the bytes written per report do not grow with the callback's data.
  * Its state is rewritten as a snapshot only once the entries after the last
  * snapshot outweigh it.
  *
@@ -38,11 +40,13 @@ import {
   type SqliteDriverOption,
   type SqlStatement,
 } from './driver.js';
+import { BACKSTOP_PAGES, Checkpointer } from './checkpointer.js';
 import { migrate } from './schema.js';
 
 /** The columns of a callback's row, its snapshot and its journal tail, as one select list. */
 export const CALLBACK_SELECT = `SELECT c.id, c.seq, c.anchor, c.status, c.due_at, c.idem_key, c.corr_key,
-  c.parent_id, c.head, c.meta, s.body AS snap,
+  c.parent_id, max(c.head, coalesce(s.seq, 0), coalesce((SELECT max(j.seq) FROM journal j
+    WHERE j.callback_id = c.id), 0)) AS head, c.meta, s.body AS snap,
   (SELECT json_group_array(j.entry ORDER BY j.seq) FROM journal j
     WHERE j.callback_id = c.id AND j.seq > coalesce(s.seq, 0)) AS tail
   FROM callbacks c LEFT JOIN snapshots s ON s.id = c.id`;
@@ -107,6 +111,9 @@ export function toStoredCallback(r: CallbackSelectRow): StoredCallback {
   };
 }
 
+/** SQLite's page cache per engine, in KiB (its default is 2 MiB). */
+export const CACHE_KIB = 64 * 1024;
+
 /** Options of the SQLite store (see `sqliteStore()`). */
 export interface SqliteStoreSettings {
   readonly path: string;
@@ -149,6 +156,8 @@ export class SqliteStore implements DurableStore {
   readonly #path: string;
   #db: SqlConnection | undefined;
   #lock: SqlConnection | undefined;
+  /** Checkpoints the write-ahead log on its own thread while open. */
+  #checkpointer: Checkpointer | undefined;
   #ino = 0;
   #s!: Statements;
   readonly #listStatements = new Map<string, SqlStatement>();
@@ -177,6 +186,10 @@ export class SqliteStore implements DurableStore {
       db.exec('PRAGMA journal_mode = WAL');
       migrate(db, this.name, context.machineVersion);
       db.exec(`PRAGMA synchronous = ${this.#settings.synchronous.toUpperCase()}`);
+      // Pages kept in memory (negative: KiB): the rows, journal and snapshot pages reports touch.
+      db.exec(`PRAGMA cache_size = -${CACHE_KIB}`);
+      // Checkpoints run on their own thread; this one copies back only if that one falls behind.
+      db.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`);
       if (this.#settings.maxBytes !== undefined) {
         const pageSize = Number(db.pragma('page_size'));
         db.exec(
@@ -194,6 +207,7 @@ export class SqliteStore implements DurableStore {
     }
     this.#db = db;
     this.#ino = statSync(this.#path).ino;
+    this.#checkpointer = new Checkpointer(this.#path, driver);
     const counts = (
       db
         .prepare('SELECT anchor, status, COUNT(*) AS count FROM callbacks GROUP BY anchor, status')
@@ -419,6 +433,9 @@ export class SqliteStore implements DurableStore {
               r.owed ? 1 : null,
               r.meta,
             );
+          } else if (r.headOnly === true) {
+            // Status, due time and owed as the row holds them: the head is read from the journal.
+            continue;
           } else if (
             Number(s.update.run(r.status, r.dueAt, r.head, r.owed ? 1 : null, r.id).changes) !== 1
           ) {
@@ -449,6 +466,7 @@ export class SqliteStore implements DurableStore {
           );
         for (const key of batch.earlyDone ?? []) s.earlyDel.run(key);
         db.exec('COMMIT');
+        this.#checkpointer?.committed();
       } catch (err) {
         try {
           db.exec('ROLLBACK');
@@ -466,10 +484,17 @@ export class SqliteStore implements DurableStore {
     }
   }
 
-  close(): void {
+  close(): void | Promise<void> {
     const db = this.#db;
     this.#db = undefined;
-    if (db?.isOpen) db.close();
-    this.#releaseLock();
+    const checkpointer = this.#checkpointer;
+    this.#checkpointer = undefined;
+    const finish = () => {
+      // The last connection to close checkpoints what is left and removes the log.
+      if (db?.isOpen) db.close();
+      this.#releaseLock();
+    };
+    if (!checkpointer) return finish();
+    return checkpointer.stop().then(finish, finish);
   }
 }
