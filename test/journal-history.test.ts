@@ -316,3 +316,28 @@ describe('bytes written per report', () => {
     expect(big / small).toBeLessThan(1.5);
   });
 });
+
+describe('the memory store’s history is bounded', () => {
+  it('keeps the created entry and at least the newest 1,000 of a callback reported to 2,600 times', async () => {
+    const { engine } = makeEngine();
+    engine.anchor('job');
+    const cb = await engine.create('job', { data: { order: 1 } });
+    const producers = Array.from({ length: 8 }, async (_, p) => {
+      for (let i = 0; i < 325; i++)
+        await engine.dispatch(report(cb.token, 'progress', { [`p${p}`]: i }));
+    });
+    await Promise.all(producers);
+    const entries = await allHistory(engine, cb.id, 1000);
+    expect(entries[0]).toMatchObject({ seq: 1, kind: 'created' });
+    const rest = entries.slice(1);
+    expect(rest.length).toBeGreaterThanOrEqual(1000);
+    expect(rest.length).toBeLessThanOrEqual(2000);
+    // The newest entries, none missing and in order, up to the last report.
+    expect(rest.at(-1)!.seq).toBe(2601);
+    rest.forEach((e, i) => expect(e.seq).toBe(rest[0]!.seq + i));
+    // Every report was applied: the data holds each producer's last value.
+    const answer = await engine.get(cb.token);
+    for (let p = 0; p < 8; p++) expect(answer.data[`p${p}`]).toBe(324);
+    await engine.close();
+  });
+});

@@ -22,6 +22,12 @@ import { DedupKeys } from './dedup-keys.js';
 
 /** Rows and entries of one group commit at most, and bytes of entries and snapshots. */
 const BATCH_ROWS = 2048;
+/**
+ * The memory store keeps a callback's `created` entry and at least its newest this many entries
+ * (trimmed when twice as many piled up, so appending stays constant time): a callback reported to
+ * for days must not grow without bound. A durable store keeps every entry.
+ */
+export const MEMORY_HISTORY_KEEP = 1000;
 const BATCH_BYTES = 8 * 1024 * 1024;
 
 /**
@@ -91,6 +97,8 @@ export class JournalWriter {
     if (!commit) {
       const journal = readJournal(record.journal);
       journal.push(entry);
+      if (journal.length > 2 * MEMORY_HISTORY_KEEP + 1)
+        journal.splice(1, journal.length - 1 - MEMORY_HISTORY_KEEP);
       record.journal = journal;
       if (entry.dedupKey !== undefined) this.keys.remember(record, entry.dedupKey, entry.at);
       return;
