@@ -504,6 +504,11 @@ async function run(spec: RunSpec): Promise<RunResult> {
     console.log(
       `${spec.name}: ${fmt(result.rate)} reports/s, p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms, forwarded ${pct(result.forwardedShare)}, ${f1(result.reportsPerCommit)} reports/commit, non-2xx ${nonOk}; CPU µs/report: replicas ${replicaMs.map(us).join('/')}, load generator ${us(lgMs)}, postgres ${us(pgMs)}, nats ${us(natsMs)}, other ${us(result.cpuMs.other)}; cores busy ${coreBusy.map(pct).join('/')}; ${result.layout}`,
     );
+    const otherShare = result.cpuMs.other / (secs * 1000 * CORES);
+    if (otherShare > 0.05)
+      console.log(
+        `  note: work other than this benchmark's used ${pct(otherShare)} of the machine in this window`,
+      );
     return result;
   } finally {
     load.close();
