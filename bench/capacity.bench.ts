@@ -41,8 +41,9 @@
  * Ctrl-C).
  *
  * Run: npx tsx bench/capacity.bench.ts [--seconds 6] [--in-flight 64] [--replicas 1,2,3]
- *      [--no-pin] [--pg-core K] [--write] [--out bench/results-capacity.json]
- * `--write` replaces the "Capacity" section of bench/RESULTS.md.
+ *      [--no-pin] [--pg-core K] [--write] [--out bench/results-capacity.json] [--report FILE]
+ * `--write` replaces the "Capacity" section of bench/RESULTS.md; `--report FILE` renders the
+ * tables again from a saved JSON file instead of measuring.
  * Env: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test),
  *      BENCH_NATS_URL (default nats://127.0.0.1:4222)
  */
@@ -73,6 +74,7 @@ const { values } = parseArgs({
     'no-pin': { type: 'boolean', default: false },
     'pg-core': { type: 'string' },
     write: { type: 'boolean', default: false },
+    report: { type: 'string' },
     out: { type: 'string', default: 'bench/results-capacity.json' },
   },
 });
@@ -81,10 +83,11 @@ const IN_FLIGHT = Number(values['in-flight']);
 const LOW_IN_FLIGHT = Number(values['low-in-flight']);
 const CALLBACKS = Number(values.callbacks);
 const REPLICA_COUNTS = values.replicas.split(',').map(Number);
-const PIN = !values['no-pin'];
-const PG_CORE = values['pg-core'] === undefined ? undefined : Number(values['pg-core']);
-const CORES = os.cpus().length;
-const LG_CORE = CORES - 1;
+// Overridden by the settings of a `--report` file.
+let PIN = !values['no-pin'];
+let PG_CORE = values['pg-core'] === undefined ? undefined : Number(values['pg-core']);
+let CORES = os.cpus().length;
+let LG_CORE = CORES - 1;
 const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const NATS_URL = process.env.BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 const APP = `cbe_cap_${process.pid}`;
@@ -547,41 +550,76 @@ interface Prediction {
   bounds: Record<string, number>;
 }
 
-/** The model (docs/capacity.md) for this machine's layout: the lowest of the bounds. */
-function predict(inp: Inputs, n: number, f: number, r: number, pin: boolean): Prediction {
+/** CPU µs per report of the whole cluster, per process. */
+interface Demands {
+  /** Each replica's (the load spread evenly: the replicas' total / N each). */
+  replicas: number[];
+  pg: number;
+  nats: number;
+  lg: number;
+  /** Reports per commit at an owner. */
+  r: number;
+}
+
+/** The model's demands for N replicas, a forwarded share f and r reports per commit. */
+function demandsOf(inp: Inputs, n: number, f: number, r: number): Demands {
   const local = inp.repA + inp.repB / r;
-  // Per report of the whole cluster, at each replica (the load spread evenly).
-  const dRep = (local + f * (inp.entry + inp.ownerExtra)) / n;
-  const dPg = inp.pgA + inp.pgB / r;
-  const dNats = f * inp.nats;
-  const dLg = inp.lg;
+  const dRep = local + f * (inp.entry + inp.ownerExtra);
+  return {
+    replicas: Array.from({ length: n }, () => dRep / n),
+    pg: inp.pgA + inp.pgB / r,
+    nats: f * inp.nats,
+    lg: inp.lg,
+    r,
+  };
+}
+
+/** A run's own demands: each process's CPU in the run over the reports it answered. */
+function demandsMeasured(run: RunResult): Demands {
+  const per = (ms: number) => (ms * 1000) / Math.max(1, run.reports);
+  return {
+    replicas: run.cpuMs.replicas.map(per),
+    pg: per(run.cpuMs.pg),
+    nats: per(run.cpuMs.nats),
+    lg: per(run.cpuMs.lg),
+    r: run.reportsPerCommit,
+  };
+}
+
+/**
+ * The model (docs/capacity.md) for this machine's layout: the lowest of the bounds. Pinned, each
+ * core bounds what is pinned to it; what floats counts in the bound over all cores.
+ */
+function predict(inp: Inputs, d: Demands): Prediction {
   const bounds: Record<string, number> = {};
-  if (pin) {
+  if (PIN) {
     for (let k = 0; k < CORES; k++) {
       let pinned = 0;
       const who: string[] = [];
-      for (let i = 0; i < n; i++)
+      d.replicas.forEach((x, i) => {
         if (i % CORES === k) {
-          pinned += dRep;
+          pinned += x;
           who.push(`r${i + 1}`);
         }
+      });
       if (k === LG_CORE) {
-        pinned += dLg;
+        pinned += d.lg;
         who.push('load generator');
       }
       if (k === PG_CORE) {
-        pinned += dPg;
+        pinned += d.pg;
         who.push('postgres');
       }
       if (pinned > 0) bounds[`core ${k} (${who.join(' + ')})`] = 1e6 / pinned;
     }
   } else {
-    bounds['one replica, one core'] = 1e6 / dRep;
-    bounds['load generator, one core'] = 1e6 / dLg;
+    bounds['one replica, one core'] = 1e6 / Math.max(...d.replicas);
+    bounds['load generator, one core'] = 1e6 / d.lg;
   }
-  bounds[`all ${CORES} cores`] = (CORES * 1e6) / (n * dRep + dPg + dNats + dLg);
-  bounds['PostgreSQL commits/s × reports/commit'] = inp.kMany * r;
-  bounds['serial commits per replica'] = n * inp.k1 * r;
+  const all = d.replicas.reduce((x, y) => x + y, 0) + d.pg + d.nats + d.lg;
+  bounds[`all ${CORES} cores`] = (CORES * 1e6) / all;
+  bounds['PostgreSQL commits/s × r'] = inp.kMany * d.r;
+  bounds['one commit at a time per replica'] = d.replicas.length * inp.k1 * d.r;
   let bound = '';
   let rate = Infinity;
   for (const [name, x] of Object.entries(bounds))
@@ -594,47 +632,35 @@ function predict(inp: Inputs, n: number, f: number, r: number, pin: boolean): Pr
 
 // ---- main ------------------------------------------------------------------------------------
 
-let failed = false;
-const started = performance.now();
-try {
-  const admin = new pg.Client({ connectionString: pgUrl(`${APP}_admin`) });
-  adminClient = admin;
-  await admin.connect();
-  const server = (
-    await admin.query<{ version: string; sc: string; fsync: string }>(
-      `SELECT current_setting('server_version') AS version,
-              current_setting('synchronous_commit') AS sc, current_setting('fsync') AS fsync`,
-    )
-  ).rows[0]!;
-  const loadAtStart = os.loadavg();
-  if (PIN) pinTree(LG_CORE, process.pid);
-  console.log(
-    `PostgreSQL ${server.version} (synchronous_commit=${server.sc}, fsync=${server.fsync}), Node ${process.version}, ${CORES} cores; load average at start ${loadAtStart.map((x) => x.toFixed(2)).join(' ')}; pinning ${PIN ? 'on' : 'off'}`,
-  );
+/** Everything a run of this script measured (what `--report` reads back). */
+interface Measured {
+  command: string;
+  date: string;
+  seconds: number;
+  machine: Record<string, string | number>;
+  loadAverage: { atStart: number[]; atEnd: number[] };
+  server: { postgres: string; synchronousCommit: string; fsync: string };
+  settings: {
+    seconds: number;
+    warmupMs: number;
+    inFlight: number;
+    lowInFlight: number;
+    callbacks: number;
+    pin: boolean;
+    pgCore: number | null;
+    cores: number;
+  };
+  commitCeiling: [CommitCeiling, CommitCeiling];
+  calibration: { local: RunResult; low: RunResult; forward: RunResult };
+  runs: RunResult[];
+}
 
-  console.log('\n## PostgreSQL commits/s (one-row UPDATE, autocommit)');
-  const k1 = await commitCeiling(1, 2_000);
-  const kMany = await commitCeiling(16, 2_000);
-  for (const k of [k1, kMany])
-    console.log(
-      `${k.connections} connection(s): ${fmt(k.commitsPerSecond)} commits/s, ${k.meanMs.toFixed(3)} ms each, postgres CPU ${f1(k.pgCpuUsPerCommit)} µs/commit`,
-    );
+const per = (msUsed: number, r: RunResult) => (msUsed * 1000) / Math.max(1, r.reports);
 
-  console.log('\n## inputs');
-  const local = await run({ name: 'local', replicas: 1, routing: 'owner', inFlight: IN_FLIGHT });
-  const low = await run({
-    name: 'local-low',
-    replicas: 1,
-    routing: 'owner',
-    inFlight: LOW_IN_FLIGHT,
-  });
-  const fwd = await run({
-    name: 'forward',
-    replicas: 2,
-    routing: 'forward-all',
-    inFlight: IN_FLIGHT,
-  });
-  const per = (msUsed: number, r: RunResult) => (msUsed * 1000) / Math.max(1, r.reports);
+/** The model's inputs from the calibration runs. */
+function inputsOf(m: Measured): Inputs {
+  const { local, low, forward: fwd } = m.calibration;
+  const [k1, kMany] = m.commitCeiling;
   // y = a + b / r through the two 1-replica runs.
   const fit = (yHi: number, rHi: number, yLo: number, rLo: number) => {
     const b = (yLo - yHi) / (1 / rLo - 1 / rHi);
@@ -652,75 +678,98 @@ try {
     per(low.cpuMs.pg, low),
     low.reportsPerCommit,
   );
-  const ownerAt = per(fwd.cpuMs.replicas[0]!, fwd);
-  const inputs: Inputs = {
+  return {
     repA: rep.a,
     repB: rep.b,
     pgA: pgFit.a,
     pgB: pgFit.b,
     entry: per(fwd.cpuMs.replicas[1]!, fwd),
-    ownerExtra: ownerAt - (rep.a + rep.b / fwd.reportsPerCommit),
+    ownerExtra: per(fwd.cpuMs.replicas[0]!, fwd) - (rep.a + rep.b / fwd.reportsPerCommit),
     nats: per(fwd.cpuMs.nats, fwd),
     lg: per(local.cpuMs.lg, local),
     k1: k1.commitsPerSecond,
     kMany: kMany.commitsPerSecond,
   };
-  console.log(JSON.stringify(inputs));
+}
 
-  console.log('\n## runs');
-  const runs: { run: RunResult; prediction: Prediction; modelShare: number }[] = [];
-  for (const routing of ['owner', 'round-robin'] as const)
-    for (const n of REPLICA_COUNTS) {
-      if (stopping) throw new Error('stopped');
-      const r =
-        routing === 'owner' && n === 1 && IN_FLIGHT === local.inFlight
-          ? local
-          : await run({ name: `${routing}-${n}`, replicas: n, routing, inFlight: IN_FLIGHT });
-      const modelShare = routing === 'owner' ? 0 : (n - 1) / n;
-      runs.push({
-        run: r,
-        prediction: predict(inputs, n, modelShare, r.reportsPerCommit, PIN),
-        modelShare,
-      });
-    }
+/** The model's share forwarded for a routing. */
+const modelShare = (routing: Routing, n: number) =>
+  routing === 'owner' ? 0 : routing === 'forward-all' ? 1 : (n - 1) / n;
 
-  // ---- the report ----
+/** The section of bench/RESULTS.md. */
+function render(m: Measured, inputs: Inputs): string[] {
+  const { local, low, forward: fwd } = m.calibration;
+  const [k1, kMany] = m.commitCeiling;
+  const { settings } = m;
   const us = (x: number) => f1(x);
-  const lgShare = (r: RunResult) => r.cpuMs.lg / (r.seconds * 1000);
+  const ownerAt = per(fwd.cpuMs.replicas[0]!, fwd);
   const inputRows = [
     '| symbol | input | value | measured in |',
     '|---|---|---:|---|',
-    `| c_rep(r) = a_rep + b_rep / r | replica CPU per local report (HTTP in, engine, its share of a commit) | a_rep ${us(inputs.repA)} µs + b_rep ${us(inputs.repB)} µs / r | 1 replica, ${IN_FLIGHT} in flight (${us(per(local.cpuMs.replicas[0]!, local))} µs at r = ${f1(local.reportsPerCommit)}) and ${LOW_IN_FLIGHT} in flight (${us(per(low.cpuMs.replicas[0]!, low))} µs at r = ${f1(low.reportsPerCommit)}) |`,
+    `| c_rep(r) = a_rep + b_rep / r | replica CPU per local report (HTTP in, engine, its share of a commit) | a_rep ${us(inputs.repA)} µs + b_rep ${us(inputs.repB)} µs / r | 1 replica, ${settings.inFlight} in flight (${us(per(local.cpuMs.replicas[0]!, local))} µs at r = ${f1(local.reportsPerCommit)}) and ${settings.lowInFlight} in flight (${us(per(low.cpuMs.replicas[0]!, low))} µs at r = ${f1(low.reportsPerCommit)}) |`,
     `| c_entry | entry replica CPU per forwarded report | ${us(inputs.entry)} µs | 2 replicas, all ${fmt(fwd.reports)} reports sent to r2, all owned by r1 |`,
-    `| c_owner − c_rep(r) | owner CPU per forwarded report beyond a local one | ${us(inputs.ownerExtra)} µs | same run: r1 ${us(ownerAt)} µs at r = ${f1(fwd.reportsPerCommit)} |`,
+    `| c_own = c_owner − c_rep(r) | owner CPU per forwarded report beyond a local one (it reads NATS instead of HTTP) | ${us(inputs.ownerExtra)} µs | same run: r1 ${us(ownerAt)} µs at r = ${f1(fwd.reportsPerCommit)} |`,
     `| c_nats | nats-server CPU per forward | ${us(inputs.nats)} µs | same run |`,
-    `| c_fwd = c_entry + (c_owner − c_rep) + c_nats | CPU one forward adds | ${us(inputs.entry + inputs.ownerExtra + inputs.nats)} µs | |`,
-    `| c_pg(r) = a_pg + b_pg / r | PostgreSQL CPU per report (its backends and server processes) | a_pg ${us(inputs.pgA)} µs + b_pg ${us(inputs.pgB)} µs / r | the two 1-replica runs (${us(per(local.cpuMs.pg, local))} and ${us(per(low.cpuMs.pg, low))} µs) |`,
-    `| r | reports per commit at an owner (rows/commit as the engine counts them: ${f1(local.rowsPerCommit)} at 1 replica) | per run, below | \`stats().commits\` |`,
-    `| K_1 | commits/s of one connection, one transaction at a time (each replica commits one batch at a time) | ${fmt(k1.commitsPerSecond)} (${k1.meanMs.toFixed(3)} ms each; postgres ${us(k1.pgCpuUsPerCommit)} µs CPU/commit) | one-row UPDATE, autocommit |`,
+    `| c_entry + c_own + c_nats | CPU one forward adds | ${us(inputs.entry + inputs.ownerExtra + inputs.nats)} µs | |`,
+    `| c_pg(r) = a_pg + b_pg / r | PostgreSQL CPU per report (this run's backends and the server's own processes) | a_pg ${us(inputs.pgA)} µs + b_pg ${us(inputs.pgB)} µs / r | the two 1-replica runs (${us(per(local.cpuMs.pg, local))} and ${us(per(low.cpuMs.pg, low))} µs) |`,
+    `| r | reports per commit at an owner (rows/commit as the engine counts them, \`rowsWritten\` / \`commits\`: ${f1(local.rowsPerCommit)} at 1 replica) | per run, below | \`stats().commits\` |`,
+    `| K_1 | commits/s of one connection, one transaction at a time (as each replica commits) | ${fmt(k1.commitsPerSecond)} (${k1.meanMs.toFixed(3)} ms each; postgres ${us(k1.pgCpuUsPerCommit)} µs CPU/commit) | one-row UPDATE, autocommit |`,
     `| K_pg | PostgreSQL commits/s, 16 connections | ${fmt(kMany.commitsPerSecond)} (postgres ${us(kMany.pgCpuUsPerCommit)} µs CPU/commit) | same |`,
-    `| c_lg | load generator CPU per report (this machine only) | ${us(inputs.lg)} µs | 1 replica, ${IN_FLIGHT} in flight |`,
+    `| c_lg | load generator CPU per report (this machine only) | ${us(inputs.lg)} µs | 1 replica, ${settings.inFlight} in flight |`,
   ];
   const runRows = [
-    '| replicas | routing | forwarded (model) | r | predicted reports/s | first bound | measured reports/s | measured / predicted | p50 ms | p99 ms | cores busy | load generator | replicas | postgres | nats | other |',
-    '|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|',
-    ...runs.map(({ run: r, prediction: p, modelShare }) => {
+    "| replicas | routing | forwarded (model) | r | predicted reports/s | first bound | measured reports/s | measured / predicted | bound from the run's own CPU/report | measured / that | p50 ms | p99 ms | cores busy | load generator | replicas | postgres | nats | other |",
+    '|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|',
+    ...m.runs.map((r) => {
+      const f = modelShare(r.routing, r.replicas);
+      const p = predict(inputs, demandsOf(inputs, r.replicas, f, r.reportsPerCommit));
+      const own = predict(inputs, demandsMeasured(r));
       const core = (ms: number) => pct(ms / (r.seconds * 1000));
-      return `| ${r.replicas} | ${r.routing} | ${pct(r.forwardedShare)} (${pct(modelShare)}) | ${f1(r.reportsPerCommit)} | ${fmt(p.rate)} | ${p.bound} | ${fmt(r.rate)} | ${(r.rate / p.rate).toFixed(2)} | ${r.p50Ms.toFixed(1)} | ${r.p99Ms.toFixed(1)} | ${r.coreBusy.map(pct).join(' / ')} | ${core(r.cpuMs.lg)} | ${r.cpuMs.replicas.map(core).join(' / ')} | ${core(r.cpuMs.pg)} | ${core(r.cpuMs.nats)} | ${core(r.cpuMs.other)} |`;
+      return `| ${r.replicas} | ${r.routing} | ${pct(r.forwardedShare)} (${pct(f)}) | ${f1(r.reportsPerCommit)} | ${fmt(p.rate)} | ${p.bound} | ${fmt(r.rate)} | ${(r.rate / p.rate).toFixed(2)} | ${fmt(own.rate)} (${own.bound}) | ${(r.rate / own.rate).toFixed(2)} | ${r.p50Ms.toFixed(1)} | ${r.p99Ms.toFixed(1)} | ${r.coreBusy.map(pct).join(' / ')} | ${core(r.cpuMs.lg)} | ${r.cpuMs.replicas.map(core).join(' / ')} | ${core(r.cpuMs.pg)} | ${core(r.cpuMs.nats)} | ${core(r.cpuMs.other)} |`;
     }),
   ];
-  const layouts = [...new Set(runs.map(({ run: r }) => r.replicas))].map(
+  const costRows = [
+    '| replicas | routing | replicas (sum) | postgres | nats | load generator | all |',
+    '|---:|---|---:|---:|---:|---:|---:|',
+    ...m.runs.map((r) => {
+      const d = demandsMeasured(r);
+      const model = demandsOf(
+        inputs,
+        r.replicas,
+        modelShare(r.routing, r.replicas),
+        r.reportsPerCommit,
+      );
+      const sum = (x: Demands) => x.replicas.reduce((a, b) => a + b, 0);
+      const all = (x: Demands) => sum(x) + x.pg + x.nats + x.lg;
+      const cell = (a: number, b: number) => `${fmt(a)} (${fmt(b)})`;
+      return `| ${r.replicas} | ${r.routing} | ${cell(sum(d), sum(model))} | ${cell(d.pg, model.pg)} | ${cell(d.nats, model.nats)} | ${cell(d.lg, model.lg)} | ${cell(all(d), all(model))} |`;
+    }),
+  ];
+  // Dedicated cores: a core per replica (NATS beside them), PostgreSQL on cores of its own, the
+  // load generator elsewhere; at the reports per commit of 1 replica and of the most replicas.
+  const most = m.runs.filter((r) => r.routing === 'owner').at(-1) ?? local;
+  const dedicated = [local.reportsPerCommit, most.reportsPerCommit].flatMap((r) =>
+    (['owner', 'round-robin'] as const).map((routing) => {
+      const f = routing === 'owner' ? 0 : 1; // (N-1)/N tends to 1
+      const rep = inputs.repA + inputs.repB / r + f * (inputs.entry + inputs.ownerExtra);
+      const perReplica = 1e6 / (rep + f * inputs.nats);
+      const pgCore = 1e6 / (inputs.pgA + inputs.pgB / r);
+      return `| ${f1(r)} | ${routing}${routing === 'round-robin' ? ' (N large)' : ''} | ${fmt(perReplica)} | ${fmt(pgCore)} | ${(pgCore / perReplica).toFixed(2)} | ${fmt(inputs.kMany * r)} |`;
+    }),
+  );
+  const dedicatedRows = [
+    "| r | routing | X per replica (its own core, NATS beside it) | X per PostgreSQL core | N* / P: replicas per PostgreSQL core before PostgreSQL's CPU is first | K_pg × r |",
+    '|---:|---|---:|---:|---:|---:|',
+    ...dedicated,
+  ];
+  const layouts = [...new Set(m.runs.map((r) => r.replicas))].map(
     (n) => `- ${n} replica${n > 1 ? 's' : ''}: ${layoutOf(n)}`,
   );
-  const lines = [
-    `PostgreSQL ${server.version} (\`synchronous_commit=${server.sc}\`, \`fsync=${server.fsync}\`) and NATS on the same machine. Load average ${loadAtStart.map((x) => x.toFixed(2)).join(' ')} at start, ${os
-      .loadavg()
-      .map((x) => x.toFixed(2))
-      .join(
-        ' ',
-      )} at the end. ${SECONDS} s timed per run after ${WARMUP_MS} ms of warm-up, ${IN_FLIGHT} reports in flight, ${fmt(CALLBACKS)} callbacks, \`progress\` reports over HTTP with a \`Callback-Dedup-Key\`. CPU per process from /proc/<pid>/stat over the timed window; shares below are of one core.`,
+  const load = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ');
+  return [
+    `PostgreSQL ${m.server.postgres} (\`synchronous_commit=${m.server.synchronousCommit}\`, \`fsync=${m.server.fsync}\`) and NATS on the same machine. Load average ${load(m.loadAverage.atStart)} at start (nothing else running), ${load(m.loadAverage.atEnd)} at the end (its own processes). ${settings.seconds} s timed per run after ${settings.warmupMs} ms of warm-up, ${settings.inFlight} reports in flight, ${fmt(settings.callbacks)} callbacks, \`progress\` reports over HTTP with a \`Callback-Dedup-Key\`. CPU per process from /proc/<pid>/stat over the timed window; shares are of one core. Took ${m.seconds.toFixed(0)} s.`,
     '',
-    `Pinning (\`taskset -a -cp\`): ${PIN ? 'replica i on core i mod ' + CORES + ', the load generator (the bench process) on core ' + LG_CORE + (PG_CORE === undefined ? '; PostgreSQL and nats-server float (shared services)' : `; this run's PostgreSQL backends on core ${PG_CORE}`) : 'none'}:`,
+    `Pinning (\`taskset -a -cp\`): ${settings.pin ? `replica i on core i mod ${settings.cores}, the load generator (the bench process, all its threads) on core ${settings.cores - 1}${settings.pgCore === null ? '; PostgreSQL and nats-server float (shared services: pinning them would pin other users of the machine)' : `; this run's PostgreSQL backends on core ${settings.pgCore}`}` : 'none'}. What shared which core:`,
     '',
     ...layouts,
     '',
@@ -730,25 +779,92 @@ try {
     '',
     '### The model beside the pinned runs',
     '',
-    `Predicted: the lowest bound of the model (docs/capacity.md) for this machine's layout, with each run's own reports per commit r and the model's forwarded share ((N−1)/N round-robin, 0 to the owner). "first bound" is the one that gives the prediction. Load generator's share: the "load generator" column (of one core; its core is core ${LG_CORE}); c_lg × reports/s.`,
+    `Predicted: the lowest bound of the model (docs/capacity.md) for this layout, from the inputs above, each run's own r and the model's forwarded share ((N−1)/N round-robin, 0 to the owner); "first bound" is the one that gives it. "Bound from the run's own CPU/report": the same bounds with each process's CPU per report as measured in that run. The owner row at 1 replica is the calibration run itself. The load generator's share is its column (of one core, on core ${settings.cores - 1}).`,
     '',
     ...runRows,
+    '',
+    'CPU per report of the whole cluster, µs: measured (model).',
+    '',
+    ...costRows,
+    '',
+    '### Where the model puts the first bottleneck',
+    '',
+    `On this machine (M = ${settings.cores}, replicas, PostgreSQL, NATS and the load generator on the same cores) the first bound is the shared cores for every run above. With a core per replica, PostgreSQL on P cores of its own and the load generator elsewhere, from the same inputs:`,
+    '',
+    ...dedicatedRows,
   ];
-  console.log(`\n${lines.join('\n')}`);
-  const seconds = (performance.now() - started) / 1000;
-  console.log(
-    `\ntook ${seconds.toFixed(0)} s; load generator share at 1 replica ${pct(lgShare(local))}`,
-  );
-  const json = JSON.stringify(
-    {
+}
+
+let failed = false;
+const started = performance.now();
+try {
+  let m: Measured;
+  if (values.report !== undefined) {
+    m = JSON.parse(readFileSync(values.report, 'utf8')) as Measured;
+    PIN = m.settings.pin;
+    PG_CORE = m.settings.pgCore ?? undefined;
+    CORES = m.settings.cores;
+    LG_CORE = CORES - 1;
+  } else {
+    const admin = new pg.Client({ connectionString: pgUrl(`${APP}_admin`) });
+    adminClient = admin;
+    await admin.connect();
+    const server = (
+      await admin.query<{ version: string; sc: string; fsync: string }>(
+        `SELECT current_setting('server_version') AS version,
+                current_setting('synchronous_commit') AS sc, current_setting('fsync') AS fsync`,
+      )
+    ).rows[0]!;
+    const loadAtStart = os.loadavg();
+    if (PIN) pinTree(LG_CORE, process.pid);
+    console.log(
+      `PostgreSQL ${server.version} (synchronous_commit=${server.sc}, fsync=${server.fsync}), Node ${process.version}, ${CORES} cores; load average at start ${loadAtStart.map((x) => x.toFixed(2)).join(' ')}; pinning ${PIN ? 'on' : 'off'}`,
+    );
+
+    console.log('\n## PostgreSQL commits/s (one-row UPDATE, autocommit)');
+    const k1 = await commitCeiling(1, 2_000);
+    const kMany = await commitCeiling(16, 2_000);
+    for (const k of [k1, kMany])
+      console.log(
+        `${k.connections} connection(s): ${fmt(k.commitsPerSecond)} commits/s, ${k.meanMs.toFixed(3)} ms each, postgres CPU ${f1(k.pgCpuUsPerCommit)} µs/commit`,
+      );
+
+    console.log('\n## inputs');
+    const local = await run({ name: 'local', replicas: 1, routing: 'owner', inFlight: IN_FLIGHT });
+    const low = await run({
+      name: 'local-low',
+      replicas: 1,
+      routing: 'owner',
+      inFlight: LOW_IN_FLIGHT,
+    });
+    const fwd = await run({
+      name: 'forward',
+      replicas: 2,
+      routing: 'forward-all',
+      inFlight: IN_FLIGHT,
+    });
+
+    console.log('\n## runs');
+    const runs: RunResult[] = [];
+    for (const routing of ['owner', 'round-robin'] as const)
+      for (const n of REPLICA_COUNTS) {
+        if (stopping) throw new Error('stopped');
+        runs.push(
+          routing === 'owner' && n === 1
+            ? local
+            : await run({ name: `${routing}-${n}`, replicas: n, routing, inFlight: IN_FLIGHT }),
+        );
+      }
+    m = {
       command: `npx tsx bench/capacity.bench.ts${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}`,
       date: new Date().toISOString(),
-      seconds,
+      seconds: (performance.now() - started) / 1000,
       machine: machine(),
       loadAverage: { atStart: loadAtStart, atEnd: os.loadavg() },
       server: { postgres: server.version, synchronousCommit: server.sc, fsync: server.fsync },
       settings: {
         seconds: SECONDS,
+        warmupMs: WARMUP_MS,
         inFlight: IN_FLIGHT,
         lowInFlight: LOW_IN_FLIGHT,
         callbacks: CALLBACKS,
@@ -757,16 +873,16 @@ try {
         cores: CORES,
       },
       commitCeiling: [k1, kMany],
-      inputs,
       calibration: { local, low, forward: fwd },
       runs,
-      markdown: lines,
-    },
-    null,
-    2,
-  );
-  writeFileSync(values.out, await format(json, { parser: 'json' }));
-  console.log(`wrote ${values.out}`);
+    };
+    writeFileSync(values.out, await format(JSON.stringify(m, null, 2), { parser: 'json' }));
+    console.log(`wrote ${values.out}`);
+  }
+  const inputs = inputsOf(m);
+  console.log(`inputs (µs): ${JSON.stringify(inputs)}`);
+  const lines = render(m, inputs);
+  console.log(`\n${lines.join('\n')}`);
   if (values.write)
     writeResultsSection(
       'capacity',
