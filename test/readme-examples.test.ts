@@ -71,6 +71,7 @@ describe('the README starts where the user starts', () => {
       'mounting',
       'durability',
       'replicas',
+      'capacity',
       'operations',
       'visualization',
       'api',
