@@ -18,12 +18,7 @@ import {
   type DispatchHandler,
 } from '../src/http/index.js';
 import { InvalidArgumentError, type CallbackEngine, type CreatedCallback } from '../src/index.js';
-import {
-  createDashboard,
-  createMonitor,
-  withDashboard,
-  type Monitor,
-} from '../src/dashboard.js';
+import { createDashboard, createMonitor, withDashboard, type Monitor } from '../src/dashboard.js';
 import { createMetrics, withMetrics, type EngineMetrics } from '../src/metrics.js';
 import { makeEngine } from './helpers/engine.js';
 
