@@ -1,0 +1,102 @@
+/**
+ * Profiling driver for the PostgreSQL local-owner path (not part of the suite):
+ * `node --import tsx bench/profile-postgres.ts [--pending 10240] [--reports 200000]
+ *  [--in-flight 256]`. One engine holds every shard of a fresh schema, creates the callbacks, then
+ * sends `progress` reports `--in-flight` at a time, uniform over them (workload 1 of
+ * bench/cluster.bench.ts). It prints the rate, this process's CPU per report, the event loop's
+ * utilization (the share of wall time the thread ran JavaScript, not waiting on PostgreSQL) and the
+ * reports per commit; `--profile FILE` writes a CPU profile of the dispatch phase alone. Needs PostgreSQL (`BENCH_PG_URL`, default the local `test` database).
+ */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { createCallbackEngine } from '../src/index.js';
+import { dropSchema, postgresStore } from '../test/helpers/postgres.js';
+
+const { values } = parseArgs({
+  options: {
+    pending: { type: 'string', default: '10240' },
+    reports: { type: 'string', default: '200000' },
+    'in-flight': { type: 'string', default: '256' },
+    /** Write a CPU profile of the dispatch phase alone to this file. */
+    profile: { type: 'string' },
+  },
+});
+const N = Number(values.pending);
+const TOTAL = Number(values.reports);
+const IN_FLIGHT = Number(values['in-flight']);
+const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const schema = `cbe_profile_${process.pid}`;
+const engine = createCallbackEngine({
+  node: 'profile',
+  secrets: ['profile-secret-0123456'],
+  timeout: false,
+  retention: true,
+  store: postgresStore({
+    connectionString: PG_URL,
+    schema,
+    leaseTtl: 10_000,
+    renewInterval: 3_000,
+  }),
+});
+try {
+  engine.anchor('job');
+  await engine.ready();
+  const tokens: string[] = [];
+  for (let i = 0; i < N; i += 500) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(500, N - i) }, (_, j) =>
+        engine.create('job', { data: { i: i + j } }),
+      ),
+    );
+    for (const cb of batch) tokens.push(cb.token);
+  }
+  let seed = 12345;
+  const session = values.profile !== undefined ? new Session() : undefined;
+  if (session) {
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.start');
+  }
+  const before = engine.stats();
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  const elu0 = performance.eventLoopUtilization();
+  for (let done = 0; done < TOTAL; done += IN_FLIGHT) {
+    const ps: Promise<unknown>[] = [];
+    for (let b = 0; b < IN_FLIGHT; b++) {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      seed >>>= 0;
+      ps.push(
+        engine.dispatch({
+          type: 'CALLBACK',
+          callbackToken: tokens[seed % N]!,
+          callbackStatus: 'progress',
+          callbackData: { pct: done + b },
+        }),
+      );
+    }
+    await Promise.all(ps);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(c0);
+  const elu = performance.eventLoopUtilization(elu0);
+  const after = engine.stats();
+  if (session) {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(values.profile!, JSON.stringify(profile));
+    session.disconnect();
+  }
+  const commits = after.commits - before.commits;
+  console.log(
+    `postgres local owner: ${TOTAL.toLocaleString('en-US')} reports, ${IN_FLIGHT} in flight, ${N.toLocaleString('en-US')} pending: ` +
+      `${Math.round(TOTAL / seconds).toLocaleString('en-US')}/s, ${((cpu.user + cpu.system) / TOTAL).toFixed(1)} µs CPU each, ` +
+      `event loop busy ${(elu.utilization * 100).toFixed(0)} % of wall time, ${commits > 0 ? (TOTAL / commits).toFixed(1) : '?'} reports per commit`,
+  );
+} finally {
+  await engine.close();
+  await dropSchema(PG_URL, schema);
+}
