@@ -95,12 +95,12 @@ export class MailboxCore {
   record(rt: CallbackRuntime, fields: EntryFields, data?: DataVersion): JournalEntry {
     const record = rt.record;
     const from = record.status;
-    const entry = {
-      ...fields,
-      seq: record.head + 1,
-      at: this.o.clock.now(),
-      status: fields.status ?? from,
-    } as JournalEntry;
+    // Every caller passes a fresh object: it becomes the entry (no copy on the hot path). The keys
+    // come out in the order a copy would give: the fields', then seq, at, and status if absent.
+    const entry = fields as { -readonly [K in keyof JournalEntry]: JournalEntry[K] };
+    entry.seq = record.head + 1;
+    entry.at = this.o.clock.now();
+    entry.status = fields.status ?? from;
     applyEntry(record, entry, data);
     this.journal.append(rt, entry);
     if (entry.status !== from) {
