@@ -181,6 +181,37 @@ export async function createMany(
 }
 
 /**
+ * Sends `total` `progress` reports, `inFlight` at a time, spread uniformly over `tokens` by a
+ * fixed xorshift32 sequence (the same order on every run); the report's `pct` is its number.
+ */
+export async function dispatchUniform(
+  engine: CallbackEngine,
+  tokens: readonly string[],
+  total: number,
+  inFlight: number,
+): Promise<void> {
+  let seed = 12345;
+  for (let done = 0; done < total; done += inFlight) {
+    const ps: Promise<unknown>[] = [];
+    for (let b = 0; b < inFlight; b++) {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      seed >>>= 0;
+      ps.push(
+        engine.dispatch({
+          type: 'CALLBACK',
+          callbackToken: tokens[seed % tokens.length]!,
+          callbackStatus: 'progress',
+          callbackData: { pct: done + b },
+        }),
+      );
+    }
+    await Promise.all(ps);
+  }
+}
+
+/**
  * The HTTP floor: a bare node:http handler that reads the body, `JSON.parse`s it and answers a
  * `{ status, token, data }` JSON of the same shape. No routing, no checks, no engine.
  */

@@ -13,6 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { createCallbackEngine } from '../src/index.js';
 import { dropSchema, postgresStore } from '../test/helpers/postgres.js';
+import { createMany, dispatchUniform } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -43,16 +44,7 @@ const engine = createCallbackEngine({
 try {
   engine.anchor('job');
   await engine.ready();
-  const tokens: string[] = [];
-  for (let i = 0; i < N; i += 500) {
-    const batch = await Promise.all(
-      Array.from({ length: Math.min(500, N - i) }, (_, j) =>
-        engine.create('job', { data: { i: i + j } }),
-      ),
-    );
-    for (const cb of batch) tokens.push(cb.token);
-  }
-  let seed = 12345;
+  const tokens = await createMany(engine, N, 500);
   const session = values.profile !== undefined ? new Session() : undefined;
   if (session) {
     session.connect();
@@ -63,24 +55,7 @@ try {
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   const elu0 = performance.eventLoopUtilization();
-  for (let done = 0; done < TOTAL; done += IN_FLIGHT) {
-    const ps: Promise<unknown>[] = [];
-    for (let b = 0; b < IN_FLIGHT; b++) {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      seed >>>= 0;
-      ps.push(
-        engine.dispatch({
-          type: 'CALLBACK',
-          callbackToken: tokens[seed % N]!,
-          callbackStatus: 'progress',
-          callbackData: { pct: done + b },
-        }),
-      );
-    }
-    await Promise.all(ps);
-  }
+  await dispatchUniform(engine, tokens, TOTAL, IN_FLIGHT);
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(c0);
   const elu = performance.eventLoopUtilization(elu0);

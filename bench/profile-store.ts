@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { createCallbackEngine } from '../src/index.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import type { SqliteDriverOption } from '../src/store/sqlite/driver.js';
+import { createMany, dispatchUniform } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -53,36 +54,10 @@ const rate = (what: string, n: number, t0: number, c0: NodeJS.CpuUsage) => {
 };
 let t0 = performance.now();
 let c0 = process.cpuUsage();
-const tokens: string[] = [];
-for (let i = 0; i < N; i += 1000) {
-  const batch = await Promise.all(
-    Array.from({ length: Math.min(1000, N - i) }, (_, j) =>
-      engine.create('job', { data: { i: i + j } }),
-    ),
-  );
-  for (const cb of batch) tokens.push(cb.token);
-}
+const tokens = await createMany(engine, N, 1000);
 rate('create', N, t0, c0);
-let seed = 12345;
 t0 = performance.now();
 c0 = process.cpuUsage();
-for (let done = 0; done < TOTAL; done += 64) {
-  const ps: Promise<unknown>[] = [];
-  for (let b = 0; b < 64; b++) {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    seed >>>= 0;
-    ps.push(
-      engine.dispatch({
-        type: 'CALLBACK',
-        callbackToken: tokens[seed % N]!,
-        callbackStatus: 'progress',
-        callbackData: { pct: done + b },
-      }),
-    );
-  }
-  await Promise.all(ps);
-}
+await dispatchUniform(engine, tokens, TOTAL, 64);
 rate('dispatch', TOTAL, t0, c0);
 await engine.close();
