@@ -22,13 +22,13 @@ import { DedupKeys } from './dedup-keys.js';
 
 /** Rows and entries of one group commit at most, and bytes of entries and snapshots. */
 const BATCH_ROWS = 2048;
+const BATCH_BYTES = 8 * 1024 * 1024;
 /**
  * The memory store keeps a callback's `created` entry and at least its newest this many entries
  * (trimmed when twice as many piled up, so appending stays constant time): a callback reported to
  * for days must not grow without bound. A durable store keeps every entry.
  */
-export const MEMORY_HISTORY_KEEP = 1000;
-const BATCH_BYTES = 8 * 1024 * 1024;
+const MEMORY_HISTORY_KEEP = 1000;
 
 /**
  * A callback's snapshot is rewritten once the journal entries after it weigh more than it does

@@ -83,13 +83,10 @@ export class Admission {
       }));
     }
     const report = parsed;
-    if (!this.checksReports)
-      return d.routing.report(report.token, report.status, data, {
-        dedupKey: report.dedupKey,
-        trace,
-      });
+    const options = { dedupKey: report.dedupKey, trace };
+    if (!this.checksReports) return d.routing.report(report.token, report.status, data, options);
     const route = (checked: CallbackData) =>
-      d.routing.report(report.token, report.status, checked, { dedupKey: report.dedupKey, trace });
+      d.routing.report(report.token, report.status, checked, options);
     // Schemas at the edge: refused before anything is applied.
     const schema = this.#reportSchema(report.token, report.status);
     let checked: CallbackData | Promise<CallbackData> = data;

@@ -236,7 +236,7 @@ export class LocalRouting implements Routing {
       data,
       followers: [pending],
       dedupKey,
-      keyStored: dedupKey !== undefined ? keyStored : undefined,
+      keyStored,
       freshKey: freshKey || undefined,
       trace: options.trace as never,
     });
