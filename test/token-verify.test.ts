@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { decodeToken, newCallbackId, TokenCodec } from '../src/token.js';
 
 const codec = new TokenCodec('n1', ['k-one-0123456789abcdef']);
@@ -80,6 +80,31 @@ describe('tokens', () => {
   it('callbackIds carry 128 random bits and do not repeat', () => {
     const ids = new Set(Array.from({ length: 10_000 }, newCallbackId));
     expect(ids.size).toBe(10_000);
-    for (const id of [...ids].slice(0, 10)) expect(Buffer.from(id, 'base64url')).toHaveLength(16);
+    for (const id of [...ids].slice(0, 10)) {
+      expect(id).toMatch(/^[A-Za-z0-9]{8}[A-Za-z0-9_-]{22}$/);
+      expect(Buffer.from(id.slice(8), 'base64url')).toHaveLength(16);
+    }
+  });
+
+  it('callbackIds sort by creation time (a durable store appends them to its indexes)', () => {
+    vi.useFakeTimers();
+    try {
+      // Times across the range, with neighbours that differ in one millisecond and in each digit.
+      const times = [0, 1, 61, 62, 3843, 3844, 1_765_000_000_000, 1_765_000_000_001, 62 ** 8 - 1];
+      for (let i = 0; i < 200; i++) times.push(Math.floor(Math.random() * 62 ** 8));
+      times.sort((a, b) => a - b);
+      const ids = times.map((t) => {
+        vi.setSystemTime(t);
+        return newCallbackId();
+      });
+      for (let i = 1; i < ids.length; i++) {
+        const [a, b] = [ids[i - 1]!.slice(0, 8), ids[i]!.slice(0, 8)];
+        if (times[i] === times[i - 1]) expect(a).toBe(b);
+        // Byte order, as SQLite's BINARY collation and PostgreSQL's "C" collation compare.
+        else expect(Buffer.compare(Buffer.from(a), Buffer.from(b))).toBe(-1);
+      }
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
