@@ -48,7 +48,7 @@
  *      BENCH_NATS_URL (default nats://127.0.0.1:4222)
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -62,7 +62,7 @@ import {
   type Replica,
 } from '../test/harness/replicas.js';
 import { dropSchema } from '../test/helpers/postgres.js';
-import { check, machine, writeResultsSection } from './lib.js';
+import { check, machine, processCpu, type ProcessCpu, writeResultsSection } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -93,7 +93,6 @@ const NATS_URL = process.env.BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 const APP = `cbe_cap_${process.pid}`;
 const SHARDS = 64;
 const WARMUP_MS = 1_500;
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
 const fmt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–');
 const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '–');
@@ -112,34 +111,7 @@ function pgUrl(app: string): string {
 
 // ---- CPU of processes, from /proc ------------------------------------------------------------
 
-interface Proc {
-  comm: string;
-  ppid: number;
-  /** CPU time of the process and its reaped children, ms. */
-  ms: number;
-}
-
-function readProcs(): Map<number, Proc> {
-  const out = new Map<number, Proc>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const close = stat.lastIndexOf(')');
-      const rest = stat.slice(close + 2).split(' ');
-      // Fields 4 (ppid) and 14-17 (utime, stime, cutime, cstime), clock ticks.
-      const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(rest[i]), 0);
-      out.set(Number(d), {
-        comm: stat.slice(stat.indexOf('(') + 1, close),
-        ppid: Number(rest[1]),
-        ms: (ticks * 1000) / CLK_TCK,
-      });
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return out;
-}
+type Proc = ProcessCpu;
 
 /** The pid and its live descendants. */
 function treeOf(root: number, procs: Map<number, Proc>): number[] {
@@ -175,7 +147,7 @@ async function snapshot(): Promise<Snapshot> {
   const pgList = await pgProcs();
   return {
     at: performance.now(),
-    procs: readProcs(),
+    procs: processCpu(),
     cores: os.cpus().map((c) => {
       const t = c.times;
       const busy = t.user + t.nice + t.sys + t.irq;
@@ -219,7 +191,7 @@ function taskset(core: number, pid: number): void {
 
 /** Pins a process and its descendants (tsx's esbuild service) to one core. */
 function pinTree(core: number, pid: number): void {
-  for (const p of treeOf(pid, readProcs())) taskset(core, p);
+  for (const p of treeOf(pid, processCpu())) taskset(core, p);
 }
 
 // ---- PostgreSQL commits/s ----------------------------------------------------------------------

@@ -27,9 +27,9 @@
  * Env: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test),
  *      BENCH_NATS_URL (default nats://127.0.0.1:4222)
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -53,7 +53,7 @@ import {
 import { dropSchema, postgresStore } from '../test/helpers/postgres.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import type { DurableStore } from '../src/store/store.js';
-import { check, machine, closedLoop, createMany } from './lib.js';
+import { check, machine, closedLoop, createMany, processCpu } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -249,35 +249,6 @@ function cpuTimes(): { busy: number; total: number } {
   return { busy, total };
 }
 
-/** CPU time (ms) of every process now, from /proc (Linux; empty elsewhere). */
-function processTimes(): Map<number, { comm: string; ppid: number; ms: number }> {
-  const out = new Map<number, { comm: string; ppid: number; ms: number }>();
-  let pids: string[] = [];
-  try {
-    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
-  } catch {
-    return out;
-  }
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const close = stat.lastIndexOf(')');
-      const rest = stat.slice(close + 2).split(' ');
-      // Fields 4 (ppid), 14-17 (utime, stime, and of reaped children cutime, cstime), in clock
-      // ticks (100 per second on Linux).
-      const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(rest[i]), 0);
-      out.set(Number(pid), {
-        comm: stat.slice(stat.indexOf('(') + 1, close),
-        ppid: Number(rest[1]),
-        ms: ticks * 10,
-      });
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return out;
-}
-
 const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
 
 /** Where the machine's CPU went during a window, as shares of its capacity (cores × wall time). */
@@ -299,10 +270,10 @@ interface CpuShares {
 /** Starts measuring; the returned function ends the window. `replicaPids` are known at start. */
 function cpuMeter(replicaPids: readonly number[] = []): () => CpuShares {
   const c0 = cpuTimes();
-  const p0 = processTimes();
+  const p0 = processCpu();
   return () => {
     const c1 = cpuTimes();
-    const p1 = processTimes();
+    const p1 = processCpu();
     const capacity = c1.total - c0.total;
     const roots = new Map<number, 'bench' | 'replicas'>([[process.pid, 'bench']]);
     for (const pid of replicaPids) roots.set(pid, 'replicas');
@@ -426,57 +397,57 @@ async function localOwner(): Promise<LocalResult> {
   }
   check(pgEngine.stats().cluster?.forwarded === 0, 'the single replica forwarded nothing');
 
-  // The floor: raw node-postgres, same database, a table like the engine's (same indexes).
+  // The floors: raw node-postgres, same database, tables like the engine's (same indexes), the
+  // engine's journal entry and rows.
   const client = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${schema}` });
   client.on('error', () => {});
   await client.connect();
   closers.push(() => client.end());
-  const body = (
-    await client.query<{ body: string }>('SELECT body FROM callbacks WHERE body LIKE $1 LIMIT 1', [
+  const stored = (
+    await client.query<{ entry: string }>('SELECT entry FROM journal WHERE entry LIKE $1 LIMIT 1', [
       '%"n":-1%',
     ])
-  ).rows[0]?.body;
-  check(body !== undefined, 'the engine stored the warm-up report');
-  const template = body!;
+  ).rows[0]?.entry;
+  check(stored !== undefined, 'the engine stored the warm-up report');
+  const template = stored!;
+  await client.query('CREATE TABLE floor_journal (LIKE journal INCLUDING ALL)');
   await client.query('CREATE TABLE floor_rows (LIKE callbacks INCLUDING ALL)');
-  const batch = Math.max(1, Math.round(perCommit.postgres));
+  await client.query('INSERT INTO floor_rows SELECT * FROM callbacks');
+  const floorIds = (
+    await client.query<{ id: string }>('SELECT id FROM floor_rows ORDER BY seq')
+  ).rows.map((r) => r.id);
+  check(floorIds.length === LOCAL_CALLBACKS, `the floor has the engine's ${LOCAL_CALLBACKS} rows`);
+  const batch = Math.max(1, Math.round(perCommit.postgres / 2));
   console.log(
-    `engine row body ${template.length} bytes; rows per group commit in warm-up: postgres ${perCommit.postgres.toFixed(1)}, sqlite ${perCommit.sqlite.toFixed(1)}; floor batch ${batch}`,
+    `engine journal entry ${template.length} bytes; rows and entries per group commit in warm-up: postgres ${perCommit.postgres.toFixed(1)}, sqlite ${perCommit.sqlite.toFixed(1)}; floor batch ${batch} reports`,
   );
-  const INSERT_SQL = `INSERT INTO floor_rows (id, shard, anchor, status, due_at, idem_key, corr_key, parent_id, body)
-    SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bigint[], $6::text[],
-      $7::text[], $8::text[], $9::text[])`;
-  const UPDATE_SQL = `UPDATE floor_rows AS t SET status = u.status, due_at = u.due_at, body = u.body
-    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS u(id, status, due_at, body)
-    WHERE t.id = u.id`;
-  const bodyOf = (n: number) => template.replace('"n":-1', `"n":${n}`);
-  const insertRows = async (n: number) => {
-    const ids = Array.from({ length: n }, () => randomBytes(16).toString('base64url'));
-    const r = await client.query(INSERT_SQL, [
-      ids,
-      ids.map((_, i) => (k + i) % SHARDS),
-      ids.map(() => 'job'),
-      ids.map(() => 'progress'),
-      ids.map(() => null),
-      ids.map(() => null),
-      ids.map(() => null),
-      ids.map(() => null),
-      ids.map((_, i) => bodyOf(k + i)),
-    ]);
+  const ENTRIES = `SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[])`;
+  const APPEND_SQL = `INSERT INTO floor_journal (callback_id, seq, at, entry) ${ENTRIES}`;
+  // The engine's statement for a batch of progress reports, without its fence: the entries, and
+  // each callback's row (head, status, due time, owed).
+  const BOTH_SQL = `WITH jn AS (INSERT INTO floor_journal (callback_id, seq, at, entry) ${ENTRIES} RETURNING 1),
+    upd AS (UPDATE floor_rows AS t SET status = u.status, due_at = u.due_at, head = u.head, owed = u.owed
+      FROM unnest($1::text[], $5::text[], $6::bigint[], $2::bigint[], $7::boolean[])
+        AS u(id, status, due_at, head, owed)
+      WHERE t.id = u.id RETURNING 1)
+    SELECT (SELECT count(*) FROM jn)::int AS entries, (SELECT count(*) FROM upd)::int AS rows`;
+  const entryOf = (n: number) => template.replace('"n":-1', `"n":${n}`);
+  // Each floor report appends seq k (k only grows, so (callback, seq) never repeats).
+  const args = (n: number) => {
+    const ids = Array.from({ length: n }, (_, i) => floorIds[(k + i) % floorIds.length]!);
+    const seqs = ids.map((_, i) => 1_000_000 + k + i);
+    const at = Date.now();
+    const out = [ids, seqs, ids.map(() => at), ids.map((_, i) => entryOf(k + i))];
     k += n;
-    return { r, ids };
+    return out;
   };
-  // Rows for the update floor, as many as the engine has callbacks.
-  const floorIds: string[] = [];
-  for (let i = 0; i < LOCAL_CALLBACKS; i += 1000)
-    floorIds.push(...(await insertRows(Math.min(1000, LOCAL_CALLBACKS - i))).ids);
   const floorLat = { insert: [] as number[], update: [] as number[] };
   const floorInsert = async () => {
     const t0 = performance.now();
     for (let done = 0; done < LOCAL_IN_FLIGHT; done += batch) {
       const n = Math.min(batch, LOCAL_IN_FLIGHT - done);
-      const { r } = await insertRows(n);
-      check(r.rowCount === n, 'floor insert wrote every row');
+      const r = await client.query(APPEND_SQL, args(n));
+      check(r.rowCount === n, 'floor append wrote every entry');
       const at = performance.now() - t0;
       for (let i = 0; i < n; i++) floorLat.insert.push(at);
     }
@@ -485,15 +456,20 @@ async function localOwner(): Promise<LocalResult> {
     const t0 = performance.now();
     for (let done = 0; done < LOCAL_IN_FLIGHT; done += batch) {
       const n = Math.min(batch, LOCAL_IN_FLIGHT - done);
-      const ids = Array.from({ length: n }, (_, i) => floorIds[(k + i) % floorIds.length]!);
-      const r = await client.query(UPDATE_SQL, [
+      const [ids, seqs, ats, entries] = args(n);
+      const r = await client.query<{ entries: number; rows: number }>(BOTH_SQL, [
         ids,
-        ids.map(() => 'progress'),
-        ids.map(() => null),
-        ids.map((_, i) => bodyOf(k + i)),
+        seqs,
+        ats,
+        entries,
+        ids!.map(() => 'progress'),
+        ids!.map(() => null),
+        ids!.map(() => null),
       ]);
-      k += n;
-      check(r.rowCount === n, 'floor update wrote every row');
+      check(
+        r.rows[0]?.entries === n && r.rows[0]?.rows === n,
+        'floor appended every entry and updated every row',
+      );
       const at = performance.now() - t0;
       for (let i = 0; i < n; i++) floorLat.update.push(at);
     }
@@ -524,7 +500,7 @@ async function localOwner(): Promise<LocalResult> {
   const rows = await measure([
     {
       group,
-      name: `floor: pg INSERT ... SELECT * FROM unnest, ${batch} rows per statement`,
+      name: `floor: pg INSERT INTO journal ... SELECT * FROM unnest, ${batch} entries per statement`,
       batch: LOCAL_IN_FLIGHT,
       latencyOf: 'row (from submit)',
       own: floorLat.insert,
@@ -532,7 +508,7 @@ async function localOwner(): Promise<LocalResult> {
     },
     {
       group,
-      name: `extra floor: pg UPDATE ... FROM unnest, ${batch} rows per statement`,
+      name: `extra floor: the engine's statement without its fence (${batch} entries and their rows' UPDATE)`,
       batch: LOCAL_IN_FLIGHT,
       latencyOf: 'row (from submit)',
       own: floorLat.update,
@@ -1010,7 +986,7 @@ try {
   const lines = [
     `### 1. Local-owner dispatch: \`progress\` reports, ${local.inFlight} in flight, ${fmt(local.callbacks)} pending, one engine holding all ${SHARDS} shards`,
     '',
-    `Engine row body ${local.rowBytes} bytes. Rows per group commit while timing: postgres ${local.timed.postgres.rowsPerCommit.toFixed(1)} (${local.timed.postgres.commitsPerReport.toFixed(4)} commits/report), sqlite ${local.timed.sqlite.rowsPerCommit.toFixed(1)} (${local.timed.sqlite.commitsPerReport.toFixed(4)} commits/report); the floors write ${local.floorBatch} rows per statement (the PostgreSQL engine's warm-up figure), one statement at a time. PostgreSQL engine / SQLite engine: ${(pgRow.rate / sqRow.rate).toFixed(2)}×.`,
+    `Engine journal entry ${local.rowBytes} bytes. Rows and entries per group commit while timing: postgres ${local.timed.postgres.rowsPerCommit.toFixed(1)} (${local.timed.postgres.commitsPerReport.toFixed(4)} commits/report), sqlite ${local.timed.sqlite.rowsPerCommit.toFixed(1)} (${local.timed.sqlite.commitsPerReport.toFixed(4)} commits/report); the floors write ${local.floorBatch} reports per statement (the PostgreSQL engine's warm-up figure: a row and an entry each), one statement at a time. PostgreSQL engine / SQLite engine: ${(pgRow.rate / sqRow.rate).toFixed(2)}×.`,
     '',
     ...table(local.rows, 'rows or reports/s'),
     '',

@@ -2,7 +2,8 @@
  * Shared helpers for the benchmark suite: run tinybench tasks that each do a
  * batch of operations, report operations per second and ratios to a floor.
  */
-import { writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync, readFileSync, existsSync, readdirSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CallbackEngine } from '../src/index.js';
 import os from 'node:os';
@@ -231,4 +232,49 @@ export function floorHandler(req: IncomingMessage, res: ServerResponse): void {
     });
     res.end(text);
   });
+}
+
+/** One process as /proc shows it. */
+export interface ProcessCpu {
+  comm: string;
+  ppid: number;
+  /** CPU time of the process and its reaped children, ms. */
+  ms: number;
+}
+
+let clockTicks: number | undefined;
+
+/** CPU time of every process now, from /proc/<pid>/stat (Linux; empty elsewhere). */
+export function processCpu(): Map<number, ProcessCpu> {
+  const out = new Map<number, ProcessCpu>();
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return out;
+  }
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const rest = stat.slice(close + 2).split(' ');
+      // Fields 4 (ppid) and 14-17 (utime, stime, and of reaped children cutime, cstime), in ticks.
+      const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(rest[i]), 0);
+      out.set(Number(pid), {
+        comm: stat.slice(stat.indexOf('(') + 1, close),
+        ppid: Number(rest[1]),
+        ms: (ticks * 1000) / clockTicks,
+      });
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
 }

@@ -4,8 +4,8 @@
  *  [--in-flight 256]`. One engine holds every shard of a fresh schema, creates the callbacks, then
  * sends `progress` reports `--in-flight` at a time, uniform over them (workload 1 of
  * bench/cluster.bench.ts). It prints the rate, this process's CPU per report, the event loop's
- * utilization (the share of wall time the thread ran JavaScript, not waiting on PostgreSQL) and the
- * reports per commit; `--profile FILE` writes a CPU profile of the dispatch phase alone. Needs PostgreSQL (`BENCH_PG_URL`, default the local `test` database).
+ * utilization (the share of wall time the thread ran JavaScript, not waiting on PostgreSQL), the
+ * reports per commit and the CPU of the machine's `postgres` processes per report; `--profile FILE` writes a CPU profile of the dispatch phase alone. Needs PostgreSQL (`BENCH_PG_URL`, default the local `test` database).
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -13,7 +13,14 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { createCallbackEngine } from '../src/index.js';
 import { dropSchema, postgresStore } from '../test/helpers/postgres.js';
-import { createMany, dispatchUniform } from './lib.js';
+import { createMany, dispatchUniform, processCpu } from './lib.js';
+
+/** CPU time (ms) of every `postgres` process (the server, its backends: this machine's only). */
+const postgresMs = () => {
+  let ms = 0;
+  for (const p of processCpu().values()) if (p.comm === 'postgres') ms += p.ms;
+  return ms;
+};
 
 const { values } = parseArgs({
   options: {
@@ -55,10 +62,12 @@ try {
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   const elu0 = performance.eventLoopUtilization();
+  const pg0 = postgresMs();
   await dispatchUniform(engine, tokens, TOTAL, IN_FLIGHT);
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(c0);
   const elu = performance.eventLoopUtilization(elu0);
+  const pgMs = postgresMs() - pg0;
   const after = engine.stats();
   if (session) {
     const { profile } = await session.post('Profiler.stop');
@@ -69,7 +78,8 @@ try {
   console.log(
     `postgres local owner: ${TOTAL.toLocaleString('en-US')} reports, ${IN_FLIGHT} in flight, ${N.toLocaleString('en-US')} pending: ` +
       `${Math.round(TOTAL / seconds).toLocaleString('en-US')}/s, ${((cpu.user + cpu.system) / TOTAL).toFixed(1)} µs CPU each, ` +
-      `event loop busy ${(elu.utilization * 100).toFixed(0)} % of wall time, ${commits > 0 ? (TOTAL / commits).toFixed(1) : '?'} reports per commit`,
+      `event loop busy ${(elu.utilization * 100).toFixed(0)} % of wall time, ${commits > 0 ? (TOTAL / commits).toFixed(1) : '?'} reports per commit, ` +
+      `PostgreSQL's processes ${((pgMs * 1000) / TOTAL).toFixed(1)} µs CPU per report`,
   );
 } finally {
   await engine.close();

@@ -114,6 +114,36 @@ describe('buildCommit: one group commit as one statement', () => {
     expectParamsConsistent(st);
   });
 
+  it('writes no row for a head-only update (reads take the head from the journal), yet fences its shard', () => {
+    const [a, b] = [4, 6].map((shard, i) => idIn(shard, `h${i}`));
+    const st = buildCommit(
+      batch({
+        rows: [row(a!, { change: 'update', headOnly: true }), row(b!, { change: 'update' })],
+        entries: [
+          { id: a!, seq: 3, at: 100, entry: '{}' },
+          { id: b!, seq: 5, at: 100, entry: '{}' },
+        ],
+      }),
+      ALL,
+    );
+    expect(ctes(st.text).map((c) => c.name)).toEqual(['f', 'upd', 'jn']);
+    expect(st.params.slice(0, 3)).toEqual([NODE, [4, 6], [14, 16]]);
+    // The UPDATE names the full row only; the journal takes both entries.
+    expect(st.params).toContainEqual([b]);
+    expect(st.params).not.toContainEqual([a]);
+    expect(st.params).toContainEqual([a, b]);
+    const alone = buildCommit(
+      batch({
+        rows: [row(a!, { change: 'update', headOnly: true })],
+        entries: [{ id: a!, seq: 3, at: 100, entry: '{}' }],
+      }),
+      ALL,
+    );
+    expect(ctes(alone.text).map((c) => c.name)).toEqual(['f', 'jn']);
+    expectParamsConsistent(st);
+    expectParamsConsistent(alone);
+  });
+
   it('puts the fence first, over every shard a write touches, at the epoch held, in shard order', () => {
     const [r, e, s, d, x] = [5, 1, 3, 7, 0].map((shard, i) => idIn(shard, `k${i}`));
     const st = buildCommit(

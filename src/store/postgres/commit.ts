@@ -54,6 +54,8 @@ export function buildCommit(batch: StoreBatch, fence: FenceContext): CommitState
   const upd: CallbackRowWrite[] = [];
   for (const r of batch.rows) {
     shards.add(shardOf(r.id, n));
+    // Status, due time and owed as the row holds them: reads take the head from the journal.
+    if (r.change === 'update' && r.headOnly === true) continue;
     (r.change === 'insert' ? ins : upd).push(r);
   }
   for (const e of batch.entries) shards.add(shardOf(e.id, n));

@@ -23,10 +23,14 @@ export const decodeKey = (key: string | null): string | null =>
 
 /**
  * A callback's columns, its snapshot and the journal entries after it (a JSON array of their
- * texts), from `callbacks c` joined to `snapshots s`.
+ * texts), from `callbacks c` joined to `snapshots s`. The row's `head` is rewritten only when its
+ * status, due time or owed flag changes: the head is the newest of it, the snapshot's and the
+ * journal's.
  */
 export const CALLBACK_COLUMNS = `c.id, c.seq::float8 AS seq, c.anchor, c.status,
-  c.due_at::float8 AS due_at, c.idem_key, c.corr_key, c.parent_id, c.head::float8 AS head,
+  c.due_at::float8 AS due_at, c.idem_key, c.corr_key, c.parent_id,
+  greatest(c.head, coalesce(s.seq, 0), coalesce((SELECT max(j.seq) FROM journal j
+    WHERE j.callback_id = c.id), 0))::float8 AS head,
   c.meta, s.body AS snap,
   (SELECT coalesce(json_agg(j.entry ORDER BY j.seq), '[]'::json) FROM journal j
     WHERE j.callback_id = c.id AND j.seq > coalesce(s.seq, 0)) AS tail`;
