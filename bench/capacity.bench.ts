@@ -62,7 +62,15 @@ import {
   type Replica,
 } from '../test/harness/replicas.js';
 import { dropSchema } from '../test/helpers/postgres.js';
-import { check, machine, processCpu, type ProcessCpu, writeResultsSection } from './lib.js';
+import {
+  check,
+  machine,
+  processCpu,
+  type ProcessCpu,
+  quantile,
+  writeResultsSection,
+} from './lib.js';
+import { balancedShards, replicaStats, shuffleTokens, type ReplicaStats } from './replicas.js';
 
 const { values } = parseArgs({
   options: {
@@ -97,7 +105,6 @@ const WARMUP_MS = 1_500;
 const fmt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–');
 const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '–');
 const pct = (x: number) => `${Math.round(x * 100)}%`;
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 const schemas = new Set<string>();
 let stopping = false;
@@ -260,14 +267,6 @@ interface RunSpec {
   inFlight: number;
 }
 
-interface ReplicaStats {
-  stats: {
-    commits: number;
-    rowsWritten: number;
-    cluster: { shards: number; forwarded: number; served: number };
-  };
-}
-
 interface RunResult extends RunSpec {
   seconds: number;
   reports: number;
@@ -291,14 +290,6 @@ interface RunResult extends RunSpec {
   layout: string;
   loadAverage: number[];
 }
-
-const quantile = (sorted: number[], q: number) => {
-  if (sorted.length === 0) return Number.NaN;
-  const at = (sorted.length - 1) * q;
-  const lo = Math.floor(at);
-  const hi = Math.ceil(at);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (at - lo);
-};
 
 function layoutOf(n: number): string {
   if (!PIN) return 'nothing pinned';
@@ -341,24 +332,8 @@ async function run(spec: RunSpec): Promise<RunResult> {
     requestTimeoutMs: 10_000,
   });
   try {
-    const stats = async (): Promise<ReplicaStats[]> =>
-      Promise.all(
-        replicas.map(async (r) => {
-          const reply = await load.send(r.port, 'GET', '/stats');
-          if (typeof reply !== 'object' || reply.status !== 200)
-            throw new Error(`GET /stats of ${r.node}: ${JSON.stringify(reply)}`);
-          return reply.body as unknown as ReplicaStats;
-        }),
-      );
-    const least = SHARDS - (n - 1) * Math.ceil(SHARDS / n);
-    const deadline = performance.now() + 20_000;
-    for (;;) {
-      const shards = (await stats()).map((s) => s.stats.cluster.shards);
-      if (shards.reduce((x, y) => x + y, 0) === SHARDS && Math.min(...shards) >= least) break;
-      if (performance.now() > deadline)
-        throw new Error(`${n} replicas did not balance: shards ${shards.join(', ')}`);
-      await sleep(100);
-    }
+    const stats = () => replicaStats(load, replicas);
+    await balancedShards(load, replicas, SHARDS);
     await load.create();
     check(
       load.tokens.length === CALLBACKS && load.errors === 0,
@@ -375,13 +350,7 @@ async function run(spec: RunSpec): Promise<RunResult> {
         load.tokens.every((t) => decodeToken(t)?.node === 'r1'),
         'every callback was created at r1',
       );
-    // Shuffled (fixed seed), so the round-robin does not line up with the order of creation.
-    let seed = 12345;
-    for (let i = load.tokens.length - 1; i > 0; i--) {
-      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-      const j = seed % (i + 1);
-      [load.tokens[i], load.tokens[j]] = [load.tokens[j]!, load.tokens[i]!];
-    }
+    shuffleTokens(load.tokens);
     const ownerOf = new Map(load.tokens.map((t) => [t, byNode.get(decodeToken(t)!.node)!]));
     let rr = 0;
     const targetOf = (token: string): Replica => {

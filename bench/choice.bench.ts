@@ -39,7 +39,7 @@ import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
 import postgres from 'postgres';
-import { closedLoop } from './lib.js';
+import { closedLoop, quantile } from './lib.js';
 import { Bench, type Statistics } from 'tinybench';
 
 const { values } = parseArgs({
@@ -258,14 +258,6 @@ interface Plan {
   own?: number[];
   truncate?: boolean;
   fn: () => Promise<void>;
-}
-
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const at = (sorted.length - 1) * q;
-  const lo = Math.floor(at);
-  const hi = Math.ceil(at);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (at - lo);
 }
 
 function toResult(plan: Plan, latency: Statistics): Result {

@@ -53,7 +53,8 @@ import {
 import { dropSchema, postgresStore } from '../test/helpers/postgres.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import type { DurableStore } from '../src/store/store.js';
-import { check, machine, closedLoop, createMany, processCpu } from './lib.js';
+import { check, machine, closedLoop, createMany, processCpu, quantile } from './lib.js';
+import { balancedShards, replicaStats, shuffleTokens, type ReplicaStats } from './replicas.js';
 
 const { values } = parseArgs({
   options: {
@@ -99,14 +100,6 @@ function schemaFor(name: string): string {
   const s = `${PREFIX}_${name}`;
   schemas.add(s);
   return s;
-}
-
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const at = (sorted.length - 1) * q;
-  const lo = Math.floor(at);
-  const hi = Math.ceil(at);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (at - lo);
 }
 
 interface Latency {
@@ -764,16 +757,6 @@ async function forwarding(): Promise<ForwardResult> {
 
 // ---- 3. replica processes over HTTP ------------------------------------------------------------
 
-interface ReplicaStats {
-  node: string;
-  stats: {
-    dispatched: number;
-    commits: number;
-    rowsWritten: number;
-    cluster: { shards: number; forwarded: number; served: number; queued: number };
-  };
-}
-
 interface ReplicaRow {
   replicas: number;
   seconds: number;
@@ -819,29 +802,9 @@ async function replicaRun(n: number): Promise<ReplicaRow> {
     requestTimeoutMs: 10_000,
   });
   try {
-    const stats = async (): Promise<ReplicaStats[]> =>
-      Promise.all(
-        replicas.map(async (r) => {
-          const reply = await load.send(r.port, 'GET', '/stats');
-          if (typeof reply !== 'object' || reply.status !== 200)
-            throw new Error(`GET /stats of ${r.node}: ${JSON.stringify(reply)}`);
-          return reply.body as unknown as ReplicaStats;
-        }),
-      );
-    // Balanced: every shard held; each replica takes up to ceil(64 / n), so the last one holds
-    // what the others leave (64 = 22 + 22 + 20 with 3).
-    const least = SHARDS - (n - 1) * Math.ceil(SHARDS / n);
+    const stats = () => replicaStats(load, replicas);
     const spawned = performance.now();
-    const deadline = performance.now() + 20_000;
-    let shards: number[] = [];
-    for (;;) {
-      shards = (await stats()).map((s) => s.stats.cluster.shards);
-      const total = shards.reduce((x, y) => x + y, 0);
-      if (total === SHARDS && Math.min(...shards) >= least) break;
-      if (performance.now() > deadline)
-        throw new Error(`${n} replicas did not balance: shards ${shards.join(', ')}`);
-      await sleep(100);
-    }
+    const shards = await balancedShards(load, replicas, SHARDS);
     const balanceMs = performance.now() - spawned;
     await load.create();
     check(
@@ -849,15 +812,7 @@ async function replicaRun(n: number): Promise<ReplicaRow> {
       `${n} replicas: ${load.tokens.length} of ${HTTP_CALLBACKS} callbacks created (${load.errorLog.join('; ')})`,
     );
 
-    // Shuffled (fixed seed): the order of creation follows the round-robin, so an unshuffled list
-    // would line up with the round-robin of the reports (with 2 replicas, nearly every report
-    // could go to the replica that does not own its callback, or nearly none).
-    let seed = 12345;
-    for (let i = load.tokens.length - 1; i > 0; i--) {
-      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-      const j = seed % (i + 1);
-      [load.tokens[i], load.tokens[j]] = [load.tokens[j]!, load.tokens[i]!];
-    }
+    shuffleTokens(load.tokens);
     // Each worker owns a slice of the callbacks (one report in flight per callback); each report
     // goes to the next replica, round-robin.
     const seqOf = new Map<string, number>();

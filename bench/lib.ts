@@ -278,3 +278,12 @@ export function processCpu(): Map<number, ProcessCpu> {
   }
   return out;
 }
+
+/** The `q` quantile (0 to 1) of ascending `sorted`, interpolated between neighbours; NaN if empty. */
+export function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const at = (sorted.length - 1) * q;
+  const lo = Math.floor(at);
+  const hi = Math.ceil(at);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (at - lo);
+}
