@@ -505,6 +505,53 @@ describe.skipIf(!available)(
       expect(steps).toEqual(['a:progress', 'a:complete']);
     });
 
+    it('the owner holding a callback takes only its exact token: another signature or spelling of it is refused, on either replica', async () => {
+      const [a, b] = await pair((engine) => engine.anchor('job'));
+      const cb = await a.create('job');
+      expect(await ownerOf(cb.id)).toBe('a');
+      // Resident on its owner now (a report made it live there).
+      expect((await a.deliver(report(cb.token, 'progress', { n: 1 }))).outcome).toBe('applied');
+      const fields = JSON.parse(Buffer.from(cb.token, 'base64url').toString('utf8')) as {
+        node: string;
+        anchor: string;
+        id: string;
+        sig: string;
+      };
+      const otherKey = createHmac('sha256', 'another-secret-0123456789abcdef')
+        .update(`${fields.node}\n${fields.anchor}\n${fields.id}`)
+        .digest('base64url');
+      const variants = [
+        // Same id and anchor, signed with a key neither replica has.
+        Buffer.from(JSON.stringify({ ...fields, sig: otherKey }), 'utf8').toString('base64url'),
+        // The same fields, in another key order: decodes, never verifies.
+        Buffer.from(
+          JSON.stringify({
+            sig: fields.sig,
+            id: fields.id,
+            anchor: fields.anchor,
+            node: fields.node,
+          }),
+          'utf8',
+        ).toString('base64url'),
+        // The same JSON with whitespace in it.
+        Buffer.from(JSON.stringify(fields, null, 1), 'utf8').toString('base64url'),
+      ];
+      const forgedBefore = a.stats().forgedTokens + b.stats().forgedTokens;
+      for (const token of variants) {
+        expect(token).not.toBe(cb.token);
+        for (const engine of [a, b]) {
+          const r = await engine.deliver(report(token, 'error', { message: 'forged' }));
+          expect(r.outcome).toBe('notFound');
+        }
+      }
+      expect(a.stats().forgedTokens + b.stats().forgedTokens).toBeGreaterThanOrEqual(
+        forgedBefore + variants.length * 2,
+      );
+      // Nothing of them was applied; the exact token still reaches it, through either replica.
+      expect((await b.deliver(report(cb.token, 'progress', { n: 2 }))).outcome).toBe('applied');
+      expect(await a.get(cb.token)).toMatchObject({ status: 'progress', data: { n: 2 } });
+    });
+
     it('idempotency keys are unique across replicas: concurrent creates return one callback', async () => {
       let creates = 0;
       const [a, b] = await pair((engine) =>

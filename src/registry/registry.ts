@@ -371,6 +371,15 @@ export class CallbackRegistry {
     return this.#index.byToken.get(token)?.record.anchor;
   }
 
+  /**
+   * The id and anchor of the resident callback holding exactly this token (no decoding, no
+   * HMAC: a byte-identical token is the one stored with the callback), if any.
+   */
+  residentFields(token: string): { id: string; anchor: string } | undefined {
+    const record = this.#index.byToken.get(token)?.record;
+    return record && { id: record.id, anchor: record.anchor };
+  }
+
   /** Resolves a token: an exact minted token by map, anything else decoded and HMAC-verified. */
   find(token: unknown): Found {
     const hit = typeof token === 'string' ? this.#index.byToken.get(token) : undefined;
