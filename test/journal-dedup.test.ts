@@ -214,4 +214,51 @@ describe.skipIf(!pgAvailable)('deduplication keys with several replicas (Postgre
     const [count] = await pg.sql<{ n: number }>('SELECT count(*)::int AS n FROM dedup');
     expect(count!.n).toBe(3);
   });
+
+  it('a burst of keyed reports asked of the database together: each key applied once per callback, resends replayed, nothing lost', async () => {
+    pg.fresh();
+    const runs = new Map<string, number>();
+    const open = async (node: string) => {
+      const e = pg.engine(node, { nats: false, store: { shards: 4 } });
+      counting(e, runs);
+      await e.ready();
+      return e;
+    };
+    const a = await open('a');
+    const b = await open('b');
+    const cbs = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).create('job')),
+    );
+    // Key "old" committed on every callback before the burst; new replicas then hold none of
+    // them in memory, so the burst reads "old" back from the database.
+    for (const cb of cbs)
+      expect((await keyed(a, cb.token, 'progress', {}, 'old')).outcome).toBe('applied');
+    await a.close();
+    await b.close();
+    const c = await open('c');
+    const d = await open('d');
+    // The burst: per callback, two new keys each sent twice and "old" again, through both
+    // replicas, all in flight at once (200 reports).
+    const sends = cbs.flatMap((cb, i) =>
+      ['k1', 'k2', 'old', 'k1', 'k2'].map((key, j) => ({ cb, key, via: (i + j) % 2 ? c : d })),
+    );
+    const results = await Promise.all(
+      sends.map(({ cb, key, via }) => keyed(via, cb.token, 'progress', { key }, key)),
+    );
+    for (const cb of cbs) {
+      const outcome = (key: string) =>
+        results
+          .filter((_, i) => sends[i]!.cb === cb && sends[i]!.key === key)
+          .map((r) => r.outcome);
+      expect(outcome('old')).toEqual(['replayed']);
+      expect(outcome('k1').sort()).toEqual(['applied', 'replayed']);
+      expect(outcome('k2').sort()).toEqual(['applied', 'replayed']);
+      // "old" before the burst, then k1 and k2 once each.
+      expect(runs.get(cb.id)).toBe(3);
+    }
+    const [count] = await pg.sql<{ n: number }>('SELECT count(*)::int AS n FROM dedup');
+    expect(count!.n).toBe(cbs.length * 3);
+    await c.close();
+    await d.close();
+  });
 });

@@ -49,6 +49,8 @@ export class PrefetchCache {
   #commitNo = 0;
   #readsInFlight = 0;
   readonly #writtenAt = new Map<string, number>();
+  /** Deduplication keys asked for in this turn: one query for all of them (see {@link #applied}). */
+  #keyBatch: { keys: { id: string; key: string }[]; done: Promise<Set<string>> } | undefined;
 
   constructor(db: PgDb) {
     this.#db = db;
@@ -149,6 +151,37 @@ export class PrefetchCache {
   }
 
   /**
+   * Which of these deduplication keys were applied (`callbackId \0 key`). Every report with a
+   * key asks before it is applied; the keys asked for in one event-loop turn (a burst of
+   * reports) go to PostgreSQL in one query, not one round trip each.
+   */
+  #applied(keys: readonly { id: string; key: string }[]): Promise<Set<string>> {
+    let batch = this.#keyBatch;
+    if (!batch) {
+      const pending: { id: string; key: string }[] = [];
+      const done = new Promise<Set<string>>((resolve, reject) => {
+        setImmediate(() => {
+          this.#keyBatch = undefined;
+          this.#db
+            .q<{ callback_id: string; key: string }>(
+              `SELECT d.callback_id, d.key FROM dedup d
+               JOIN unnest($1::text[], $2::text[]) AS k(id, key)
+                 ON d.callback_id = k.id AND d.key = k.key`,
+              [pending.map((k) => k.id), pending.map((k) => k.key)],
+            )
+            .then(
+              (rows) => resolve(new Set(rows.map((a) => `${a.callback_id}\u0000${a.key}`))),
+              reject,
+            );
+        });
+      });
+      batch = this.#keyBatch = { keys: pending, done };
+    }
+    batch.keys.push(...keys);
+    return batch.done;
+  }
+
+  /**
    * Fetches what the engine's next synchronous reads need: rows by id (with their children),
    * by idempotency key or by correlation key.
    * @returns `false` if a row changed while it was read (fetch again).
@@ -172,14 +205,7 @@ export class PrefetchCache {
         request.correlationKey === undefined
           ? none
           : q<Row>(BY_CORRELATION, [encodeKey(request.correlationKey)]),
-        keys.length === 0
-          ? Promise.resolve([] as { callback_id: string; key: string }[])
-          : q<{ callback_id: string; key: string }>(
-              `SELECT d.callback_id, d.key FROM dedup d
-               JOIN unnest($1::text[], $2::text[]) AS k(id, key)
-                 ON d.callback_id = k.id AND d.key = k.key`,
-              [keys.map((k) => k.id), keys.map((k) => k.key)],
-            ),
+        keys.length === 0 ? Promise.resolve(new Set<string>()) : this.#applied(keys),
       ]);
       return { rows, idem, corr, applied };
     });
@@ -238,10 +264,9 @@ export class PrefetchCache {
       if (r && this.#stale(r.id, since)) fresh = false;
       else f.corr.set(request.correlationKey, r ? fromRow(r) : null);
     }
-    const found = new Set(value.applied.map((a) => `${a.callback_id}\u0000${a.key}`));
     for (const k of keys) {
       const id = `${k.id}\u0000${k.key}`;
-      f.keys.set(id, found.has(id));
+      f.keys.set(id, value.applied.has(id));
     }
     this.#keep();
     return fresh;
