@@ -6,12 +6,11 @@
  * @module
  */
 
-import type { Actor } from 'xstate';
 import type { RetryWait } from '../retry.js';
 import type { StoreUnavailableError } from '../errors.js';
 import type { CommitBatch, CommitMember } from '../store/group-commit.js';
 import type { CallbackData } from '../data.js';
-import type { LifecycleMachine } from '../lifecycle/machine.js';
+import type { LifecycleRunner } from '../lifecycle/runner.js';
 import type { CallbackStatus } from '../lifecycle/statuses.js';
 import type { DispatchOutcome, DispatchResult } from '../types.js';
 import type { TraceContext } from '../telemetry.js';
@@ -109,8 +108,8 @@ export interface Job {
 /** Runtime state of one active callback. */
 export class CallbackRuntime implements CommitMember {
   readonly record: CallbackRecord;
-  /** The live XState actor, or `undefined` while passivated (the record holds the state). */
-  actor: Actor<LifecycleMachine> | undefined;
+  /** Its live machine (an XState actor when inspected), or `undefined` while passivated (the record holds the state). */
+  actor: LifecycleRunner | undefined;
   /** Evicted from the live set while busy: passivate once the mailbox drains. */
   evictPending = false;
   /** Mailbox: jobs from `head` on are pending. Allocated on first use: most callbacks are idle. */

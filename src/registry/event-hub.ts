@@ -77,6 +77,11 @@ export class EventHub {
     return () => void this.#inspectors.delete(inspector);
   }
 
+  /** Whether an inspector listens (a live callback then runs as an XState actor). */
+  get inspected(): boolean {
+    return this.#inspectors.size > 0;
+  }
+
   /** The `createActor` options that route a new actor's inspection events to the inspectors. */
   actorOptions(id: string): { inspect?: (event: InspectionEvent) => void; id?: string } {
     return this.#inspectors.size > 0 ? { inspect: this.#inspectAll, id } : {};

@@ -9,9 +9,10 @@
  */
 
 import { LRUCache } from 'lru-cache';
-import { createActor, type Actor } from 'xstate';
-import { lifecycleMachine, type LifecycleMachine } from '../lifecycle/machine.js';
+import { createActor } from 'xstate';
+import { lifecycleMachine } from '../lifecycle/machine.js';
 import { actorSnapshot } from '../lifecycle/persist.js';
+import { SnapshotRunner, type LifecycleRunner } from '../lifecycle/runner.js';
 import { isTerminal } from '../lifecycle/statuses.js';
 import type { CallbackRuntime } from './callback-runtime.js';
 import type { EventHub } from './event-hub.js';
@@ -90,7 +91,7 @@ export class LiveSet {
   }
 
   /** The callback's live actor, restored from its persisted snapshot if it was passivated (or never started). */
-  activate(rt: CallbackRuntime): Actor<LifecycleMachine> {
+  activate(rt: CallbackRuntime): LifecycleRunner {
     const live = rt.actor;
     if (live) {
       // Sampled recency (approximate LRU, as Redis does): a busy callback is still bumped often,
@@ -99,12 +100,18 @@ export class LiveSet {
       return live;
     }
     const { status, data } = rt.record;
-    const actor = createActor(lifecycleMachine, {
-      snapshot: actorSnapshot(status, data),
-      input: { data },
-      ...this.#events.actorOptions(rt.record.id),
-    });
-    actor.start();
+    // An XState actor only where its inspection events have a listener (the live diagrams);
+    // otherwise the machine's transition function over the snapshot does the same for less.
+    let actor: LifecycleRunner;
+    if (this.#events.inspected) {
+      const a = createActor(lifecycleMachine, {
+        snapshot: actorSnapshot(status, data),
+        input: { data },
+        ...this.#events.actorOptions(rt.record.id),
+      });
+      a.start();
+      actor = a;
+    } else actor = new SnapshotRunner(status, data);
     rt.actor = actor;
     this.#actors++;
     this.#stats.activations++;

@@ -13,10 +13,9 @@
  * @module
  */
 
-import type { Actor } from 'xstate';
 import type { StoreUnavailableError } from '../errors.js';
 import { decodeEntry, readJournal, type JournalEntry } from '../journal/journal.js';
-import type { LifecycleMachine } from '../lifecycle/machine.js';
+import type { LifecycleRunner } from '../lifecycle/runner.js';
 import { MACHINE_VERSION } from '../lifecycle/persist.js';
 import type { ResolvedEngineOptions } from '../options/engine.js';
 import type { DurableStore, Prefetch, StoreRecovery } from '../store/store.js';
@@ -432,7 +431,7 @@ export class CallbackRegistry {
   // ---- virtual actors ----------------------------------------------------------------------
 
   /** See {@link LiveSet.activate}. */
-  activate(rt: CallbackRuntime): Actor<LifecycleMachine> {
+  activate(rt: CallbackRuntime): LifecycleRunner {
     return this.#liveSet.activate(rt);
   }
 
