@@ -183,15 +183,18 @@ describe.skipIf(!pgAvailable)('deduplication keys with several replicas (Postgre
   const pg = new PgFixture();
   afterEach(() => pg.cleanup());
 
+  /** A replica on this test's schema (4 shards, forwarding over PostgreSQL), counting its steps. */
+  const replica = async (node: string, runs: Map<string, number>) => {
+    const e = pg.engine(node, { nats: false, store: { shards: 4 } });
+    counting(e, runs);
+    await e.ready();
+    return e;
+  };
+
   it('one key on two callbacks of two replicas: both applied; a resend after the replicas changed is a replay', async () => {
     pg.fresh();
     const runs = new Map<string, number>();
-    const open = async (node: string) => {
-      const e = pg.engine(node, { nats: false, store: { shards: 4 } });
-      counting(e, runs);
-      await e.ready();
-      return e;
-    };
+    const open = (node: string) => replica(node, runs);
     const a = await open('a');
     const b = await open('b');
     const x = await a.create('job');
@@ -218,12 +221,7 @@ describe.skipIf(!pgAvailable)('deduplication keys with several replicas (Postgre
   it('a burst of keyed reports asked of the database together: each key applied once per callback, resends replayed, nothing lost', async () => {
     pg.fresh();
     const runs = new Map<string, number>();
-    const open = async (node: string) => {
-      const e = pg.engine(node, { nats: false, store: { shards: 4 } });
-      counting(e, runs);
-      await e.ready();
-      return e;
-    };
+    const open = (node: string) => replica(node, runs);
     const a = await open('a');
     const b = await open('b');
     const cbs = await Promise.all(

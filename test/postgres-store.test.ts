@@ -70,6 +70,21 @@ function report(
   } as never;
 }
 
+/** A minted token's fields. */
+const tokenFields = (token: string) =>
+  JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as {
+    node: string;
+    anchor: string;
+    id: string;
+    sig: string;
+  };
+
+/** The signature the same fields would have under a key no replica holds. */
+const signedElsewhere = (f: { node: string; anchor: string; id: string }) =>
+  createHmac('sha256', 'another-secret-0123456789abcdef')
+    .update(`${f.node}\n${f.anchor}\n${f.id}`)
+    .digest('base64url');
+
 const shardsOf = (engine: CallbackEngine): number => engine.stats().cluster?.shards ?? -1;
 
 /** The replica that holds a shard's live lease, as the database has it. */
@@ -482,15 +497,11 @@ describe.skipIf(!available)(
       expect(late.answer.data).toMatchObject({ pct: 50 });
 
       // A token for that id signed with another secret: notFound everywhere, nothing applied.
-      const fields = JSON.parse(Buffer.from(cb.token, 'base64url').toString('utf8')) as {
-        node: string;
-        anchor: string;
-        id: string;
-      };
-      const sig = createHmac('sha256', 'another-secret-0123456789abcdef')
-        .update(`${fields.node}\n${fields.anchor}\n${fields.id}`)
-        .digest('base64url');
-      const forged = Buffer.from(JSON.stringify({ ...fields, sig }), 'utf8').toString('base64url');
+      const fields = tokenFields(cb.token);
+      const forged = Buffer.from(
+        JSON.stringify({ ...fields, sig: signedElsewhere(fields) }),
+        'utf8',
+      ).toString('base64url');
       expect(forged).not.toBe(cb.token);
       const forgedBefore = b.stats().forgedTokens;
       expect((await b.get(forged)).status).toBe('notFound');
@@ -511,15 +522,8 @@ describe.skipIf(!available)(
       expect(await ownerOf(cb.id)).toBe('a');
       // Resident on its owner now (a report made it live there).
       expect((await a.deliver(report(cb.token, 'progress', { n: 1 }))).outcome).toBe('applied');
-      const fields = JSON.parse(Buffer.from(cb.token, 'base64url').toString('utf8')) as {
-        node: string;
-        anchor: string;
-        id: string;
-        sig: string;
-      };
-      const otherKey = createHmac('sha256', 'another-secret-0123456789abcdef')
-        .update(`${fields.node}\n${fields.anchor}\n${fields.id}`)
-        .digest('base64url');
+      const fields = tokenFields(cb.token);
+      const otherKey = signedElsewhere(fields);
       const variants = [
         // Same id and anchor, signed with a key neither replica has.
         Buffer.from(JSON.stringify({ ...fields, sig: otherKey }), 'utf8').toString('base64url'),
