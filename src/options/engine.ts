@@ -79,9 +79,10 @@ export interface CallbackEngineOptions {
    */
   maxRetained?: number;
   /**
-   * Bound on live XState actors. Beyond it the least recently used idle actor is
-   * passivated: stopped, its state kept in its record, and restarted on its next report
-   * or timer. Active callbacks are never lost, whatever the bound.
+   * Bound on live callbacks: callbacks whose state machine is running (an XState actor while
+   * an inspector is attached). Beyond it the least recently used idle one is passivated:
+   * stopped, its state kept in its record, and brought back on its next report or timer.
+   * Active callbacks are never lost, whatever the bound.
    * @default 100000
    */
   maxLiveActors?: number;
