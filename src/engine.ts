@@ -179,7 +179,6 @@ class Engine implements CallbackEngine {
     });
     this.#admission = new Admission({
       options: o,
-      codec,
       anchors: this.#anchors,
       registry,
       events,

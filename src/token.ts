@@ -359,12 +359,12 @@ function timePrefix(ms: number): string {
 
 /**
  * A new callbackId, 30 characters: the wall-clock time of its creation in milliseconds (8
- * characters of `0-9A-Za-z`, in base 62) and 128 random bits (22 base64url characters). The random part makes an id unguessable; the time prefix makes newer ids sort
- * after older ones, so a durable store adds a new callback's row and first journal entry at the
- * end of its indexes, a few pages per group commit, rather than on a page of its own each (it
- * doubled SQLite's create rate; PostgreSQL gets the same under a "C" collation, which compares
- * bytes as SQLite does). Draws from a pooled `randomBytes` buffer so creating many
- * callbacks stays cheap.
+ * characters of `0-9A-Za-z`, in base 62) and 128 random bits (22 base64url characters). The
+ * random part makes an id unguessable; the time prefix makes newer ids sort after older ones, so
+ * a durable store adds a new callback's row and first journal entry at the end of its indexes, a
+ * few pages per group commit, rather than on a page of its own each (it doubled SQLite's create
+ * rate; PostgreSQL gets the same under a "C" collation, which compares bytes as SQLite does).
+ * Draws from a pooled `randomBytes` buffer so creating many callbacks stays cheap.
  */
 export function newCallbackId(): string {
   if (idOffset + ID_BYTES > idPool.length) {

@@ -134,11 +134,7 @@ export class ClusteredRouting implements Routing {
 
   /** A verified token's callbackId, or `undefined` (malformed or forged: one engine's answer). */
   #idOf(token: string): { id: string; anchor: string } | undefined {
-    // A callback this replica holds: its exact token, by map.
-    const resident = this.#ctx.registry.residentFields(token);
-    if (resident) return resident;
-    const fields = decodeToken(token);
-    return fields && this.#ctx.codec.verify(fields) ? fields : undefined;
+    return this.#ctx.registry.verifiedFields(token);
   }
 
   // ---- reports ------------------------------------------------------------------------------

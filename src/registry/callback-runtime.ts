@@ -108,7 +108,10 @@ export interface Job {
 /** Runtime state of one active callback. */
 export class CallbackRuntime implements CommitMember {
   readonly record: CallbackRecord;
-  /** Its live machine (an XState actor when inspected), or `undefined` while passivated (the record holds the state). */
+  /**
+   * Its live machine (an XState actor when inspected), or `undefined` while passivated (the
+   * record holds the state).
+   */
   actor: LifecycleRunner | undefined;
   /** Evicted from the live set while busy: passivate once the mailbox drains. */
   evictPending = false;

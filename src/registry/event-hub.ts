@@ -82,9 +82,9 @@ export class EventHub {
     return this.#inspectors.size > 0;
   }
 
-  /** The `createActor` options that route a new actor's inspection events to the inspectors. */
-  actorOptions(id: string): { inspect?: (event: InspectionEvent) => void; id?: string } {
-    return this.#inspectors.size > 0 ? { inspect: this.#inspectAll, id } : {};
+  /** The `createActor` options that route an actor's inspection events to the inspectors. */
+  actorOptions(id: string): { inspect: (event: InspectionEvent) => void; id: string } {
+    return { inspect: this.#inspectAll, id };
   }
 
   /** Emits an event about a callback (skipped entirely when nobody listens). */

@@ -365,18 +365,16 @@ export class CallbackRegistry {
     return rows.map(decodeEntry);
   }
 
-  /** The anchor of the live callback holding exactly this token (no decoding, no HMAC), if any. */
-  liveAnchor(token: string): string | undefined {
-    return this.#index.byToken.get(token)?.record.anchor;
-  }
-
   /**
-   * The id and anchor of the resident callback holding exactly this token (no decoding, no
-   * HMAC: a byte-identical token is the one stored with the callback), if any.
+   * The id and anchor a token names, if it is authentic: a callback in memory by its exact token
+   * (byte-identical to the one stored with it: no decoding, no HMAC), any other token decoded and
+   * its signature checked. Counts nothing; `undefined` for a malformed or forged token.
    */
-  residentFields(token: string): { id: string; anchor: string } | undefined {
-    const record = this.#index.byToken.get(token)?.record;
-    return record && { id: record.id, anchor: record.anchor };
+  verifiedFields(token: string): { id: string; anchor: string } | undefined {
+    const resident = this.#index.byToken.get(token)?.record;
+    if (resident) return resident;
+    const fields = decodeToken(token);
+    return fields && this.#codec.verify(fields) ? fields : undefined;
   }
 
   /** Resolves a token: an exact minted token by map, anything else decoded and HMAC-verified. */

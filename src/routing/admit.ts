@@ -19,14 +19,12 @@ import type { EventHub } from '../registry/event-hub.js';
 import type { CallbackRegistry } from '../registry/registry.js';
 import { Relay } from '../relay/relay.js';
 import { checkSchema, reportSchema, type StandardSchemaV1 } from '../schema.js';
-import { decodeToken, type TokenCodec } from '../token.js';
 import type { CallbackAnswer, CallbackMessage, DispatchResult } from '../types.js';
 import type { Routing } from './routing.js';
 
 /** What admission works with. */
 export interface AdmissionDeps {
   readonly options: ResolvedEngineOptions;
-  readonly codec: TokenCodec;
   readonly anchors: ReadonlyMap<string, ResolvedAnchor>;
   readonly registry: CallbackRegistry;
   readonly events: EventHub;
@@ -104,13 +102,8 @@ export class Admission {
 
   /** The report schema of a verified token's anchor for `status`, if it has one. */
   #reportSchema(token: string, status: DispatchStatus): StandardSchemaV1 | undefined {
-    // A live callback's exact token names its anchor; any other token must verify first.
-    let name = this.#d.registry.liveAnchor(token);
-    if (name === undefined) {
-      const fields = decodeToken(token);
-      if (fields === undefined || !this.#d.codec.verify(fields)) return undefined;
-      name = fields.anchor;
-    }
+    const name = this.#d.registry.verifiedFields(token)?.anchor;
+    if (name === undefined) return undefined;
     const anchor = this.#d.anchors.get(name);
     return anchor && reportSchema(anchor.schemas, status);
   }
