@@ -53,7 +53,15 @@ import {
 import { dropSchema, postgresStore } from '../test/helpers/postgres.js';
 import { sqliteStore } from '../src/store/sqlite.js';
 import type { DurableStore } from '../src/store/store.js';
-import { check, machine, closedLoop, createMany, processCpu, quantile } from './lib.js';
+import {
+  check,
+  machine,
+  closedLoop,
+  createMany,
+  processCpu,
+  quantile,
+  splitShards,
+} from './lib.js';
 import { balancedShards, replicaStats, shuffleTokens, type ReplicaStats } from './replicas.js';
 
 const { values } = parseArgs({
@@ -84,7 +92,6 @@ const HTTP_IN_FLIGHT = 64;
 const HTTP_WARMUP_MS = 1_500;
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 // ---- plumbing ---------------------------------------------------------------------------------
 
@@ -585,16 +592,8 @@ async function forwarding(): Promise<ForwardResult> {
   b.anchor('job');
   await b.ready();
   const half = SHARDS / 2;
-  const deadline = performance.now() + 15_000;
-  while (
-    (a.stats().cluster?.shards !== half || b.stats().cluster?.shards !== half) &&
-    performance.now() < deadline
-  )
-    await sleep(50);
-  check(
-    a.stats().cluster?.shards === half && b.stats().cluster?.shards === half,
-    `a and b hold ${half} shards each (a ${a.stats().cluster?.shards}, b ${b.stats().cluster?.shards})`,
-  );
+  const [sa, sb] = await splitShards(a, b, half, 15_000);
+  check(sa === half && sb === half, `a and b hold ${half} shards each (a ${sa}, b ${sb})`);
   const tokens = await createMany(a, FWD_CALLBACKS, 500);
 
   // Warm-up and correctness: every callback gets one report through b, forwarded to a.

@@ -279,6 +279,26 @@ export function processCpu(): Map<number, ProcessCpu> {
   return out;
 }
 
+/**
+ * Waits until two engines of one cluster, in this process, hold `each` shards apiece (the leases
+ * move on renewal), at most `timeoutMs`; returns what each holds then.
+ */
+export async function splitShards(
+  a: CallbackEngine,
+  b: CallbackEngine,
+  each: number,
+  timeoutMs: number,
+): Promise<[number, number]> {
+  const held = (): [number, number] => [
+    a.stats().cluster?.shards ?? 0,
+    b.stats().cluster?.shards ?? 0,
+  ];
+  const deadline = performance.now() + timeoutMs;
+  while (held().some((n) => n !== each) && performance.now() < deadline)
+    await new Promise<void>((resolve) => setTimeout(resolve, 50));
+  return held();
+}
+
 /** The `q` quantile (0 to 1) of ascending `sorted`, interpolated between neighbours; NaN if empty. */
 export function quantile(sorted: readonly number[], q: number): number {
   if (sorted.length === 0) return Number.NaN;

@@ -21,11 +21,10 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { createCallbackEngine, type CallbackEngine } from '../src/index.js';
 import { dropSchema, postgresStore } from '../test/helpers/postgres.js';
-import { createMany, dispatchUniform, processCpu } from './lib.js';
+import { createMany, dispatchUniform, processCpu, splitShards } from './lib.js';
 
 /** CPU time (ms) of every process with this command name (this machine's only). */
 const cpuMsOf = (comm: string) => {
@@ -52,6 +51,7 @@ const FORWARD = values.forward;
 const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const NATS_URL = process.env.BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 const schema = `cbe_profile_${process.pid}`;
+const SHARDS = 64;
 const engineFor = (node: string) =>
   createCallbackEngine({
     node,
@@ -61,6 +61,7 @@ const engineFor = (node: string) =>
     store: postgresStore({
       connectionString: PG_URL,
       schema,
+      shards: SHARDS,
       leaseTtl: 10_000,
       renewInterval: 3_000,
       ...(FORWARD ? { forwardTimeout: 5_000, nats: { servers: NATS_URL } } : {}),
@@ -75,12 +76,9 @@ try {
     entry = engineFor('b');
     entry.anchor('job');
     await entry.ready();
-    // Wait until the shards are split between the two (a shard's lease moves on renewal).
-    const deadline = performance.now() + 60_000;
-    const shards = (e: CallbackEngine) => e.stats().cluster?.shards ?? 0;
-    while (shards(owner) !== shards(entry) && performance.now() < deadline) await sleep(100);
-    if (shards(owner) !== shards(entry) || shards(owner) === 0)
-      throw new Error(`shards not split: a ${shards(owner)}, b ${shards(entry)}`);
+    const half = SHARDS / 2;
+    const [sa, sb] = await splitShards(owner, entry, half, 60_000);
+    if (sa !== half || sb !== half) throw new Error(`shards not split: a ${sa}, b ${sb}`);
   }
   const tokens = await createMany(owner, N, 500);
   const session = values.profile !== undefined ? new Session() : undefined;
